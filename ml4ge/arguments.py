@@ -1,0 +1,167 @@
+"""Command-line arguments with ml4h's flag names, grouped in ``--help``, validated before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ml4ge.recipes import RECIPES
+
+DEFAULT_SEED = 12878
+
+
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run")
+    group.add_argument("--mode", required=True, help=f"Recipe to run: {', '.join(RECIPES.names())}.")
+    group.add_argument("--output_folder", default="./recipes_output/", help="Runs are written to <output_folder>/<id>/.")
+    group.add_argument("--id", default="no_id", help="Name of the run; rerunning an id resumes it.")
+    group.add_argument("--random_seed", type=int, default=DEFAULT_SEED, help="Seed for splits, shuffling and init.")
+    group.add_argument("--num_workers", type=int, default=min(os.cpu_count() or 1, 4),
+                       help="Worker processes for reading HD5 files and tensorizing (0: read in the main process).")
+    group.add_argument("--overwrite", action="store_true", help="Let tensorize replace existing HD5 files.")
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--tensors", help="Folder of <sample_id>.hd5 files (the output folder for tensorize).")
+    group.add_argument("--input_tensors", nargs="*", default=[], help="TensorMaps fed to the model.")
+    group.add_argument("--output_tensors", nargs="*", default=[], help="TensorMaps the model predicts.")
+    group.add_argument("--tensormap_prefix", default=None,
+                       help="Python package holding your TensorMaps; names like module.variable resolve under it.")
+    group.add_argument("--sample_csv", help="Only samples listed in this CSV (first or sample_id column).")
+    group.add_argument("--train_csv", help="Samples assigned to train.")
+    group.add_argument("--valid_csv", help="Samples assigned to valid.")
+    group.add_argument("--test_csv", help="Samples assigned to test.")
+    group.add_argument("--valid_ratio", type=float, default=0.1, help="Fraction of samples for validation.")
+    group.add_argument("--test_ratio", type=float, default=0.1, help="Fraction of samples for testing.")
+    group.add_argument("--cache", action="store_true", help="Keep tensors in memory after the first epoch.")
+    group.add_argument("--manifest", help="tensorize: CSV of sample_id, tensor, path[, instance] rows.")
+    group.add_argument("--phenotype_csv", help="tensorize: CSV with a sample id column and one column per scalar.")
+    group.add_argument("--resample", action="store_true",
+                       help="tensorize: resample volumes to the TensorMap shape instead of centred crop/pad.")
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--encoder_blocks", nargs="*", default=["conv_encode"],
+                       help="Encoder block names, or encoder_<tmap>.keras files of a trained model.")
+    group.add_argument("--merge_blocks", nargs="*", default=["concat"], help="Merge block names.")
+    group.add_argument("--decoder_blocks", nargs="*", default=["conv_decode"],
+                       help="Decoder block names, or decoder_<tmap>.keras files of a trained model.")
+    group.add_argument("--model_preset", default=None, help="A named architecture (e.g. udip).")
+    group.add_argument("--model_file", help="A trained <id>.keras model (for inference or fine-tuning).")
+    group.add_argument("--activation", default="swish", help="Activation of hidden layers.")
+    group.add_argument("--conv_layers", nargs="*", type=int, default=[32], help="Widths of the stem convolutions.")
+    group.add_argument("--conv_width", nargs="*", type=int, default=[71], help="Kernel size for 1-D maps.")
+    group.add_argument("--conv_x", nargs="*", type=int, default=[3], help="Kernel size along x.")
+    group.add_argument("--conv_y", nargs="*", type=int, default=[3], help="Kernel size along y.")
+    group.add_argument("--conv_z", nargs="*", type=int, default=[2], help="Kernel size along z.")
+    group.add_argument("--conv_normalize", default=None, help="Normalization after convolutions (batch_norm, ...).")
+    group.add_argument("--conv_regularize", default=None, help="Regularization after convolutions (dropout, ...).")
+    group.add_argument("--conv_regularize_rate", type=float, default=0.0, help="Rate of --conv_regularize.")
+    group.add_argument("--dense_blocks", nargs="*", type=int, default=[32, 32, 32], help="Widths of conv stages.")
+    group.add_argument("--block_size", type=int, default=3, help="Convolutions per stage.")
+    group.add_argument("--dense_layers", nargs="*", type=int, default=[256],
+                       help="Dense widths after the convolutions; the last is the latent size.")
+    group.add_argument("--dense_normalize", default=None, help="Normalization after dense layers.")
+    group.add_argument("--dense_regularize", default=None, help="Regularization after dense layers.")
+    group.add_argument("--dense_regularize_rate", type=float, default=0.0, help="Rate of --dense_regularize.")
+    group.add_argument("--pool_type", default="max", choices=["max", "average"], help="Pooling between stages.")
+    group.add_argument("--pool_x", type=int, default=2, help="Pooling factor along x.")
+    group.add_argument("--pool_y", type=int, default=2, help="Pooling factor along y.")
+    group.add_argument("--pool_z", type=int, default=1, help="Pooling factor along z.")
+    group.add_argument("--pairs", nargs=2, action="append", default=[], metavar=("A", "B"),
+                       help="Input TensorMaps tied by the pair merge; repeat for several pairs.")
+    group.add_argument("--pair_loss", default="contrastive", choices=["contrastive", "cosine", "euclid"],
+                       help="Loss tying paired embeddings.")
+    group.add_argument("--pair_loss_weight", type=float, default=1.0, help="Weight of the pair loss.")
+    group.add_argument("--pair_merge", default="dropout", choices=["dropout", "average", "concat"],
+                       help="Fusion of paired embeddings (dropout = DropFuse).")
+
+
+def _add_training(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--batch_size", type=int, default=8, help="Global batch size (split across replicas).")
+    group.add_argument("--epochs", type=int, default=10, help="Maximum number of epochs.")
+    group.add_argument("--training_steps", type=int, default=0, help="Steps per epoch; 0 = one pass over train.")
+    group.add_argument("--validation_steps", type=int, default=0, help="Validation steps; 0 = one pass.")
+    group.add_argument("--test_steps", type=int, default=0, help="Test steps; 0 = one pass.")
+    group.add_argument("--patience", type=int, default=8, help="Epochs without improvement before stopping.")
+    group.add_argument("--learning_rate", type=float, default=1e-4, help="Initial learning rate.")
+    group.add_argument("--optimizer", default="adam", help="Keras optimizer name.")
+    group.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi_worker", "tpu"],
+                       help="Distribution strategy.")
+    group.add_argument("--mixed_precision", action="store_true", help="bfloat16 on CPU/TPU, float16 on GPU.")
+    group.add_argument("--inspect_model", action="store_true", help="Write an architecture summary and timing.")
+
+
+def _add_inference(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inference and comparison")
+    group.add_argument("--tsv_style", default="standard", choices=["standard", "genetics"],
+                       help="genetics writes FID and IID columns for PLINK/REGENIE.")
+    group.add_argument("--shard", default=None, help="i/n: infer the i-th of n disjoint shards of samples.")
+    group.add_argument("--latent_tables", nargs="*", default=[], help="compare: name=path latent TSVs.")
+    group.add_argument("--phenotypes", help="compare: CSV/TSV of phenotypes keyed by sample id.")
+    group.add_argument("--covariates", nargs="*", default=[], help="compare: phenotype columns used as covariates.")
+    group.add_argument("--folds", type=int, default=5, help="compare: cross-validation folds.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ml4ge", description="ml4ge recipes: tensorize, train, infer and compare learned representations."
+    )
+    for add in (_add_run, _add_data, _add_model, _add_training, _add_inference):
+        add(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` and validate it before any work; an invalid combination exits with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        validate(args)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        parser.error(str(error))
+    return args
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Checks that apply to every mode, then the chosen recipe's own ``validate``.
+
+    Raises:
+        ValueError, KeyError, FileNotFoundError: with a message saying what to change.
+    """
+    recipe = RECIPES.load(args.mode)
+    if not 0 <= args.valid_ratio < 1 or not 0 <= args.test_ratio < 1 or args.valid_ratio + args.test_ratio >= 1:
+        raise ValueError(
+            f"--valid_ratio {args.valid_ratio} and --test_ratio {args.test_ratio} must be in [0, 1) "
+            "and leave some samples for training."
+        )
+    if args.model_file and not Path(args.model_file).is_file():
+        raise FileNotFoundError(f"--model_file {args.model_file!r} does not exist.")
+    for flag in ("sample_csv", "train_csv", "valid_csv", "test_csv", "manifest", "phenotype_csv", "phenotypes"):
+        value = getattr(args, flag)
+        if value and not Path(value).is_file():
+            raise FileNotFoundError(f"--{flag} {value!r} does not exist.")
+    check = getattr(recipe, "validate", None)
+    if check is not None:
+        check(args)
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    """``<output_folder>/<id>/``, created."""
+    folder = Path(args.output_folder) / args.id
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_arguments(args: argparse.Namespace, folder: Path) -> Path:
+    """Write the parsed arguments as JSON in the run folder (``arguments.json``)."""
+    path = folder / "arguments.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(vars(args), indent=2, sort_keys=True, default=str))
+    temporary.replace(path)
+    return path

@@ -1,0 +1,1 @@
+"""Ready-made TensorMaps. Importing a catalogue module builds descriptions only; it reads no files."""

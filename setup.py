@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="ml4ge",
+    version="0.1.0",
+    description="Representation learning of biobank brain MRI and its genetic signal, on Keras 3 / TensorFlow",
+    packages=find_packages(include=["ml4ge", "ml4ge.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.18",
+        "keras>=3.5",
+        "h5py>=3.10",
+        "numpy>=1.26",
+        "pandas>=2.0",
+        "scipy>=1.11",
+        "nibabel>=5.0",
+        "scikit-learn>=1.4",
+        "matplotlib>=3.8",
+        "tqdm>=4.60",
+        "psutil>=5.9",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["ml4ge=ml4ge.cli:console_main"]},
+)
