@@ -21,3 +21,9 @@ class RecipeRegistry(Registry[str]):
 
 RECIPES = RecipeRegistry("mode")
 RECIPES.register("tensorize", "ml4ge.recipes.tensorize")
+RECIPES.register("train", "ml4ge.recipes.train")
+RECIPES.register("infer", "ml4ge.recipes.infer")
+RECIPES.register("infer_encoders", "ml4ge.recipes.infer_encoders")
+RECIPES.register("merge_shards", "ml4ge.recipes.merge_shards")
+RECIPES.register("compare", "ml4ge.recipes.compare")
+RECIPES.register("explore", "ml4ge.recipes.explore")
