@@ -15,7 +15,9 @@ DEFAULT_SEED = 12878
 def _add_run(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run")
     group.add_argument("--mode", required=True, help=f"Recipe to run: {', '.join(RECIPES.names())}.")
-    group.add_argument("--output_folder", default="./recipes_output/", help="Runs are written to <output_folder>/<id>/.")
+    group.add_argument(
+        "--output_folder", default="./recipes_output/", help="Runs are written to <output_folder>/<id>/."
+    )
     group.add_argument("--id", default="no_id", help="Name of the run; rerunning an id resumes it.")
     group.add_argument("--random_seed", type=int, default=DEFAULT_SEED, help="Seed for splits, shuffling and init.")
     group.add_argument("--num_workers", type=int, default=min(os.cpu_count() or 1, 4),
