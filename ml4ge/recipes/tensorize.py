@@ -1,0 +1,213 @@
+"""``--mode tensorize``: NIfTI volumes (``--manifest``) and phenotype values (``--phenotype_csv``) to one
+``<sample_id>.hd5`` per subject in ``--tensors``.
+
+Manifest: a CSV/TSV with columns ``sample_id``, ``tensor`` (a TensorMap name, resolved like ``--input_tensors``,
+with ``--tensormap_prefix``), ``path`` (.nii/.nii.gz; relative paths are relative to the manifest's folder) and
+optionally ``instance``. Each volume is stored at its TensorMap's key: as read (full resolution) by default,
+so that downsampled maps resample it on read, or fitted to the map's shape with ``--resample``.
+
+Phenotype CSV: a sample id column (``sample_id``, ``eid``, ... or the first column) and one column per scalar.
+A column named like a catalogue TensorMap (``age``, ``sex``) is stored at that map's key (categorical maps
+store the category index; labels such as ``male`` are accepted); any other column at
+``phenotypes/<column>/instance_0``. Empty cells are not written.
+
+Run one tensorize per subject set with both inputs: a subject's file is written whole, and existing files are
+skipped (``--overwrite`` replaces them). The report ``tensorize_report.tsv`` (sample_id, tensor, path, status,
+reason) goes in ``--tensors`` and in the run folder; the exit status is 1 if any subject failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from ml4ge.arguments import run_folder
+from ml4ge.lookup import catalogue, resolve
+from ml4ge.readers import read_table
+from ml4ge.tensorize import (
+    FAILED,
+    REPORT_NAME,
+    ScalarInput,
+    Subject,
+    VolumeInput,
+    commonest_reasons,
+    status_counts,
+    tensorize_subjects,
+    write_report,
+)
+from ml4ge.tensormap import TensorMap
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ("sample_id", "tensor", "path")
+PHENOTYPE_GROUP = "phenotypes"
+
+
+# Manifest -------------------------------------------------------------------------------------------------
+def read_manifest(path) -> pd.DataFrame:
+    """The manifest as strings, column names lower-cased, ``instance`` added (empty) when absent.
+
+    Raises:
+        ValueError: for missing columns, no rows, empty ids or paths, ids that cannot be file names,
+            non-integer instances, or a (sample, tensor, instance) given twice.
+    """
+    separator = "\t" if str(path).endswith((".tsv", ".txt")) else ","
+    frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"--manifest {path}: missing column(s) {', '.join(missing)}; it has "
+                         f"{', '.join(frame.columns)}. Columns: sample_id, tensor, path[, instance].")
+    if frame.empty:
+        raise ValueError(f"--manifest {path} has no rows.")
+    if "instance" not in frame.columns:
+        frame["instance"] = ""
+    frame = frame.apply(lambda column: column.str.strip())
+    for column in MANIFEST_COLUMNS:
+        if (frame[column] == "").any():
+            raise ValueError(f"--manifest {path}: row {int((frame[column] == '').idxmax()) + 2} has no {column}.")
+    _check_sample_ids(frame["sample_id"], f"--manifest {path}")
+    bad = frame.loc[(frame["instance"] != "") & ~frame["instance"].str.fullmatch(r"\d+"), "instance"]
+    if not bad.empty:
+        raise ValueError(f"--manifest {path}: instance {bad.iloc[0]!r} is not a whole number >= 0 (or leave it empty).")
+    given = frame[frame["instance"] != ""]
+    twice = given[given.duplicated(["sample_id", "tensor", "instance"])]
+    if not twice.empty:
+        row = twice.iloc[0]
+        raise ValueError(f"--manifest {path}: sample {row['sample_id']!r} has tensor {row['tensor']!r} instance "
+                         f"{row['instance']} twice; keep one row.")
+    return frame
+
+
+def _check_sample_ids(ids: pd.Series, where: str) -> None:
+    unusable = ids[ids.str.contains(r"[/\\]") | ids.isin(["", ".", ".."])]
+    if not unusable.empty:
+        raise ValueError(f"{where}: sample id {unusable.iloc[0]!r} cannot be a file name; use ids without slashes.")
+
+
+def manifest_tensormaps(frame: pd.DataFrame, prefix: str | None) -> dict[str, TensorMap]:
+    """The TensorMap of every tensor name in the manifest.
+
+    Raises:
+        UnknownNameError: for an unknown name, with the closest matches.
+        ValueError: for maps that cannot hold a NIfTI volume (scalars, maps computed by a reader).
+    """
+    maps = {name: resolve(name, prefix) for name in sorted(frame["tensor"].unique())}
+    for name, tm in maps.items():
+        if tm.reader is not None:
+            raise ValueError(f"--manifest: TensorMap {name!r} is computed on read by {tm.reader!r}; "
+                             "tensorize the map it is computed from instead.")
+        if tm.is_scalar:
+            raise ValueError(f"--manifest: TensorMap {name!r} is a scalar of shape {tm.shape}; put scalars in "
+                             "--phenotype_csv and volumes in the manifest.")
+    return maps
+
+
+def volume_inputs(manifest_path, prefix: str | None, resample: bool) -> dict[str, list[VolumeInput]]:
+    """Volume inputs per sample id, in manifest row order."""
+    frame = read_manifest(manifest_path)
+    maps = manifest_tensormaps(frame, prefix)
+    base = Path(manifest_path).resolve().parent
+    inputs: dict[str, list[VolumeInput]] = {}
+    for row in frame.itertuples(index=False):
+        tm = maps[row.tensor]
+        path = Path(row.path) if Path(row.path).is_absolute() else base / row.path
+        instance = int(row.instance) if row.instance else None
+        inputs.setdefault(row.sample_id, []).append(
+            VolumeInput(row.tensor, str(path), tm.key, tm.shape, instance, resample and tm.axial_slices is None)
+        )
+    return inputs
+
+
+# Phenotypes -----------------------------------------------------------------------------------------------
+def phenotype_targets(table: pd.DataFrame) -> dict[str, tuple[str, int, dict | None]]:
+    """``column -> (key, instance, channel_map)``: a catalogue map's key, or ``phenotypes/<column>``.
+
+    Raises:
+        ValueError: for a column named like a catalogue volume, a column name with a slash, or a text column
+            that is not a categorical map.
+    """
+    maps = catalogue()
+    targets = {}
+    for column in map(str, table.columns):
+        if "/" in column:
+            raise ValueError(f"--phenotype_csv column {column!r} contains '/'; rename it.")
+        tm = maps.get(column)
+        if tm is not None and not tm.is_scalar and tm.channel_map is None:
+            raise ValueError(f"--phenotype_csv column {column!r} names the volume TensorMap {column!r}; rename it.")
+        if tm is None:
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            if table[column].notna().any() and numbers.isna().all():
+                raise ValueError(f"--phenotype_csv column {column!r} holds text ({table[column].dropna().iloc[0]!r}); "
+                                 "drop it or define a categorical TensorMap of that name.")
+            targets[column] = (f"{PHENOTYPE_GROUP}/{column}", 0, None)
+        else:
+            instance = tm.instance if isinstance(tm.instance, int) else 0
+            targets[column] = (tm.key, instance, dict(tm.channel_map) if tm.channel_map else None)
+    return targets
+
+
+def scalar_inputs(path) -> dict[str, list[ScalarInput]]:
+    """Phenotype inputs per sample id; empty cells are left out."""
+    table = read_table(str(path))
+    _check_sample_ids(pd.Series(table.index.astype(str)), f"--phenotype_csv {path}")
+    targets = phenotype_targets(table)
+    inputs: dict[str, list[ScalarInput]] = {}
+    for sample_id, row in table.iterrows():
+        values = inputs.setdefault(str(sample_id), [])
+        for column, (key, instance, channel_map) in targets.items():
+            if pd.notna(row[column]):
+                values.append(ScalarInput(column, key, row[column], str(path), instance, channel_map))
+    return inputs
+
+
+def build_subjects(args) -> list[Subject]:
+    """One :class:`Subject` per sample id found in the manifest or the phenotype CSV, sorted by id."""
+    volumes = volume_inputs(args.manifest, args.tensormap_prefix, args.resample) if args.manifest else {}
+    scalars = scalar_inputs(args.phenotype_csv) if args.phenotype_csv else {}
+    source = str(args.phenotype_csv or "")
+    return [
+        Subject(sample_id, tuple(volumes.get(sample_id, ())), tuple(scalars.get(sample_id, ())), source)
+        for sample_id in sorted(set(volumes) | set(scalars))
+    ]
+
+
+# Recipe ---------------------------------------------------------------------------------------------------
+def validate(args) -> None:
+    """Check the flags and inputs before any work.
+
+    Raises:
+        ValueError: without --tensors, without any input, for a bad manifest or phenotype CSV.
+        UnknownNameError: for an unknown TensorMap in the manifest, with the closest names.
+    """
+    if not args.tensors:
+        raise ValueError("--mode tensorize needs --tensors, the folder to write <sample_id>.hd5 files into.")
+    if not args.manifest and not args.phenotype_csv:
+        raise ValueError("--mode tensorize needs --manifest (NIfTI volumes) and/or --phenotype_csv (scalars).")
+    if args.num_workers < 0:
+        raise ValueError(f"--num_workers {args.num_workers}: use 0 or more.")
+    if args.manifest:
+        manifest_tensormaps(read_manifest(args.manifest), args.tensormap_prefix)
+    if args.phenotype_csv:
+        table = read_table(str(args.phenotype_csv))
+        _check_sample_ids(pd.Series(table.index.astype(str)), f"--phenotype_csv {args.phenotype_csv}")
+        phenotype_targets(table)
+
+
+def run(args) -> int:
+    """Tensorize every subject; write the report; 1 if any subject failed, else 0."""
+    subjects = build_subjects(args)
+    log.info("tensorize: %d subjects into %s with %d worker(s)", len(subjects), args.tensors, args.num_workers)
+    rows = tensorize_subjects(subjects, args.tensors, overwrite=args.overwrite, num_workers=args.num_workers)
+    report = write_report(rows, Path(args.tensors) / REPORT_NAME)
+    write_report(rows, run_folder(args) / REPORT_NAME)
+    counts = status_counts(rows)
+    log.info("tensorize: %d written, %d skipped (file exists), %d failed; report %s",
+             counts["written"], counts["skipped_existing"], counts[FAILED], report)
+    if counts[FAILED]:
+        for reason, count in commonest_reasons(rows):
+            log.error("tensorize: %d input(s) failed: %s", count, reason)
+        return 1
+    return 0

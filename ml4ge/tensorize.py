@@ -1,0 +1,316 @@
+"""Write one ``<sample_id>.hd5`` per subject from NIfTI volumes and phenotype values.
+
+Each subject is written under a temporary name (``<sample_id>.hd5.tmp``) and renamed when complete, so a
+folder never holds a half-written ``.hd5``: a subject is written whole or not at all. A subject whose file
+exists is skipped unless ``overwrite`` is set. An unreadable input (missing, truncated, not NIfTI, NaN/Inf
+values, a shape the TensorMap cannot take, a phenotype value that is not a number or category) fails only its
+subject, and the reason goes in the report.
+
+Volumes are stored as read (full resolution) unless a target shape is given (``--resample``), in which case
+they are resampled with one isotropic zoom factor and centred in that shape (:func:`ml4ge.arrays.fit_to_shape`),
+and the stored affine and voxel size describe the resampled grid.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import zlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nibabel.filebasedimages import ImageFileError
+
+from ml4ge.arrays import fit_to_shape
+from ml4ge.hd5 import HD5_SUFFIX, write_tensor
+from ml4ge.progress import progress
+
+TEMPORARY_SUFFIX = ".tmp"
+REPORT_NAME = "tensorize_report.tsv"
+REPORT_COLUMNS = ("sample_id", "tensor", "path", "status", "reason")
+WRITTEN, SKIPPED_EXISTING, FAILED, NOT_WRITTEN = "written", "skipped_existing", "failed", "not_written"
+# What a bad input raises: nibabel (ImageFileError, EOFError / zlib.error for truncated gzip, OSError for short
+# files or missing ones), our own checks (ValueError), h5py (OSError, ValueError, KeyError, RuntimeError).
+INPUT_ERRORS = (OSError, EOFError, zlib.error, ImageFileError, ValueError, KeyError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class VolumeInput:
+    """One NIfTI file to store at ``key`` (plain data, so that it pickles to worker processes).
+
+    Args:
+        tensor: TensorMap name (for the report).
+        path: the .nii/.nii.gz file.
+        key: HD5 group path, the TensorMap's ``key``.
+        instance: instance number, or None for the next free one.
+        map_shape: the TensorMap's shape; the volume must be able to take it.
+        resample: store the volume fitted to ``map_shape`` instead of as read.
+    """
+
+    tensor: str
+    path: str
+    key: str
+    map_shape: tuple[int, ...]
+    instance: int | None = None
+    resample: bool = False
+
+
+@dataclass(frozen=True)
+class ScalarInput:
+    """One phenotype value to store at ``key``; ``channel_map`` turns a label into a category index."""
+
+    tensor: str
+    key: str
+    value: object
+    source: str
+    instance: int | None = 0
+    channel_map: Mapping[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Everything written into one sample's file."""
+
+    sample_id: str
+    volumes: tuple[VolumeInput, ...] = ()
+    scalars: tuple[ScalarInput, ...] = ()
+    scalar_source: str = ""
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    sample_id: str
+    tensor: str
+    path: str
+    status: str
+    reason: str = field(default="")
+
+
+# Reading --------------------------------------------------------------------------------------------------
+def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """``(volume float32, affine 4x4, voxel size)`` of a NIfTI file; trailing singleton axes past 3 dropped.
+
+    Raises:
+        FileNotFoundError, OSError, EOFError, zlib.error, ImageFileError: for missing, truncated or non-NIfTI files.
+        ValueError: if the volume holds NaN or Inf.
+    """
+    image = nib.load(str(path))
+    volume = image.get_fdata(dtype=np.float32)
+    while volume.ndim > 3 and volume.shape[-1] == 1:
+        volume = volume[..., 0]
+    if not np.all(np.isfinite(volume)):
+        raise ValueError(f"volume contains NaN or Inf ({np.count_nonzero(~np.isfinite(volume))} voxels)")
+    zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
+    return volume, np.asarray(image.affine, dtype=np.float64), zooms
+
+
+def fitted_affine(affine: np.ndarray, source_shape, target_shape) -> np.ndarray:
+    """The affine of a volume after :func:`ml4ge.arrays.resample` from ``source_shape`` to ``target_shape``.
+
+    Both shapes are spatial (at most 3 axes). Mirrors ``resample``: one zoom factor ``min(want / have)``,
+    ``ndimage.zoom`` with ``grid_mode=True`` (output voxel ``j`` samples input coordinate
+    ``(j + 0.5) * have / zoomed - 0.5``), then a centred crop/pad.
+    """
+    source_shape = tuple(int(s) for s in source_shape)
+    target_shape = tuple(int(s) for s in target_shape)
+    if source_shape == target_shape:
+        return np.asarray(affine, dtype=np.float64)
+    factor = min(want / have for want, have in zip(target_shape, source_shape, strict=True))
+    index_to_source = np.eye(4)
+    for axis, (have, want) in enumerate(zip(source_shape, target_shape, strict=True)):
+        zoomed = int(round(have * factor))
+        offset = max((zoomed - want) // 2, 0) - max((want - zoomed) // 2, 0)
+        scale = have / zoomed
+        index_to_source[axis, axis] = scale
+        index_to_source[axis, 3] = (offset + 0.5) * scale - 0.5
+    return np.asarray(affine, dtype=np.float64) @ index_to_source
+
+
+def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
+    """Read one NIfTI and bring it to what is stored: the array and its provenance attributes.
+
+    Raises:
+        The errors of :func:`read_nifti`; ValueError if the volume's rank cannot take the map's shape.
+    """
+    volume, affine, zooms = read_nifti(volume_input.path)
+    shape = volume_input.map_shape
+    if volume.ndim not in (len(shape) - 1, len(shape)):
+        raise ValueError(f"volume of shape {volume.shape} cannot take the TensorMap shape {shape}")
+    attributes = {"source": str(volume_input.path), "source_shape": np.asarray(volume.shape), "resampled": False}
+    if volume_input.resample:
+        spatial = volume.shape if volume.ndim == len(shape) - 1 else volume.shape[:-1]
+        affine = fitted_affine(affine, spatial, shape[:-1])
+        zooms = tuple(float(np.linalg.norm(affine[:3, axis])) for axis in range(len(zooms)))
+        volume = fit_to_shape(volume, shape, resize=True).astype(np.float32)
+        attributes["resampled"] = True
+    attributes.update(affine=affine, voxel_size=np.asarray(zooms))
+    return volume, attributes
+
+
+def scalar_value(scalar: ScalarInput) -> np.ndarray:
+    """The stored value: a float, or a category index for maps with a channel map.
+
+    Raises:
+        ValueError: for a value that is not a finite number, or not a label or index of the channel map.
+    """
+    value = scalar.value
+    if scalar.channel_map is not None:
+        labels = {str(label): index for label, index in scalar.channel_map.items()}
+        if str(value) in labels:
+            return np.asarray([labels[str(value)]], dtype=np.int32)
+        number = pd.to_numeric(value, errors="coerce")
+        if pd.notna(number) and float(number).is_integer() and 0 <= int(number) < len(labels):
+            return np.asarray([int(number)], dtype=np.int32)
+        raise ValueError(
+            f"{scalar.tensor}: value {value!r} is neither a label ({', '.join(labels)}) nor an index "
+            f"0..{len(labels) - 1}"
+        )
+    number = pd.to_numeric(value, errors="coerce")
+    if pd.isna(number) or not np.isfinite(float(number)):
+        raise ValueError(f"{scalar.tensor}: value {value!r} is not a finite number")
+    return np.asarray([number], dtype=np.float32)
+
+
+# Writing --------------------------------------------------------------------------------------------------
+def describe(error: BaseException) -> str:
+    """A one-line reason for the report: the error type and message, without tabs or newlines."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def subject_rows(subject: Subject, status: str, reason: str = "", failed: object = None) -> list[ReportRow]:
+    """One report row per volume and one for the subject's phenotype values.
+
+    ``failed`` is the index of the volume that failed, or ``"scalars"``; its row gets ``status`` and the others
+    ``not_written`` (a subject is written whole or not at all).
+    """
+    rows = []
+    for index, volume in enumerate(subject.volumes):
+        own = failed is None or failed == index
+        rows.append(ReportRow(subject.sample_id, volume.tensor, volume.path, status if own else NOT_WRITTEN,
+                              reason if own else f"another input of this subject failed: {reason}"))
+    if subject.scalars:
+        own = failed is None or failed == "scalars"
+        scalar_reason = reason if own else f"another input of this subject failed: {reason}"
+        if status == WRITTEN:
+            scalar_reason = f"{len(subject.scalars)} values: {', '.join(s.tensor for s in subject.scalars)}"
+        rows.append(ReportRow(subject.sample_id, "phenotypes", subject.scalar_source,
+                              status if own else NOT_WRITTEN, scalar_reason))
+    return rows
+
+
+def _write_inputs(hd5: h5py.File, subject: Subject) -> tuple[object, str] | None:
+    """Write every input of ``subject``; on the first bad one return ``(which, reason)``, else None."""
+    for index, volume in enumerate(subject.volumes):
+        try:
+            array, attributes = prepare_volume(volume)
+            write_tensor(hd5, volume.key, array, volume.instance, attributes)
+        except INPUT_ERRORS as error:
+            return index, describe(error)
+    for scalar in subject.scalars:
+        try:
+            value = scalar_value(scalar)
+            write_tensor(hd5, scalar.key, value, scalar.instance, {"source": scalar.source, "column": scalar.tensor})
+        except INPUT_ERRORS as error:
+            return "scalars", f"{scalar.tensor}: {describe(error)}"
+    return None
+
+
+def _sync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def write_subject(subject: Subject, folder, overwrite: bool = False) -> list[ReportRow]:
+    """Write ``<folder>/<sample_id>.hd5`` atomically; return its report rows.
+
+    Raises:
+        OSError: only when the temporary file cannot be created (an unwritable folder stops the run); bad
+            inputs are reported in the rows instead.
+    """
+    final = Path(folder) / f"{subject.sample_id}{HD5_SUFFIX}"
+    if final.exists() and not overwrite:
+        return subject_rows(subject, SKIPPED_EXISTING, "file exists; pass --overwrite to replace it")
+    temporary = final.with_name(final.name + TEMPORARY_SUFFIX)
+    try:
+        with h5py.File(temporary, "w") as hd5:
+            failure = _write_inputs(hd5, subject)
+        if failure is not None:
+            which, reason = failure
+            return subject_rows(subject, FAILED, reason, failed=which)
+        _sync(temporary)
+        if final.exists() and not overwrite:  # another run finished it meanwhile
+            return subject_rows(subject, SKIPPED_EXISTING, "file appeared while writing; kept the existing one")
+        os.replace(temporary, final)
+        return subject_rows(subject, WRITTEN)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def tensorize_subjects(subjects: Sequence[Subject], folder, overwrite: bool = False,
+                       num_workers: int = 0) -> list[ReportRow]:
+    """Write every subject, in ``num_workers`` processes (0 or 1: in this process), with a progress bar.
+
+    Subjects whose file exists are reported as skipped without being sent to a worker (unless ``overwrite``).
+
+    Returns:
+        Report rows sorted by sample id.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[ReportRow] = []
+    todo = []
+    for subject in subjects:
+        if not overwrite and (folder / f"{subject.sample_id}{HD5_SUFFIX}").exists():
+            rows.extend(subject_rows(subject, SKIPPED_EXISTING, "file exists; pass --overwrite to replace it"))
+        else:
+            todo.append(subject)
+    with progress(total=len(todo), description="tensorize", unit="subject") as bar:
+        if num_workers <= 1:
+            for subject in todo:
+                rows.extend(write_subject(subject, folder, overwrite))
+                bar.update()
+        else:
+            # spawn: workers start clean even when the parent has imported TensorFlow or holds threads.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
+                futures = [pool.submit(write_subject, subject, folder, overwrite) for subject in todo]
+                for future in as_completed(futures):
+                    rows.extend(future.result())
+                    bar.update()
+    order = {subject.sample_id: i for i, subject in enumerate(sorted(subjects, key=lambda s: s.sample_id))}
+    return sorted(rows, key=lambda row: order[row.sample_id])
+
+
+# Report ---------------------------------------------------------------------------------------------------
+def write_report(rows: Sequence[ReportRow], path) -> Path:
+    """Write the report TSV (``sample_id, tensor, path, status, reason``) atomically."""
+    path = Path(path)
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    frame = pd.DataFrame([[getattr(row, c) for c in REPORT_COLUMNS] for row in rows], columns=list(REPORT_COLUMNS))
+    frame.to_csv(temporary, sep="\t", index=False)
+    os.replace(temporary, path)
+    return path
+
+
+def status_counts(rows: Sequence[ReportRow]) -> Counter:
+    """Number of subjects per outcome (written, skipped_existing, failed); a subject with a failed row failed."""
+    statuses: dict[str, set[str]] = {}
+    for row in rows:
+        statuses.setdefault(row.sample_id, set()).add(row.status)
+    outcome = Counter()
+    for found in statuses.values():
+        outcome[FAILED if found & {FAILED, NOT_WRITTEN} else SKIPPED_EXISTING if SKIPPED_EXISTING in found
+                else WRITTEN] += 1
+    return outcome
+
+
+def commonest_reasons(rows: Sequence[ReportRow], n: int = 3) -> list[tuple[str, int]]:
+    """The ``n`` commonest failure reasons with their counts."""
+    return Counter(row.reason for row in rows if row.status == FAILED).most_common(n)
