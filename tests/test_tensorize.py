@@ -1,0 +1,261 @@
+"""tensorize: real NIfTI files (nibabel) to real HD5 files (h5py), through the core and through the CLI."""
+
+import textwrap
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml4ge.arrays import fit_to_shape
+from ml4ge.catalogue import phenotypes
+from ml4ge.cli import main
+from ml4ge.hd5 import hd5_paths, read_dataset
+from ml4ge.tensorize import (
+    FAILED,
+    NOT_WRITTEN,
+    REPORT_NAME,
+    SKIPPED_EXISTING,
+    WRITTEN,
+    Subject,
+    VolumeInput,
+    fitted_affine,
+    tensorize_subjects,
+)
+
+SHAPE = (12, 14, 10)
+PREFIX = "ml4ge_test_tensorize_maps"
+AFFINE = np.array([[2.0, 0, 0, -10], [0, 2.0, 0, -20], [0, 0, 2.5, 5], [0, 0, 0, 1]])
+
+
+@pytest.fixture(scope="module")
+def user_maps(tmp_path_factory):
+    """A user catalogue package on sys.path: ``brain.vol`` (stored at mri/vol) and ``brain.small`` (6^3)."""
+    root = tmp_path_factory.mktemp("user_maps")
+    package = root / PREFIX
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "brain.py").write_text(textwrap.dedent("""
+        from ml4ge.tensormap import TensorMap
+        vol = TensorMap("user_vol", (12, 14, 10, 1), group="mri", dataset="vol")
+        small = TensorMap("user_small", (6, 6, 6, 1), group="mri", dataset="vol_small")
+    """))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(root))
+        yield root
+
+
+def write_nifti(path, volume, affine=AFFINE):
+    nib.save(nib.Nifti1Image(volume, affine), str(path))
+    return path
+
+
+def corrupt_copy(source, path):
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def make_inputs(folder, n_good=3, corrupt=True):
+    """``n_good`` NIfTI volumes and one truncated .nii.gz, a manifest naming them, and a phenotype CSV."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    volumes, rows = {}, []
+    for i in range(n_good):
+        volumes[f"s{i}"] = rng.normal(100, 20, SHAPE).astype(np.float32)
+        write_nifti(folder / f"s{i}.nii.gz", volumes[f"s{i}"])
+        rows.append((f"s{i}", "brain.vol", f"s{i}.nii.gz"))
+    if corrupt:
+        corrupt_copy(folder / "s0.nii.gz", folder / "bad.nii.gz")
+        rows.append(("bad", "brain.vol", "bad.nii.gz"))
+    manifest = folder / "manifest.csv"
+    pd.DataFrame(rows, columns=["sample_id", "tensor", "path"]).to_csv(manifest, index=False)
+    phenotype_csv = folder / "phenotypes.csv"
+    pd.DataFrame({"eid": [f"s{i}" for i in range(n_good)], "age": [60.5 + i for i in range(n_good)],
+                  "sex": ["female", "male", 1][:n_good], "grip": [30.0, None, 28.0][:n_good]}).to_csv(
+        phenotype_csv, index=False)
+    return volumes, manifest, phenotype_csv
+
+
+def run_cli(tmp_path, *extra):
+    return main(["--mode", "tensorize", "--tensors", str(tmp_path / "tensors"), "--output_folder",
+                 str(tmp_path / "runs"), "--id", "tz", "--tensormap_prefix", PREFIX, "--num_workers", "0", *extra])
+
+
+def read_report(path):
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def mtimes(folder):
+    return {p.name: p.stat().st_mtime_ns for p in hd5_paths(folder)}
+
+
+def test_corrupt_input_fails_only_its_subject(tmp_path, user_maps):
+    volumes, manifest, phenotype_csv = make_inputs(tmp_path / "in")
+    status = run_cli(tmp_path, "--manifest", str(manifest), "--phenotype_csv", str(phenotype_csv))
+    assert status == 1
+    tensors = tmp_path / "tensors"
+    assert [p.name for p in hd5_paths(tensors)] == ["s0.hd5", "s1.hd5", "s2.hd5"]
+    assert not list(tensors.glob("*.tmp"))
+    report = read_report(tensors / REPORT_NAME)
+    bad = report[report.sample_id == "bad"].iloc[0]
+    assert bad.status == FAILED and "EOFError" in bad.reason and bad.path.endswith("bad.nii.gz")
+    assert set(report[report.sample_id != "bad"].status) == {WRITTEN}
+    assert (tmp_path / "runs" / "tz" / REPORT_NAME).read_text() == (tensors / REPORT_NAME).read_text()
+    with h5py.File(tensors / "s1.hd5", "r") as hd5:
+        np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volumes["s1"])
+        attrs = hd5["mri/vol/instance_0"].attrs
+        assert attrs["source"].endswith("s1.nii.gz")
+        np.testing.assert_allclose(attrs["affine"], AFFINE)
+        np.testing.assert_allclose(attrs["voxel_size"], [2.0, 2.0, 2.5])
+        assert attrs["date"] > 0
+
+
+def test_rerun_writes_nothing_new_and_overwrite_rewrites(tmp_path, user_maps):
+    volumes, manifest, phenotype_csv = make_inputs(tmp_path / "in")
+    assert run_cli(tmp_path, "--manifest", str(manifest)) == 1
+    before = mtimes(tmp_path / "tensors")
+    write_nifti(tmp_path / "in" / "s2.nii.gz", volumes["s2"] + 1)  # a changed input must not leak in
+    assert run_cli(tmp_path, "--manifest", str(manifest)) == 1  # the corrupt input still fails
+    assert mtimes(tmp_path / "tensors") == before
+    report = read_report(tmp_path / "tensors" / REPORT_NAME)
+    assert list(report.status) == [FAILED, SKIPPED_EXISTING, SKIPPED_EXISTING, SKIPPED_EXISTING]
+    with h5py.File(tmp_path / "tensors" / "s2.hd5", "r") as hd5:
+        np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volumes["s2"])
+
+    assert run_cli(tmp_path, "--manifest", str(manifest), "--overwrite") == 1
+    with h5py.File(tmp_path / "tensors" / "s2.hd5", "r") as hd5:
+        np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volumes["s2"] + 1)
+        assert list(hd5["mri/vol"]) == ["instance_0"]
+
+
+def test_phenotypes_read_back_through_catalogue_maps(tmp_path, user_maps):
+    _, _, phenotype_csv = make_inputs(tmp_path / "in", corrupt=False)
+    assert run_cli(tmp_path, "--phenotype_csv", str(phenotype_csv)) == 0
+    expected_sex = {"s0": [1, 0], "s1": [0, 1], "s2": [0, 1]}
+    for i in range(3):
+        with h5py.File(tmp_path / "tensors" / f"s{i}.hd5", "r") as hd5:
+            age, _ = phenotypes.age.tensor(hd5, f"s{i}")
+            sex, _ = phenotypes.sex.tensor(hd5, f"s{i}")
+            assert age.tolist() == [60.5 + i]
+            assert sex.tolist() == expected_sex[f"s{i}"]
+            assert ("phenotypes/grip" in hd5) == (i != 1)  # an empty cell is not written
+            assert "mri" not in hd5
+    with h5py.File(tmp_path / "tensors" / "s2.hd5", "r") as hd5:
+        assert read_dataset(hd5, "phenotypes/grip", 0).tolist() == [28.0]
+
+
+def test_bad_category_fails_that_subject(tmp_path, user_maps):
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"sample_id": ["a", "b"], "sex": ["male", "unknown"], "age": [50, 51]}).to_csv(csv, index=False)
+    assert run_cli(tmp_path, "--phenotype_csv", str(csv)) == 1
+    report = read_report(tmp_path / "tensors" / REPORT_NAME).set_index("sample_id")
+    assert report.loc["a", "status"] == WRITTEN
+    assert report.loc["b", "status"] == FAILED and "unknown" in report.loc["b", "reason"]
+    assert [p.name for p in hd5_paths(tmp_path / "tensors")] == ["a.hd5"]
+
+
+def test_resample_stores_the_map_shape_with_its_affine(tmp_path, user_maps):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ramp = np.broadcast_to(np.arange(SHAPE[0], dtype=np.float32)[:, None, None], SHAPE).copy()
+    write_nifti(folder / "r.nii.gz", ramp)
+    manifest = folder / "m.csv"
+    manifest.write_text("sample_id,tensor,path\nr,brain.small,r.nii.gz\n")
+    assert run_cli(tmp_path, "--manifest", str(manifest), "--resample") == 0
+    with h5py.File(tmp_path / "tensors" / "r.hd5", "r") as hd5:
+        stored = read_dataset(hd5, "mri/vol_small")
+        attrs = hd5["mri/vol_small/instance_0"].attrs
+        affine, voxel_size, resampled = attrs["affine"], attrs["voxel_size"], attrs["resampled"]
+    assert stored.shape == (6, 6, 6, 1)
+    np.testing.assert_allclose(stored, fit_to_shape(ramp, (6, 6, 6, 1), resize=True))
+    assert resampled
+    # The stored affine maps each stored voxel to the source voxel whose ramp value (its x index) it holds.
+    source_x = (np.linalg.inv(AFFINE) @ affine @ np.array([[i, 3, 3, 1] for i in range(1, 5)]).T)[0]
+    np.testing.assert_allclose(stored[1:5, 3, 3, 0], source_x, atol=1e-4)
+    # One zoom factor 6/14: 12x14x10 becomes 5x6x4 voxels (rounded), so each axis scales by have / zoomed.
+    np.testing.assert_allclose(voxel_size, [2.0 * 12 / 5, 2.0 * 14 / 6, 2.5 * 10 / 4])
+
+
+def test_fitted_affine_is_identity_for_equal_shapes():
+    np.testing.assert_allclose(fitted_affine(AFFINE, (4, 5, 6), (4, 5, 6)), AFFINE)
+
+
+def test_subject_is_written_whole_or_not_at_all(tmp_path):
+    good = write_nifti(tmp_path / "good.nii", np.ones(SHAPE, np.float32))
+    rows = tensorize_subjects([Subject("x", (
+        VolumeInput("a", str(good), "mri/a", (*SHAPE, 1)),
+        VolumeInput("b", str(tmp_path / "missing.nii.gz"), "mri/b", (*SHAPE, 1)),
+    ))], tmp_path / "tensors")
+    assert [(r.tensor, r.status) for r in rows] == [("a", NOT_WRITTEN), ("b", FAILED)]
+    assert "FileNotFoundError" in rows[1].reason
+    assert not list((tmp_path / "tensors").iterdir())
+
+
+def test_interrupted_write_leaves_no_hd5(tmp_path, monkeypatch):
+    import ml4ge.tensorize as tensorize
+
+    volume = write_nifti(tmp_path / "v.nii", np.ones(SHAPE, np.float32))
+
+    def interrupted(volume_input):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tensorize, "prepare_volume", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tensorize_subjects([Subject("x", (VolumeInput("a", str(volume), "mri/a", (*SHAPE, 1)),))], tmp_path / "t")
+    assert not list((tmp_path / "t").iterdir())
+
+
+def test_wrong_rank_and_non_nifti_are_reported(tmp_path):
+    flat = write_nifti(tmp_path / "flat.nii", np.ones((12, 14), np.float32))
+    text = tmp_path / "text.nii"
+    text.write_text("not an image")
+    subjects = [Subject(name, (VolumeInput("a", str(path), "mri/a", (*SHAPE, 1)),))
+                for name, path in (("flat", flat), ("text", text))]
+    rows = {r.sample_id: r for r in tensorize_subjects(subjects, tmp_path / "t")}
+    assert rows["flat"].status == FAILED and "cannot take the TensorMap shape" in rows["flat"].reason
+    assert rows["text"].status == FAILED and "ImageFileError" in rows["text"].reason
+
+
+@pytest.mark.parametrize(
+    "manifest_text, message",
+    [
+        ("sample_id,tensor,path\na,brain.vo,a.nii\n", "brain.vol"),
+        ("sample_id,tensor,path\na,t1_brain_mak,a.nii\n", "t1_brain_mask"),
+        ("sample_id,tensor,path\na,t1_brain_mask,a.nii\n", "computed on read"),
+        ("sample_id,tensor,path\na,age,a.nii\n", "scalar"),
+        ("sample_id,tensor\na,brain.vol\n", "missing column(s) path"),
+        ("sample_id,tensor,path,instance\na,brain.vol,a.nii,x\n", "instance 'x'"),
+        ("sample_id,tensor,path,instance\na,brain.vol,a.nii,0\na,brain.vol,b.nii,0\n", "twice"),
+    ],
+)
+def test_bad_manifest_fails_before_any_work(tmp_path, user_maps, capsys, manifest_text, message):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(manifest_text)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(tmp_path, "--manifest", str(manifest))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "tensors").exists()
+
+
+def test_tensorize_needs_an_input_and_a_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--mode", "tensorize", "--tensors", str(tmp_path / "t"), "--output_folder", str(tmp_path)])
+    assert "--manifest" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--mode", "tensorize", "--phenotype_csv", __file__, "--output_folder", str(tmp_path)])
+    assert "--tensors" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_worker_processes_write_the_same_files(tmp_path, user_maps):
+    volumes, manifest, phenotype_csv = make_inputs(tmp_path / "in")
+    status = run_cli(tmp_path, "--manifest", str(manifest), "--phenotype_csv", str(phenotype_csv),
+                     "--num_workers", "2")
+    assert status == 1
+    assert [p.name for p in hd5_paths(tmp_path / "tensors")] == ["s0.hd5", "s1.hd5", "s2.hd5"]
+    for sample_id, volume in volumes.items():
+        with h5py.File(tmp_path / "tensors" / f"{sample_id}.hd5", "r") as hd5:
+            np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volume)
