@@ -1,0 +1,237 @@
+"""Losses: masked reconstruction error (UDIP), pair losses between embeddings, and loss lookup by name.
+
+Everything here is written with ``keras.ops`` so that it runs on the TensorFlow, JAX and PyTorch backends.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from ml4ge.registry import Registry
+
+# Smallest squared norm used when L2-normalising (as Keras' ``epsilon``); keeps zero vectors finite.
+_NORM_EPSILON = 1e-7
+# Cosines are clipped this far inside [-1, 1] so that the gradient of arccos stays finite for identical vectors.
+_COSINE_MARGIN = 1e-7
+# Smallest squared distance under the square root of the Euclidean pair loss (gradient of sqrt at 0 is infinite).
+_DISTANCE_EPSILON = 1e-12
+
+
+def _split_values_and_mask(y_true, y_pred):
+    """Split a packed target ``[..., 2C]`` into values ``[..., C]`` and mask ``[..., C]`` (C = y_pred channels).
+
+    Raises:
+        ValueError: if the static channel count of ``y_true`` is not twice that of ``y_pred``.
+    """
+    channels = y_pred.shape[-1]
+    if y_true.shape[-1] is not None and channels is not None and y_true.shape[-1] != 2 * channels:
+        raise ValueError(
+            f"masked_mse expects targets with the mask packed after the values on the last axis "
+            f"({2 * channels} channels for a prediction with {channels}), but received target shape "
+            f"{tuple(y_true.shape)} and prediction shape {tuple(y_pred.shape)}. Build targets with "
+            f"TensorMap.target(array, mask) or use the loss 'mse' for an unmasked output."
+        )
+    return y_true[..., :channels], y_true[..., channels:]
+
+
+def _per_sample_sums(x):
+    """Sum of all but the first (batch) axis: ``[B, ...] -> [B]``."""
+    return ops.sum(ops.reshape(x, (ops.shape(x)[0], -1)), axis=-1)
+
+
+def masked_squared_error_sums(y_true, y_pred):
+    """Per-sample sums of squared errors inside the mask, and per-sample mask sizes.
+
+    Args:
+        y_true: ``[B, ..., 2C]`` values then mask on the last axis.
+        y_pred: ``[B, ..., C]`` predictions.
+
+    Returns:
+        ``(sse, count)``, two ``[B]`` tensors: ``sum(mask * (values - y_pred)^2)`` and ``sum(mask)`` per sample.
+    """
+    values, mask = _split_values_and_mask(y_true, y_pred)
+    mask = ops.cast(mask, y_pred.dtype)
+    values = ops.cast(values, y_pred.dtype)
+    return _per_sample_sums(mask * ops.square(values - y_pred)), _per_sample_sums(mask)
+
+
+@keras.saving.register_keras_serializable(package="ml4ge")
+class MaskedMeanSquaredError(keras.losses.Loss):
+    """Mean squared error over the mask voxels of the whole batch, as UDIP defines it.
+
+    ``L = sum_b sum_v m_bv (x_bv - x̂_bv)^2 / sum_b sum_v m_bv``: a global mean over all in-mask voxels of the batch,
+    not a mean of per-sample means. Keras reduces the per-sample values a loss returns with a mean over the batch,
+    so ``call`` returns ``B * sse_b / sum(mask)``, whose batch mean is exactly ``L`` for any batch size, including
+    a partial last batch (B is read from the tensor at run time). With the default reduction, sample weights
+    scale each sample's share. A batch whose mask is all zero gives 0 (not NaN). Under a distribution strategy the
+    global mean is taken per replica batch.
+
+    The target packs the mask after the values on the last axis (see ``TensorMap.target``):
+    ``values = y_true[..., :C]``, ``mask = y_true[..., C:]`` with C the number of channels of ``y_pred``.
+
+    Example:
+        >>> loss = MaskedMeanSquaredError()
+        >>> value = loss(np.concatenate([target, mask], -1), prediction)
+    """
+
+    def __init__(self, name="masked_mse", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        """Per-sample values ``B * sse_b / total_mask`` whose batch mean is the global masked MSE."""
+        sse, count = masked_squared_error_sums(y_true, y_pred)
+        batch_size = ops.cast(ops.shape(sse)[0], sse.dtype)
+        return batch_size * sse / ops.maximum(ops.sum(count), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="ml4ge")
+class MaskedMeanSquaredErrorMetric(keras.metrics.Metric):
+    """Masked MSE accumulated over every batch seen: ``sum(sse) / sum(mask)`` over the whole epoch.
+
+    This is UDIP's global mean over all in-mask voxels of all samples evaluated, unlike averaging per-batch losses.
+    Sample weights, if given, scale each sample's squared errors and mask count.
+    """
+
+    def __init__(self, name="masked_mse", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.squared_error = self.add_variable(shape=(), initializer="zeros", name="squared_error")
+        self.mask_count = self.add_variable(shape=(), initializer="zeros", name="mask_count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+        sse, count = masked_squared_error_sums(y_true, y_pred)
+        if sample_weight is not None:
+            sample_weight = ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
+            sse, count = sse * sample_weight, count * sample_weight
+        self.squared_error.assign_add(ops.sum(sse))
+        self.mask_count.assign_add(ops.sum(count))
+
+    def result(self):
+        return self.squared_error / ops.maximum(self.mask_count, 1.0)
+
+    def reset_state(self):
+        self.squared_error.assign(0.0)
+        self.mask_count.assign(0.0)
+
+
+# ---------------------------------------------------------------------------------------------------- pair losses
+
+
+def l2_normalize(x):
+    """``x / sqrt(max(sum(x^2), 1e-7))`` along the last axis (ml4h's ``l2_norm``)."""
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), _NORM_EPSILON))
+
+
+def _as_float32(a, b):
+    # Softmaxes and arccos in bfloat16 lose too much precision; pair losses are always computed in float32.
+    return ops.cast(a, "float32"), ops.cast(b, "float32")
+
+
+def info_nce(a, b, temperature=0.07):
+    """Symmetric InfoNCE (CLIP) between paired embeddings.
+
+    ``logits = l2n(a) @ l2n(b)^T / temperature``; the loss is the mean of the cross-entropy of each row's softmax
+    against the diagonal (a_i should pick b_i among the batch) and of each column's softmax against the diagonal
+    (b_i should pick a_i): ``-(mean_i log softmax_row(logits)_ii + mean_i log softmax_col(logits)_ii) / 2``.
+    The batch size is read at run time, so any batch size works, including a partial last batch and B = 1
+    (where the loss is 0: the only candidate is the match).
+
+    Differences from ml4h's ``contrastive_difference``: ml4h passes the softmax probabilities as ``y_true`` and the
+    identity as ``y_pred`` to ``categorical_crossentropy``, which evaluates to ``CE(P, I) ≈ 16.1 * mean_i(1 - P_ii)``,
+    a linear penalty on the diagonal softmax mass whose gradient vanishes as P_ii -> 0, not ``-mean log P_ii``;
+    and it builds ``eye(batch_size)`` at graph-construction time, so a batch of any other size fails.
+
+    Args:
+        a: ``[B, D]`` embeddings of the first modality.
+        b: ``[B, D]`` embeddings of the second modality, row i paired with row i of ``a``.
+        temperature: positive scalar (float or tensor) dividing the cosine similarities.
+
+    Returns:
+        A scalar float32 tensor.
+
+    Example:
+        >>> info_nce(np.eye(4, 8), np.eye(4, 8), 0.07)  # matched pairs, near 0
+    """
+    a, b = _as_float32(a, b)
+    logits = ops.matmul(l2_normalize(a), ops.transpose(l2_normalize(b))) / ops.cast(temperature, "float32")
+    row_log_probs = ops.diagonal(ops.log_softmax(logits, axis=1))
+    column_log_probs = ops.diagonal(ops.log_softmax(logits, axis=0))
+    return -0.5 * (ops.mean(row_log_probs) + ops.mean(column_log_probs))
+
+
+def cosine_pair_loss(a, b):
+    """Mean angle in radians between paired embeddings: ``mean_i arccos(clip(cos(a_i, b_i)))``.
+
+    As ml4h's ``pairwise_cosine_difference``, except that the cosine is clipped to ``[-1 + 1e-7, 1 - 1e-7]``
+    rather than ``[-1, 1]``: the gradient of arccos is infinite at ±1, so identical embeddings would give NaN
+    gradients. The clip adds at most arccos(1 - 1.2e-7) ≈ 5e-4 rad to a perfectly aligned pair.
+
+    Args:
+        a, b: ``[B, D]`` paired embeddings.
+
+    Returns:
+        A scalar float32 tensor in ``[0, pi]``.
+    """
+    a, b = _as_float32(a, b)
+    cosine = ops.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
+    return ops.mean(ops.arccos(ops.clip(cosine, -1.0 + _COSINE_MARGIN, 1.0 - _COSINE_MARGIN)))
+
+
+def euclid_pair_loss(a, b):
+    """Mean per-sample Euclidean distance between paired embeddings: ``mean_i ||a_i - b_i||``.
+
+    ml4h's ``L2LossLayer`` takes the norm over the whole batch (``sqrt(sum_{i,d} (a - b)^2)``, the Frobenius
+    norm), which grows with sqrt(B); this is a per-sample mean, independent of the batch size. The squared
+    distance is floored at 1e-12 so that identical pairs have a finite (zero) gradient.
+
+    Args:
+        a, b: ``[B, D]`` paired embeddings.
+
+    Returns:
+        A scalar float32 tensor.
+    """
+    a, b = _as_float32(a, b)
+    squared = ops.sum(ops.square(a - b), axis=-1)
+    return ops.mean(ops.sqrt(ops.maximum(squared, _DISTANCE_EPSILON)))
+
+
+PAIR_LOSSES: Registry = Registry("pair loss")
+PAIR_LOSSES.register("contrastive", info_nce)
+PAIR_LOSSES.register("cosine", cosine_pair_loss)
+PAIR_LOSSES.register("euclid", euclid_pair_loss)
+
+# ---------------------------------------------------------------------------------------------------- loss lookup
+
+LOSSES: Registry = Registry("loss")
+LOSSES.register("mse", keras.losses.MeanSquaredError)
+LOSSES.register("mae", keras.losses.MeanAbsoluteError)
+LOSSES.register("masked_mse", MaskedMeanSquaredError)
+LOSSES.register("categorical_crossentropy", keras.losses.CategoricalCrossentropy)
+LOSSES.register("binary_crossentropy", keras.losses.BinaryCrossentropy)
+LOSSES.register("sparse_categorical_crossentropy", keras.losses.SparseCategoricalCrossentropy)
+LOSSES.register("logcosh", keras.losses.LogCosh)
+
+
+def get_loss(name_or_loss):
+    """A Keras loss object from a registered name; a ``keras.losses.Loss`` passes through unchanged.
+
+    Args:
+        name_or_loss: a name in :data:`LOSSES` ('mse', 'masked_mse', ...) or a ``keras.losses.Loss``.
+
+    Returns:
+        A new ``keras.losses.Loss`` for a name, or the given object.
+
+    Raises:
+        UnknownNameError: for an unregistered name, listing the closest registered names.
+        TypeError: for anything that is neither a string nor a Loss.
+    """
+    if isinstance(name_or_loss, keras.losses.Loss):
+        return name_or_loss
+    if isinstance(name_or_loss, str):
+        return LOSSES.get(name_or_loss)()
+    raise TypeError(
+        f"Expected a loss name ({', '.join(LOSSES.names())}) or a keras.losses.Loss, "
+        f"received {type(name_or_loss).__name__}: {name_or_loss!r}."
+    )
