@@ -1,0 +1,180 @@
+"""Latent tables: ``hidden_<tmap>_<id>.tsv`` written batch by batch and atomically, split in shards and joined.
+
+A table has the id column(s) then ``latent_0 .. latent_{D-1}``. The id columns are ``sample_id``, or ``FID IID``
+(both the sample id) with ``--tsv_style genetics`` so PLINK and REGENIE read the table as a phenotype file.
+Shard ``i`` of ``n`` (0-based, ``0 <= i < n``) holds every n-th sample in sample-id order starting at ``i``, so
+the shards of one cohort are disjoint and together cover it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+ID_COLUMNS = {"standard": ("sample_id",), "genetics": ("FID", "IID")}
+FLOAT_FORMAT = "%.7g"  # float32 precision
+
+
+def id_columns(tsv_style: str) -> tuple[str, ...]:
+    """The id column names of ``--tsv_style``.
+
+    Raises:
+        ValueError: for an unknown style.
+    """
+    if tsv_style not in ID_COLUMNS:
+        raise ValueError(f"--tsv_style {tsv_style!r} is not one of {', '.join(ID_COLUMNS)}.")
+    return ID_COLUMNS[tsv_style]
+
+
+def latent_columns(dimension: int) -> list[str]:
+    return [f"latent_{i}" for i in range(dimension)]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` -> ``(i, n)``; None -> None.
+
+    Raises:
+        ValueError: unless ``i`` and ``n`` are integers with ``0 <= i < n``.
+    """
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise ValueError(f"--shard {text!r} must be i/n with 0 <= i < n (0-based), e.g. 0/4 ... 3/4.")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_items(items: Sequence, shard: tuple[int, int] | None) -> list:
+    """The items of shard ``(i, n)``: every n-th item starting at ``i``; all items when ``shard`` is None."""
+    if shard is None:
+        return list(items)
+    index, count = shard
+    return list(items)[index::count]
+
+
+def table_name(tmap_name: str, run_id: str, shard: tuple[int, int] | None = None) -> str:
+    """``hidden_<tmap>_<id>.tsv`` or ``hidden_<tmap>_<id>.shard_<i>_of_<n>.tsv``."""
+    stem = f"hidden_{tmap_name}_{run_id}"
+    return f"{stem}.tsv" if shard is None else f"{stem}.shard_{shard[0]}_of_{shard[1]}.tsv"
+
+
+class LatentTableWriter:
+    """Writes a latent table batch by batch to a temporary file, renamed into place only on success.
+
+    Args:
+        path: the final table path.
+        dimension: D, the latent size.
+        tsv_style: ``standard`` or ``genetics``.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "hidden_t1_run.tsv"
+        >>> with LatentTableWriter(path, 2) as table:
+        ...     table.write(["a"], np.array([[0.5, 1.0]]))
+        >>> path.read_text().splitlines()
+        ['sample_id\\tlatent_0\\tlatent_1', 'a\\t0.5\\t1']
+    """
+
+    def __init__(self, path: Path, dimension: int, tsv_style: str = "standard"):
+        self.path = Path(path)
+        self.dimension = int(dimension)
+        self.ids = id_columns(tsv_style)
+        self.temporary = self.path.with_name(self.path.name + ".tmp")
+        self.rows = 0
+        self._handle = None
+
+    def __enter__(self) -> LatentTableWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.temporary, "w")
+        self._handle.write("\t".join([*self.ids, *latent_columns(self.dimension)]) + "\n")
+        return self
+
+    def write(self, sample_ids: Sequence[str], latents: np.ndarray) -> None:
+        """Append one batch.
+
+        Raises:
+            ValueError: if the batch does not hold one D-vector per sample, or holds NaN/Inf.
+        """
+        latents = np.asarray(latents, dtype=np.float32).reshape(len(sample_ids), -1)
+        if latents.shape[1] != self.dimension:
+            raise ValueError(f"{self.path.name}: latents have {latents.shape[1]} values per sample, "
+                             f"expected {self.dimension}.")
+        if not np.all(np.isfinite(latents)):
+            bad = [sample_ids[i] for i in np.flatnonzero(~np.isfinite(latents).all(axis=1))]
+            raise ValueError(f"{self.path.name}: non-finite latents for samples {bad[:5]}; check the model.")
+        ids = np.asarray([[str(s)] * len(self.ids) for s in sample_ids], dtype=object)
+        values = np.char.mod(FLOAT_FORMAT, latents)
+        for row_ids, row_values in zip(ids, values):
+            self._handle.write("\t".join([*row_ids, *row_values]) + "\n")
+        self.rows += len(sample_ids)
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self._handle.close()
+        if kind is None:
+            os.replace(self.temporary, self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)
+
+
+SHARD_PATTERN = re.compile(r"^(hidden_.+)\.shard_(\d+)_of_(\d+)\.tsv$")
+
+
+def find_shards(folder: Path) -> dict[str, dict[int, tuple[int, Path]]]:
+    """Shard files in ``folder`` by table stem: ``{stem: {i: (n, path)}}``."""
+    found: dict[str, dict[int, tuple[int, Path]]] = {}
+    for path in sorted(Path(folder).glob("hidden_*.shard_*_of_*.tsv")):
+        match = SHARD_PATTERN.match(path.name)
+        if match:
+            found.setdefault(match.group(1), {})[int(match.group(2))] = (int(match.group(3)), path)
+    return found
+
+
+def merge_table(folder: Path, stem: str, shards: dict[int, tuple[int, Path]]) -> tuple[Path, int]:
+    """Join the shards of one table into ``<stem>.tsv``, streaming line by line; returns (path, rows).
+
+    Raises:
+        ValueError: if shards disagree on their count, one is missing, headers differ, or a sample id repeats.
+    """
+    counts = {n for n, _ in shards.values()}
+    if len(counts) != 1:
+        raise ValueError(f"{stem}: shard files disagree on the number of shards ({sorted(counts)}); "
+                         "remove the shards of the old split.")
+    count = counts.pop()
+    missing = sorted(set(range(count)) - set(shards))
+    if missing:
+        raise ValueError(f"{stem}: shards {missing} of {count} are missing in {folder}; run --shard i/{count} "
+                         "for each before merging.")
+    path = Path(folder) / f"{stem}.tsv"
+    temporary = path.with_name(path.name + ".tmp")
+    seen: set[str] = set()
+    header = None
+    try:
+        with open(temporary, "w") as out:
+            for index in range(count):
+                header = _append_shard(shards[index][1], out, header, seen)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path, len(seen)
+
+
+def _append_shard(path: Path, out, header: str | None, seen: set[str]) -> str:
+    with open(path) as handle:
+        first = handle.readline()
+        if header is None:
+            out.write(first)
+        elif first != header:
+            raise ValueError(f"{path.name} has columns that differ from the other shards; were they made by "
+                             "different models?")
+        for line in handle:
+            sample_id = line.split("\t", 1)[0]
+            if sample_id in seen:
+                raise ValueError(f"sample {sample_id!r} appears in more than one shard ({path.name}); the shards "
+                                 "overlap: rerun them with one --shard i/n split.")
+            seen.add(sample_id)
+            out.write(line)
+    return first

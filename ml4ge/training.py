@@ -1,0 +1,212 @@
+"""Fitting a compiled model: callbacks, steps, resumable runs and the streamed test evaluation.
+
+Resume. A run folder holds ``checkpoints/backup/`` written at the end of every epoch by :class:`RunBackup`
+(Keras' ``BackupAndRestore`` with atomic writes). Starting the same run again restores, before the first epoch:
+
+* the model weights and the optimizer state (Adam moments, iteration counter and the learning rate, which is an
+  optimizer variable and so carries ReduceLROnPlateau's reductions);
+* the epoch counter (training goes on at the epoch after the last finished one);
+* the internal state of EarlyStopping (``wait``, ``best``), ReduceLROnPlateau (``wait``, ``best``, ``cooldown``)
+  and the best-model checkpoint (``best``), kept beside the weights in ``training_metadata.json``;
+* the CSV log, trimmed to the finished epochs so an epoch cut short is not listed twice.
+
+Not restored: the position inside an epoch (a killed epoch is redone from its start), the shuffling order of the
+input pipeline, and EarlyStopping's ``best_weights`` (not used: the best weights come from the checkpoint file).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import keras
+
+log = logging.getLogger(__name__)
+
+BACKUP_FOLDER = "checkpoints/backup"
+BEST_WEIGHTS = "checkpoints/best.weights.h5"
+TRAINING_LOG = "training_log.csv"
+MONITOR = "val_loss"
+LR_FACTOR = 0.5
+
+
+def steps_or_none(steps: int | None) -> int | None:
+    """``--training_steps``-style flags: 0 or None mean one full pass over the split (None for Keras)."""
+    return int(steps) if steps else None
+
+
+def lr_patience(patience: int) -> int:
+    """Epochs without improvement before the learning rate is halved: half the early-stopping patience, so the
+    learning rate is lowered at least once before training stops."""
+    return max(1, patience // 2)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def trim_csv_log(path: Path, epochs: int) -> None:
+    """Keep the header and the rows of epochs ``0 .. epochs-1`` of a CSVLogger file (written atomically)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epochs]
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+    os.replace(temporary, path)
+
+
+STATE_ATTRIBUTES = {
+    "EarlyStopping": ("wait", "best", "stopped_epoch"),
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+    "ModelCheckpoint": ("best",),
+}
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that writes atomically and also keeps the other callbacks' counters.
+
+    Put it last in the callback list: it restores the counters after the other callbacks reset them in their
+    own ``on_train_begin``.
+
+    Args:
+        backup_dir: folder for ``latest.weights.h5`` and ``training_metadata.json``.
+        stateful: callbacks whose counters (:data:`STATE_ATTRIBUTES`) are saved and restored.
+        csv_log: a CSVLogger file to trim back to the restored epoch on resume.
+    """
+
+    def __init__(self, backup_dir, stateful=(), csv_log: Path | None = None):
+        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
+        self.stateful = list(stateful)
+        self.csv_log = csv_log
+        self.restored_epoch = 0
+
+    def _states(self) -> list[dict]:
+        states = []
+        for callback in self.stateful:
+            names = STATE_ATTRIBUTES.get(type(callback).__name__, ())
+            states.append({name: _jsonable(getattr(callback, name, None)) for name in names})
+        return states
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights, metadata = Path(self._weights_path), Path(self._training_metadata_path)
+        temporary = weights.with_name("writing.weights.h5")  # save_weights needs the .weights.h5 suffix
+        self.model.save_weights(str(temporary), overwrite=True)
+        if weights.exists():
+            os.replace(weights, self._prev_weights_path)
+        os.replace(temporary, weights)
+        record = {"epoch": self._current_epoch, "batch": 0, "callbacks": self._states()}
+        _atomic_write_text(metadata, json.dumps(record))
+
+    def _load_model(self):
+        super()._load_model()
+        metadata = Path(self._training_metadata_path)
+        if not metadata.exists():
+            return
+        record = json.loads(metadata.read_text())
+        self.restored_epoch = int(record["epoch"])
+        for callback, state in zip(self.stateful, record.get("callbacks", [])):
+            for name, value in state.items():
+                if value is not None:
+                    setattr(callback, name, value)
+        if self.csv_log is not None:
+            trim_csv_log(Path(self.csv_log), self.restored_epoch)
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        log.info("resumed from the backup of epoch %d (learning rate %.3g)", self.restored_epoch, lr)
+
+
+def _jsonable(value):
+    if value is None:
+        return None
+    value = float(keras.ops.convert_to_numpy(value)) if not isinstance(value, int | float) else value
+    return None if isinstance(value, float) and math.isinf(value) else value
+
+
+def make_callbacks(folder: Path, patience: int, write_outputs: bool = True) -> list[keras.callbacks.Callback]:
+    """Early stopping, learning-rate reduction, best-weights checkpoint, CSV log, TensorBoard and the backup.
+
+    Args:
+        folder: the run folder (or a scratch folder for non-chief workers).
+        patience: ``--patience``: epochs without a lower ``val_loss`` before stopping.
+        write_outputs: False leaves out TensorBoard (non-chief workers in multi-worker training).
+
+    Returns:
+        The callbacks, :class:`RunBackup` last.
+    """
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=patience, verbose=1)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, factor=LR_FACTOR, patience=lr_patience(patience),
+                                                verbose=1)
+    best = keras.callbacks.ModelCheckpoint(str(folder / BEST_WEIGHTS), monitor=MONITOR, save_best_only=True,
+                                           save_weights_only=True, verbose=0)
+    csv_path = folder / TRAINING_LOG
+    logger = keras.callbacks.CSVLogger(str(csv_path), append=True)
+    callbacks = [stopping, plateau, best, logger]
+    if write_outputs:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False))
+    callbacks.append(RunBackup(str(folder / BACKUP_FOLDER), stateful=[stopping, plateau, best], csv_log=csv_path))
+    return callbacks
+
+
+def fit(model, train, valid, folder: Path, epochs: int, patience: int, training_steps: int | None = None,
+        validation_steps: int | None = None, write_outputs: bool = True) -> keras.callbacks.History:
+    """Fit ``model`` on ``train``, validating on ``valid``; resumes from the run folder's backup if there is one.
+
+    Args:
+        model: a compiled Keras model.
+        train, valid: finite datasets of ``(inputs, targets)`` batches (one pass each).
+        folder: the run folder.
+        epochs: the maximum number of epochs (counting epochs finished before a resume).
+        patience: early-stopping patience.
+        training_steps, validation_steps: steps per epoch; 0 or None mean one full pass. When given, the
+            datasets are repeated so an epoch can be longer than one pass.
+        write_outputs: False for non-chief workers.
+
+    Returns:
+        The Keras History of this process's epochs (the CSV log has all of them across resumes).
+    """
+    training_steps, validation_steps = steps_or_none(training_steps), steps_or_none(validation_steps)
+    if training_steps:
+        train = train.repeat()
+    if validation_steps:
+        valid = valid.repeat()
+    callbacks = make_callbacks(folder, patience, write_outputs)
+    return model.fit(train, validation_data=valid, epochs=epochs, steps_per_epoch=training_steps,
+                     validation_steps=validation_steps, callbacks=callbacks, verbose=2)
+
+
+def load_best_weights(model, folder: Path) -> bool:
+    """Load the best-validation weights saved during training into ``model``; False when none were saved."""
+    path = folder / BEST_WEIGHTS
+    if not path.exists():
+        return False
+    model.load_weights(str(path))
+    return True
+
+
+def evaluate(model, test, test_steps: int | None = None) -> dict[str, float]:
+    """Evaluate on ``test`` batch by batch (the split is streamed, never held in memory at once)."""
+    steps = steps_or_none(test_steps)
+    if steps:
+        test = test.repeat()
+    results = model.evaluate(test, steps=steps, return_dict=True, verbose=0)
+    return {name: float(value) for name, value in results.items()}
+
+
+def write_metrics(metrics: dict[str, float], path: Path) -> Path:
+    """A two-column TSV (``metric``, ``value``), written atomically."""
+    lines = ["metric\tvalue"] + [f"{name}\t{value:.6g}" for name, value in metrics.items()]
+    _atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,123 @@
+"""Distribution strategies: choice, mixed precision, global batch size, MirroredStrategy over two logical CPUs
+and MultiWorkerMirroredStrategy with two worker processes on 127.0.0.1.
+
+Logical devices and TF_CONFIG must be set before TensorFlow initialises, so the distributed runs happen in
+fresh subprocesses.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_default_strategy_float32_and_batch_split():
+    from ml4ge import strategy
+
+    default = strategy.make_strategy("default")
+    assert default.num_replicas_in_sync == 1
+    assert strategy.check_batch_size(8, default) == 8
+    assert strategy.is_chief(default) and strategy.worker_index(default) == 0
+    assert strategy.make_strategy("auto").num_replicas_in_sync == 1  # no TPU, no GPU here
+
+
+def test_mixed_precision_is_bfloat16_on_cpu():
+    import keras
+
+    from ml4ge import strategy
+
+    default = strategy.make_strategy("default")
+    try:
+        assert strategy.set_precision(True, default) == "mixed_bfloat16"
+        assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"
+    finally:
+        assert strategy.set_precision(False, default) == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_unknown_and_unconfigured_strategies_fail_clearly(monkeypatch):
+    from ml4ge import strategy
+    from ml4ge.registry import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="mirrored"):
+        strategy.make_strategy("mirored")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        strategy.make_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        strategy.make_strategy("multi_worker")
+    with pytest.raises(RuntimeError, match="no TPU"):
+        strategy.make_strategy("tpu")
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from ml4ge import strategy
+    mirrored = strategy.make_strategy("mirrored")
+    per_replica = strategy.check_batch_size(8, mirrored)
+    try:
+        strategy.check_batch_size(7, mirrored)
+        odd = "accepted"
+    except ValueError as error:
+        odd = str(error)
+    seen = []
+    class Batch(keras.layers.Layer):
+        def call(self, x):
+            seen.append(x.shape[0])
+            return x
+    with mirrored.scope():
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Dense(1)(Batch()(inputs)))
+        model.compile("adam", "mse")
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(8)
+    history = model.fit(data, epochs=2, verbose=0)
+    kinds = sorted({type(v).__name__ for v in model.trainable_variables})
+    print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "per_replica": per_replica, "odd": odd,
+                      "traced_batches": sorted(set(s for s in seen if s)), "loss": history.history["loss"],
+                      "variables": kinds}))
+""")
+
+
+def test_training_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["per_replica"] == 4
+    assert "multiple of the 2 replicas" in result["odd"]
+    assert result["traced_batches"] == [4]  # each replica sees half of the global batch of 8
+    assert all(loss == loss for loss in result["loss"]) and len(result["loss"]) == 2
