@@ -1,0 +1,153 @@
+"""Layers of the pair merge: a pair-loss layer and DropFuse fusion, in ``keras.ops`` for every Keras backend.
+
+Average and concatenation fusions are plain ``keras.layers.Average`` and ``keras.layers.Concatenate``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from ml4ge.models.losses import PAIR_LOSSES
+
+# CLIP clamps its learnable temperature to this range (logit scale at most 100).
+MIN_TEMPERATURE = 0.01
+MAX_TEMPERATURE = 100.0
+# Pair losses that learn a temperature.
+_TEMPERATURE_LOSSES = frozenset({"contrastive"})
+
+
+@keras.saving.register_keras_serializable(package="ml4ge")
+class PairLoss(keras.layers.Layer):
+    """Adds ``weight * loss(a, b)`` between two embeddings to the model's losses and returns them unchanged.
+
+    The value (unweighted) is also tracked by a ``keras.metrics.Mean`` named ``"<loss>_pair_loss"`` so that it is
+    logged as its own metric; Keras reports it when this layer sits directly in the trained model (metrics of
+    layers inside a nested ``keras.Model`` are not collected by ``Model.metrics``). With ``loss="contrastive"``
+    the layer learns a log-temperature, clamped so that the temperature stays in [0.01, 100] as in CLIP.
+    One instance shared by several pairs shares one temperature and one metric.
+
+    Args:
+        loss: name in :data:`ml4ge.models.losses.PAIR_LOSSES`: 'contrastive' (symmetric InfoNCE), 'cosine'
+            (mean angle) or 'euclid' (mean distance).
+        weight: factor of the pair loss in the total loss (ml4h's ``--pair_loss_weight``).
+        initial_temperature: starting temperature of the contrastive loss (CLIP: 0.07).
+        **kwargs: ``keras.layers.Layer`` arguments (name, dtype, ...).
+
+    Raises:
+        UnknownNameError: for an unknown ``loss``.
+        ValueError: for a negative ``weight`` or an ``initial_temperature`` outside [0.01, 100].
+
+    Example:
+        >>> a, b = PairLoss("contrastive", weight=0.1)([embed_t1, embed_t2])
+    """
+
+    def __init__(self, loss="contrastive", weight=1.0, initial_temperature=0.07, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_fn = PAIR_LOSSES.get(loss)
+        if weight < 0:
+            raise ValueError(f"PairLoss weight must be >= 0, received {weight}.")
+        if not MIN_TEMPERATURE <= initial_temperature <= MAX_TEMPERATURE:
+            raise ValueError(
+                f"PairLoss initial_temperature must be in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}], "
+                f"received {initial_temperature}."
+            )
+        self.loss = loss
+        self.weight = float(weight)
+        self.initial_temperature = float(initial_temperature)
+        self.learns_temperature = loss in _TEMPERATURE_LOSSES
+        self.tracker = keras.metrics.Mean(name=f"{loss}_pair_loss")
+
+    def build(self, input_shape):
+        _check_pair_shapes(input_shape)
+        if self.learns_temperature:
+            self.log_temperature = self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(math.log(self.initial_temperature)),
+                trainable=True,
+                name="log_temperature",
+            )
+
+    @property
+    def temperature(self):
+        """The current (clamped) temperature of the contrastive loss."""
+        log_t = ops.clip(self.log_temperature, math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE))
+        return ops.exp(ops.cast(log_t, "float32"))
+
+    def call(self, inputs):
+        a, b = inputs
+        value = self.loss_fn(a, b, self.temperature) if self.learns_temperature else self.loss_fn(a, b)
+        self.add_loss(self.weight * value)
+        self.tracker.update_state(value)
+        return [a, b]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(shape) for shape in input_shape]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(loss=self.loss, weight=self.weight, initial_temperature=self.initial_temperature)
+        return config
+
+
+def _check_pair_shapes(input_shape):
+    """Raise ValueError unless ``input_shape`` is two equal ``[B, D]`` shapes."""
+    shapes = [tuple(shape) for shape in input_shape] if isinstance(input_shape, (list, tuple)) else []
+    if len(shapes) != 2 or len(shapes[0]) != 2 or shapes[0][1:] != shapes[1][1:]:
+        raise ValueError(
+            f"PairLoss expects two [batch, features] embeddings of equal width, received shapes {input_shape}. "
+            f"Pair encoders must end in latents of the same size (--dense_layers)."
+        )
+
+
+@keras.saving.register_keras_serializable(package="ml4ge")
+class DropFuse(keras.layers.Layer):
+    """Fuses M modality embeddings: a random modality per coordinate in training, their mean at inference.
+
+    Training: for every sample and every latent coordinate independently, the output takes the value of that
+    coordinate from a uniformly drawn modality (draws are per sample and per coordinate). Inference
+    (``training`` False or None): the deterministic mean of the M embeddings, which is the expectation of the
+    training output.
+
+    ml4h's paper-era DropoutMergeLayer drew one modality per coordinate shared by the whole batch; the current
+    ml4h layer draws one whole modality per sample, and both stay random at inference.
+
+    Args:
+        seed: optional int for the ``keras.random.SeedGenerator`` (reproducible draws).
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Raises:
+        ValueError: (at build) unless given at least one ``[B, D]`` embedding, all of the same width.
+
+    Example:
+        >>> fused = DropFuse()([embed_t1, embed_t2])
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        shapes = [tuple(shape) for shape in input_shape] if isinstance(input_shape, (list, tuple)) else []
+        if not shapes or any(len(s) != 2 or s[1:] != shapes[0][1:] for s in shapes):
+            raise ValueError(
+                f"DropFuse expects a list of [batch, features] embeddings of equal width, received {input_shape}."
+            )
+
+    def call(self, inputs, training=None):
+        stacked = ops.stack(inputs, axis=-1)  # [B, D, M]
+        if not training:
+            return ops.mean(stacked, axis=-1)
+        choice = keras.random.randint(ops.shape(stacked)[:2], 0, len(inputs), seed=self.seed_generator)
+        return ops.sum(stacked * ops.one_hot(choice, len(inputs), dtype=stacked.dtype), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(seed=self.seed)
+        return config
