@@ -39,10 +39,12 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--valid_ratio", type=float, default=0.1, help="Fraction of samples for validation.")
     group.add_argument("--test_ratio", type=float, default=0.1, help="Fraction of samples for testing.")
     group.add_argument("--cache", action="store_true", help="Keep tensors in memory after the first epoch.")
-    group.add_argument("--manifest", help="tensorize: CSV of sample_id, tensor, path[, instance] rows.")
+    group.add_argument("--manifest", help="tensorize: CSV of sample_id, tensor, path[, instance] rows "
+                                                "(paths relative to the manifest's folder).")
     group.add_argument("--phenotype_csv", help="tensorize: CSV with a sample id column and one column per scalar.")
     group.add_argument("--resample", action="store_true",
-                       help="tensorize: resample volumes to the TensorMap shape instead of centred crop/pad.")
+                       help="tensorize: store volumes resampled (one isotropic zoom, centred) to the TensorMap "
+                            "shape; by default they are stored as read, at full resolution.")
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
