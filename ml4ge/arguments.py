@@ -40,7 +40,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--test_ratio", type=float, default=0.1, help="Fraction of samples for testing.")
     group.add_argument("--cache", action="store_true", help="Keep tensors in memory after the first epoch.")
     group.add_argument("--manifest", help="tensorize: CSV of sample_id, tensor, path[, instance] rows "
-                                                "(paths relative to the manifest's folder).")
+                                          "(paths relative to the manifest's folder).")
     group.add_argument("--phenotype_csv", help="tensorize: CSV with a sample id column and one column per scalar.")
     group.add_argument("--resample", action="store_true",
                        help="tensorize: store volumes resampled (one isotropic zoom, centred) to the TensorMap "
