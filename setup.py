@@ -18,6 +18,7 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.60",
         "psutil>=5.9",
+        "tensorboard>=2.18",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5"],

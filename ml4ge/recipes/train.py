@@ -1,0 +1,212 @@
+"""``--mode train``: fit a model made of blocks on the train split and write the run folder.
+
+``<output_folder>/<id>/`` receives ``<id>.keras``, ``encoder_<tmap>.keras``, ``decoder_<tmap>.keras``,
+``merger.keras``, ``train.csv``/``valid.csv``/``test.csv``, ``training_log.csv``, ``tensorboard/``,
+``learning_curves_<id>.png``, ``test_metrics.tsv``, ``skipped_samples.tsv`` and, for autoencoders,
+``reconstructions/`` (plus ``decoding_<output>_from_<input>/`` for pair models). Starting the same run again
+resumes from its last finished epoch (see :mod:`ml4ge.training`).
+
+In multi-worker training every worker runs this same recipe; only the chief writes the run folder, the others
+write to ``<run folder>/workers/worker_<i>/`` (TensorFlow's recommended pattern: all workers must take part in
+every collective step, including the test evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ml4ge.arguments import run_folder
+from ml4ge.hd5 import hd5_paths
+from ml4ge.lookup import resolve_all
+
+log = logging.getLogger(__name__)
+RECONSTRUCTED_SAMPLES = 3
+
+
+def tensormaps(args: argparse.Namespace):
+    """``(input_tmaps, output_tmaps)`` resolved with ``--tensormap_prefix``."""
+    return resolve_all(args.input_tensors, args.tensormap_prefix), resolve_all(args.output_tensors,
+                                                                               args.tensormap_prefix)
+
+
+def check_tensors_folder(args: argparse.Namespace) -> None:
+    """Raises FileNotFoundError/ValueError when ``--tensors`` is unset, missing or holds no ``.hd5`` file."""
+    if not args.tensors:
+        raise ValueError(f"--mode {args.mode} needs --tensors, the folder of <sample_id>.hd5 files.")
+    if not hd5_paths(args.tensors):
+        raise ValueError(f"--tensors {args.tensors!r} holds no .hd5 files; run --mode tensorize first.")
+
+
+def check_blocks(args: argparse.Namespace) -> None:
+    """Unknown block names fail here, with the closest registered names (UnknownNameError, a KeyError)."""
+    from ml4ge.models.blocks import DECODERS, ENCODERS, MERGES, load_block_modules
+
+    load_block_modules()
+    for registry, names in ((ENCODERS, args.encoder_blocks), (MERGES, args.merge_blocks),
+                            (DECODERS, args.decoder_blocks)):
+        for name in names:
+            if not str(name).endswith(".keras"):
+                registry.get(name)
+
+
+def check_pairs(args: argparse.Namespace, input_tmaps) -> None:
+    """Every ``--pairs`` member must be one of the inputs; ``--merge_blocks pair`` over other than two inputs
+    needs ``--pairs``."""
+    known = set(args.input_tensors) | {tm.name for tm in input_tmaps}
+    for pair in args.pairs:
+        missing = [member for member in pair if member not in known]
+        if missing:
+            raise ValueError(f"--pairs {' '.join(pair)}: {', '.join(missing)} not among --input_tensors "
+                             f"{' '.join(args.input_tensors)}; add it there or fix the pair.")
+    if "pair" in args.merge_blocks and not args.pairs and len(input_tmaps) != 2:
+        raise ValueError(f"--merge_blocks pair with {len(input_tmaps)} inputs needs --pairs A B (only two inputs "
+                         "pair up by themselves).")
+
+
+def model_config(args: argparse.Namespace, input_tmaps):
+    """``ModelConfig.from_args`` with ``--pairs`` given as command-line names turned into TensorMap names."""
+    from dataclasses import replace
+
+    from ml4ge.models.config import ModelConfig
+
+    config = ModelConfig.from_args(args)
+    if not args.pairs:
+        return config
+    names = {given: tm.name for given, tm in zip(args.input_tensors, input_tmaps)}
+    pairs = tuple(tuple(names.get(member, member) for member in pair) for pair in args.pairs)
+    return replace(config, pair=replace(config.pair, pairs=pairs))
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Checks before any work.
+
+    Raises:
+        ValueError, FileNotFoundError, KeyError: with what to change.
+    """
+    if not args.input_tensors or not args.output_tensors:
+        raise ValueError("--mode train needs --input_tensors and --output_tensors (the same map in both makes an "
+                         "autoencoder).")
+    for flag in ("batch_size", "epochs"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
+    check_tensors_folder(args)
+    input_tmaps, _ = tensormaps(args)
+    check_pairs(args, input_tmaps)
+    check_blocks(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save the parts, plot, evaluate the test split. Returns the exit status (0)."""
+    from ml4ge import strategy as strategies
+
+    distribution = strategies.make_strategy(args.strategy)
+    policy = strategies.set_precision(args.mixed_precision, distribution)
+    strategies.check_batch_size(args.batch_size, distribution)
+    chief = strategies.is_chief(distribution)
+    folder = run_folder(args)
+    if not chief:
+        folder = folder / "workers" / f"worker_{strategies.worker_index(distribution)}"
+        folder.mkdir(parents=True, exist_ok=True)
+    log.info("training in %s (precision %s, chief %s)", folder, policy, chief)
+    return _train(args, distribution, folder, chief)
+
+
+def _train(args, distribution, folder: Path, chief: bool) -> int:
+    from ml4ge import training
+    from ml4ge.models.factory import build_model, compile_model, save_parts
+    from ml4ge.pipeline import SkippedSamples, TensorDataset, pipeline_errors
+    from ml4ge.splits import split_for_run
+
+    input_tmaps, output_tmaps = tensormaps(args)
+    paths = split_for_run(args, folder)
+    skipped = SkippedSamples(folder)
+    config = model_config(args, input_tmaps)
+    multi_worker = type(distribution).__name__ == "MultiWorkerMirroredStrategy"
+
+    def data(split: str, shuffle: bool, seed: int):
+        return TensorDataset(paths[split], input_tmaps, output_tmaps, args.batch_size, shuffle=shuffle,
+                             augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
+                             seed=seed, skipped=skipped)
+
+    with strategy_scope(distribution):
+        parts = build_model(input_tmaps, output_tmaps, args.encoder_blocks, args.merge_blocks, args.decoder_blocks,
+                            config)
+        compile_model(parts, output_tmaps, args.learning_rate, args.optimizer)
+    if args.inspect_model and chief:
+        write_summary(parts.full, folder / f"architecture_{args.id}.txt")
+    with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:
+        train_ds, valid_ds = _distributable(train.dataset(), multi_worker), _distributable(valid.dataset(),
+                                                                                          multi_worker)
+        with pipeline_errors():
+            training.fit(parts.full, train_ds, valid_ds, folder, args.epochs, args.patience, args.training_steps,
+                         args.validation_steps, write_outputs=chief)
+    training.load_best_weights(parts.full, folder)
+    save_parts(parts, folder, args.id)
+    if chief:
+        from ml4ge import plots
+
+        plots.learning_curves(folder / training.TRAINING_LOG, folder / f"learning_curves_{args.id}.png", args.id)
+    if paths["test"]:
+        with data("test", False, args.random_seed) as test, pipeline_errors():
+            metrics = training.evaluate(parts.full, _distributable(test.dataset(), multi_worker), args.test_steps)
+        training.write_metrics(metrics, folder / "test_metrics.tsv")
+        log.info("test metrics: %s", metrics)
+        if chief:
+            plot_reconstructions(parts, input_tmaps, output_tmaps, paths["test"], folder, args)
+    else:
+        log.warning("the test split is empty (--test_ratio 0 and no --test_csv): no test metrics or reconstructions")
+    skipped.write()
+    return 0
+
+
+def _distributable(dataset, multi_worker: bool):
+    if not multi_worker:
+        return dataset
+    from ml4ge.strategy import shard_by_data
+
+    return shard_by_data(dataset)
+
+
+def strategy_scope(distribution):
+    return distribution.scope()
+
+
+def write_summary(model, path: Path) -> None:
+    """The Keras summary of ``model`` as text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *_, **__: lines.append(line))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_reconstructions(parts, input_tmaps, output_tmaps, test_paths, folder: Path, args) -> None:
+    """Inputs beside reconstructions for a few test subjects, and each encoder through every decoder for pairs."""
+    import keras
+    import numpy as np
+
+    from ml4ge import plots
+    from ml4ge.pipeline import iterate_batches
+
+    autoencoded = [tm for tm in output_tmaps if tm in input_tmaps]
+    if not autoencoded:
+        return
+    batches = iterate_batches(test_paths[: 2 * RECONSTRUCTED_SAMPLES], input_tmaps, output_tmaps,
+                              RECONSTRUCTED_SAMPLES, num_workers=0)
+    sample_ids, inputs, _ = next(batches)
+    batches.close()
+    predicted = parts.full(inputs, training=False)
+    for tm in autoencoded:
+        reconstructed = keras.ops.convert_to_numpy(predicted[tm.output_name])
+        plots.reconstructions(sample_ids, inputs[tm.input_name], reconstructed, folder / "reconstructions",
+                              tm.name)
+    if not args.pairs or len(input_tmaps) < 2:
+        return
+    for source in input_tmaps:
+        embedding = parts.encoders[source.name](inputs[source.input_name], training=False)
+        latent = parts.merger([embedding] * len(input_tmaps), training=False)
+        for target in autoencoded:
+            decoded = np.asarray(keras.ops.convert_to_numpy(parts.decoders[target.name](latent, training=False)))
+            plots.reconstructions(sample_ids, inputs[target.input_name], decoded,
+                                  folder / f"decoding_{target.name}_from_{source.name}",
+                                  f"{target.name}_from_{source.name}")
