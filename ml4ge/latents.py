@@ -178,3 +178,25 @@ def _append_shard(path: Path, out, header: str | None, seen: set[str]) -> str:
             seen.add(sample_id)
             out.write(line)
     return first
+
+
+def cohort_paths(tensors, sample_csv=None, shard: tuple[int, int] | None = None) -> list[Path]:
+    """The ``.hd5`` files of ``tensors`` to infer: those listed in ``sample_csv`` (all without it), then the
+    chosen shard, in sample-id order.
+
+    Raises:
+        FileNotFoundError: if ``tensors`` does not exist.
+        ValueError: if no file is left to infer.
+    """
+    from ml4ge.hd5 import hd5_paths, sample_id_from_path
+    from ml4ge.splits import read_ids
+
+    paths = hd5_paths(tensors)
+    if sample_csv:
+        wanted = set(read_ids(sample_csv, [sample_id_from_path(p) for p in paths]))
+        paths = [p for p in paths if sample_id_from_path(p) in wanted]
+    paths = shard_items(paths, shard)
+    if not paths:
+        raise ValueError(f"no .hd5 file of --tensors {str(tensors)!r} is left to infer (after --sample_csv "
+                         f"{sample_csv} and --shard {shard}); check those flags.")
+    return paths
