@@ -105,7 +105,10 @@ def _add_inference(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inference and comparison")
     group.add_argument("--tsv_style", default="standard", choices=["standard", "genetics"],
                        help="genetics writes FID and IID columns for PLINK/REGENIE.")
-    group.add_argument("--shard", default=None, help="i/n: infer the i-th of n disjoint shards of samples.")
+    group.add_argument("--shard", default=None,
+                       help="i/n (0-based): infer_encoders writes the i-th of n disjoint shards of samples.")
+    group.add_argument("--inference_format", default="nifti", choices=["nifti", "hd5"],
+                       help="infer: file format of predicted volumes and images.")
     group.add_argument("--latent_tables", nargs="*", default=[], help="compare: name=path latent TSVs.")
     group.add_argument("--phenotypes", help="compare: CSV/TSV of phenotypes keyed by sample id.")
     group.add_argument("--covariates", nargs="*", default=[], help="compare: phenotype columns used as covariates.")

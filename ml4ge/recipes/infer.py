@@ -1,0 +1,156 @@
+"""``--mode infer``: predictions of a trained model for every sample of ``--tensors``.
+
+Writes ``<output_folder>/<id>/inference_<id>.tsv`` with the id column(s) (``sample_id``, or ``FID IID`` with
+``--tsv_style genetics``) then, per scalar output, ``<output>_prediction`` and ``<output>_actual`` (per channel,
+``<output>_<label>_prediction``/``_actual``, for categorical outputs). Continuous predictions are mapped back to
+the stored scale with the TensorMap's normalizer; actual values are the stored values, ``NA`` where a sample has
+none (predictions need only the inputs). Volume and image outputs are written per sample as NIfTI
+(``inferred/<sample_id>_<output>.nii.gz``, with the affine stored beside the source tensor when there is one)
+or, with ``--inference_format hd5``, as ``inferred/<sample_id>.hd5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ml4ge.arguments import run_folder
+from ml4ge.latents import cohort_paths, id_columns
+from ml4ge.lookup import resolve_all
+from ml4ge.progress import progress
+from ml4ge.recipes.infer_encoders import check_model_file
+
+log = logging.getLogger(__name__)
+FORMATS = ("nifti", "hd5")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Raises ValueError/FileNotFoundError/KeyError before any work, with what to change."""
+    check_model_file(args)
+    if not args.input_tensors or not args.output_tensors:
+        raise ValueError("--mode infer needs the model's --input_tensors and --output_tensors.")
+    if not args.tensors:
+        raise ValueError("--mode infer needs --tensors, the folder of <sample_id>.hd5 files.")
+    if getattr(args, "inference_format", "nifti") not in FORMATS:
+        raise ValueError(f"--inference_format must be one of {FORMATS}, got {args.inference_format!r}.")
+    cohort_paths(args.tensors, args.sample_csv)
+    resolve_all(args.input_tensors, args.tensormap_prefix)
+    resolve_all(args.output_tensors, args.tensormap_prefix)
+
+
+def columns(tm) -> list[str]:
+    """Prediction and actual column names of a scalar output."""
+    if tm.channel_map is not None:
+        labels = sorted(tm.channel_map, key=tm.channel_map.get)
+        return [f"{tm.name}_{label}_{kind}" for label in labels for kind in ("prediction", "actual")]
+    if tm.shape[0] == 1:
+        return [f"{tm.name}_prediction", f"{tm.name}_actual"]
+    return [f"{tm.name}_{i}_{kind}" for i in range(tm.shape[0]) for kind in ("prediction", "actual")]
+
+
+def actual(tm, hd5, sample_id: str) -> np.ndarray | None:
+    """The stored value of a scalar output fitted to its shape, or None when the sample has none."""
+    try:
+        raw = tm.read_raw(hd5, sample_id)
+        tm.validate(raw)
+        return tm.fit_shape(raw).reshape(-1)
+    except (KeyError, ValueError) as error:
+        log.debug("%s has no usable %s: %s", sample_id, tm.name, error)
+        return None
+
+
+def descale(tm, prediction: np.ndarray) -> np.ndarray:
+    """A continuous prediction on the stored scale (categorical probabilities are kept as they are)."""
+    inverse = getattr(tm.normalization, "inverse_transform", None)
+    if tm.channel_map is not None or inverse is None:
+        return prediction
+    return np.asarray(inverse(prediction), dtype=np.float64)
+
+
+def affine_of(tm, hd5) -> np.ndarray:
+    """The ``affine`` attribute stored with a tensor (or its fallback's), else the identity."""
+    from ml4ge.hd5 import select_instance
+
+    for source in (tm, tm.fallback):
+        if source is not None and source.key in hd5:
+            node = hd5[source.key]
+            dataset = node if hasattr(node, "shape") else select_instance(node, source.instance)
+            if "affine" in dataset.attrs:
+                return np.asarray(dataset.attrs["affine"], dtype=np.float64).reshape(4, 4)
+    return np.eye(4)
+
+
+def write_volume(tm, sample_id: str, prediction: np.ndarray, hd5, folder: Path, fmt: str) -> Path:
+    """One sample's predicted volume/image as NIfTI (with the source affine) or into ``<sample_id>.hd5``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    values = prediction[..., 0] if prediction.shape[-1] == 1 else prediction
+    if fmt == "nifti":
+        import nibabel as nib
+
+        path = folder / f"{sample_id}_{tm.name}.nii.gz"
+        temporary = folder / f".{sample_id}_{tm.name}.tmp.nii.gz"
+        nib.save(nib.Nifti1Image(values.astype(np.float32), affine_of(tm, hd5)), temporary)
+        os.replace(temporary, path)
+        return path
+    import h5py
+
+    from ml4ge.hd5 import write_tensor
+
+    path = folder / f"{sample_id}.hd5"
+    with h5py.File(path, "a") as out:
+        if f"{tm.name}_prediction" in out:
+            del out[f"{tm.name}_prediction"]
+        write_tensor(out, f"{tm.name}_prediction", values, instance=0, attributes={"affine": affine_of(tm, hd5)})
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every sample; returns 0."""
+    import keras
+
+    from ml4ge.hd5 import open_sample
+    from ml4ge.pipeline import SkippedSamples, iterate_batches
+
+    folder = run_folder(args)
+    input_tmaps = resolve_all(args.input_tensors, args.tensormap_prefix)
+    output_tmaps = resolve_all(args.output_tensors, args.tensormap_prefix)
+    model = keras.saving.load_model(args.model_file, compile=False, safe_mode=True)
+    scalars = [tm for tm in output_tmaps if tm.is_scalar]
+    fmt = getattr(args, "inference_format", "nifti")
+    paths = {Path(p).name[: -len(".hd5")]: p for p in cohort_paths(args.tensors, args.sample_csv)}
+    skipped = SkippedSamples(folder)
+    table = folder / f"inference_{args.id}.tsv"
+    temporary = table.with_name(table.name + ".tmp")
+    ids = id_columns(args.tsv_style)
+    with open(temporary, "w") as out, progress(total=len(paths), description="infer", unit="sample") as bar:
+        out.write("\t".join([*ids, *(c for tm in scalars for c in columns(tm))]) + "\n")
+        for sample_ids, inputs, _ in iterate_batches(list(paths.values()), input_tmaps, [], args.batch_size,
+                                                     num_workers=args.num_workers, skipped=skipped):
+            predicted = model.predict_on_batch(inputs)
+            for row, sample_id in enumerate(sample_ids):
+                with open_sample(paths[sample_id]) as hd5:
+                    cells = _scalar_cells(scalars, predicted, row, hd5, sample_id)
+                    for tm in output_tmaps:
+                        if not tm.is_scalar:
+                            write_volume(tm, sample_id, np.asarray(predicted[tm.output_name][row], np.float32),
+                                         hd5, folder / "inferred", fmt)
+                out.write("\t".join([*[sample_id] * len(ids), *cells]) + "\n")
+            bar.update(len(sample_ids))
+    os.replace(temporary, table)
+    skipped.write()
+    log.info("predictions of %d samples written to %s", len(paths) - len(skipped.sample_ids), table)
+    return 0
+
+
+def _scalar_cells(scalars, predicted, row: int, hd5, sample_id: str) -> list[str]:
+    cells = []
+    for tm in scalars:
+        prediction = descale(tm, np.asarray(predicted[tm.output_name][row], np.float64).reshape(-1))
+        truth = actual(tm, hd5, sample_id)
+        for i, value in enumerate(prediction):
+            cells += [f"{value:.7g}", "NA" if truth is None else f"{float(truth[i]):.7g}"]
+    return cells
