@@ -17,7 +17,11 @@ def configure_logging(folder) -> None:
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(folder / "log.txt")]
     root = logging.getLogger()
     root.setLevel(logging.INFO)
+    for handler in [h for h in root.handlers if getattr(h, "ml4ge_run", False)]:
+        root.removeHandler(handler)  # a second main() in one process logs to its own run only.
+        handler.close()
     for handler in handlers:
+        handler.ml4ge_run = True
         handler.setFormatter(formatter)
         root.addHandler(handler)
 
