@@ -25,7 +25,10 @@ class PairLoss(keras.layers.Layer):
 
     The value (unweighted) is also tracked by a ``keras.metrics.Mean`` named ``"<loss>_pair_loss"`` so that it is
     logged as its own metric; Keras reports it when this layer sits directly in the trained model (metrics of
-    layers inside a nested ``keras.Model`` are not collected by ``Model.metrics``). With ``loss="contrastive"``
+    layers inside a nested ``keras.Model`` are not collected by ``Model.metrics``). On the JAX backend there is no
+    such metric (``tracker`` is None): Keras' JAX trainer runs the forward pass in a stateless scope that does not
+    hold metric variables, so a metric updated in ``call`` fails (keras-team/keras#21639, #19402); the loss itself
+    is still added and trained. With ``loss="contrastive"``
     the layer learns a log-temperature, clamped so that the temperature stays in [0.01, 100] as in CLIP.
     One instance shared by several pairs shares one temperature and one metric.
 
@@ -58,7 +61,7 @@ class PairLoss(keras.layers.Layer):
         self.weight = float(weight)
         self.initial_temperature = float(initial_temperature)
         self.learns_temperature = loss in _TEMPERATURE_LOSSES
-        self.tracker = keras.metrics.Mean(name=f"{loss}_pair_loss")
+        self.tracker = keras.metrics.Mean(name=f"{loss}_pair_loss") if _layer_metrics_supported() else None
 
     def build(self, input_shape):
         _check_pair_shapes(input_shape)
@@ -80,7 +83,8 @@ class PairLoss(keras.layers.Layer):
         a, b = inputs
         value = self.loss_fn(a, b, self.temperature) if self.learns_temperature else self.loss_fn(a, b)
         self.add_loss(self.weight * value)
-        self.tracker.update_state(value)
+        if self.tracker is not None:
+            self.tracker.update_state(value)
         return [a, b]
 
     def compute_output_shape(self, input_shape):
@@ -90,6 +94,11 @@ class PairLoss(keras.layers.Layer):
         config = super().get_config()
         config.update(loss=self.loss, weight=self.weight, initial_temperature=self.initial_temperature)
         return config
+
+
+def _layer_metrics_supported() -> bool:
+    """Whether metrics updated inside ``Layer.call`` work in ``Model.fit`` on the current backend (not on JAX)."""
+    return keras.backend.backend() != "jax"
 
 
 def _check_pair_shapes(input_shape):
