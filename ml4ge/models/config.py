@@ -1,0 +1,205 @@
+"""Typed configurations of the model blocks, built from the command-line arguments.
+
+Each block kind gets one small frozen dataclass holding only what it uses (a conv encoder gets a
+:class:`ConvConfig` and a :class:`DenseConfig`, the pair merge a :class:`PairConfig`), never the whole
+argparse namespace. :meth:`ModelConfig.from_args` is the one place where flags become configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, replace
+
+
+def _ints(values, flag: str, allow_empty: bool = False) -> tuple[int, ...]:
+    values = tuple(int(v) for v in (values or ()))
+    if not values and not allow_empty:
+        raise ValueError(f"{flag} needs at least one value, got none.")
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{flag} values must be positive, got {list(values)}.")
+    return values
+
+
+@dataclass(frozen=True)
+class ConvConfig:
+    """Convolutional encoder/decoder settings.
+
+    Args:
+        layers: widths of the stem convolutions (``--conv_layers``); the decoder ends with them, mirrored.
+        stages: widths of the stages after the stem (``--dense_blocks``); each stage pools then convolves.
+        block_size: convolutions per stage (``--block_size``).
+        kernel_1d: kernel sizes for 1-D signals (``--conv_width``).
+        kernel_x, kernel_y, kernel_z: kernel sizes per axis for images and volumes (``--conv_x/y/z``).
+            The i-th convolution uses the i-th entry; the last entry repeats.
+        pool: pooling factor per spatial axis (x, y, z) (``--pool_x/y/z``).
+        pool_type: ``max`` or ``average`` (``--pool_type``).
+        activation, normalize, regularize, regularize_rate: names looked up in :mod:`ml4ge.models.blocks`.
+        upsample: ``upsampling`` (repeat voxels, as ml4h) or ``transpose`` (stride-``pool`` transposed
+            convolutions without normalization or activation, as UDIP).
+
+    Example:
+        >>> ConvConfig(layers=(16, 16), stages=(32, 64), block_size=2).kernel(3, 0)
+        (3, 3, 3)
+    """
+
+    layers: tuple[int, ...] = (32,)
+    stages: tuple[int, ...] = (32, 32, 32)
+    block_size: int = 3
+    kernel_1d: tuple[int, ...] = (71,)
+    kernel_x: tuple[int, ...] = (3,)
+    kernel_y: tuple[int, ...] = (3,)
+    kernel_z: tuple[int, ...] = (3,)
+    pool: tuple[int, int, int] = (2, 2, 2)
+    pool_type: str = "max"
+    activation: str = "swish"
+    normalize: str | None = None
+    regularize: str | None = None
+    regularize_rate: float = 0.0
+    upsample: str = "upsampling"
+
+    def __post_init__(self):
+        if self.block_size < 0:
+            raise ValueError(f"block_size must be >= 0, got {self.block_size}.")
+        if self.upsample not in ("upsampling", "transpose"):
+            raise ValueError(f"upsample must be 'upsampling' or 'transpose', got {self.upsample!r}.")
+        if self.pool_type not in ("max", "average"):
+            raise ValueError(f"pool_type must be 'max' or 'average', got {self.pool_type!r}.")
+
+    def kernel(self, rank: int, index: int) -> tuple[int, ...]:
+        """Kernel of the ``index``-th convolution for a map with ``rank`` spatial axes."""
+        per_axis = (self.kernel_1d,) if rank == 1 else (self.kernel_x, self.kernel_y, self.kernel_z)[:rank]
+        return tuple(sizes[min(index, len(sizes) - 1)] for sizes in per_axis)
+
+    def pool_size(self, rank: int) -> tuple[int, ...]:
+        """Pooling factor per spatial axis for a map with ``rank`` spatial axes (x for 1-D signals)."""
+        return tuple(self.pool[:rank])
+
+    def widths(self) -> tuple[int, ...]:
+        """Channel widths at the end of the stem and of every stage."""
+        return (self.layers[-1], *self.stages) if self.layers else self.stages
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """Dense layers after the convolutions or on vector maps.
+
+    Args:
+        widths: dense widths (``--dense_layers``); the last is the latent size and its layer is linear.
+        activation, normalize, regularize, regularize_rate: names looked up in :mod:`ml4ge.models.blocks`.
+    """
+
+    widths: tuple[int, ...] = (256,)
+    activation: str = "swish"
+    normalize: str | None = None
+    regularize: str | None = None
+    regularize_rate: float = 0.0
+
+    def __post_init__(self):
+        if not self.widths:
+            raise ValueError("DenseConfig.widths needs at least one width (the latent size).")
+
+    @property
+    def latent_size(self) -> int:
+        return self.widths[-1]
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return self.widths[:-1]
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """The pair merge: which embeddings are tied, by which loss, and how they are fused.
+
+    Args:
+        pairs: ``((A, B), ...)`` TensorMap names; empty means "the two inputs" when there are exactly two.
+        loss: ``contrastive``, ``cosine`` or ``euclid``.
+        weight: factor of the pair loss in the total loss.
+        merge: ``dropout`` (DropFuse), ``average`` or ``concat``.
+    """
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    loss: str = "contrastive"
+    weight: float = 1.0
+    merge: str = "dropout"
+
+
+@dataclass(frozen=True)
+class ReduceLRConfig:
+    """ReduceLROnPlateau settings carried as data (the training recipe builds the callback)."""
+
+    factor: float = 0.5
+    patience: int = 4
+    min_lr: float = 0.0
+    monitor: str = "val_loss"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything the factory needs besides TensorMaps and block names.
+
+    Example:
+        >>> from ml4ge.arguments import build_parser
+        >>> config = ModelConfig.from_args(build_parser().parse_args(["--mode", "train", "--dense_layers", "64"]))
+        >>> config.dense.latent_size
+        64
+    """
+
+    conv: ConvConfig = field(default_factory=ConvConfig)
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    pair: PairConfig = field(default_factory=PairConfig)
+    learning_rate: float = 1e-4
+    optimizer: str = "adam"
+    reduce_lr: ReduceLRConfig | None = None
+    preset: str | None = None
+
+    @property
+    def latent_size(self) -> int:
+        return self.dense.latent_size
+
+    def with_changes(self, **changes) -> ModelConfig:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ModelConfig:
+        """The configuration the flags describe; ``--model_preset`` replaces the architecture flags.
+
+        A preset also brings its learning rate, unless ``--learning_rate`` differs from the parser default.
+
+        Raises:
+            ValueError: for empty or non-positive widths.
+            UnknownNameError: for an unknown preset (with the closest names).
+        """
+        if getattr(args, "model_preset", None):
+            from ml4ge.models.presets import preset_from_args
+
+            return preset_from_args(args)
+        conv = ConvConfig(
+            layers=_ints(args.conv_layers, "--conv_layers", allow_empty=True),
+            stages=_ints(args.dense_blocks, "--dense_blocks", allow_empty=True),
+            block_size=int(args.block_size),
+            kernel_1d=_ints(args.conv_width, "--conv_width"),
+            kernel_x=_ints(args.conv_x, "--conv_x"),
+            kernel_y=_ints(args.conv_y, "--conv_y"),
+            kernel_z=_ints(args.conv_z, "--conv_z"),
+            pool=(int(args.pool_x), int(args.pool_y), int(args.pool_z)),
+            pool_type=args.pool_type,
+            activation=args.activation,
+            normalize=args.conv_normalize,
+            regularize=args.conv_regularize,
+            regularize_rate=float(args.conv_regularize_rate),
+        )
+        dense = DenseConfig(
+            widths=_ints(args.dense_layers, "--dense_layers"),
+            activation=args.activation,
+            normalize=args.dense_normalize,
+            regularize=args.dense_regularize,
+            regularize_rate=float(args.dense_regularize_rate),
+        )
+        pair = PairConfig(
+            pairs=tuple(tuple(p) for p in args.pairs or ()),
+            loss=args.pair_loss,
+            weight=float(args.pair_loss_weight),
+            merge=args.pair_merge,
+        )
+        return cls(conv=conv, dense=dense, pair=pair, learning_rate=float(args.learning_rate), optimizer=args.optimizer)
