@@ -1,0 +1,115 @@
+"""The train recipe: validation before any work, and the seed workflow end to end (train a T1/T2 pair model,
+then infer_encoders) through ml4ge.cli.main on synthetic HD5 volumes."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from recipe_helpers import TINY_MODEL, write_cohort, write_maps_package
+
+PACKAGE = "train_recipe_maps"
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = write_maps_package(tmp_path_factory.mktemp("maps"), PACKAGE)
+    return write_cohort(root, PACKAGE, 16, seed=3)
+
+
+def pair_args(tensors, output_folder, run_id="pair", *extra):
+    return ["--mode", "train", "--tensors", str(tensors), "--output_folder", str(output_folder), "--id", run_id,
+            "--tensormap_prefix", PACKAGE, "--input_tensors", "brain.t1", "brain.t2",
+            "--output_tensors", "brain.t1", "brain.t2", "--encoder_blocks", "conv_encode", "--merge_blocks", "pair",
+            "--decoder_blocks", "conv_decode", "--pairs", "brain.t1", "brain.t2", "--pair_loss", "contrastive",
+            "--pair_merge", "dropout", "--batch_size", "4", "--epochs", "2", "--valid_ratio", "0.25",
+            "--test_ratio", "0.25", *TINY_MODEL, *extra]
+
+
+def validation_error(argv):
+    from ml4ge.arguments import build_parser, validate
+
+    args = build_parser().parse_args(argv)
+    with pytest.raises((ValueError, KeyError, FileNotFoundError)) as caught:
+        validate(args)
+    return str(caught.value)
+
+
+def replace_flag(argv, flag, *values):
+    i = argv.index(flag)
+    j = i + 1
+    while j < len(argv) and not argv[j].startswith("--"):
+        j += 1
+    return [*argv[:i], flag, *values, *argv[j:]]
+
+
+def test_pair_member_not_among_inputs(cohort, tmp_path):
+    argv = replace_flag(pair_args(cohort, tmp_path), "--pairs", "brain.t1", "brain.age")
+    message = validation_error(argv)
+    assert "brain.age" in message and "--input_tensors" in message
+
+
+def test_missing_tensors_folder(tmp_path):
+    message = validation_error(pair_args(tmp_path / "nowhere", tmp_path))
+    assert "nowhere" in message and "does not exist" in message
+
+
+def test_unknown_block(cohort, tmp_path):
+    message = validation_error(replace_flag(pair_args(cohort, tmp_path), "--encoder_blocks", "conv_encoder"))
+    assert "conv_encoder" in message and "conv_encode" in message
+
+
+def test_unknown_tensormap(cohort, tmp_path):
+    message = validation_error(replace_flag(pair_args(cohort, tmp_path), "--input_tensors", "brain.t1", "brain.t3"))
+    assert "t3" in message and "brain.t1" in message  # names the closest maps of the module
+
+
+def test_missing_model_file(cohort, tmp_path):
+    message = validation_error([*pair_args(cohort, tmp_path), "--model_file", str(tmp_path / "none.keras")])
+    assert "none.keras" in message
+
+
+def test_main_exits_2_without_work(cohort, tmp_path):
+    from ml4ge.cli import main
+
+    argv = replace_flag(pair_args(cohort, tmp_path / "out"), "--pairs", "brain.t1", "brain.age")
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_train_pair_model_then_infer_encoders(cohort, tmp_path):
+    from ml4ge.cli import main
+
+    assert main(pair_args(cohort, tmp_path)) == 0
+    run = tmp_path / "pair"
+    for name in ("pair.keras", "encoder_t1_tiny.keras", "encoder_t2_tiny.keras", "decoder_t1_tiny.keras",
+                 "decoder_t2_tiny.keras", "merger.keras", "train.csv", "valid.csv", "test.csv",
+                 "learning_curves_pair.png", "test_metrics.tsv", "arguments.json", "log.txt"):
+        assert (run / name).is_file(), name
+    split = {name: set(pd.read_csv(run / f"{name}.csv", dtype=str)["sample_id"]) for name in ("train", "valid", "test")}
+    assert [len(split[s]) for s in ("train", "valid", "test")] == [8, 4, 4]
+    assert not (split["train"] & split["test"]) and not (split["train"] & split["valid"])
+    log = pd.read_csv(run / "training_log.csv")
+    assert list(log["epoch"]) == [0, 1] and np.isfinite(log["val_loss"]).all()
+    metrics = pd.read_csv(run / "test_metrics.tsv", sep="\t").set_index("metric")["value"]
+    assert {"loss", "contrastive_pair_loss"} <= set(metrics.index) and np.isfinite(metrics).all()
+    assert len(list((run / "reconstructions").glob("*_t1_tiny.png"))) == 3
+    assert len(list((run / "decoding_t2_tiny_from_t1_tiny").glob("*.png"))) == 3
+    assert any((run / "tensorboard").rglob("events.out.tfevents*"))
+
+    infer = ["--mode", "infer_encoders", "--tensors", str(cohort), "--output_folder", str(tmp_path), "--id", "lat",
+             "--tensormap_prefix", PACKAGE, "--input_tensors", "brain.t1", "brain.t2",
+             "--model_file", str(run / "pair.keras"), "--batch_size", "5", "--num_workers", "0"]
+    assert main(infer) == 0
+    for tm in ("t1_tiny", "t2_tiny"):
+        table = pd.read_csv(tmp_path / "lat" / f"hidden_{tm}_lat.tsv", sep="\t", dtype={"sample_id": str})
+        assert list(table.columns) == ["sample_id", *[f"latent_{i}" for i in range(16)]]
+        assert sorted(table["sample_id"]) == sorted(str(i) for i in range(16))
+        assert np.isfinite(table.iloc[:, 1:].to_numpy()).all()
+        assert table.iloc[:, 1:].to_numpy().std(axis=0).max() > 0  # samples differ
+    again = tmp_path / "lat2"
+    assert main([*infer[:7], "lat2", *infer[8:]]) == 0  # DropFuse model: latents are deterministic
+    first = pd.read_csv(tmp_path / "lat" / "hidden_t1_tiny_lat.tsv", sep="\t")
+    second = pd.read_csv(again / "hidden_t1_tiny_lat2.tsv", sep="\t")
+    np.testing.assert_array_equal(first.to_numpy(), second.to_numpy())
