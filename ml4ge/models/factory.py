@@ -159,6 +159,18 @@ def build_model(input_tmaps, output_tmaps, encoder_blocks, merge_blocks, decoder
     return ModelParts(full=full, encoders=encoders, merger=merger, decoders=decoders)
 
 
+def build_from_args(args, input_tmaps, output_tmaps) -> ModelParts:
+    """Build and compile the model the flags describe (``--encoder_blocks``, ``--model_preset``, ...).
+
+    Returns:
+        Compiled :class:`ModelParts`.
+    """
+    config = ModelConfig.from_args(args)
+    parts = build_model(input_tmaps, output_tmaps, args.encoder_blocks, args.merge_blocks, args.decoder_blocks, config)
+    compile_model(parts, output_tmaps, config.learning_rate, config.optimizer)
+    return parts
+
+
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     """A Keras optimizer by name (``adam``, ``adamw``, ``sgd``, ...) with ``learning_rate``.
 
