@@ -68,7 +68,8 @@ class TensorDataset:
         self.batch_size, self.shuffle, self.augment = int(batch_size), shuffle, augment
         self.cache, self.seed, self.skipped, self.drop_remainder = cache, int(seed), skipped, drop_remainder
         self.prefetch = prefetch or max(2 * num_workers, 1)
-        self.pool = WorkerPool(self.input_tmaps, self.output_tmaps, num_workers, context)
+        self.pool = WorkerPool(self.input_tmaps, self.output_tmaps, num_workers, self.batch_size, self.prefetch,
+                               context)
         self._cached: dict[int, tuple[str, dict, dict]] = {}
         self._bad: dict[int, str] = {}  # cohort position -> reason
         self._passes = 0
@@ -108,7 +109,7 @@ class TensorDataset:
     def _from_workers(self, order: list[int], epoch: int, reasons: Counter) -> Iterator[Batch]:
         tasks = ([(p, self.paths[p]) for p in order[i: i + self.batch_size]]
                  for i in range(0, len(order), self.batch_size))
-        for result in self.pool.read(tasks, self.augment, (self.seed, epoch), self.prefetch):
+        for result in self.pool.read(tasks, self.augment, (self.seed, epoch)):
             for position, error in result.errors:
                 reasons[error.reason] += 1
                 self._bad[position] = error.reason

@@ -293,3 +293,27 @@ def test_make_dataset_full_batches_with_drop_remainder(cohort, bad_files, vol, w
     dataset = make_dataset([*cohort, bad_files["nan"]], [vol], [], 3, drop_remainder=True, num_workers=workers)
     assert dataset.element_spec[0]["input_vol"].shape[0] == 3
     assert [int(x["input_vol"].shape[0]) for x, _ in dataset] == [3, 3, 3]
+
+
+def _values(batches):
+    return {i: row for b in batches for i, row in zip(b.ids, b.inputs["input_vol"])}
+
+
+def test_abandoned_pass_does_not_corrupt_the_next_and_frees_shared_memory(cohort, vol):
+    with TensorDataset(cohort, [vol], [], 2, num_workers=0, shuffle=False) as data:
+        expected = _values(data.batches())
+    with TensorDataset(cohort, [vol], [], 2, num_workers=2, shuffle=False, prefetch=2) as data:
+        first = data.batches()
+        next(first)  # workers are still filling shared-memory slots for this pass
+        second = _values(data.batches())  # runs while the first pass holds slots
+        first.close()
+        third = _values(data.batches())
+        memory = data.pool._slots.memory.name
+    for seen in (second, third):
+        assert sorted(seen) == sorted(expected)
+        for sample_id, row in expected.items():
+            np.testing.assert_array_equal(seen[sample_id], row)
+    with pytest.raises(FileNotFoundError):
+        from multiprocessing.shared_memory import SharedMemory
+
+        SharedMemory(memory)
