@@ -66,6 +66,12 @@ def trim_csv_log(path: Path, epochs: int) -> None:
     os.replace(temporary, path)
 
 
+def backed_up_epoch(folder: Path) -> int:
+    """Epochs finished according to the run folder's backup (0 without one)."""
+    metadata = folder / BACKUP_FOLDER / "training_metadata.json"
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
+
+
 STATE_ATTRIBUTES = {
     "EarlyStopping": ("wait", "best", "stopped_epoch"),
     "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
@@ -82,13 +88,11 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     Args:
         backup_dir: folder for ``latest.weights.h5`` and ``training_metadata.json``.
         stateful: callbacks whose counters (:data:`STATE_ATTRIBUTES`) are saved and restored.
-        csv_log: a CSVLogger file to trim back to the restored epoch on resume.
     """
 
-    def __init__(self, backup_dir, stateful=(), csv_log: Path | None = None):
+    def __init__(self, backup_dir, stateful=()):
         super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
         self.stateful = list(stateful)
-        self.csv_log = csv_log
         self.restored_epoch = 0
 
     def _states(self) -> list[dict]:
@@ -121,8 +125,6 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             for name, value in state.items():
                 if value is not None:
                     setattr(callback, name, value)
-        if self.csv_log is not None:
-            trim_csv_log(Path(self.csv_log), self.restored_epoch)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         log.info("resumed from the backup of epoch %d (learning rate %.3g)", self.restored_epoch, lr)
 
@@ -156,7 +158,7 @@ def make_callbacks(folder: Path, patience: int, write_outputs: bool = True) -> l
     callbacks = [stopping, plateau, best, logger]
     if write_outputs:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False))
-    callbacks.append(RunBackup(str(folder / BACKUP_FOLDER), stateful=[stopping, plateau, best], csv_log=csv_path))
+    callbacks.append(RunBackup(str(folder / BACKUP_FOLDER), stateful=[stopping, plateau, best]))
     return callbacks
 
 
@@ -182,6 +184,8 @@ def fit(model, train, valid, folder: Path, epochs: int, patience: int, training_
         train = train.repeat()
     if validation_steps:
         valid = valid.repeat()
+    # Before CSVLogger opens the log: rows of an epoch cut short by the kill are dropped, as the epoch is redone.
+    trim_csv_log(folder / TRAINING_LOG, backed_up_epoch(folder))
     callbacks = make_callbacks(folder, patience, write_outputs)
     return model.fit(train, validation_data=valid, epochs=epochs, steps_per_epoch=training_steps,
                      validation_steps=validation_steps, callbacks=callbacks, verbose=2)
