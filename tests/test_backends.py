@@ -1,4 +1,4 @@
-"""Layers and losses run on other Keras backends: a small pair model trains two steps under JAX and PyTorch.
+"""Layers and losses run on other Keras backends: a factory-built pair model trains two steps under JAX and PyTorch.
 
 Keras picks its backend when it is first imported, so each backend runs in a fresh subprocess.
 """
@@ -8,57 +8,46 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
-# Two tiny 2-D conv encoders tied by a contrastive PairLoss, fused by DropFuse, and two conv decoders trained with
-# the masked MSE. Prints the per-step losses and the pair-loss metric as JSON on the last line.
-PAIR_MODEL_SCRIPT = textwrap.dedent(
-    """
-    import json
-    import keras
-    import numpy as np
-    from ml4ge.models.layers import DropFuse, PairLoss
-    from ml4ge.models.losses import MaskedMeanSquaredError
+# A T1/T2 pair model built by the factory: two tiny 2-D conv encoders tied by a contrastive PairLoss, DropFuse
+# fusion, two conv decoders trained with the masked MSE. Prints the epoch logs as JSON on the last line.
+PAIR_MODEL_SCRIPT = """
+import json
+import keras
+import numpy as np
+from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig, PairConfig
+from ml4ge.models.factory import build_model, compile_model
+from ml4ge.tensormap import TensorMap
 
-    keras.utils.set_random_seed(0)
-
-    def encoder(name):
-        x = keras.Input((8, 8, 1), name=name)
-        h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
-        h = keras.layers.MaxPooling2D(2)(h)
-        return x, keras.layers.Dense(6)(keras.layers.Flatten()(h))
-
-    def decoder(latent, name):
-        h = keras.layers.Reshape((4, 4, 2))(keras.layers.Dense(32, activation="relu")(latent))
-        h = keras.layers.UpSampling2D(2)(h)
-        return keras.layers.Conv2D(1, 3, padding="same", name=name)(h)
-
-    (t1, e1), (t2, e2) = encoder("t1"), encoder("t2")
-    e1, e2 = PairLoss("contrastive", weight=0.1, name="pair")([e1, e2])
-    fused = DropFuse(seed=0)([e1, e2])
-    model = keras.Model([t1, t2], [decoder(fused, "out_t1"), decoder(fused, "out_t2")])
-    model.compile(keras.optimizers.Adam(1e-3), loss=[MaskedMeanSquaredError(), MaskedMeanSquaredError()])
-
-    rng = np.random.default_rng(0)
-    x = [rng.normal(size=(6, 8, 8, 1)).astype("float32") for _ in range(2)]
-    masks = [(np.abs(v) > 0.3).astype("float32") for v in x]
-    y = [np.concatenate([v, m], -1) for v, m in zip(x, masks)]
-    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # two steps: 4 samples, then a partial batch of 2
-    predictions = [keras.ops.convert_to_numpy(model.predict(x, verbose=0)[0]) for _ in range(2)]
-    print(json.dumps({
-        "backend": keras.backend.backend(),
-        "loss": history.history["loss"],
-        "reconstruction_loss": history.history["out_t1_loss"][0] + history.history["out_t2_loss"][0],
-        "pair_loss": history.history.get("contrastive_pair_loss"),
-        "deterministic_inference": bool(np.array_equal(*predictions)),
-    }))
-    """
+keras.utils.set_random_seed(0)
+t1, t2 = (TensorMap(name, (8, 8, 1), group="mri", mask="nonzero") for name in ("t1", "t2"))
+config = ModelConfig(
+    conv=ConvConfig(layers=(4,), stages=(4,), block_size=1, activation="relu"),
+    dense=DenseConfig(widths=(6,)),
+    pair=PairConfig(loss="contrastive", weight=0.1, merge="dropout"),
 )
+parts = build_model([t1, t2], [t1, t2], ["conv_encode"], ["pair"], ["conv_decode"], config)
+model = compile_model(parts, [t1, t2], learning_rate=1e-3)
+rng = np.random.default_rng(0)
+x = {tm.input_name: rng.normal(size=(6, *tm.shape)).astype("float32") for tm in (t1, t2)}
+for volume in x.values():
+    volume[:, :2] = 0.0  # background outside the nonzero mask
+y = {tm.output_name: tm.target(x[tm.input_name], (x[tm.input_name] != 0).astype("float32")) for tm in (t1, t2)}
+history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # two steps: 4 samples, then a partial batch of 2
+predictions = [model.predict(x, verbose=0)[t1.output_name] for _ in range(2)]
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "loss": history.history["loss"],
+    "reconstruction_loss": sum(history.history[f"{tm.output_name}_loss"][0] for tm in (t1, t2)),
+    "pair_loss": history.history.get("contrastive_pair_loss"),
+    "deterministic_inference": bool(np.array_equal(*predictions)),
+}))
+"""
 
 
 def _run_with_backend(backend: str, script: str) -> dict:
