@@ -75,7 +75,9 @@ class PairLoss(keras.layers.Layer):
 
     @property
     def temperature(self):
-        """The current (clamped) temperature of the contrastive loss."""
+        """The current (clamped) temperature of the contrastive loss; None for losses without one."""
+        if not self.learns_temperature:
+            return None
         log_t = ops.clip(self.log_temperature, math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE))
         return ops.exp(ops.cast(log_t, "float32"))
 
