@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,6 +48,7 @@ COVARIATES_SPACE = "covariates"
 RIDGE_ALPHAS = np.logspace(-2, 6, 17)
 LOGISTIC_CS = np.logspace(-3, 1, 5)
 INNER_FOLDS = 3
+BLAS_THREADS = 1
 CONFIDENCE = 0.95
 ID_COLUMNS = ("sample_id", "FID", "IID")
 SCORE_COLUMNS = ["space", "phenotype", "kind", "metric", "fold", "score", "penalty", "n_train", "n_test"]
@@ -186,7 +186,8 @@ def _splits(task: _Task, folds: int, seed: int) -> list[tuple[np.ndarray, np.nda
 
 def _probe(kind: str, y_train: np.ndarray, seed: int) -> Pipeline:
     if kind == "continuous":
-        return Pipeline([("scale", StandardScaler()), ("ridge", RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True))])
+        ridge = RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True, gcv_mode="svd")  # one SVD, then O(n p) per alpha
+        return Pipeline([("scale", StandardScaler()), ("ridge", ridge)])
     inner = min(INNER_FOLDS, int(min(y_train.sum(), len(y_train) - y_train.sum())))
     if inner < 2:
         raise ValueError("a training fold has fewer than 2 samples of one class; lower --folds or add samples.")
@@ -198,10 +199,7 @@ def _probe(kind: str, y_train: np.ndarray, seed: int) -> Pipeline:
 def _fold_scores(task: _Task, features: np.ndarray, train, test, seed: int) -> list[tuple[str, str, float, float]]:
     """``(phenotype, metric, score, penalty)`` for each target of ``task`` on one fold."""
     model = _probe(task.kind, task.y[train], seed)
-    # One BLAS thread for the many small L-BFGS steps of logistic fits: OpenBLAS threads made them 3-4x slower
-    # on 2 shared cores. The ridge decomposition is one large product that does gain from threads.
-    threads = threadpool_limits(1, user_api="blas") if task.kind == "binary" else contextlib.nullcontext()
-    with threads, warnings.catch_warnings():  # sklearn 1.8+ warns of LogisticRegressionCV default changes each fit
+    with warnings.catch_warnings():  # sklearn 1.8+ warns of LogisticRegressionCV default changes each fit
         warnings.simplefilter("ignore", FutureWarning)
         model.fit(features[train], task.y[train])
     if task.kind == "binary":
@@ -259,7 +257,10 @@ def compare_latent_spaces(
     tasks = _tasks(frame, list(targets), covariate_frame, folds)
     rows = []
     disable = None if progress is None else not progress
-    with progress_bar(total=len(spaces) * len(targets), description="compare", unit="probe", disable=disable) as bar:
+    # One BLAS thread: OpenBLAS threads spinning on 2 shared cores cost 3-4x the CPU time for the same fits
+    # (measured for both the ridge SVD and the many small L-BFGS steps of the logistic fits).
+    with progress_bar(total=len(spaces) * len(targets), description="compare", unit="probe", disable=disable) as bar, \
+            threadpool_limits(BLAS_THREADS, user_api="blas"):
         for task in tasks:
             splits = _splits(task, folds, seed)
             for name, features in spaces.items():

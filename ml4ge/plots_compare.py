@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-METRIC_LABELS = {"r2": "R$^2$ (held-out folds)", "roc_auc": "ROC AUC (held-out folds)"}
+METRIC_NAMES = {"r2": "R$^2$", "roc_auc": "ROC AUC"}
 CHANCE = {"r2": 0.0, "roc_auc": 0.5}
 
 
@@ -26,8 +26,8 @@ def _panel(axis, summary, metric: str, spaces: list[str]) -> None:
                  capsize=3, label=space)
     axis.axhline(CHANCE.get(metric, 0.0), color="grey", linewidth=0.8, linestyle="--")
     axis.set_xticks(positions, phenotypes, rotation=30, ha="right")
-    axis.set_ylabel(METRIC_LABELS.get(metric, metric))
-    axis.set_title(f"{METRIC_LABELS.get(metric, metric).split(' ')[0]}: mean ± SD over folds")
+    axis.set_ylabel(f"{METRIC_NAMES.get(metric, metric)} on held-out folds")
+    axis.set_title(f"{METRIC_NAMES.get(metric, metric)}: mean ± SD over folds")
 
 
 def plot_comparison(result, path) -> Path:

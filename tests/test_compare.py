@@ -182,3 +182,38 @@ def test_recipe_validation(cohort, tmp_path):
                   ["--latent_tables", f"t1={t1}", "--folds", "1"]):
         with pytest.raises(SystemExit):
             main(base + extra)
+
+
+def test_recipe_reads_phenotypes_from_hd5(tmp_path):
+    import h5py
+
+    from ml4ge.catalogue.phenotypes import age, sex
+    from ml4ge.hd5 import read_dataset
+    from ml4ge.synthetic import write_cohort
+
+    folder = tmp_path / "hd5"
+    paths = write_cohort(folder, [age, sex], n=60, seed=5)
+    (folder / "broken.hd5").write_bytes(b"")
+    stored = {}
+    for path in paths:
+        with h5py.File(path, "r") as hd5:
+            stored[path.stem] = (float(read_dataset(hd5, age.key)[0]), float(read_dataset(hd5, sex.key)[0]))
+    rng = np.random.default_rng(2)
+    ids = [*stored, "broken"]
+    ages = np.array([stored[i][0] if i in stored else 50.0 for i in ids])
+    sexes = np.array([stored[i][1] if i in stored else 0.0 for i in ids])
+    latent = pd.DataFrame(np.column_stack([ages + rng.normal(0, 1, len(ids)), sexes * 3 + rng.normal(0, 1, len(ids)),
+                                           rng.standard_normal(len(ids))]), index=ids)
+    table = _write_latents(latent, tmp_path / "hidden_t1_run.tsv")  # a bare path: named hidden_t1_run
+    status = main(["--mode", "compare", "--latent_tables", str(table), "--tensors", str(folder),
+                   "--output_tensors", "age", "sex", "--folds", "3", "--num_workers", "0",
+                   "--output_folder", str(tmp_path / "runs"), "--id", "hd5"])
+    assert status == 0
+    run = tmp_path / "runs" / "hd5"
+    summary = pd.read_csv(run / "compare_summary.tsv", sep="\t").set_index("phenotype")
+    assert summary.loc["age", "space"] == "hidden_t1_run" and summary.loc["age", "mean"] > 0.8
+    assert summary.loc["sex", "metric"] == "roc_auc" and summary.loc["sex", "mean"] > 0.8
+    assert (summary.n_samples == 60).all()  # the broken file has no phenotypes
+    skipped = pd.read_csv(run / "compare_skipped.tsv", sep="\t")
+    assert set(skipped.sample_id.astype(str)) == {"broken"} and set(skipped.tensor_map) == {"age", "sex"}
+    assert pd.read_csv(run / "compare_pairs.tsv", sep="\t").empty  # one table: nothing to pair
