@@ -21,7 +21,7 @@ setup(
         "tensorboard>=2.18",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5", "jax>=0.4"],
     },
     entry_points={"console_scripts": ["ml4ge=ml4ge.cli:console_main"]},
 )
