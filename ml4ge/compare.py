@@ -18,6 +18,11 @@ fold-by-fold differences between two spaces are paired.
   freedom using the Nadeau-Bengio corrected variance ``(1/K + n_test/n_train) * s^2``, which accounts for the
   overlap of training sets between folds (the plain t-interval is too narrow for CV scores).
 
+The scaler and the penalty are fitted on the training fold only. Tables: ``scores`` has one row per space,
+phenotype and fold (``penalty`` is the chosen ridge alpha or logistic C); ``summary`` the mean and SD over
+folds; ``pair_differences`` one row per pair and phenotype. BLAS runs on one thread (see
+:func:`compare_latent_spaces`).
+
 Example:
     >>> spaces = {"t1": load_latents("hidden_t1.tsv"), "t2": load_latents("hidden_t2.tsv")}  # doctest: +SKIP
     >>> result = compare_latent_spaces(spaces, phenotypes, ["age", "sex"], pairs=[("t1", "t2")])  # doctest: +SKIP
@@ -41,9 +46,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ml4ge.arguments import DEFAULT_SEED
 from ml4ge.progress import progress as progress_bar
 
-DEFAULT_SEED = 12878
 COVARIATES_SPACE = "covariates"
 RIDGE_ALPHAS = np.logspace(-2, 6, 17)
 LOGISTIC_CS = np.logspace(-3, 1, 5)
@@ -117,6 +122,14 @@ def as_numeric(series: pd.Series, what: str) -> pd.Series:
     return series.map(lambda value: np.nan if pd.isna(value) else float(levels.index(str(value))))
 
 
+def _by_string_id(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``frame`` indexed by sample ids as strings (so 1001 and "1001" match), which must be unique."""
+    frame = frame.set_axis(frame.index.astype(str))
+    if frame.index.duplicated().any():
+        raise ValueError(f"{what}: sample id {frame.index[frame.index.duplicated()][0]!r} appears more than once.")
+    return frame
+
+
 def _common_samples(latents: Mapping[str, pd.DataFrame], phenotypes: pd.DataFrame) -> pd.Index:
     if not latents:
         raise ValueError("compare needs at least one latent table.")
@@ -127,7 +140,7 @@ def _common_samples(latents: Mapping[str, pd.DataFrame], phenotypes: pd.DataFram
             examples = {n: list(f.index[:3]) for n, f in latents.items()}
             raise ValueError(f"the latent tables share no sample ids (first ids: {examples}); "
                              f"they must come from the same cohort (stopped at {name!r}).")
-    common = common.intersection(phenotypes.index.astype(str))
+    common = common.intersection(phenotypes.index)
     if len(common) == 0:
         raise ValueError(f"no sample id is both in the latent tables and in the phenotypes (latent ids like "
                          f"{list(next(iter(latents.values())).index[:3])}, phenotype ids like "
@@ -242,7 +255,8 @@ def compare_latent_spaces(
     """
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}.")
-    phenotypes = phenotypes.set_axis(phenotypes.index.astype(str))
+    latents = {name: _by_string_id(frame, f"latent table {name!r}") for name, frame in latents.items()}
+    phenotypes = _by_string_id(phenotypes, "phenotypes")
     ids = _common_samples(latents, phenotypes)
     missing = [c for c in covariates if c not in phenotypes.columns]
     if missing:

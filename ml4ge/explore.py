@@ -29,7 +29,8 @@ from ml4ge.hd5 import open_sample, sample_id_from_path
 from ml4ge.progress import progress
 from ml4ge.tensormap import TensorMap
 
-SAMPLE_ERRORS = (KeyError, ValueError, OSError)  # what TensorMap.tensor raises for a bad sample
+# What marks a sample as bad (the same set the training pipeline skips); anything else is a bug and propagates.
+SAMPLE_ERRORS = (KeyError, ValueError, OSError, RuntimeError, IndexError)
 
 
 def summary_columns(tm: TensorMap) -> list[str]:

@@ -217,3 +217,13 @@ def test_recipe_reads_phenotypes_from_hd5(tmp_path):
     skipped = pd.read_csv(run / "compare_skipped.tsv", sep="\t")
     assert set(skipped.sample_id.astype(str)) == {"broken"} and set(skipped.tensor_map) == {"age", "sex"}
     assert pd.read_csv(run / "compare_pairs.tsv", sep="\t").empty  # one table: nothing to pair
+
+
+def test_integer_and_string_ids_match_and_duplicates_fail(cohort):
+    latents, phenotypes = cohort
+    numeric = {name: frame.set_axis(range(N)) for name, frame in latents.items()}
+    as_text = phenotypes.set_axis([str(i) for i in range(N)])
+    result = compare_latent_spaces(numeric, as_text, ["age"], folds=3)
+    assert (result.summary.n_samples == N).all()
+    with pytest.raises(ValueError, match="more than once"):
+        compare_latent_spaces(numeric, pd.concat([as_text, as_text.iloc[:1]]), ["age"], folds=3)
