@@ -189,4 +189,4 @@ class ConvDecoder(_ConvBlock):
         pool = self.conv.pool_size(rank)
         if self.conv.upsample == "transpose":
             return TRANSPOSE[rank](width, pool, strides=pool, name=namer("upconv"))(x)
-        return UPSAMPLE[rank](pool, name=namer("upsample"))(x)
+        return UPSAMPLE[rank](pool[0] if rank == 1 else pool, name=namer("upsample"))(x)

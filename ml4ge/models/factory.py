@@ -184,11 +184,12 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 
 
 def compile_model(parts: ModelParts, output_tmaps, learning_rate: float = 1e-4, optimizer: str = "adam",
-                  jit_compile="auto") -> keras.Model:
+                  jit_compile="auto", run_eagerly: bool = False) -> keras.Model:
     """Compile the full model with each output's loss (``tm.loss``), weight (``tm.loss_weight``) and metrics.
 
     Masked outputs get targets with the mask packed as extra channels (``tm.target``); their losses split it.
-    ``jit_compile="auto"`` means no XLA on CPU (XLA is far slower there for 3-D convolutions).
+    ``jit_compile="auto"`` means no XLA on CPU (XLA is far slower there for 3-D convolutions); ``run_eagerly``
+    skips graph tracing (debugging, or tiny models where tracing costs more than the steps).
 
     Returns:
         ``parts.full``, compiled.
@@ -200,6 +201,7 @@ def compile_model(parts: ModelParts, output_tmaps, learning_rate: float = 1e-4, 
         loss_weights={tm.output_name: float(tm.loss_weight) for tm in output_tmaps},
         metrics={tm.output_name: list(tm.metrics) for tm in output_tmaps},
         jit_compile=jit_compile,
+        run_eagerly=run_eagerly,
     )
     return parts.full
 
