@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -72,7 +73,7 @@ class TensorDataset:
                                context)
         self._cached: dict[int, tuple[str, dict, dict]] = {}
         self._bad: dict[int, str] = {}  # cohort position -> reason
-        self._passes = 0
+        self._passes = itertools.count()  # next() is atomic: passes started from two threads get two epochs
 
     # Passes --------------------------------------------------------------------------------------------
     def order(self, epoch: int) -> np.ndarray:
@@ -91,7 +92,7 @@ class TensorDataset:
             NoUsableSamplesError: if no sample of the pass could be read.
         """
         if epoch is None:
-            epoch, self._passes = self._passes, self._passes + 1
+            epoch = next(self._passes)
         order = [int(p) for p in self.order(epoch)]
         reasons: Counter = Counter()
         chunks = self._from_cache(order) if self._cache_complete() else self._from_workers(order, epoch, reasons)
