@@ -1,0 +1,97 @@
+"""infer_encoders (refusals, shards and their merge, genetics style, skipped samples) and infer (TSV, NIfTI)."""
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from recipe_helpers import TINY_MODEL, write_cohort, write_maps_package
+
+PACKAGE = "infer_maps"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model t1 -> (age, t1) trained for one epoch, and its cohort (one corrupt file added)."""
+    from ml4ge.cli import main
+
+    root = tmp_path_factory.mktemp("infer")
+    write_maps_package(root, PACKAGE)
+    tensors = write_cohort(root, PACKAGE, 12, seed=11)
+    argv = ["--mode", "train", "--tensors", str(tensors), "--output_folder", str(root / "runs"), "--id", "sup",
+            "--tensormap_prefix", PACKAGE, "--input_tensors", "brain.t1", "--output_tensors", "brain.age",
+            "brain.t1", "--merge_blocks", "concat", "--decoder_blocks", "dense_decode", "conv_decode",
+            "--batch_size", "4", "--epochs", "1", *TINY_MODEL]
+    assert main(argv) == 0
+    (tensors / "broken.hd5").write_bytes(b"not an hdf5 file")
+    return root, tensors, root / "runs" / "sup" / "sup.keras"
+
+
+def infer_args(mode, tensors, output, run_id, model_file, *extra):
+    argv = ["--mode", mode, "--tensors", str(tensors), "--output_folder", str(output), "--id", run_id,
+            "--tensormap_prefix", PACKAGE, "--input_tensors", "brain.t1", "--batch_size", "5", "--num_workers", "0"]
+    return [*argv, *(["--model_file", str(model_file)] if model_file else []), *extra]
+
+
+def test_infer_encoders_refuses_without_a_trained_model(trained, tmp_path):
+    from ml4ge.arguments import build_parser, validate
+
+    _, tensors, model_file = trained
+    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", None))
+    with pytest.raises(ValueError, match="needs --model_file"):
+        validate(args)
+    lonely = tmp_path / "other.keras"
+    lonely.write_bytes(model_file.read_bytes())  # a model file without its encoders beside it
+    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", lonely))
+    with pytest.raises(FileNotFoundError, match="encoder_t1_tiny.keras"):
+        validate(args)
+    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", model_file, "--shard",
+                                                "2/2"))
+    with pytest.raises(ValueError, match="0 <= i < n"):
+        validate(args)
+
+
+def test_shards_merge_to_the_whole_table(trained, tmp_path):
+    from ml4ge.cli import main
+
+    _, tensors, model_file = trained
+    for shard in ("0/3", "1/3", "2/3"):
+        argv = infer_args("infer_encoders", tensors, tmp_path, "lat", model_file, "--shard", shard, "--tsv_style",
+                          "genetics")
+        assert main(argv) == 0
+    assert main(infer_args("infer_encoders", tensors, tmp_path, "whole", model_file, "--tsv_style", "genetics")) == 0
+    assert main(["--mode", "merge_shards", "--output_folder", str(tmp_path), "--id", "lat"]) == 0
+    merged = pd.read_csv(tmp_path / "lat" / "hidden_t1_tiny_lat.tsv", sep="\t", dtype={"FID": str, "IID": str})
+    whole = pd.read_csv(tmp_path / "whole" / "hidden_t1_tiny_whole.tsv", sep="\t", dtype={"FID": str, "IID": str})
+    assert list(merged.columns[:3]) == ["FID", "IID", "latent_0"] and (merged["FID"] == merged["IID"]).all()
+    assert len(merged) == 12 and merged["IID"].is_unique
+    pd.testing.assert_frame_equal(merged.set_index("IID").sort_index(), whole.set_index("IID").sort_index())
+    skipped = pd.read_csv(tmp_path / "lat" / "skipped_samples.tsv", sep="\t")
+    assert list(skipped["sample_id"]) == ["broken"]
+
+
+def test_merge_refuses_missing_and_overlapping_shards(tmp_path):
+    from ml4ge.latents import find_shards, merge_table
+
+    header = "sample_id\tlatent_0\n"
+    (tmp_path / "hidden_a_r.shard_0_of_2.tsv").write_text(header + "1\t0.5\n")
+    with pytest.raises(ValueError, match=r"shards \[1\] of 2 are missing"):
+        merge_table(tmp_path, "hidden_a_r", find_shards(tmp_path)["hidden_a_r"])
+    (tmp_path / "hidden_a_r.shard_1_of_2.tsv").write_text(header + "1\t0.7\n")
+    with pytest.raises(ValueError, match="more than one shard"):
+        merge_table(tmp_path, "hidden_a_r", find_shards(tmp_path)["hidden_a_r"])
+    assert not (tmp_path / "hidden_a_r.tsv").exists()
+
+
+@pytest.mark.slow
+def test_infer_writes_predictions_and_nifti(trained, tmp_path):
+    from ml4ge.cli import main
+
+    _, tensors, model_file = trained
+    argv = infer_args("infer", tensors, tmp_path, "pred", model_file, "--output_tensors", "brain.age", "brain.t1")
+    assert main(argv) == 0
+    table = pd.read_csv(tmp_path / "pred" / "inference_pred.tsv", sep="\t", dtype={"sample_id": str})
+    assert list(table.columns) == ["sample_id", "age_tiny_prediction", "age_tiny_actual"]
+    assert len(table) == 12 and np.isfinite(table.iloc[:, 1:].to_numpy()).all()
+    assert table["age_tiny_actual"].between(0, 120).all()  # stored scale, not z-scores
+    volume = nib.load(tmp_path / "pred" / "inferred" / "0_t1_tiny.nii.gz")
+    assert volume.shape == (8, 8, 8) and np.isfinite(volume.get_fdata()).all()
