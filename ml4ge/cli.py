@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from ml4ge.arguments import parse_args, run_folder, save_arguments
@@ -28,6 +29,7 @@ def configure_logging(folder) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one recipe. Errors are logged with their traceback in the run log and give a non-zero status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our messages.
     args = parse_args(argv)
     folder = run_folder(args)
     configure_logging(folder)
