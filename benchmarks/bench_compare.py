@@ -67,16 +67,18 @@ def main() -> None:
     parser.add_argument("--dims", type=int, default=256)
     parser.add_argument("--phenotypes", type=int, default=10)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="Folds fitted at once (threads).")
     parser.add_argument("--baseline", action="store_true", help="Also time the textbook loop for a ratio.")
     args = parser.parse_args()
     if args.quick:
         args.samples, args.dims, args.phenotypes = 2_000, 64, 4
     latents, phenotypes = synthetic(args.samples, args.dims, args.phenotypes)
     print(f"compare: {args.samples} samples x {args.dims} dims x {args.phenotypes} phenotypes x {args.folds} folds "
-          f"x {len(latents)} spaces on {os.cpu_count()} CPUs (shared with other jobs: figures are noisy)")
+          f"x {len(latents)} spaces, {args.jobs} jobs on {os.cpu_count()} CPUs "
+          "(shared with other jobs: figures are noisy)")
     start, cpu = time.perf_counter(), time.process_time()
     result = compare_latent_spaces(latents, phenotypes, list(phenotypes.columns), folds=args.folds,
-                                   pairs=[("informative", "noise")], progress=False)
+                                   pairs=[("informative", "noise")], progress=False, n_jobs=args.jobs)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(result.summary.groupby(["space", "metric"])["mean"].mean().round(3).to_string())
     print(f"ml4ge compare: {wall:.1f} s = {wall / TARGET_SECONDS:.2f} of the {TARGET_SECONDS:.0f} s target "

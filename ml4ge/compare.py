@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,6 +226,21 @@ def _fold_scores(task: _Task, features: np.ndarray, train, test, seed: int) -> l
     return [(name, "r2", float(r), float(a)) for name, r, a in zip(task.phenotypes, r2, alphas)]
 
 
+def _score_task(task: _Task, spaces: Mapping[str, np.ndarray], folds: int, seed: int, pool, bar) -> list[tuple]:
+    """Score rows of one task for every space; the (space, fold) fits run in ``pool``, results in order."""
+    splits = _splits(task, folds, seed)
+    selected = {name: features[task.rows] for name, features in spaces.items()}
+    futures = {name: [pool.submit(_fold_scores, task, features, train, test, seed) for train, test in splits]
+               for name, features in selected.items()}
+    rows = []
+    for name, fold_futures in futures.items():
+        for fold, (future, (train, test)) in enumerate(zip(fold_futures, splits)):
+            for phenotype, metric, score, penalty in future.result():
+                rows.append((name, phenotype, task.kind, metric, fold, score, penalty, len(train), len(test)))
+        bar.update(len(task.phenotypes))
+    return rows
+
+
 def compare_latent_spaces(
     latents: Mapping[str, pd.DataFrame],
     phenotypes: pd.DataFrame,
@@ -234,6 +250,7 @@ def compare_latent_spaces(
     seed: int = DEFAULT_SEED,
     pairs: Iterable[tuple[str, str]] = (),
     progress: bool | None = None,
+    n_jobs: int = 1,
 ) -> ComparisonResult:
     """Cross-validate a linear probe for every latent space and target (see the module docstring for the method).
 
@@ -246,6 +263,7 @@ def compare_latent_spaces(
         seed: seed of every fold split, so the same seed gives the same numbers.
         pairs: ``(A, B)`` space names whose fold-by-fold difference ``A - B`` is reported.
         progress: show a progress bar (None: only on a terminal).
+        n_jobs: folds fitted at once in threads (each with one BLAS thread); results do not depend on it.
 
     Returns:
         A :class:`ComparisonResult`.
@@ -269,20 +287,12 @@ def compare_latent_spaces(
     if unknown:
         raise ValueError(f"pair names {unknown} are not compared spaces; choose from {', '.join(spaces)}.")
     tasks = _tasks(frame, list(targets), covariate_frame, folds)
-    rows = []
     disable = None if progress is None else not progress
-    # One BLAS thread: OpenBLAS threads spinning on 2 shared cores cost 3-4x the CPU time for the same fits
-    # (measured for both the ridge SVD and the many small L-BFGS steps of the logistic fits).
+    # One BLAS thread per fit: OpenBLAS threads spinning on 2 shared cores cost 3-4x the CPU time for the same
+    # fits (ridge SVD and logistic L-BFGS alike); the cores are used by fitting folds in parallel threads instead.
     with progress_bar(total=len(spaces) * len(targets), description="compare", unit="probe", disable=disable) as bar, \
-            threadpool_limits(BLAS_THREADS, user_api="blas"):
-        for task in tasks:
-            splits = _splits(task, folds, seed)
-            for name, features in spaces.items():
-                selected = features[task.rows]
-                for fold, (train, test) in enumerate(splits):
-                    for phenotype, metric, score, penalty in _fold_scores(task, selected, train, test, seed):
-                        rows.append((name, phenotype, task.kind, metric, fold, score, penalty, len(train), len(test)))
-                bar.update(len(task.phenotypes))
+            threadpool_limits(BLAS_THREADS, user_api="blas"), ThreadPoolExecutor(max(1, n_jobs)) as pool:
+        rows = [row for task in tasks for row in _score_task(task, spaces, folds, seed, pool, bar)]
     scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     return ComparisonResult(scores, summarise(scores), pair_differences(scores, pairs))
 

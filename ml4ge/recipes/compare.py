@@ -9,6 +9,7 @@ Inputs:
     --covariates c1 c2              added to every latent space; a covariates-only baseline is scored as well.
     --folds K --random_seed S       seeded K-fold CV, the same folds for every space.
     --pairs A B                     fold-by-fold differences A - B (default: every pair of latent tables).
+    --num_workers N                 folds fitted at once (threads); the numbers do not depend on it.
 
 Outputs in ``<output_folder>/<id>/``: ``compare_scores.tsv``, ``compare_summary.tsv``, ``compare_pairs.tsv``,
 ``compare_report.md`` and ``compare_bars.png``, each written atomically.
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     phenotypes, targets, covariates = load_phenotypes(args, folder)
     pairs = [tuple(pair) for pair in args.pairs] or all_pairs(list(latents))
     result = compare_latent_spaces(latents, phenotypes, targets, covariates, folds=args.folds,
-                                   seed=args.random_seed, pairs=pairs)
+                                   seed=args.random_seed, pairs=pairs, n_jobs=max(1, args.num_workers))
     n_samples = len(set.intersection(*(set(frame.index) for frame in latents.values())))
     write_tsv(result.scores, folder / "compare_scores.tsv")
     write_tsv(result.summary, folder / "compare_summary.tsv")
