@@ -171,17 +171,22 @@ def test_recipe(cohort, tmp_path):
     assert not list(run.glob("*.tmp"))
 
 
-def test_recipe_validation(cohort, tmp_path):
+def test_recipe_validation(cohort, tmp_path, capsys):
     latents, phenotypes = cohort
     t1 = _write_latents(latents["informative"], tmp_path / "t1.tsv")
     table = tmp_path / "phenotypes.csv"
     phenotypes.rename_axis("sample_id").reset_index().to_csv(table, index=False)
     base = ["--mode", "compare", "--output_folder", str(tmp_path / "runs"), "--phenotypes", str(table)]
-    for extra in (["--latent_tables", f"t1={tmp_path / 'missing.tsv'}"], [],
-                  ["--latent_tables", f"t1={t1}", "--pairs", "t1", "t2"],
-                  ["--latent_tables", f"t1={t1}", "--folds", "1"]):
+    cases = {"does not exist": ["--latent_tables", f"t1={tmp_path / 'missing.tsv'}"],
+             "needs --latent_tables": [],
+             "--pairs names ['t2']": ["--latent_tables", f"t1={t1}", "--pairs", "t1", "t2"],
+             "at least 2 folds": ["--latent_tables", f"t1={t1}", "--folds", "1"],
+             "no column height": ["--latent_tables", f"t1={t1}", "--output_tensors", "height"],
+             "no column pc1": ["--latent_tables", f"t1={t1}", "--covariates", "pc1"]}
+    for message, extra in cases.items():
         with pytest.raises(SystemExit):
             main(base + extra)
+        assert message in capsys.readouterr().err
 
 
 def test_recipe_reads_phenotypes_from_hd5(tmp_path):

@@ -68,7 +68,13 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--folds {args.folds}: cross-validation needs at least 2 folds.")
     if not args.phenotypes and not args.tensors:
         raise ValueError("--mode compare needs --phenotypes table.csv, or --tensors with --output_tensors age ...")
-    if not args.phenotypes:
+    if args.phenotypes:
+        columns = read_table(args.phenotypes).columns
+        missing = [name for name in [*args.output_tensors, *args.covariates] if name not in columns]
+        if missing:
+            raise ValueError(f"--phenotypes {args.phenotypes} has no column {', '.join(missing)}; it has "
+                             f"{', '.join(map(str, columns))}.")
+    else:
         if not Path(args.tensors).is_dir():
             raise FileNotFoundError(f"--tensors {args.tensors!r} is not a folder of .hd5 files.")
         if not args.output_tensors:
@@ -153,7 +159,8 @@ def report(result: ComparisonResult, args: argparse.Namespace, n_samples: int) -
         lines += ["", f"Covariates ({', '.join(args.covariates)}) are added to every space; "
                   f"`{COVARIATES_SPACE}` is the covariates-only baseline."]
     if not result.pair_differences.empty:
-        pairs = result.pair_differences.round({"difference": 4, "ci_low": 4, "ci_high": 4, "p_value": 4})
+        pairs = result.pair_differences.round({"difference": 4, "ci_low": 4, "ci_high": 4})
+        pairs = pairs.assign(p_value=[f"{p:.2g}" for p in pairs.p_value])
         lines += ["", "## Paired differences A - B (95% t-interval, Nadeau-Bengio corrected variance)", "",
                   _markdown(pairs[["a", "b", "phenotype", "metric", "difference", "ci_low", "ci_high", "p_value"]])]
     return "\n".join(lines) + "\n"
