@@ -114,9 +114,11 @@ def test_recipe_fails_when_everything_fails(tmp_path):
     assert status == 1
 
 
-def test_recipe_validation(tmp_path):
-    with pytest.raises(SystemExit):
-        main(["--mode", "explore", "--input_tensors", "age", "--output_folder", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        main(["--mode", "explore", "--tensors", str(tmp_path), "--input_tensors", "not_a_map",
-              "--output_folder", str(tmp_path)])
+def test_recipe_validation(tmp_path, capsys):
+    cases = {"needs --tensors": ["--input_tensors", "age"],
+             "Unknown TensorMap 'not_a_map'": ["--tensors", str(tmp_path), "--input_tensors", "not_a_map"],
+             "TensorMaps to summarise": ["--tensors", str(tmp_path)]}
+    for message, extra in cases.items():
+        with pytest.raises(SystemExit):
+            main(["--mode", "explore", "--output_folder", str(tmp_path)] + extra)
+        assert message in capsys.readouterr().err
