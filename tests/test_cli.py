@@ -49,7 +49,13 @@ def test_recipes_py_runs_from_a_checkout():
 def test_arguments_are_saved_as_json(tmp_path):
     from ml4ge.arguments import parse_args, run_folder, save_arguments
 
-    args = parse_args(["--mode", "compare", "--output_folder", str(tmp_path), "--id", "run1", "--folds", "3"])
+    latents, phenotypes = tmp_path / "hidden.tsv", tmp_path / "phenotypes.csv"
+    latents.write_text("sample_id\tlatent_0\n1\t0.5\n")
+    phenotypes.write_text("sample_id,age\n1,50\n")
+    args = parse_args([
+        "--mode", "compare", "--output_folder", str(tmp_path), "--id", "run1", "--folds", "3",
+        "--latent_tables", f"t1={latents}", "--phenotypes", str(phenotypes),
+    ])
     path = save_arguments(args, run_folder(args))
     saved = json.loads(path.read_text())
     assert saved["mode"] == "compare" and saved["folds"] == 3 and path.parent == tmp_path / "run1"
