@@ -169,3 +169,16 @@ def test_no_applicable_block_is_an_error():
     volume = TensorMap("v", (8, 8, 8, 1))
     with pytest.raises(ValueError, match="No encoder block"):
         build_model([volume], [volume], ["dense_encode"], [], ["conv_decode"], TINY)
+
+
+@pytest.mark.parametrize("shape, layers, pool", [
+    ((9, 7, 2), (), (2, 2, 2)),             # no stem: the last decoder stage returns to the input channels
+    ((15, 6, 5, 1), (3,), (2, 2, 1)),       # ml4h's default pool_z 1 leaves z alone
+    ((31, 4), (3, 3), (3, 2, 2)),           # 1-D signal pooled by 3 over two stages: 31 -> 36
+])
+def test_output_shapes_equal_tensormap_shapes(shape, layers, pool):
+    tm = TensorMap("odd", shape)
+    conv = ConvConfig(layers=layers, stages=(4, 4), block_size=1, pool=pool, kernel_1d=(3,))
+    parts = build_model([tm], [tm], ["conv_encode"], [], ["conv_decode"], TINY.with_changes(conv=conv))
+    assert tuple(parts.full.output[tm.output_name].shape[1:]) == shape
+    assert parts.full.count_params() > 0

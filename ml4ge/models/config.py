@@ -74,9 +74,9 @@ class ConvConfig:
         """Pooling factor per spatial axis for a map with ``rank`` spatial axes (x for 1-D signals)."""
         return tuple(self.pool[:rank])
 
-    def widths(self) -> tuple[int, ...]:
-        """Channel widths at the end of the stem and of every stage."""
-        return (self.layers[-1], *self.stages) if self.layers else self.stages
+    def widths(self, channels: int) -> tuple[int, ...]:
+        """Channel widths entering the first stage and leaving every stage, for ``channels`` input channels."""
+        return (self.layers[-1] if self.layers else channels, *self.stages)
 
 
 @dataclass(frozen=True)

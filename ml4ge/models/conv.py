@@ -136,7 +136,6 @@ class _ConvBlock:
         return x, index
 
 
-
 @ENCODERS.register("conv_encode")
 class ConvEncoder(_ConvBlock):
     """Convolutional encoder for signals, images and volumes; see the module docstring."""
@@ -168,7 +167,7 @@ class ConvDecoder(_ConvBlock):
         spatial = tuple(tm.shape[:-1])
         factors = self.factors(rank)
         padded = padded_shape(spatial, factors)
-        widths = self.conv.widths() or (tm.shape[-1],)
+        widths = self.conv.widths(tm.shape[-1])
         bottleneck = (*(p // f for p, f in zip(padded, factors)), widths[-1])
         x = dense_stack(latent, self.dense.hidden[::-1], self.dense, namer)
         x = keras.layers.Dense(math.prod(bottleneck), name=namer("dense"))(x)
