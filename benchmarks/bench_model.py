@@ -6,8 +6,8 @@ For each input size (64^3 and 96^3 by default, batch 4, float32, no XLA on CPU):
 * model FLOPs per step (convolution and dense multiply-adds counted analytically from the built layers, x2 for
   FLOPs, x3 for a training step: forward, gradient of the inputs, gradient of the weights) divided by the step
   time, as a fraction of the float32 matmul rate of this machine measured in the same run;
-* the same architecture written by hand with plain Keras layers, timed in alternating rounds with the factory
-  model so that both see the same load; the ratio factory/hand should be within 5 %.
+* the same architecture written by hand with plain Keras layers, its steps alternating one by one with the
+  factory model's so that both see the same load; the ratio factory/hand should be within 5 %.
 
 Run: ``python benchmarks/bench_model.py [--sizes 64 96] [--steps 3]``. Keep runs short on shared machines and
 read the figures as measured under whatever contention there was (both models see the same).
@@ -102,36 +102,41 @@ def factory_udip(size: int):
     return parts.full, tm
 
 
-def time_steps(model, x, y, steps: int) -> float:
-    """Median seconds of ``steps`` training steps (after one warm-up step)."""
+def step_seconds(model, x, y) -> float:
+    start = time.perf_counter()
     model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return time.perf_counter() - start
 
 
-def bench_size(size: int, batch: int, steps: int, rounds: int, peak: float) -> None:
+def bench_size(size: int, batch: int, steps: int, peak: float) -> None:
+    """Alternate factory and hand-built training steps (after one warm-up step each) and print the figures.
+
+    Steps alternate one by one so that both models see the same contention; the fastest step of each is
+    reported (the least disturbed), with the median beside it.
+    """
     factory, tm = factory_udip(size)
     hand = udip_by_hand(size)
     assert factory.count_params() == hand.count_params(), (factory.count_params(), hand.count_params())
     rng = np.random.default_rng(0)
     volume = rng.normal(size=(batch, size, size, size, 1)).astype("float32")
     target = np.concatenate([volume, (rng.random(volume.shape) > 0.5).astype("float32")], axis=-1)
-    factory_times, hand_times = [], []
-    for _ in range(rounds):  # alternate so that both models see the same contention
-        factory_times.append(time_steps(factory, {tm.input_name: volume}, {tm.output_name: target}, steps))
-        hand_times.append(time_steps(hand, volume, target, steps))
-    step_factory, step_hand = min(factory_times), min(hand_times)
+    runs = {"factory": (factory, {tm.input_name: volume}, {tm.output_name: target}), "hand": (hand, volume, target)}
+    times = {name: [] for name in runs}
+    for model, x, y in runs.values():
+        model.train_on_batch(x, y)  # traces the step
+    for _ in range(steps):
+        for name, (model, x, y) in runs.items():
+            times[name].append(step_seconds(model, x, y))
+    best = {name: min(values) for name, values in times.items()}
+    median = {name: float(np.median(values)) for name, values in times.items()}
     flops = 3 * forward_flops(factory) * batch
-    achieved = flops / step_factory / 1e9
+    achieved = flops / best["factory"] / 1e9
     print(
-        f"{size}^3 batch {batch}: params {factory.count_params() / 1e6:.1f} M | factory {step_factory:.2f} s/step "
-        f"({batch / step_factory:.2f} samples/s) | hand {step_hand:.2f} s/step | factory/hand "
-        f"{step_factory / step_hand:.3f} | {flops / 1e9:.0f} GFLOP/step -> {achieved:.0f} GFLOP/s = "
-        f"{achieved / peak:.0%} of matmul"
+        f"{size}^3 batch {batch}: params {factory.count_params() / 1e6:.1f} M | factory {best['factory']:.2f} s/step "
+        f"(median {median['factory']:.2f}; {batch / best['factory']:.2f} samples/s) | hand {best['hand']:.2f} s/step "
+        f"(median {median['hand']:.2f}) | factory/hand {best['factory'] / best['hand']:.3f} "
+        f"(medians {median['factory'] / median['hand']:.3f}) | {flops / 1e9:.0f} GFLOP/step -> {achieved:.0f} GFLOP/s "
+        f"= {achieved / peak:.0%} of matmul"
     )
 
 
@@ -139,13 +144,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="*", type=int, default=[64, 96])
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3, help="Timed steps per round (median).")
-    parser.add_argument("--rounds", type=int, default=2, help="Alternating factory/hand rounds (best).")
+    parser.add_argument("--steps", type=int, default=4, help="Timed steps of each model, alternating.")
     args = parser.parse_args(argv)
     peak = matmul_gflops()
     print(f"float32 matmul (2048^2, Keras {keras.backend.backend()} backend): {peak:.0f} GFLOP/s")
     for size in args.sizes:
-        bench_size(size, args.batch, args.steps, args.rounds, peak)
+        bench_size(size, args.batch, args.steps, peak)
     print(f"matmul again after the runs: {matmul_gflops():.0f} GFLOP/s (contention check)")
 
 
