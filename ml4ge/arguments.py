@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from ml4ge.atomic import write_text
 from ml4ge.recipes import RECIPES
 
 DEFAULT_SEED = 12878
@@ -168,7 +169,4 @@ def run_folder(args: argparse.Namespace) -> Path:
 def save_arguments(args: argparse.Namespace, folder: Path) -> Path:
     """Write the parsed arguments as JSON in the run folder (``arguments.json``)."""
     path = folder / "arguments.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(vars(args), indent=2, sort_keys=True, default=str))
-    temporary.replace(path)
-    return path
+    return write_text(path, json.dumps(vars(args), indent=2, sort_keys=True, default=str))

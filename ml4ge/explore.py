@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml4ge.atomic import write_table
 from ml4ge.hd5 import open_sample, sample_id_from_path
 from ml4ge.progress import progress
 from ml4ge.tensormap import TensorMap
@@ -145,8 +146,4 @@ def failure_counts(frame: pd.DataFrame, tmaps: Sequence[TensorMap]) -> pd.DataFr
 
 def write_tsv(frame: pd.DataFrame, path) -> Path:
     """Write ``frame`` as a TSV under a temporary name and rename it, so the table is whole or absent."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    frame.to_csv(temporary, sep="\t", index=False)
-    temporary.replace(path)
-    return path
+    return write_table(frame, path)

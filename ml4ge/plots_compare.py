@@ -6,10 +6,11 @@ state alone; written to a temporary name and renamed, so the PNG is whole or abs
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ml4ge.atomic import atomic_path
 
 METRIC_NAMES = {"r2": "R$^2$", "roc_auc": "ROC AUC"}
 CHANCE = {"r2": 0.0, "roc_auc": 0.5}
@@ -59,7 +60,6 @@ def plot_comparison(result, path) -> Path:
         _panel(axis, summary, metric, spaces)
     axes[0].legend(title="latent space", fontsize="small")
     path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    figure.savefig(temporary, format="png", dpi=120)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120)
     return path

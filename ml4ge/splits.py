@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ml4ge.atomic import write_table
 from ml4ge.hd5 import HD5_SUFFIX, hd5_paths, sample_id_from_path
 from ml4ge.readers import SAMPLE_ID_COLUMNS
 
@@ -157,10 +157,7 @@ def write_split(split: Split, folder) -> dict[str, Path]:
     paths = {}
     for name in SPLITS:
         path = folder / f"{name}.csv"
-        temporary = path.with_name(path.name + ".tmp")
-        pd.DataFrame({ID_COLUMN: list(split.ids(name))}).to_csv(temporary, index=False)
-        os.replace(temporary, path)
-        paths[name] = path
+        paths[name] = write_table(pd.DataFrame({ID_COLUMN: list(split.ids(name))}), path, sep=",")
     return paths
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 from nibabel.filebasedimages import ImageFileError
 
 from ml4ge.arrays import fit_to_shape
+from ml4ge.atomic import write_table
 from ml4ge.hd5 import HD5_SUFFIX, write_tensor
 from ml4ge.progress import progress
 
@@ -291,12 +292,8 @@ def tensorize_subjects(subjects: Sequence[Subject], folder, overwrite: bool = Fa
 # Report ---------------------------------------------------------------------------------------------------
 def write_report(rows: Sequence[ReportRow], path) -> Path:
     """Write the report TSV (``sample_id, tensor, path, status, reason``) atomically."""
-    path = Path(path)
-    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
     frame = pd.DataFrame([[getattr(row, c) for c in REPORT_COLUMNS] for row in rows], columns=list(REPORT_COLUMNS))
-    frame.to_csv(temporary, sep="\t", index=False)
-    os.replace(temporary, path)
-    return path
+    return write_table(frame, path)
 
 
 def status_counts(rows: Sequence[ReportRow]) -> Counter:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import keras
 
+from ml4ge.atomic import atomic_path, write_text
+
 log = logging.getLogger(__name__)
 
 BACKUP_FOLDER = "checkpoints/backup"
@@ -45,12 +47,6 @@ def lr_patience(patience: int) -> int:
     return max(1, patience // 2)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def trim_csv_log(path: Path, epochs: int) -> None:
     """Keep the header and the rows of epochs ``0 .. epochs-1`` of a CSVLogger file (written atomically)."""
     if not path.exists():
@@ -60,10 +56,8 @@ def trim_csv_log(path: Path, epochs: int) -> None:
     if not rows:
         return
     kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epochs]
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         csv.writer(handle).writerows(kept)
-    os.replace(temporary, path)
 
 
 def backed_up_epoch(folder: Path) -> int:
@@ -112,7 +106,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             os.replace(weights, self._prev_weights_path)
         os.replace(temporary, weights)
         record = {"epoch": self._current_epoch, "batch": 0, "callbacks": self._states()}
-        _atomic_write_text(metadata, json.dumps(record))
+        write_text(metadata, json.dumps(record))
 
     def _load_model(self):
         super()._load_model()
@@ -212,5 +206,5 @@ def evaluate(model, test, test_steps: int | None = None) -> dict[str, float]:
 def write_metrics(metrics: dict[str, float], path: Path) -> Path:
     """A two-column TSV (``metric``, ``value``), written atomically."""
     lines = ["metric\tvalue"] + [f"{name}\t{value:.6g}" for name, value in metrics.items()]
-    _atomic_write_text(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path

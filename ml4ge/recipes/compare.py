@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ml4ge.arguments import run_folder
+from ml4ge.atomic import write_text
 from ml4ge.compare import (
     COVARIATES_SPACE,
     ComparisonResult,
@@ -186,9 +187,7 @@ def run(args: argparse.Namespace) -> int:
     write_tsv(result.summary, folder / "compare_summary.tsv")
     write_tsv(result.pair_differences, folder / "compare_pairs.tsv")
     markdown = folder / "compare_report.md"
-    temporary = markdown.with_name(markdown.name + ".tmp")
-    temporary.write_text(report(result, args, n_samples))
-    temporary.replace(markdown)
+    write_text(markdown, report(result, args, n_samples))
     plot_comparison(result, folder / "compare_bars.png")
     print(markdown.read_text())
     return 0
