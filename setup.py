@@ -19,9 +19,14 @@ setup(
         "tqdm>=4.60",
         "psutil>=5.9",
         "tensorboard>=2.18",
+        "nilearn>=0.10",
+        "bed-reader>=1.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5", "jax>=0.4"],
+        "test": [
+            "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5", "jax>=0.4",
+            "statsmodels>=0.14", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.0",
+        ],
     },
     entry_points={"console_scripts": ["ml4ge=ml4ge.cli:console_main"]},
 )

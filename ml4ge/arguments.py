@@ -116,11 +116,27 @@ def _add_inference(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--folds", type=int, default=5, help="compare: cross-validation folds.")
 
 
+def _add_association(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("genetic association (associate)")
+    del group  # flags are added by the associate recipe work
+
+
+def _add_interpretation(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("interpretation of latent dimensions (interpret)")
+    del group  # flags are added by the interpret recipe work
+
+
+def _add_demo(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("demo cohort and end-to-end demo (demo)")
+    del group  # flags are added by the demo recipe work
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ml4ge", description="ml4ge recipes: tensorize, train, infer and compare learned representations."
     )
-    for add in (_add_run, _add_data, _add_model, _add_training, _add_inference):
+    for add in (_add_run, _add_data, _add_model, _add_training, _add_inference, _add_association,
+                _add_interpretation, _add_demo):
         add(parser)
     return parser
 
