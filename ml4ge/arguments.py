@@ -128,7 +128,15 @@ def _add_interpretation(parser: argparse.ArgumentParser) -> None:
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("demo cohort and end-to-end demo (demo)")
-    del group  # flags are added by the demo recipe work
+    group.add_argument("--quick", action="store_true",
+                       help="demo: 80 subjects at 5 mm and 3 epochs per model (a few minutes on a CPU).")
+    group.add_argument("--full_resolution", action="store_true",
+                       help="demo: 1 mm volumes (182x218x182) and UDIP-sized models, for a machine with a GPU.")
+    group.add_argument("--demo_subjects", type=int, default=None,
+                       help="demo: subjects to generate (default: 300, or 80 with --quick).")
+    group.add_argument("--demo_epochs", type=int, default=None, help="demo: epochs per model (default: the preset's).")
+    group.add_argument("--demo_data", default=None,
+                       help="demo: reuse a cohort folder written by an earlier demo (<demo run>/data).")
 
 
 def build_parser() -> argparse.ArgumentParser:

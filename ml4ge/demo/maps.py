@@ -1,0 +1,33 @@
+"""TensorMaps for the demo cohort's reduced-resolution grids.
+
+The demo cohort is generated directly at a coarse isotropic voxel size on the MNI152 2009 template grid
+(197x233x189 mm), so its volumes need no resampling: each map centrally crops/pads the generated grid to a
+shape that four (3 mm) or three (5 mm) stride-2 poolings divide. Names are plain module attributes, so any recipe
+resolves them as ``ml4ge.demo.maps.t1_3mm`` (dotted names need no ``--tensormap_prefix``).
+
+- ``t1_3mm``/``t2_3mm``: 3 mm grid (66x78x63) -> 64x80x64, the demo's default.
+- ``t1_5mm``/``t2_5mm``: 5 mm grid (40x47x38) -> 40x48x40, the ``--quick`` demo.
+Full resolution (1 mm) uses the catalogue's ``t1``/``t2`` (182x218x182) instead.
+"""
+
+from ml4ge.catalogue.brain_mri import GROUP, T1_DATASET, T2_DATASET
+from ml4ge.normalizers import brain_zscore
+from ml4ge.tensormap import NONZERO, TensorMap
+
+MODULE = __name__
+
+
+def _grid_map(name: str, dataset: str, shape: tuple[int, int, int], description: str) -> TensorMap:
+    return TensorMap(name=name, shape=(*shape, 1), group=GROUP, dataset=dataset, normalization=brain_zscore(),
+                     mask=NONZERO, description=description)
+
+
+t1_3mm = _grid_map("t1_3mm", f"{T1_DATASET}_3mm", (64, 80, 64), "demo T1 on the 3 mm MNI grid, cropped/padded")
+t2_3mm = _grid_map("t2_3mm", f"{T2_DATASET}_3mm", (64, 80, 64), "demo T2-FLAIR on the 3 mm MNI grid")
+t1_5mm = _grid_map("t1_5mm", f"{T1_DATASET}_5mm", (40, 48, 40), "demo T1 on the 5 mm MNI grid, cropped/padded")
+t2_5mm = _grid_map("t2_5mm", f"{T2_DATASET}_5mm", (40, 48, 40), "demo T2-FLAIR on the 5 mm MNI grid")
+
+
+def qualified(tm: TensorMap) -> str:
+    """The name a recipe resolves to ``tm`` (``ml4ge.demo.maps.t1_3mm``)."""
+    return f"{MODULE}.{tm.name}"

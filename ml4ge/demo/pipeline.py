@@ -1,0 +1,422 @@
+"""The end-to-end demo as a list of registered stages, each one an existing recipe run in this process.
+
+generate (the MNI152 demo cohort) -> tensorize -> train a T1 and a T2 autoencoder and a T1/T2 DropFuse pair model
+-> infer_encoders for each -> compare the latent spaces (age, sex, planted-region traits; a phenotype-only and a
+covariates-only baseline) -> ``report.md`` (written by :mod:`ml4ge.demo.report`).
+
+Every stage has its own run folder ``<demo folder>/<stage>/`` (arguments.json, log.txt, outputs) and, when it
+finishes, a record ``<demo folder>/stages/<stage>.json`` with its wall time and peak memory: a rerun of the demo
+skips recorded stages, and a stage stopped half-way resumes as its recipe does (tensorize skips written subjects,
+train continues from its last checkpoint).
+
+Adding a stage (``associate``, ``interpret``): write ``def run_x(run: DemoRun) -> None`` that calls
+:func:`run_recipe`, and register ``STAGES.register("x", Stage(order=..., kind="x", run=run_x, report=...))``;
+stages run by increasing ``order`` (compare is 50), and ``report`` returns the stage's markdown section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ml4ge.atomic import write_table, write_text
+from ml4ge.demo import report
+from ml4ge.registry import Registry
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "demo.json"
+STAGE_RECORDS = "stages"
+BASELINE_SPACE = "brain_volume_only"
+
+
+# Settings ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DemoSettings:
+    """One demo configuration: cohort size and grid, the TensorMaps, and the model/training flags of every model.
+
+    Args:
+        preset: name of the preset these settings came from.
+        subjects, voxel_mm, snps: passed to :func:`ml4ge.demo.cohort.write_demo_cohort`.
+        t1, t2: TensorMap names as recipes resolve them.
+        epochs, batch_size: training of each model.
+        model_flags: the train recipe's model and optimizer flags, shared by the three models.
+        pair_flags: extra flags of the DropFuse pair model.
+        folds: cross-validation folds of compare.
+    """
+
+    preset: str
+    subjects: int
+    voxel_mm: float
+    t1: str
+    t2: str
+    epochs: int
+    batch_size: int
+    model_flags: tuple[str, ...]
+    pair_flags: tuple[str, ...] = ("--pair_loss", "contrastive", "--pair_loss_weight", "0.1", "--pair_merge", "dropout")
+    snps: int = 2000
+    folds: int = 5
+
+    def fingerprint(self) -> dict:
+        """What must match for an existing demo folder to be resumed."""
+        return {key: value for key, value in asdict(self).items()}
+
+
+def small_model(stages: tuple[int, ...]) -> tuple[str, ...]:
+    """Train flags of a small 3-D conv autoencoder: no stem, one 3^3 convolution per pooling stage, 32 latents."""
+    return ("--encoder_blocks", "conv_encode", "--decoder_blocks", "conv_decode", "--conv_layers",
+            "--dense_blocks", *map(str, stages), "--block_size", "1", "--dense_layers", "32",
+            "--conv_x", "3", "--conv_y", "3", "--conv_z", "3", "--pool_x", "2", "--pool_y", "2", "--pool_z", "2",
+            "--activation", "relu", "--learning_rate", "1e-3", "--patience", "4")
+
+
+PRESETS: Registry[DemoSettings] = Registry("demo preset")
+PRESETS.register("default", DemoSettings("default", 300, 3.0, "ml4ge.demo.maps.t1_3mm", "ml4ge.demo.maps.t2_3mm",
+                                         epochs=12, batch_size=8, model_flags=small_model((16, 32, 48, 64))))
+PRESETS.register("quick", DemoSettings("quick", 80, 5.0, "ml4ge.demo.maps.t1_5mm", "ml4ge.demo.maps.t2_5mm",
+                                       epochs=3, batch_size=8, model_flags=small_model((16, 32, 48))))
+PRESETS.register("full_resolution", DemoSettings(
+    "full_resolution", 300, 1.0, "t1", "t2", epochs=30, batch_size=4,
+    model_flags=("--model_preset", "udip", "--encoder_blocks", "conv_encode", "--decoder_blocks", "conv_decode")))
+
+
+# Run context --------------------------------------------------------------------------------------------------
+@dataclass
+class DemoRun:
+    """Where one demo lives and what it was asked to do.
+
+    Args:
+        folder: ``<output_folder>/<id>/`` of the demo.
+        settings: the preset, possibly with another subject count or epochs.
+        seed: cohort seed and ``--random_seed`` of every recipe.
+        num_workers: ``--num_workers`` of every recipe.
+        data: an existing cohort folder (``--demo_data``), or None to generate one in ``<folder>/data``.
+    """
+
+    folder: Path
+    settings: DemoSettings
+    seed: int
+    num_workers: int
+    data: Path | None = None
+    timings: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def cohort(self) -> Path:
+        return self.data if self.data is not None else self.folder / "data"
+
+    @property
+    def tensors(self) -> Path:
+        return self.folder / "tensors"
+
+    def stage_record(self, name: str) -> Path:
+        return self.folder / STAGE_RECORDS / f"{name}.json"
+
+    def common_flags(self) -> list[str]:
+        return ["--output_folder", str(self.folder), "--random_seed", str(self.seed),
+                "--num_workers", str(self.num_workers)]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the demo.
+
+    Args:
+        order: stages run by increasing order.
+        kind: what the stage is, for the timing table (generate, tensorize, train, infer, compare, ...).
+        run: does the work; raises on failure.
+        report: returns the stage's markdown section for ``report.md`` (or None).
+    """
+
+    order: int
+    kind: str
+    run: Callable[[DemoRun], None]
+    report: Callable[[DemoRun], str] | None = None
+
+
+STAGES: Registry[Stage] = Registry("demo stage")
+
+
+def ordered_stages() -> list[tuple[str, Stage]]:
+    """Registered stages in the order they run."""
+    return sorted(((name, STAGES.get(name)) for name in STAGES.names()), key=lambda item: item[1].order)
+
+
+# Running recipes in this process -----------------------------------------------------------------------------
+def run_recipe(argv: list[str]) -> Path:
+    """Parse, validate and run one recipe in this process, logging to its own ``log.txt``; returns its run folder.
+
+    Raises:
+        ValueError, KeyError, FileNotFoundError: from the recipe's validation.
+        RuntimeError: when the recipe returns a non-zero status.
+    """
+    from ml4ge.arguments import build_parser, run_folder, save_arguments, validate
+    from ml4ge.recipes import RECIPES
+
+    args = build_parser().parse_args(argv)
+    validate(args)
+    folder = run_folder(args)
+    save_arguments(args, folder)
+    handler = logging.FileHandler(folder / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        status = int(RECIPES.load(args.mode).run(args) or 0)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    if status:
+        raise RuntimeError(f"--mode {args.mode} exited with status {status}; see {folder / 'log.txt'}.")
+    return folder
+
+
+class PeakMemory:
+    """Samples the resident memory of this process and its children in a thread; ``peak_mb`` is the largest sum."""
+
+    def __init__(self, interval_s: float = 0.25):
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        process = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for member in [process, *process.children(recursive=True)]:
+                try:
+                    total += member.memory_info().rss
+                except psutil.Error:  # a worker that exited between listing and reading has no memory left
+                    continue
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_stage(run: DemoRun, name: str, stage: Stage) -> dict:
+    """Run one stage unless its record exists; returns the record (wall time, peak memory)."""
+    record_path = run.stage_record(name)
+    if record_path.is_file():
+        log.info("demo stage %s: done in an earlier run, skipped", name)
+        return json.loads(record_path.read_text())
+    log.info("demo stage %s: starting", name)
+    start = time.perf_counter()
+    with PeakMemory() as memory:
+        stage.run(run)
+    record = {"stage": name, "kind": stage.kind, "wall_s": round(time.perf_counter() - start, 2),
+              "peak_rss_mb": round(memory.peak_mb, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(record_path, json.dumps(record, indent=2))
+    log.info("demo stage %s: %.1f s, peak %.0f MiB", name, record["wall_s"], record["peak_rss_mb"])
+    return record
+
+
+def check_settings(run: DemoRun) -> None:
+    """Refuse to resume a demo folder made with other settings (its finished stages would not match).
+
+    Raises:
+        ValueError: naming the differing settings.
+    """
+    path = run.folder / SETTINGS_FILE
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text()).get("settings", {})
+    wanted = json.loads(json.dumps(run.settings.fingerprint()))
+    different = sorted(key for key in wanted if saved.get(key) != wanted[key])
+    if different:
+        raise ValueError(f"{run.folder} holds a demo made with other settings ({', '.join(different)} differ); "
+                         "use another --id or --output_folder, or the same flags as before.")
+
+
+def run_demo(run: DemoRun) -> Path:
+    """Run every registered stage in order (skipping finished ones) and write ``report.md``; returns its path."""
+    check_settings(run)
+    run.folder.mkdir(parents=True, exist_ok=True)
+    write_text(run.folder / SETTINGS_FILE, json.dumps({"settings": run.settings.fingerprint(), "seed": run.seed,
+                                                       "data": str(run.cohort)}, indent=2))
+    for name, stage in ordered_stages():
+        run.timings[name] = run_stage(run, name, stage)
+    write_table(pd.DataFrame(list(run.timings.values())), run.folder / "demo_timings.tsv")
+    return report.write_report(run, ordered_stages())
+
+
+# Stages ------------------------------------------------------------------------------------------------------
+MODELS = {  # model id -> (inputs as settings attributes, pair model?)
+    "ae_t1": (("t1",), False),
+    "ae_t2": (("t2",), False),
+    "dropfuse": (("t1", "t2"), True),
+}
+
+
+def tensormap_name(given: str) -> str:
+    """The TensorMap's own name for a command-line name (``ml4ge.demo.maps.t1_3mm`` -> ``t1_3mm``)."""
+    from ml4ge.lookup import resolve
+
+    return resolve(given).name
+
+
+def generate(run: DemoRun) -> None:
+    """Write the demo cohort, or check the one given with ``--demo_data``."""
+    if run.data is not None:
+        log.info("using the demo cohort in %s", run.data)
+        return
+    from ml4ge.demo.cohort import write_demo_cohort
+
+    settings = run.settings
+    write_demo_cohort(run.cohort, subjects=settings.subjects, voxel_mm=settings.voxel_mm, snps=settings.snps,
+                      seed=run.seed, tensors=(settings.t1, settings.t2))
+
+
+def demo_manifest(run: DemoRun) -> pd.DataFrame:
+    """The cohort's manifest with absolute paths and this demo's TensorMaps (rows of ``t1/`` and ``t2/`` files)."""
+    manifest = pd.read_csv(run.cohort / "manifest.csv", dtype=str)
+    folder = manifest["path"].str.split("/").str[0]
+    maps = {"t1": run.settings.t1, "t2": run.settings.t2}
+    unknown = sorted(set(folder) - set(maps))
+    if unknown:
+        raise ValueError(f"{run.cohort / 'manifest.csv'}: paths under {unknown}; the demo expects t1/ and t2/.")
+    return manifest.assign(tensor=folder.map(maps), path=[str((run.cohort / p).resolve()) for p in manifest["path"]])
+
+
+def tensorize(run: DemoRun) -> None:
+    folder = run.folder / "tensorize"
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = write_table(demo_manifest(run), folder / "demo_manifest.csv", sep=",")
+    run_recipe(["--mode", "tensorize", "--manifest", str(manifest), "--phenotype_csv",
+                str(run.cohort / "phenotypes.csv"), "--tensors", str(run.tensors), "--id", "tensorize",
+                *run.common_flags()])
+
+
+def model_inputs(run: DemoRun, model: str) -> list[str]:
+    attributes, _ = MODELS[model]
+    return [getattr(run.settings, attribute) for attribute in attributes]
+
+
+def train(run: DemoRun, model: str) -> None:
+    inputs, (_, paired) = model_inputs(run, model), MODELS[model]
+    settings = run.settings
+    merge = ["--merge_blocks", "pair", "--pairs", *inputs, *settings.pair_flags] if paired else ["--merge_blocks"]
+    run_recipe(["--mode", "train", "--tensors", str(run.tensors), "--input_tensors", *inputs,
+                "--output_tensors", *inputs, *merge, *settings.model_flags, "--epochs", str(settings.epochs),
+                "--batch_size", str(settings.batch_size), "--id", model, *run.common_flags()])
+    import keras
+
+    keras.backend.clear_session()  # the next model starts from a clean graph and frees this one's memory
+
+
+def latent_folder(run: DemoRun) -> Path:
+    return run.folder / "latents"
+
+
+def latent_table(run: DemoRun, model: str, given: str) -> Path:
+    """``<demo>/latents/<model>/hidden_<tmap>_<model>.tsv``."""
+    return latent_folder(run) / model / f"hidden_{tensormap_name(given)}_{model}.tsv"
+
+
+def infer(run: DemoRun, model: str) -> None:
+    flags = run.common_flags()
+    flags[flags.index("--output_folder") + 1] = str(latent_folder(run))
+    run_recipe(["--mode", "infer_encoders", "--tensors", str(run.tensors), "--input_tensors",
+                *model_inputs(run, model), "--model_file", str(run.folder / model / f"{model}.keras"),
+                "--batch_size", str(run.settings.batch_size), "--id", model, *flags])
+
+
+def latent_spaces(run: DemoRun) -> dict[str, Path]:
+    """``{space name: latent table}``: ``ae_t1``, ``ae_t2``, ``dropfuse_t1``, ``dropfuse_t2``."""
+    spaces = {}
+    for model, (attributes, paired) in MODELS.items():
+        for attribute in attributes:
+            name = f"{model}_{attribute}" if paired else model
+            spaces[name] = latent_table(run, model, getattr(run.settings, attribute))
+    return spaces
+
+
+def planted_traits(run: DemoRun) -> list[str]:
+    """Phenotype columns the cohort's ``truth.json`` names as planted-region traits."""
+    truth = json.loads((run.cohort / "truth.json").read_text())
+    columns = pd.read_csv(run.cohort / "phenotypes.csv", nrows=0).columns
+    traits = list(dict.fromkeys([*truth.get("regions", {}), *(snp["trait"] for snp in truth.get("snps", []))]))
+    return [trait for trait in traits if trait in columns and trait != "brain_volume"]
+
+
+def baseline_table(run: DemoRun, folder: Path) -> Path:
+    """A one-column "latent space" of the measured brain volume: the phenotype-only baseline."""
+    phenotypes = pd.read_csv(run.cohort / "phenotypes.csv", dtype={"sample_id": str})
+    return write_table(phenotypes[["sample_id", "brain_volume"]], folder / f"{BASELINE_SPACE}.tsv")
+
+
+def compare(run: DemoRun) -> None:
+    """Age, sex and the planted traits from every latent space and from brain volume alone."""
+    folder = run.folder / "compare"
+    folder.mkdir(parents=True, exist_ok=True)
+    spaces = {**latent_spaces(run), BASELINE_SPACE: baseline_table(run, folder)}
+    pairs = [("ae_t1", "ae_t2"), ("dropfuse_t1", "ae_t1"), ("dropfuse_t2", "ae_t2"), ("ae_t1", BASELINE_SPACE)]
+    run_recipe(["--mode", "compare", "--phenotypes", str(run.cohort / "phenotypes.csv"),
+                "--output_tensors", "age", "sex", *planted_traits(run), "--folds", str(run.settings.folds),
+                "--latent_tables", *(f"{name}={path}" for name, path in spaces.items()),
+                *_pair_flags(pairs),
+                "--id", "compare", *run.common_flags()])
+
+
+def compare_adjusted(run: DemoRun) -> None:
+    """The planted traits from every latent space plus age and sex, against the age + sex covariates alone."""
+    traits = planted_traits(run)
+    if not traits:
+        log.warning("the cohort names no planted-region traits; compare_adjusted has nothing to do")
+        return
+    run_recipe(["--mode", "compare", "--phenotypes", str(run.cohort / "phenotypes.csv"),
+                "--output_tensors", *traits, "--covariates", "age", "sex", "--folds", str(run.settings.folds),
+                "--latent_tables", *(f"{name}={path}" for name, path in latent_spaces(run).items()),
+                *_pair_flags([(space, "covariates") for space in latent_spaces(run)]),
+                "--id", "compare_adjusted", *run.common_flags()])
+
+
+def _pair_flags(pairs) -> list[str]:
+    return [item for pair in pairs for item in ("--pairs", *pair)]
+
+
+def _model_stage(function, model: str):
+    def stage(run: DemoRun) -> None:
+        function(run, model)
+
+    stage.__name__ = f"{function.__name__}_{model}"
+    return stage
+
+
+STAGES.register("generate", Stage(0, "generate", generate, report.cohort_section))
+STAGES.register("tensorize", Stage(10, "tensorize", tensorize))
+for _offset, _model in enumerate(MODELS):
+    STAGES.register(f"train_{_model}", Stage(20 + _offset, "train", _model_stage(train, _model),
+                                             report.model_section(_model)))
+    STAGES.register(f"infer_{_model}", Stage(30 + _offset, "infer", _model_stage(infer, _model)))
+STAGES.register("compare", Stage(50, "compare", compare, report.compare_section))
+STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, report.adjusted_section))
+
+
+def demo_run_from_args(args: argparse.Namespace) -> DemoRun:
+    """The :class:`DemoRun` the demo flags describe (see :mod:`ml4ge.recipes.demo`)."""
+    from dataclasses import replace
+
+    preset = "quick" if args.quick else "full_resolution" if args.full_resolution else "default"
+    settings = PRESETS.get(preset)
+    changes = {key: value for key, value in (("subjects", args.demo_subjects), ("epochs", args.demo_epochs))
+               if value is not None}
+    return DemoRun(folder=Path(args.output_folder) / args.id, settings=replace(settings, **changes),
+                   seed=args.random_seed, num_workers=args.num_workers,
+                   data=Path(args.demo_data) if args.demo_data else None)

@@ -1,0 +1,172 @@
+"""``report.md`` of the end-to-end demo: what was planted, what each latent space recovered, and what it cost.
+
+Pictures are the PNGs the recipes already wrote (learning curves, reconstructions, comparison bars), linked
+relative to the demo folder so the report reads in any markdown viewer. Each stage contributes its own section
+through ``Stage.report``; this module adds the headline table, the timings and the list of outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ml4ge.atomic import write_text
+
+if TYPE_CHECKING:
+    from ml4ge.demo.pipeline import DemoRun, Stage
+
+REPORT_NAME = "report.md"
+HEADLINE = (("age", "r2"), ("sex", "roc_auc"))
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A pipe table of ``frame`` (its index is dropped; floats with 3 decimals)."""
+    def cell(value) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * frame.shape[1]
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def _relative(run: DemoRun, path: Path) -> str:
+    return path.relative_to(run.folder).as_posix()
+
+
+def _image(run: DemoRun, path: Path, caption: str) -> str:
+    return f"![{caption}]({_relative(run, path)})" if path.is_file() else f"*({caption}: not written)*"
+
+
+def summary_table(path: Path, metrics: tuple[str, ...] = ("r2", "roc_auc")) -> pd.DataFrame:
+    """``compare_summary.tsv`` as one row per phenotype, one ``mean ± sd`` column per space."""
+    summary = pd.read_csv(path, sep="\t")
+    summary = summary[summary.metric.isin(metrics)]
+    values = summary.assign(value=[f"{m:.3f} ± {s:.3f}" for m, s in zip(summary["mean"], summary.sd.fillna(0))])
+    wide = values.pivot_table(index=["phenotype", "metric"], columns="space", values="value", aggfunc="first",
+                              sort=False)
+    return wide.reset_index()
+
+
+# Stage sections ----------------------------------------------------------------------------------------------
+def cohort_section(run: DemoRun) -> str:
+    """Cohort size and grid, and the planted genetic effects from ``truth.json``."""
+    truth = json.loads((run.cohort / "truth.json").read_text())
+    phenotypes = pd.read_csv(run.cohort / "phenotypes.csv")
+    lines = ["## Cohort", "",
+             f"{len(phenotypes)} subjects from `{run.cohort}` at {truth.get('voxel_mm', run.settings.voxel_mm)} mm "
+             f"(seed {truth.get('seed', run.seed)}); age {phenotypes.age.min():.0f}-{phenotypes.age.max():.0f}, "
+             f"{int((phenotypes.sex == 1).sum())} male / {int((phenotypes.sex == 0).sum())} female. "
+             f"TensorMaps `{run.settings.t1}` and `{run.settings.t2}`."]
+    snps = pd.DataFrame(truth.get("snps", []))
+    if not snps.empty:
+        columns = [c for c in ("id", "chrom", "trait", "region", "kind", "effect_sd_per_allele") if c in snps]
+        lines += ["", f"Planted SNP effects ({len(snps)} causal, {truth.get('null_snps', '?')} null):", "",
+                  markdown_table(snps[columns])]
+    for key in ("age_effects", "sex_effects"):
+        if truth.get(key):
+            effects = ", ".join(f"{name}: {value}" for name, value in truth[key].items())
+            lines += ["", f"{key.replace('_', ' ').capitalize()}: {effects}."]
+    return "\n".join(lines)
+
+
+def model_section(model: str) -> Callable[[DemoRun], str]:
+    """The section of one trained model: learning curves, test metrics, one reconstruction per output."""
+    def section(run: DemoRun) -> str:
+        folder = run.folder / model
+        lines = [f"## Model `{model}`", "", _image(run, folder / f"learning_curves_{model}.png",
+                                                   f"learning curves of {model}")]
+        metrics = folder / "test_metrics.tsv"
+        if metrics.is_file():
+            lines += ["", "Test split: " + ", ".join(f"{row.metric} {row.value:.4g}" for row in
+                                                      pd.read_csv(metrics, sep="\t").itertuples())]
+        for picture in sorted((folder / "reconstructions").glob("*.png"))[:2]:
+            lines += ["", _image(run, picture, f"{model}: input and reconstruction, {picture.stem}")]
+        for decoding in sorted(folder.glob("decoding_*"))[:2]:
+            pictures = sorted(decoding.glob("*.png"))[:1]
+            lines += ["", *(_image(run, p, f"{model}: {decoding.name}") for p in pictures)]
+        return "\n".join(lines)
+
+    return section
+
+
+def compare_section(run: DemoRun) -> str:
+    folder = run.folder / "compare"
+    lines = ["## Comparison of the latent spaces", "",
+             "Linear probes with cross-validation (`--mode compare`): ridge R^2 for continuous targets, "
+             "logistic ROC-AUC for sex. `brain_volume_only` is the phenotype-only baseline: the measured brain "
+             "volume as a one-column space.", "", markdown_table(summary_table(folder / "compare_summary.tsv")),
+             "", _image(run, folder / "compare_bars.png", "comparison bars"),
+             "", f"Paired differences with corrected intervals: `{_relative(run, folder / 'compare_pairs.tsv')}`."]
+    return "\n".join(lines)
+
+
+def adjusted_section(run: DemoRun) -> str:
+    folder = run.folder / "compare_adjusted"
+    if not (folder / "compare_summary.tsv").is_file():
+        return ""
+    lines = ["## Planted-region traits beyond age and sex", "",
+             "Each latent space plus age and sex as covariates, against the covariates alone (`covariates`): what "
+             "the latents add is the part of each trait that age and sex do not explain, where the planted SNP "
+             "effects live.", "", markdown_table(summary_table(folder / "compare_summary.tsv")),
+             "", _image(run, folder / "compare_bars.png", "comparison bars, adjusted for age and sex")]
+    return "\n".join(lines)
+
+
+# The whole report --------------------------------------------------------------------------------------------
+def headline(run: DemoRun) -> str:
+    """Age R^2 and sex AUC of every space and the baseline: the numbers a reader looks for first."""
+    path = run.folder / "compare" / "compare_summary.tsv"
+    if not path.is_file():
+        return ""
+    summary = pd.read_csv(path, sep="\t")
+    rows = []
+    for phenotype, metric in HEADLINE:
+        part = summary[(summary.phenotype == phenotype) & (summary.metric == metric)]
+        rows.append({"target": f"{phenotype} ({'R^2' if metric == 'r2' else 'AUC'})",
+                     **{row.space: f"{row.mean:.3f} ± {row.sd:.3f}" for row in part.itertuples()}})
+    return "\n".join(["## Headline", "", "Mean ± SD over cross-validation folds.", "",
+                      markdown_table(pd.DataFrame(rows))])
+
+
+def timing_section(run: DemoRun) -> str:
+    """Wall time and peak memory (this process and its workers) per stage and per kind of stage."""
+    records = pd.DataFrame(list(run.timings.values()))
+    if records.empty:
+        return ""
+    by_kind = records.groupby("kind", sort=False).agg(wall_s=("wall_s", "sum"), peak_rss_mb=("peak_rss_mb", "max"))
+    total = f"Total {records.wall_s.sum() / 60:.1f} min; peak memory {records.peak_rss_mb.max() / 1024:.2f} GiB."
+    return "\n".join(["## Cost", "", total, "", markdown_table(by_kind.reset_index()), "",
+                      markdown_table(records[["stage", "kind", "wall_s", "peak_rss_mb", "finished"]])])
+
+
+def outputs_section() -> str:
+    return "\n".join([
+        "## Files", "",
+        "- `data/`: the generated cohort (NIfTI, manifest, phenotypes, covariates, PLINK genotypes, atlas, truth.json)",
+        "- `tensors/`: one HD5 file per subject; `tensorize/tensorize_report.tsv` lists every input",
+        "- `ae_t1/`, `ae_t2/`, `dropfuse/`: trained models (`<id>.keras`, `encoder_*.keras`, `decoder_*.keras`), "
+        "learning curves, reconstructions, test metrics, the split",
+        "- `latents/<model>/hidden_<tmap>_<model>.tsv`: the latent tables (sample_id, latent_0..)",
+        "- `compare/`, `compare_adjusted/`: scores per fold, summaries, paired differences, bar charts",
+        "- `stages/<stage>.json`, `demo_timings.tsv`: wall time and peak memory per stage; a rerun skips finished "
+        "stages"])
+
+
+def write_report(run: DemoRun, stages: list[tuple[str, Stage]]) -> Path:
+    """Write ``<demo folder>/report.md`` from the finished stages; returns its path."""
+    settings = run.settings
+    lines = [f"# ml4ge demo: {run.folder.name}", "",
+             f"Preset `{settings.preset}`: {settings.subjects} subjects at {settings.voxel_mm} mm, "
+             f"{settings.epochs} epochs per model, batch {settings.batch_size}, seed {run.seed}.", "",
+             headline(run)]
+    for _, stage in stages:
+        section = stage.report(run) if stage.report is not None else ""
+        if section:
+            lines += ["", section]
+    lines += ["", timing_section(run), "", outputs_section()]
+    return write_text(run.folder / REPORT_NAME, "\n".join(lines) + "\n")
