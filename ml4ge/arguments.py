@@ -123,7 +123,26 @@ def _add_association(parser: argparse.ArgumentParser) -> None:
 
 def _add_interpretation(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("interpretation of latent dimensions (interpret)")
-    del group  # flags are added by the interpret recipe work
+    group.add_argument("--interpret_samples", type=int, default=500,
+                       help="interpret: subjects whose latents are perturbed (the first N of the table or cohort).")
+    group.add_argument("--interpret_dimensions", nargs="*", type=int, default=[],
+                       help="interpret: 0-based latent dimensions to map (default: all).")
+    group.add_argument("--perturb_sd", type=float, default=1.0,
+                       help="interpret: shift of the perturbed dimension, in its standard deviations.")
+    group.add_argument("--smooth_sigma", type=float, default=3.0,
+                       help="interpret: Gaussian sigma of the |t| maps, in voxels (0: none).")
+    group.add_argument("--atlas", help="interpret: NIfTI label image ranking regions (resampled, nearest "
+                                       "neighbour, onto the map grid when it lies elsewhere).")
+    group.add_argument("--atlas_labels", help="interpret: TSV of label, name[, hemisphere] for --atlas.")
+    group.add_argument("--merge_hemispheres", action="store_true",
+                       help="interpret: join left and right regions of one structure.")
+    group.add_argument("--interpret_mask", help="interpret: NIfTI brain mask (default: the atlas's labelled "
+                                                "voxels, else the nonzero voxels of the mean input image).")
+    group.add_argument("--lightbox_slices", type=int, default=8, help="interpret: axial slices per lightbox PNG.")
+    group.add_argument("--interpret_top_regions", type=int, default=10,
+                       help="interpret: regions per dimension in the combined top-regions table.")
+    group.add_argument("--interpret_memory_mb", type=float, default=2048.0,
+                       help="interpret: memory for running sums; more lets more dimensions share a decoding pass.")
 
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:

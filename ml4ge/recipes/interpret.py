@@ -1,0 +1,139 @@
+"""``--mode interpret``: PerDI maps of latent dimensions: which brain regions each dimension changes.
+
+For each chosen dimension ``d`` of a trained decoder's latent space (``--interpret_dimensions``, default all), the
+latents of ``--interpret_samples`` subjects (default 500, from ``--latent_tables`` or computed from ``--tensors``
+with the model's encoders) are decoded as they are and with ``d`` shifted by ``--perturb_sd`` standard deviations
+(default +1). A paired t-test across subjects at every voxel (streaming: memory does not grow with the number of
+subjects) gives |t|, masked to the brain, Gaussian-smoothed (``--smooth_sigma`` voxels, default 3). Outputs in
+``<output_folder>/<id>/``:
+
+- ``perdi_<tmap>/dim_<d>.nii.gz``: the |t| map on the data's grid (the affine the volumes came with);
+- ``perdi_<tmap>/dim_<d>.png``: lightbox of the map over the mean original reconstruction;
+- ``perdi_<tmap>/dim_<d>_regions.tsv`` with ``--atlas``/``--atlas_labels``: regions ranked by PerDI's enrichment
+  statistic and by mean |t| (``--merge_hemispheres`` joins left and right);
+- ``perdi_<tmap>_summary.tsv`` (one row per dimension), ``perdi_<tmap>_top_regions.tsv`` (the
+  ``--interpret_top_regions`` best regions of every dimension), ``perdi_<tmap>/mean_reconstruction.nii.gz``,
+  ``perdi_<tmap>/mask.nii.gz``, ``interpreted_samples.tsv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ml4ge.arguments import run_folder
+from ml4ge.atomic import write_table
+from ml4ge.lookup import resolve_all
+from ml4ge.recipes.infer_encoders import check_model_file, encoder_path
+from ml4ge.tensormap import keras_safe
+
+log = logging.getLogger(__name__)
+
+
+def decoder_path(model_file, tm) -> Path:
+    """``--model_file`` itself when it is a ``decoder_*.keras`` file, else ``decoder_<tmap>.keras`` beside it."""
+    model_file = Path(model_file)
+    if model_file.name.startswith("decoder_"):
+        return model_file
+    return model_file.parent / f"decoder_{keras_safe(tm.name)}.keras"
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    checks = [
+        (args.interpret_samples >= 2, f"--interpret_samples {args.interpret_samples} must be at least 2"),
+        (math.isfinite(args.perturb_sd) and args.perturb_sd != 0, f"--perturb_sd {args.perturb_sd} must be a "
+                                                                   "nonzero number of SDs"),
+        (args.smooth_sigma >= 0, f"--smooth_sigma {args.smooth_sigma} must be >= 0 voxels (0: no smoothing)"),
+        (args.lightbox_slices >= 1, f"--lightbox_slices {args.lightbox_slices} must be at least 1"),
+        (args.interpret_top_regions >= 1, f"--interpret_top_regions {args.interpret_top_regions} must be >= 1"),
+        (args.interpret_memory_mb > 0, f"--interpret_memory_mb {args.interpret_memory_mb} must be positive"),
+        (args.batch_size >= 1, f"--batch_size {args.batch_size} must be at least 1"),
+        (all(d >= 0 for d in args.interpret_dimensions), f"--interpret_dimensions {args.interpret_dimensions} "
+                                                         "must be 0-based latent indices"),
+        (len(set(args.interpret_dimensions)) == len(args.interpret_dimensions),
+         f"--interpret_dimensions {args.interpret_dimensions} repeats a dimension"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message + ".")
+
+
+def _check_latent_source(args: argparse.Namespace) -> None:
+    from ml4ge.interpret.sources import table_dimension, table_path
+    from ml4ge.latents import cohort_paths
+
+    if args.latent_tables:
+        path = table_path(args.latent_tables)
+        size = table_dimension(path)
+        too_big = [d for d in args.interpret_dimensions if d >= size]
+        if too_big:
+            raise ValueError(f"--interpret_dimensions {too_big} outside the table's latent_0..latent_{size - 1}.")
+        return
+    if not args.tensors or not args.input_tensors:
+        raise ValueError("--mode interpret needs latents: --latent_tables hidden_<tmap>_<id>.tsv, or --tensors and "
+                         "--input_tensors to compute them with the model's encoders.")
+    cohort_paths(args.tensors, args.sample_csv)
+    for tm in resolve_all(args.input_tensors, args.tensormap_prefix):
+        if not encoder_path(args.model_file, tm).is_file():
+            raise FileNotFoundError(f"{encoder_path(args.model_file, tm)} is missing: no encoder for {tm.name!r} "
+                                    "beside --model_file.")
+
+
+def _check_images(args: argparse.Namespace) -> None:
+    from ml4ge.interpret.regions import read_label_table
+
+    if bool(args.atlas) != bool(args.atlas_labels):
+        raise ValueError("--atlas (a NIfTI label image) and --atlas_labels (a label, name, hemisphere TSV) go "
+                         f"together; got --atlas {args.atlas!r} and --atlas_labels {args.atlas_labels!r}.")
+    for flag in ("atlas", "atlas_labels", "interpret_mask"):
+        value = getattr(args, flag)
+        if value and not Path(value).is_file():
+            raise FileNotFoundError(f"--{flag} {value!r} does not exist.")
+    if args.atlas_labels:
+        read_label_table(args.atlas_labels)
+    if not args.tensors and not (args.interpret_mask or args.atlas):
+        raise ValueError("--mode interpret needs the data's grid (affine): give --tensors (HD5 files written by "
+                         "tensorize), or --interpret_mask / --atlas on the decoded volume's grid.")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Refuse a bad combination of flags before any work.
+
+    Raises:
+        ValueError, FileNotFoundError, KeyError: with what to change.
+    """
+    check_model_file(args)
+    if len(args.output_tensors) != 1:
+        raise ValueError(f"--mode interpret needs one --output_tensors (the decoded volume), got "
+                         f"{args.output_tensors}.")
+    tm = resolve_all(args.output_tensors, args.tensormap_prefix)[0]
+    if len(tm.shape) != 4 or tm.shape[-1] != 1:
+        raise ValueError(f"--output_tensors {tm.name!r} has shape {tm.shape}; interpret maps one-channel 3-D "
+                         "volumes (x, y, z, 1).")
+    if not decoder_path(args.model_file, tm).is_file():
+        raise FileNotFoundError(f"{decoder_path(args.model_file, tm)} is missing: --model_file's folder has no "
+                                f"decoder for {tm.name!r}; was it among the training --output_tensors?")
+    _check_numbers(args)
+    _check_latent_source(args)
+    _check_images(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write PerDI maps, lightboxes and region rankings for every chosen dimension. Returns 0."""
+    from ml4ge.interpret.study import PerdiStudy
+
+    study = PerdiStudy.from_args(args, run_folder(args))
+    summary, top = study.run()
+    prefix = f"perdi_{keras_safe(study.tm.name)}"
+    write_table(summary, study.folder / f"{prefix}_summary.tsv")
+    if top is not None:
+        write_table(top, study.folder / f"{prefix}_top_regions.tsv")
+    write_table(pd.DataFrame({"sample_id": study.sample_ids}), study.folder / "interpreted_samples.tsv")
+    log.info("interpreted %d dimensions of %s over %d subjects; maps in %s", len(summary), study.tm.name,
+             len(study.sample_ids), study.maps_folder)
+    return 0
+
