@@ -102,8 +102,12 @@ def load_latents(path) -> pd.DataFrame:
         frame = frame.apply(pd.to_numeric)
     except ValueError as error:
         raise ValueError(f"{path}: latent columns must be numbers ({error}).") from error
-    if frame.shape[1] == 0 or frame.isna().any().any():
-        raise ValueError(f"{path}: needs at least one latent column and no missing values.")
+    if frame.shape[1] == 0:
+        raise ValueError(f"{path}: needs at least one latent column after the id column(s).")
+    if frame.isna().any().any():
+        rows = frame.index[frame.isna().any(axis=1)]
+        raise ValueError(f"{path}: {len(rows)} samples have missing latent values (e.g. {list(rows[:3])}); "
+                         "rerun infer_encoders for them or drop their rows.")
     return frame
 
 

@@ -1,0 +1,78 @@
+"""Phenotype and covariate files that PLINK2 (``--pheno``/``--covar``) and REGENIE (``--phenoFile``/``--covarFile``)
+read as they are: tab-separated, ``FID IID`` header first, ``NA`` for missing, and never the value -9 (PLINK's
+missing-phenotype code; an exact -9 is moved to the next float towards zero and counted in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml4ge.atomic import write_text
+from ml4ge.genetics.inputs import Space
+
+log = logging.getLogger(__name__)
+
+PLINK_MISSING = -9.0
+FLOAT_FORMAT = "%.8g"
+
+
+def genetics_table(values: pd.DataFrame, family_ids: Mapping[str, str]) -> pd.DataFrame:
+    """``values`` (indexed by IID) with ``FID IID`` columns first and no exact -9 value."""
+    numbers = values.to_numpy(dtype=np.float64, copy=True)
+    minus_nine = numbers == PLINK_MISSING
+    if minus_nine.any():
+        log.warning("%d values equal PLINK's missing code -9; written as the next float towards zero.",
+                    int(minus_nine.sum()))
+        numbers[minus_nine] = np.nextafter(PLINK_MISSING, 0.0)
+    table = pd.DataFrame(numbers, columns=[str(c) for c in values.columns])
+    iids = [str(i) for i in values.index]
+    table.insert(0, "IID", iids)
+    table.insert(0, "FID", [family_ids.get(i, i) for i in iids])
+    return table
+
+
+def write_exports(folder: Path, spaces: Mapping[str, Space], family_ids: Mapping[str, str],
+                  genotypes: Path) -> dict[str, Path]:
+    """``<space>.pheno.tsv`` per space, ``covariates.tsv`` (union of samples) and ``commands.sh`` in ``folder``.
+
+    Returns:
+        name -> path of every file written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, space in spaces.items():
+        written[name] = _write(genetics_table(space.phenotypes, family_ids), folder / f"{name}.pheno.tsv")
+    covariates = pd.concat([space.covariates for space in spaces.values()])
+    covariates = covariates[~covariates.index.duplicated()]
+    if covariates.shape[1]:
+        written["covariates"] = _write(genetics_table(covariates, family_ids), folder / "covariates.tsv")
+    written["commands"] = write_text(folder / "commands.sh", _commands(spaces, genotypes, covariates.shape[1] > 0))
+    return written
+
+
+def _write(table: pd.DataFrame, path: Path) -> Path:
+    text = table.to_csv(sep="\t", index=False, na_rep="NA", float_format=FLOAT_FORMAT)
+    return write_text(path, text)
+
+
+def _commands(spaces: Mapping[str, Space], genotypes: Path, has_covariates: bool) -> str:
+    """Example PLINK2 and REGENIE command lines for these files."""
+    lines = ["#!/usr/bin/env bash", "# Mixed-model or reference GWAS of the exported latent dimensions.", ""]
+    for name in spaces:
+        covar = " --covar covariates.tsv" if has_covariates else ""
+        regenie_covar = " --covarFile covariates.tsv" if has_covariates else ""
+        lines += [f"# {name}: PLINK2 OLS (the statistics ml4ge associate computes)",
+                  f"plink2 --bfile {genotypes} --pheno {name}.pheno.tsv{covar} "
+                  f"--glm omit-ref hide-covar allow-no-covars --out {name}",
+                  f"# {name}: REGENIE step 1 and 2",
+                  f"regenie --step 1 --bed {genotypes} --phenoFile {name}.pheno.tsv{regenie_covar} --qt "
+                  f"--bsize 1000 --out {name}_step1",
+                  f"regenie --step 2 --bed {genotypes} --phenoFile {name}.pheno.tsv{regenie_covar} --qt "
+                  f"--bsize 400 --pred {name}_step1_pred.list --out {name}_step2", ""]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The phenotypes of a scan: latent tables matched to the genotyped samples, the covariates, the sample filter, and
+the optional rank-based inverse normal transform.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ml4ge.compare import as_numeric
+from ml4ge.genetics.genotypes import match_samples
+
+log = logging.getLogger(__name__)
+
+BLOM_OFFSET = 3 / 8
+ID_COLUMNS = ("sample_id", "FID", "IID")
+
+
+@dataclass(frozen=True)
+class Space:
+    """One latent space ready to scan: phenotypes and covariates on the same samples (genotype file order).
+
+    Attributes:
+        name: the latent table's name.
+        phenotypes: (n, D) frame indexed by sample id, one column per latent dimension.
+        covariates: (n, c) numeric frame on the same index (c may be 0).
+    """
+
+    name: str
+    phenotypes: pd.DataFrame
+    covariates: pd.DataFrame
+
+    @property
+    def dimensions(self) -> list[str]:
+        return list(map(str, self.phenotypes.columns))
+
+
+def rank_inverse_normal(values: np.ndarray) -> np.ndarray:
+    """Rank-based inverse normal transform per column (Blom offset 3/8; ties get their average rank).
+
+    Example:
+        >>> np.round(rank_inverse_normal(np.array([[3.0], [1.0], [2.0]]))[:, 0], 3)
+        array([ 0.842, -0.842,  0.   ])
+    """
+    values = np.asarray(values, dtype=np.float64)
+    ranks = stats.rankdata(values, axis=0)
+    return stats.norm.ppf((ranks - BLOM_OFFSET) / (len(values) - 2 * BLOM_OFFSET + 1))
+
+
+def covariate_frame(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Numeric covariates ``names`` of ``table`` (all non-id columns when empty); two-level text coded 0/1.
+
+    Raises:
+        ValueError: naming covariates the table lacks, or text columns with more than two levels.
+    """
+    names = list(names) or [c for c in table.columns if c not in ID_COLUMNS]
+    missing = [c for c in names if c not in table.columns]
+    if missing:
+        raise ValueError(f"covariates {missing} are not in the covariate table; it has "
+                         f"{', '.join(map(str, table.columns))}.")
+    frame = pd.DataFrame({c: as_numeric(table[c], "covariate") for c in names}, index=table.index.astype(str))
+    return frame
+
+
+def assemble_spaces(latents: Mapping[str, pd.DataFrame], covariates: pd.DataFrame, genotype_ids: Sequence[str],
+                    keep: Sequence[str] | None = None, rint: bool = False) -> dict[str, Space]:
+    """Match every latent table to the genotyped samples, the covariates and ``keep``.
+
+    Samples lacking a covariate are dropped with a warning, as PLINK does; a partial overlap is logged with counts.
+
+    Raises:
+        ValueError: when a latent table shares no sample with the genotypes (or the filter), or when fewer than
+            10 samples remain.
+    """
+    available = list(genotype_ids)
+    if keep is not None:
+        available = list(match_samples(keep, available, "--sample_csv", "the genotypes"))
+    complete = covariates.index[covariates.notna().all(axis=1)]
+    if len(complete) < len(covariates):
+        log.warning("%d of %d samples lack a covariate value and are left out.", len(covariates) - len(complete),
+                    len(covariates))
+    spaces = {}
+    for name, frame in latents.items():
+        ids = match_samples(frame.index, available, f"latent table {name!r}", "the genotypes (after --sample_csv)")
+        ids = match_samples(ids, complete, f"latent table {name!r}", "the covariates (with complete rows)") \
+            if covariates.shape[1] else ids
+        ids = [i for i in available if i in set(ids)]
+        if len(ids) < 10:
+            raise ValueError(f"latent table {name!r}: only {len(ids)} samples have genotypes and covariates; an "
+                             "association scan needs many more.")
+        values = frame.loc[ids].to_numpy(dtype=np.float64)
+        if rint:
+            values = rank_inverse_normal(values)
+        phenotypes = pd.DataFrame(values, index=pd.Index(ids, name="sample_id"), columns=frame.columns)
+        spaces[name] = Space(name, phenotypes, covariates.reindex(ids))
+    return spaces
