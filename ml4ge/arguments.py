@@ -118,7 +118,23 @@ def _add_inference(parser: argparse.ArgumentParser) -> None:
 
 def _add_association(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("genetic association (associate)")
-    del group  # flags are added by the associate recipe work
+    group.add_argument("--genotypes", help="associate: PLINK 1 prefix of a .bed/.bim/.fam trio (IID = sample id).")
+    group.add_argument("--covariates_file", help="associate: CSV/TSV of covariates keyed by sample id; "
+                                                 "--covariates picks columns (default: all).")
+    group.add_argument("--replication_genotypes", help="associate: PLINK 1 prefix of a replication cohort.")
+    group.add_argument("--replication_samples", help="associate: CSV of sample ids held out of discovery "
+                                                     "to replicate the hits in.")
+    group.add_argument("--maf", type=float, default=0.01, help="associate: minimum minor-allele frequency.")
+    group.add_argument("--geno", type=float, default=0.1, help="associate: maximum missing-call rate per SNP.")
+    group.add_argument("--rint", action="store_true", help="associate: rank-inverse-normal transform latents.")
+    group.add_argument("--impute", action="store_true",
+                       help="associate: mean-impute missing calls (default: drop the sample for that SNP, as PLINK).")
+    group.add_argument("--snp_chunk", type=int, default=10_000, help="associate: SNPs read and tested at once.")
+    group.add_argument("--clump_kb", type=float, default=250.0, help="associate: half-width of a locus (kb).")
+    group.add_argument("--significance", type=float, default=None,
+                       help="associate: P threshold of a hit (default 5e-8 / number of latent dimensions).")
+    group.add_argument("--association_counts", nargs="*", default=[],
+                       help="compare: associate_counts.tsv of associate runs, to add their hit and locus counts.")
 
 
 def _add_interpretation(parser: argparse.ArgumentParser) -> None:

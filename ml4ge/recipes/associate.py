@@ -1,0 +1,177 @@
+"""``--mode associate``: a GWAS of every latent dimension (method: :mod:`ml4ge.genetics`).
+
+Inputs:
+    --latent_tables name=path ...    latent TSVs from infer_encoders (``sample_id`` or ``FID IID`` first).
+    --genotypes PREFIX               PLINK 1 .bed/.bim/.fam; the .fam IID is the sample id.
+    --covariates_file table.tsv      covariates keyed by sample id; ``--covariates`` picks columns (default: all).
+    --sample_csv ids.csv             only these samples.
+    --replication_genotypes PREFIX   a second cohort to replicate the hits in, or
+    --replication_samples ids.csv    samples held out of discovery for replication.
+    --maf 0.01 --geno 0.1            SNP filters; --impute mean-imputes missing calls; --rint transforms latents.
+    --significance P                 hit threshold (default 5e-8 / total latent dimensions over all tables).
+    --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader and BLAS threads).
+
+Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.tsv.gz`` (``CHROM POS ID A1 A2
+A1_FREQ N BETA SE T_STAT LOG10P``), ``associate_hits.tsv``, ``associate_loci.tsv``, ``associate_replication.tsv``
+(with a replication cohort), ``associate_counts.tsv`` and ``.json`` (the headline numbers that compare quotes),
+``manhattan_<space>.png``, ``miami_<space>.png`` and ``exports/`` (PLINK2/REGENIE phenotype and covariate files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from ml4ge.arguments import run_folder
+from ml4ge.atomic import write_table, write_text
+from ml4ge.compare import load_latents
+from ml4ge.genetics.exports import write_exports
+from ml4ge.genetics.genotypes import GenotypeFile, genotype_prefix
+from ml4ge.genetics.inputs import assemble_spaces, covariate_frame
+from ml4ge.genetics.loci import clump, headline_counts, replicate
+from ml4ge.genetics.plots import manhattan, miami
+from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan
+from ml4ge.readers import read_table
+from ml4ge.recipes.compare import latent_tables
+from ml4ge.splits import read_ids
+
+log = logging.getLogger(__name__)
+
+GENOME_WIDE = 5e-8
+REPLICATION_ALPHA = 0.05
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Raises ValueError/FileNotFoundError before any work when the flags cannot work."""
+    if not latent_tables(args.latent_tables):
+        raise ValueError("--mode associate needs --latent_tables name=path ... (TSVs written by infer_encoders).")
+    if not args.genotypes:
+        raise ValueError("--mode associate needs --genotypes PREFIX (PLINK 1 .bed/.bim/.fam).")
+    genotype_prefix(args.genotypes)
+    if args.replication_genotypes and args.replication_samples:
+        raise ValueError("give --replication_genotypes or --replication_samples, not both.")
+    if args.replication_genotypes:
+        genotype_prefix(args.replication_genotypes)
+    if args.replication_samples and not Path(args.replication_samples).is_file():
+        raise FileNotFoundError(f"--replication_samples {args.replication_samples!r} does not exist.")
+    if args.covariates_file:
+        if not Path(args.covariates_file).is_file():
+            raise FileNotFoundError(f"--covariates_file {args.covariates_file!r} does not exist.")
+        columns = read_table(str(args.covariates_file)).columns
+        missing = [c for c in args.covariates if c not in columns]
+        if missing:
+            raise ValueError(f"--covariates {missing} are not columns of {args.covariates_file}; it has "
+                             f"{', '.join(map(str, columns))}.")
+    elif args.covariates:
+        raise ValueError("--covariates names columns of --covariates_file; give that file.")
+    checks = [("--maf", args.maf, 0 <= args.maf < 0.5, "in [0, 0.5)"), ("--geno", args.geno, 0 <= args.geno <= 1,
+              "in [0, 1]"), ("--snp_chunk", args.snp_chunk, args.snp_chunk >= 1, "at least 1"),
+              ("--clump_kb", args.clump_kb, args.clump_kb >= 0, "0 or more")]
+    if args.significance is not None:
+        checks.append(("--significance", args.significance, 0 < args.significance < 1, "in (0, 1)"))
+    for flag, value, ok, wanted in checks:
+        if not ok:
+            raise ValueError(f"{flag} {value} must be {wanted}.")
+
+
+def load_inputs(args: argparse.Namespace):
+    """The latent frames, the covariate frame and the sample filter of the flags."""
+    latents = {name: load_latents(path) for name, path in latent_tables(args.latent_tables).items()}
+    if args.covariates_file:
+        covariates = covariate_frame(read_table(str(args.covariates_file)), args.covariates)
+    else:
+        log.warning("no --covariates_file: the scan adjusts for nothing but the intercept (usually add age, sex "
+                    "and genetic PCs).")
+        covariates = pd.DataFrame(index=pd.Index([], dtype=str))
+    keep = read_ids(args.sample_csv) if args.sample_csv else None
+    return latents, covariates, keep
+
+
+def discovery_and_replication_ids(args, genotype_ids, keep):
+    """Sample filters of discovery and (for --replication_samples) replication."""
+    if not args.replication_samples:
+        return keep, keep
+    held_out = set(read_ids(args.replication_samples, genotype_ids))
+    base = list(genotype_ids) if keep is None else list(keep)
+    discovery = [i for i in base if i not in held_out]
+    replication = [i for i in base if i in held_out]
+    if not discovery or not replication:
+        raise ValueError(f"--replication_samples leaves {len(discovery)} discovery and {len(replication)} "
+                         "replication samples; both need samples.")
+    return discovery, replication
+
+
+def settings_of(args: argparse.Namespace) -> ScanSettings:
+    return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
+                        threads=max(1, args.num_workers))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Scan, find loci, replicate, plot, export; returns 0."""
+    folder = run_folder(args)
+    latents, covariates, keep = load_inputs(args)
+    dimensions = sum(frame.shape[1] for frame in latents.values())
+    significance = args.significance or GENOME_WIDE / dimensions
+    threshold = -np.log10(significance)
+    with threadpool_limits(max(1, args.num_workers), user_api="blas"), \
+            GenotypeFile(args.genotypes, max(1, args.num_workers)) as genotypes:
+        discovery_ids, replication_ids = discovery_and_replication_ids(args, genotypes.sample_ids, keep)
+        spaces = assemble_spaces(latents, covariates, genotypes.sample_ids, discovery_ids, args.rint)
+        log.info("scanning %d SNPs x %d latent dimensions (%s); hit threshold P < %.3g", genotypes.snp_count,
+                 dimensions, ", ".join(f"{n}: {len(s.phenotypes)} samples" for n, s in spaces.items()), significance)
+        results = scan(genotypes, spaces, settings_of(args), threshold, folder / "sumstats")
+        write_exports(folder / "exports", spaces, dict(zip(genotypes.sample_ids, genotypes.family_ids)),
+                      Path(args.genotypes))
+        hits, loci = clump(pd.concat([r.table("hits", HIT_COLUMNS) for r in results.values()], ignore_index=True),
+                           args.clump_kb)
+        replication = _replicate(args, genotypes, latents, covariates, replication_ids, hits, threshold)
+    facts = {name: {"dimensions": len(space.dimensions), "samples": len(space.phenotypes),
+                    **results[name].counts, "threshold_p": significance} for name, space in spaces.items()}
+    if replication is not None:
+        for name in facts:
+            facts[name].update(replication_samples=replication["samples"].get(name, 0),
+                               replication_threshold_p=replication["threshold_p"])
+    counts = headline_counts(facts, hits, loci, None if replication is None else replication["table"])
+    _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
+    print(counts.to_string(index=False))
+    return 0
+
+
+def _replicate(args, genotypes, latents, covariates, replication_ids, hits, threshold) -> dict | None:
+    """Scan the replication cohort for the hit SNPs (all SNPs kept for the Miami plot); None without one."""
+    if not (args.replication_genotypes or args.replication_samples):
+        return None
+    with GenotypeFile(args.replication_genotypes or args.genotypes, max(1, args.num_workers)) as other:
+        keep = replication_ids if args.replication_samples else (read_ids(args.sample_csv) if args.sample_csv
+                                                                 else None)
+        spaces = assemble_spaces(latents, covariates, other.sample_ids, keep, args.rint)
+        results = scan(other, spaces, settings_of(args), threshold, lookup=set(hits.ID))
+    lookups = pd.concat([r.table("lookup", HIT_COLUMNS) for r in results.values()], ignore_index=True)
+    table, threshold_p = replicate(hits, lookups, REPLICATION_ALPHA)
+    return {"table": table, "threshold_p": threshold_p, "results": results,
+            "samples": {name: len(space.phenotypes) for name, space in spaces.items()}}
+
+
+def _write_outputs(folder: Path, args, results, hits, loci, replication, counts, threshold) -> None:
+    write_table(hits, folder / "associate_hits.tsv")
+    write_table(loci, folder / "associate_loci.tsv")
+    write_table(counts, folder / "associate_counts.tsv")
+    write_text(folder / "associate_counts.json", json.dumps(counts.to_dict(orient="records"), indent=2, default=int))
+    for name, result in results.items():
+        best = result.table("best", ["CHROM", "POS", "ID", "LOG10P"])
+        own_loci = loci[loci.space == name]
+        manhattan(best, threshold, folder / f"manhattan_{name}.png", own_loci, f"{args.id}: {name}")
+        if replication is not None:
+            other = replication["results"][name].table("best", ["CHROM", "POS", "ID", "LOG10P"])
+            miami(best, other, threshold, -np.log10(replication["threshold_p"]), folder / f"miami_{name}.png",
+                  own_loci, f"{args.id}: {name}, discovery (up) and replication (down)")
+    if replication is not None:
+        write_table(replication["table"], folder / "associate_replication.tsv")
+    log.info("associate: %s", "; ".join(f"{r.space}: {r.significant_pairs} pairs, {r.loci} loci"
+                                        for r in counts.itertuples()))
