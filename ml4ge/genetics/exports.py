@@ -1,6 +1,6 @@
 """Phenotype and covariate files that PLINK2 (``--pheno``/``--covar``) and REGENIE (``--phenoFile``/``--covarFile``)
 read as they are: tab-separated, ``FID IID`` header first, ``NA`` for missing, and never the value -9 (PLINK's
-missing-phenotype code; an exact -9 is moved to the next float towards zero and counted in the log).
+missing-phenotype code; a value that would print as -9 is written as -8.9999999 and counted in the log).
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ log = logging.getLogger(__name__)
 
 PLINK_MISSING = -9.0
 FLOAT_FORMAT = "%.8g"
+NOT_MISSING = -8.9999999  # the nearest value that FLOAT_FORMAT does not print as -9
 
 
 def genetics_table(values: pd.DataFrame, family_ids: Mapping[str, str]) -> pd.DataFrame:
-    """``values`` (indexed by IID) with ``FID IID`` columns first and no exact -9 value."""
+    """``values`` (indexed by IID) with ``FID IID`` columns first and no value that prints as -9."""
     numbers = values.to_numpy(dtype=np.float64, copy=True)
-    minus_nine = numbers == PLINK_MISSING
+    minus_nine = np.abs(numbers - PLINK_MISSING) < 5e-7
     if minus_nine.any():
-        log.warning("%d values equal PLINK's missing code -9; written as the next float towards zero.",
-                    int(minus_nine.sum()))
-        numbers[minus_nine] = np.nextafter(PLINK_MISSING, 0.0)
+        log.warning("%d values would be written as -9, PLINK's missing code; written as %s instead.",
+                    int(minus_nine.sum()), NOT_MISSING)
+        numbers[minus_nine] = NOT_MISSING
     table = pd.DataFrame(numbers, columns=[str(c) for c in values.columns])
     iids = [str(i) for i in values.index]
     table.insert(0, "IID", iids)
