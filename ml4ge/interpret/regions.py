@@ -97,8 +97,19 @@ def merge_hemispheres(atlas: Atlas) -> Atlas:
     return Atlas(labels=merged_labels.astype(np.int32), table=merged_table)
 
 
+def tie_group_ends(descending: np.ndarray) -> np.ndarray:
+    """For each position of a sorted array, the last position holding the same value."""
+    is_end = np.r_[descending[1:] != descending[:-1], True]
+    ends = np.flatnonzero(is_end)
+    return ends[np.searchsorted(ends, np.arange(descending.size), side="left")]
+
+
 def enrichment_scores(abs_t: np.ndarray, labels: np.ndarray, region_labels) -> np.ndarray:
     """The KS-style enrichment statistic of each region in ``region_labels`` (NaN for a region with no voxel).
+
+    Voxels with equal |t| (above all the zeros of a masked map) have no order among them, so the running sum is
+    read only at the end of each group of ties: the statistic does not depend on how ties are ordered. Without
+    ties this is exactly PerDI's maximum over every step.
 
     Args:
         abs_t: |t| map.
@@ -109,17 +120,18 @@ def enrichment_scores(abs_t: np.ndarray, labels: np.ndarray, region_labels) -> n
     labelled = np.isin(labels, region_labels)
     values, voxel_labels = np.asarray(abs_t)[labelled], np.asarray(labels)[labelled].astype(np.int64)
     total = values.size
-    ranked_labels = voxel_labels[np.argsort(-values, kind="stable")]
+    order = np.argsort(-values, kind="stable")
+    ranked_labels, group_end = voxel_labels[order], tie_group_ends(values[order])
     grouped = np.argsort(ranked_labels, kind="stable")  # rank positions grouped by label, ascending in each
     starts = np.searchsorted(ranked_labels[grouped], region_labels, side="left")
     ends = np.searchsorted(ranked_labels[grouped], region_labels, side="right")
     scores = np.full(len(region_labels), np.nan)
     for index, (start, end) in enumerate(zip(starts, ends)):
-        count = end - start
-        if count == 0:
+        if end == start:
             continue
         positions = grouped[start:end]
-        running = np.arange(1, count + 1) / count - (positions + 1) / total
+        steps = group_end[positions]  # the sum rises only at the region's voxels: read it where their ties end
+        running = np.searchsorted(positions, steps, side="right") / (end - start) - (steps + 1) / total
         scores[index] = max(float(running.max()), 0.0)  # the sum ends at 0 after the last voxel
     return scores
 
