@@ -349,3 +349,34 @@ def plot_comparison(result: ComparisonResult, path) -> None:
     from ml4ge.plots_compare import plot_comparison as plot
 
     plot(result, path)
+
+
+GENETIC_COLUMNS = ["space", "dimensions", "samples", "snps_tested", "threshold_p", "significant_pairs",
+                   "significant_snps", "loci", "replicated_pairs", "replicated_loci"]
+
+
+def genetic_signal(counts_paths: Sequence, spaces: Sequence[str]) -> pd.DataFrame:
+    """The associate runs' headline counts (``associate_counts.tsv``) of the compared latent spaces, one row each.
+
+    Columns are :data:`GENETIC_COLUMNS` (the replication ones are empty without a replication cohort); a space
+    scanned in more than one run keeps the row of the last file.
+
+    Raises:
+        ValueError: if a file lacks the counts columns or none of its spaces is compared.
+    """
+    frames = []
+    for path in counts_paths:
+        frame = pd.read_csv(path, sep="\t", dtype={"space": str})
+        missing = [c for c in ("space", "significant_pairs", "loci") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path} has no {', '.join(missing)} column; give associate_counts.tsv of an "
+                             "associate run.")
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=GENETIC_COLUMNS)
+    counts = pd.concat(frames, ignore_index=True).drop_duplicates("space", keep="last")
+    counts = counts[counts.space.isin(spaces)]
+    if counts.empty:
+        raise ValueError(f"the association counts name none of the compared latent spaces {list(spaces)}; name the "
+                         "latent tables the same in associate and compare.")
+    return counts.reindex(columns=GENETIC_COLUMNS).reset_index(drop=True)

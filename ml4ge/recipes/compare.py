@@ -10,9 +10,11 @@ Inputs:
     --folds K --random_seed S       seeded K-fold CV, the same folds for every space.
     --pairs A B                     fold-by-fold differences A - B (default: every pair of latent tables).
     --num_workers N                 folds fitted at once (threads); the numbers do not depend on it.
+    --association_counts c.tsv ...  associate_counts.tsv of associate runs: significant SNP-dimension pairs and
+                                    loci per latent space join the report (``compare_genetics.tsv``).
 
 Outputs in ``<output_folder>/<id>/``: ``compare_scores.tsv``, ``compare_summary.tsv``, ``compare_pairs.tsv``,
-``compare_report.md`` and ``compare_bars.png``, each written atomically.
+``compare_report.md`` and ``compare_bars.png`` (and ``compare_genetics.tsv``), each written atomically.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ml4ge.compare import (
     ComparisonResult,
     all_pairs,
     compare_latent_spaces,
+    genetic_signal,
     load_latents,
     plot_comparison,
 )
@@ -83,6 +86,10 @@ def validate(args: argparse.Namespace) -> None:
         for tm in resolve_all([*args.output_tensors, *args.covariates], args.tensormap_prefix):
             if len(tm.shape) != 1 or (tm.channel_map is None and tm.shape != (1,)):
                 raise ValueError(f"compare reads scalar TensorMaps; {tm.name!r} has shape {tm.shape}.")
+    for path in args.association_counts:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--association_counts {path!r} does not exist (associate_counts.tsv of an "
+                                    "associate run).")
     names = set(tables) | ({COVARIATES_SPACE} if args.covariates else set())
     unknown = sorted({name for pair in args.pairs for name in pair} - names)
     if unknown:
@@ -145,7 +152,8 @@ def load_phenotypes(args: argparse.Namespace, folder: Path) -> tuple[pd.DataFram
     return frame, targets, list(args.covariates)
 
 
-def report(result: ComparisonResult, args: argparse.Namespace, n_samples: int) -> str:
+def report(result: ComparisonResult, args: argparse.Namespace, n_samples: int,
+           genetics: pd.DataFrame | None = None) -> str:
     """A markdown summary: method, one table of mean ± SD per phenotype and space, the paired differences."""
     table = result.summary.assign(value=[f"{m:.3f} ± {s:.3f}" for m, s in zip(result.summary["mean"],
                                                                                result.summary.sd.fillna(0))])
@@ -164,6 +172,11 @@ def report(result: ComparisonResult, args: argparse.Namespace, n_samples: int) -
         pairs = pairs.assign(p_value=[f"{p:.2g}" for p in pairs.p_value])
         lines += ["", "## Paired differences A - B (95% t-interval, Nadeau-Bengio corrected variance)", "",
                   _markdown(pairs[["a", "b", "phenotype", "metric", "difference", "ci_low", "ci_high", "p_value"]])]
+    if genetics is not None and not genetics.empty:
+        shown = genetics.dropna(axis=1, how="all").assign(threshold_p=[f"{p:.2g}" for p in genetics.threshold_p])
+        lines += ["", "## Genetic signal (associate runs)", "",
+                  "Significant SNP-dimension pairs at P < threshold_p, independent loci (distance clumping) and, "
+                  "with a replication cohort, what replicated.", "", _markdown(shown)]
     return "\n".join(lines) + "\n"
 
 
@@ -186,8 +199,11 @@ def run(args: argparse.Namespace) -> int:
     write_tsv(result.scores, folder / "compare_scores.tsv")
     write_tsv(result.summary, folder / "compare_summary.tsv")
     write_tsv(result.pair_differences, folder / "compare_pairs.tsv")
+    genetics = genetic_signal(args.association_counts, list(latents)) if args.association_counts else None
+    if genetics is not None:
+        write_tsv(genetics, folder / "compare_genetics.tsv")
     markdown = folder / "compare_report.md"
-    write_text(markdown, report(result, args, n_samples))
+    write_text(markdown, report(result, args, n_samples, genetics))
     plot_comparison(result, folder / "compare_bars.png")
     print(markdown.read_text())
     return 0

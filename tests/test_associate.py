@@ -1,0 +1,99 @@
+"""--mode associate end to end on a simulated cohort with planted effects, its refusals, and compare quoting it."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from ml4ge.cli import main
+from ml4ge.genetics.simulate import write_simulated_cohort
+
+PLANTED = ((10, 0, 0.9), (700, 2, 0.9), (701, 2, 0.9))  # rs701 and rs702 lie 1 kb apart: one locus
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("associate")
+    simulated = write_simulated_cohort(folder, samples=800, snps=1200, dimensions=4, planted=PLANTED, seed=5)
+    ids = pd.read_csv(simulated.latents, sep="\t").sample_id
+    ids[500:].to_frame().to_csv(folder / "replication.csv", index=False)
+    return simulated, folder
+
+
+def _args(cohort, tmp_path, *extra):
+    simulated, _ = cohort
+    return ["--mode", "associate", "--latent_tables", f"t1={simulated.latents}", "--genotypes",
+            str(simulated.genotypes), "--covariates_file", str(simulated.covariates), "--output_folder",
+            str(tmp_path), "--id", "gwas", "--snp_chunk", "256", "--num_workers", "1", *extra]
+
+
+@pytest.mark.slow
+def test_associate_finds_planted_snps_replicates_them_and_compare_quotes_the_counts(cohort, tmp_path, capsys):
+    simulated, folder = cohort
+    assert main(_args(cohort, tmp_path, "--replication_samples", str(folder / "replication.csv"))) == 0
+    run = tmp_path / "gwas"
+    hits = pd.read_csv(run / "associate_hits.tsv", sep="\t")
+    found = set(zip(hits.ID, hits.dimension))
+    assert {("rs11", "latent_0"), ("rs701", "latent_2"), ("rs702", "latent_2")} <= found
+    assert (hits.LOG10P >= -np.log10(5e-8 / 4)).all() and len(hits) <= 5
+    loci = pd.read_csv(run / "associate_loci.tsv", sep="\t")
+    assert set(loci.ID) >= {"rs11"} and len(loci) <= 3
+    counts = json.loads((run / "associate_counts.json").read_text())[0]
+    assert counts["space"] == "t1" and counts["samples"] == 500 and counts["replication_samples"] == 300
+    assert counts["significant_pairs"] == len(hits) and counts["loci"] == len(loci)
+    assert counts["replicated_pairs"] >= 2 and counts["snps_tested"] == 1200
+    sumstats = pd.read_csv(run / "sumstats/t1.latent_2.glm.linear.tsv.gz", sep="\t")
+    assert list(sumstats.columns) == ["CHROM", "POS", "ID", "A1", "A2", "A1_FREQ", "N", "BETA", "SE", "T_STAT",
+                                      "LOG10P"]
+    assert len(sumstats) == 1200 and 450 < sumstats.N.min() and sumstats.N.max() <= 500  # 2% missing calls
+    assert np.median(sumstats.T_STAT.drop(index=[700, 701]) ** 2) == pytest.approx(0.455, abs=0.08)
+    for name in ("manhattan_t1.png", "miami_t1.png"):
+        assert imread(run / name).shape[1] > 800
+    pheno = pd.read_csv(run / "exports/t1.pheno.tsv", sep="\t")
+    assert list(pheno.columns[:2]) == ["FID", "IID"] and len(pheno) == 500
+
+    phenotypes = pd.read_csv(simulated.covariates, sep="\t")[["sample_id", "age", "sex"]]
+    phenotypes.to_csv(folder / "phenotypes.csv", index=False)
+    capsys.readouterr()
+    status = main(["--mode", "compare", "--latent_tables", f"t1={simulated.latents}", "--phenotypes",
+                   str(folder / "phenotypes.csv"), "--output_tensors", "age", "--association_counts",
+                   str(run / "associate_counts.tsv"), "--output_folder", str(tmp_path), "--id", "compare",
+                   "--num_workers", "1"])
+    assert status == 0
+    genetics = pd.read_csv(tmp_path / "compare/compare_genetics.tsv", sep="\t")
+    assert genetics.loc[0, "significant_pairs"] == len(hits) and genetics.loc[0, "loci"] == len(loci)
+    assert "## Genetic signal" in (tmp_path / "compare/compare_report.md").read_text()
+
+
+def test_refusals_before_work(cohort, tmp_path, capsys):
+    simulated, folder = cohort
+    cases = [
+        (["--genotypes", str(folder / "nothing")], "missing .*nothing.bed"),
+        (["--maf", "0.7"], r"--maf 0.7 must be in \[0, 0.5\)"),
+        (["--replication_samples", str(folder / "replication.csv"), "--replication_genotypes",
+          str(simulated.genotypes)], "not both"),
+        (["--covariates", "height"], r"--covariates \['height'\] are not columns"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as stop:
+            main(_args(cohort, tmp_path, *extra))
+        assert stop.value.code == 2
+        assert re.search(message, capsys.readouterr().err)
+
+
+def test_mismatched_ids_and_missing_latents_fail_with_a_reason(cohort, tmp_path, capsys):
+    simulated, folder = cohort
+    table = pd.read_csv(simulated.latents, sep="\t")
+    table.assign(sample_id="x" + table.sample_id).to_csv(folder / "other_ids.tsv", sep="\t", index=False)
+    with_nan = table.copy()
+    with_nan.loc[3, "latent_1"] = np.nan
+    with_nan.to_csv(folder / "with_nan.tsv", sep="\t", index=False)
+    for path, message in ((folder / "other_ids.tsv", "no sample id of latent table 't1'"),
+                          (folder / "with_nan.tsv", "1 samples have missing latent values")):
+        args = _args(cohort, tmp_path)
+        args[args.index("--latent_tables") + 1] = f"t1={path}"
+        assert main(args) == 1
+        assert message in capsys.readouterr().err
