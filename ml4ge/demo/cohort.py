@@ -1,0 +1,171 @@
+"""Write the demo cohort: NIfTI T1/T2 volumes, manifest, phenotypes, covariates, PLINK genotypes, atlas, truth.
+
+:func:`write_demo_cohort` is the entry point (the contract the demo pipeline builds on). Cohort-level draws
+(age, sex, genotypes, structure factors) come from ``default_rng(seed)``; each subject's images from
+``default_rng([seed, index])``, so the output is the same for a seed whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ml4ge.atomic import atomic_path, write_table, write_text
+from ml4ge.demo.anatomy import load_template
+from ml4ge.demo.atlas import load_atlas
+from ml4ge.demo.effects import AGE_RANGE, PLANTED_EFFECTS, REGION_AMOUNTS, truth_record
+from ml4ge.demo.genotypes import principal_components, simulate_genotypes, write_plink
+from ml4ge.demo.subject import Scene, SubjectSpec, build_scene, render_subject
+
+DEFAULT_TENSORS = ("t1_64", "t2_64")
+CONTRASTS = ("t1", "t2")
+PCS = 4
+MNI_SFORM_CODE = 4
+_SCENE: Scene | None = None  # set once per worker process by _init_worker
+
+
+def sample_id(index: int) -> str:
+    return f"sub{index + 1:04d}"
+
+
+def write_nifti(path, volume: np.ndarray, affine: np.ndarray) -> Path:
+    """Write a float32 (or int16 label) volume as .nii.gz with an MNI sform, atomically and byte-reproducibly
+    (gzip header without a time stamp)."""
+    image = nib.Nifti1Image(volume, affine)
+    image.header.set_xyzt_units("mm")
+    image.set_sform(affine, code=MNI_SFORM_CODE)
+    image.set_qform(affine, code=MNI_SFORM_CODE)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(gzip.compress(image.to_bytes(), compresslevel=1, mtime=0))
+    return Path(path)
+
+
+def plan_subjects(subjects: int, genotypes, causal_rows: Sequence[int], rng: np.random.Generator):
+    """Age, sex and the boundary growth (mm) of every planted region for each subject.
+
+    Returns:
+        ``(specs, factors)``: list of :class:`SubjectSpec`, and the structure factor per trait (for checks).
+    """
+    ages = rng.uniform(*AGE_RANGE, subjects)
+    sexes = rng.integers(0, 2, subjects)
+    age_z = (ages - np.mean(AGE_RANGE)) / ((AGE_RANGE[1] - AGE_RANGE[0]) / np.sqrt(12.0))
+    amounts: list[dict[str, float]] = [{} for _ in range(subjects)]
+    factors = {}
+    for effect, row in zip(PLANTED_EFFECTS, causal_rows, strict=True):
+        dose = genotypes.complete[:, row].astype(np.float64)
+        factor = effect.age_sd * age_z + effect.effect_sd_per_allele * (dose - dose.mean())
+        factor += rng.standard_normal(subjects)
+        factors[effect.trait] = factor
+        for i, value in enumerate(effect.base_amount + effect.amount_per_sd * factor):
+            amounts[i].update(REGION_AMOUNTS[effect.kind](effect, float(value)))
+    specs = [SubjectSpec(index=i, sample_id=sample_id(i), age=round(float(ages[i]), 2), sex=int(sexes[i]),
+                         region_amounts=amounts[i]) for i in range(subjects)]
+    return specs, factors
+
+
+def _init_worker(scene: Scene) -> None:
+    global _SCENE
+    _SCENE = scene
+
+
+def _render_and_write(spec: SubjectSpec, seed: int, folder: str) -> dict[str, float]:
+    """Render one subject, write its two NIfTI files, return its phenotype row."""
+    rendered = render_subject(_SCENE, spec, seed)
+    affine = _SCENE.template.affine
+    for contrast, volume in zip(CONTRASTS, (rendered.t1, rendered.t2), strict=True):
+        write_nifti(Path(folder) / contrast / f"{spec.sample_id}.nii.gz", volume, affine)
+    return {"sample_id": spec.sample_id, "age": spec.age, "sex": spec.sex,
+            **{k: round(v, 6) for k, v in rendered.traits.items()}}
+
+
+def render_all(scene: Scene, specs, seed: int, folder: Path, workers: int) -> pd.DataFrame:
+    """Render every subject (in ``workers`` processes when more than one) and return the phenotype table."""
+    for contrast in CONTRASTS:
+        (folder / contrast).mkdir(parents=True, exist_ok=True)
+    if workers <= 1:
+        _init_worker(scene)
+        rows = [_render_and_write(spec, seed, str(folder)) for spec in specs]
+    else:
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(scene,)) as pool:
+            rows = list(pool.map(_render_and_write, specs, [seed] * len(specs), [str(folder)] * len(specs),
+                                 chunksize=max(1, len(specs) // (4 * workers))))
+    return pd.DataFrame(rows)
+
+
+def write_manifest(folder: Path, ids, tensors: Sequence[str]) -> Path:
+    """``sample_id,tensor,path`` rows (paths relative to ``folder``) for ``--mode tensorize``."""
+    rows = [(sid, tensor, f"{contrast}/{sid}.nii.gz") for sid in ids
+            for tensor, contrast in zip(tensors, CONTRASTS, strict=True)]
+    return write_table(pd.DataFrame(rows, columns=["sample_id", "tensor", "path"]), folder / "manifest.csv", sep=",")
+
+
+def build_truth(genotypes, causal_rows, seed: int, subjects: int, voxel_mm: float) -> dict:
+    snps = genotypes.snps
+    records = []
+    for effect, row in zip(PLANTED_EFFECTS, causal_rows, strict=True):
+        snp = snps.iloc[row]
+        records.append({"id": snp["id"], "chrom": int(snp["chrom"]), "pos": int(snp["pos"]), "trait": effect.trait,
+                        "region": list(effect.regions), "kind": effect.kind,
+                        "effect_sd_per_allele": effect.effect_sd_per_allele, "effect_allele": snp["allele_1"],
+                        "maf": float(snp["maf"])})
+    return {"snps": records, "null_snps": int(len(snps) - len(records)), **truth_record(),
+            "effect_units": "per copy of allele 1 (the .bed's counted allele), in SDs of the structure's "
+                            "non-genetic variation",
+            "seed": seed, "subjects": subjects, "voxel_mm": voxel_mm}
+
+
+def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: int = 2000, seed: int = 0,
+                      tensors: Sequence[str] = DEFAULT_TENSORS, workers: int = 1) -> dict[str, Path]:
+    """Generate the demo cohort into ``folder`` (see the module docstring and README for the files).
+
+    Args:
+        folder: output folder (created).
+        subjects: number of subjects (at least 20).
+        voxel_mm: isotropic voxel size of the volumes; 1.0 is the full 197x233x189 MNI152 grid.
+        snps: number of SNPs (at least 160), on 4 chromosomes.
+        seed: everything is determined by it.
+        tensors: TensorMap names for the T1 and T2 rows of the manifest.
+        workers: processes rendering subjects (the output does not depend on it).
+
+    Returns:
+        ``{name: path}`` for t1, t2 (folders), manifest, phenotypes, covariates, bed, bim, fam, atlas,
+        atlas_labels, truth, brain_mask.
+
+    Raises:
+        ValueError: for a too-small cohort or SNP count, a bad voxel size, or not two tensor names.
+    """
+    if subjects < 20:
+        raise ValueError(f"subjects must be at least 20 for a usable demo cohort, got {subjects}")
+    if len(tensors) != len(CONTRASTS):
+        raise ValueError(f"tensors must name the T1 and the T2 TensorMap, got {tuple(tensors)!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    genotypes, causal_rows = simulate_genotypes(subjects, snps, rng, causal=len(PLANTED_EFFECTS))
+    specs, _ = plan_subjects(subjects, genotypes, causal_rows, rng)
+    template, atlas = load_template(float(voxel_mm)), load_atlas(float(voxel_mm))
+    phenotypes = render_all(build_scene(template, atlas), specs, seed, folder, workers)
+    ids = list(phenotypes["sample_id"])
+    covariates = phenotypes[["sample_id", "age", "sex"]].copy()
+    for k, column in enumerate(principal_components(genotypes.dosages, PCS).T, start=1):
+        covariates[f"PC{k}"] = np.round(column, 6)
+    paths = {"t1": folder / "t1", "t2": folder / "t2", "manifest": write_manifest(folder, ids, tensors),
+             "phenotypes": write_table(phenotypes, folder / "phenotypes.csv", sep=","),
+             "covariates": write_table(covariates, folder / "covariates.tsv"),
+             "bed": write_plink(folder / "genotypes.bed", genotypes, ids, phenotypes["sex"])}
+    paths["bim"], paths["fam"] = folder / "genotypes.bim", folder / "genotypes.fam"
+    paths["atlas"] = write_nifti(folder / "atlas.nii.gz", atlas.labels.astype(np.int16), atlas.affine)
+    paths["atlas_labels"] = write_table(atlas.table, folder / "atlas_labels.tsv")
+    paths["brain_mask"] = write_nifti(folder / "brain_mask.nii.gz", template.mask.astype(np.float32), template.affine)
+    truth = build_truth(genotypes, causal_rows, seed, subjects, float(voxel_mm))
+    paths["truth"] = write_text(folder / "truth.json", json.dumps(truth, indent=2) + "\n")
+    return paths

@@ -1,0 +1,152 @@
+"""Render one demo subject: warp the template into its anatomy, age its cortex, form T1 and T2-like images
+with bias and noise, and measure its traits on the warped atlas.
+
+Everything random here comes from ``numpy.random.default_rng([seed, index])``, so a subject is the same
+whichever worker renders it and in whatever order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ml4ge.demo.anatomy import (
+    GrowthField,
+    Pose,
+    Template,
+    bias_field,
+    growth_field,
+    pull_back_coordinates,
+    rician_noise,
+    warp,
+)
+from ml4ge.demo.atlas import LOBES, Atlas
+from ml4ge.demo.effects import (
+    AGE_RANGE,
+    GM_LOSS_OVER_AGE_RANGE,
+    GM_LOSS_SD,
+    HEAD_SCALE_BY_SEX,
+    HEAD_SCALE_SD,
+    PLANTED_EFFECTS,
+    TRAIT_MEASURES,
+    TRAIT_NOISE,
+)
+
+T2_INTENSITY = {"csf": 0.9, "gm": 0.55, "wm": 0.3}
+NOISE_SD = 0.02
+BIAS_SD = 0.08
+MAX_ROTATION_DEG = 3.0
+MAX_TRANSLATION_MM = 2.0
+WAVES = 6
+WAVE_LENGTH_MM = (60.0, 180.0)
+WAVE_AMPLITUDE_MM = 0.8
+
+
+@dataclass(frozen=True)
+class SubjectSpec:
+    """What the cohort decided about a subject (plain data, so that it pickles to workers)."""
+
+    index: int
+    sample_id: str
+    age: float
+    sex: int
+    region_amounts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Per-process constants for rendering: the template, its atlas, and how each planted region grows."""
+
+    template: Template
+    atlas: Atlas
+    cortex: np.ndarray  # cortical grey matter probability (grey matter inside the lobe labels)
+    growth: dict[str, GrowthField]  # planted region name -> its growth field
+    brain_centre: tuple[float, float, float]
+
+
+def build_scene(template: Template, atlas: Atlas) -> Scene:
+    """Precompute the cortex map, the brain's centre and the growth field of every planted region."""
+    cortical_labels = [atlas.label_of(f"{lobe}_{side}") for lobe in LOBES for side in ("left", "right")]
+    cortex = template.gm * np.isin(atlas.labels, cortical_labels)
+    world = template.world_coordinates().reshape(3, -1)
+    regions = sorted({name for effect in PLANTED_EFFECTS for name in effect.regions})
+    growth = {name: growth_field(atlas.labels == atlas.label_of(name), template.voxel_mm) for name in regions}
+    centre = tuple(world[:, template.mask.ravel() > 0.5].mean(axis=1).tolist())
+    return Scene(template=template, atlas=atlas, cortex=cortex.astype(np.float32), growth=growth,
+                 brain_centre=centre)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A subject's images (float32, template grid) and measured traits."""
+
+    t1: np.ndarray
+    t2: np.ndarray
+    traits: dict[str, float]
+
+
+def _pose(scene: Scene, spec: SubjectSpec, rng: np.random.Generator) -> Pose:
+    scale = 1.0 + HEAD_SCALE_BY_SEX * (2 * spec.sex - 1) + HEAD_SCALE_SD * rng.standard_normal()
+    return Pose(centre=scene.brain_centre, scale=float(scale),
+                rotation_deg=tuple(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG, 3).tolist()),
+                translation_mm=tuple(rng.uniform(-MAX_TRANSLATION_MM, MAX_TRANSLATION_MM, 3).tolist()))
+
+
+def _waves(rng: np.random.Generator) -> np.ndarray:
+    """Random plane waves ``(axis, kx, ky, kz, phase, amplitude)`` for the smooth individual warp."""
+    direction = rng.standard_normal((WAVES, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    wavenumber = 2 * np.pi / rng.uniform(*WAVE_LENGTH_MM, (WAVES, 1))
+    return np.column_stack([rng.integers(0, 3, WAVES), direction * wavenumber, rng.uniform(0, 2 * np.pi, WAVES),
+                            WAVE_AMPLITUDE_MM * rng.standard_normal(WAVES)])
+
+
+def _growth(scene: Scene, spec: SubjectSpec) -> list[tuple[GrowthField, float]]:
+    return [(scene.growth[name], amount) for name, amount in spec.region_amounts.items()]
+
+
+def _finish(image: np.ndarray, brain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bias field and Rician noise, then skull-stripped (zero outside the subject's brain), as float32."""
+    coefficients = BIAS_SD * rng.standard_normal(10)
+    noisy = rician_noise(image * bias_field(image.shape, coefficients), NOISE_SD, rng)
+    return (noisy * brain).astype(np.float32)
+
+
+def render_subject(scene: Scene, spec: SubjectSpec, seed: int) -> Rendered:
+    """Render one subject's T1 and T2-like images and measure its traits."""
+    rng = np.random.default_rng([seed, spec.index])
+    template = scene.template
+    coordinates = pull_back_coordinates(template, _pose(scene, spec, rng), _growth(scene, spec), _waves(rng))
+    gm, wm, csf = (warp(v, coordinates) for v in (template.gm, template.wm, template.csf))
+    brain = warp(template.mask, coordinates) > 0.5
+    age_fraction = (spec.age - AGE_RANGE[0]) / (AGE_RANGE[1] - AGE_RANGE[0])
+    gm_loss = np.clip(GM_LOSS_OVER_AGE_RANGE * age_fraction + GM_LOSS_SD * rng.standard_normal(), 0.0, 0.6)
+    cortex = warp(scene.cortex, coordinates)
+    lost = np.float32(gm_loss) * cortex
+    gm, csf = gm - lost, csf + lost
+    intensity = template.tissue_intensity()
+    t1 = warp(template.t1, coordinates) + lost * np.float32(intensity["csf"] - intensity["gm"])
+    t2 = T2_INTENSITY["csf"] * csf + T2_INTENSITY["gm"] * gm + T2_INTENSITY["wm"] * wm
+    traits = measure_traits(scene, coordinates, gm, wm, cortex - lost, rng)
+    return Rendered(t1=_finish(t1, brain, rng), t2=_finish(t2.astype(np.float32), brain, rng), traits=traits)
+
+
+def measure_traits(scene: Scene, coordinates, gm, wm, cortex, rng: np.random.Generator) -> dict[str, float]:
+    """Brain tissue and cortical grey matter volume (mL) and every planted trait, with measurement noise.
+
+    Args:
+        coordinates: where the subject samples the template; gm, wm, cortex: its warped tissue maps (cortex:
+            cortical grey matter after age-related loss).
+    """
+    voxel_mm = scene.template.voxel_mm
+    voxel_ml = voxel_mm**3 / 1000.0
+    volumes = {name: field.warped_volume_ml(coordinates, voxel_mm) for name, field in scene.growth.items()}
+    traits = {
+        "brain_volume": TRAIT_NOISE["volume"](float(np.sum(gm + wm) * voxel_ml), rng.standard_normal()),
+        "cortical_gm_volume": TRAIT_NOISE["volume"](float(np.sum(cortex) * voxel_ml), rng.standard_normal()),
+    }
+    for effect in PLANTED_EFFECTS:
+        value = TRAIT_MEASURES[effect.kind](volumes, effect.regions)
+        traits[effect.trait] = TRAIT_NOISE[effect.kind](value, rng.standard_normal())
+    return traits
