@@ -15,6 +15,7 @@ evenly across the replicas (``tf.distribute`` re-batches the input dataset into 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -113,8 +114,17 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         ValueError, RuntimeError: when the chosen strategy cannot be configured here.
     """
     strategy = STRATEGIES.get(name)()
-    log.info("strategy %s: %s with %d replica(s)", name, type(strategy).__name__, strategy.num_replicas_in_sync)
+    log.info("strategy %s: %s with %d replica(s)", name, public_name(strategy), strategy.num_replicas_in_sync)
     return strategy
+
+
+def public_name(strategy: tf.distribute.Strategy) -> str:
+    """The ``tf.distribute`` name of ``strategy`` (``MultiWorkerMirroredStrategy``'s class is
+    ``CollectiveAllReduceStrategy``)."""
+    for name in ("TPUStrategy", "MultiWorkerMirroredStrategy", "MirroredStrategy"):
+        if isinstance(strategy, getattr(tf.distribute, name)):
+            return name
+    return type(strategy).__name__
 
 
 def device_kind(strategy: tf.distribute.Strategy) -> str:
@@ -178,3 +188,65 @@ def worker_index(strategy: tf.distribute.Strategy) -> int:
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
         return 0
     return int(resolver.task_id or 0)
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """True for a MultiWorkerMirroredStrategy that spans more than one worker process."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
+@contextlib.contextmanager
+def multi_worker_keras(model, element_spec, strategy: tf.distribute.Strategy):
+    """Let ``model.fit``/``model.evaluate`` run under a multi-worker strategy (a no-op otherwise).
+
+    Keras 3.15's TensorFlow trainer fails there in two places (tensorflow/tensorflow#72388):
+
+    * ``_maybe_symbolic_build`` reduces the first real batch across workers to build the model's state, and
+      ``strategy.reduce`` cannot take a nested (dict) batch. Here the state (model, optimizer, compiled loss and
+      metrics) is built beforehand, under the strategy's scope, from symbolic tensors shaped like
+      ``element_spec``, and that step is skipped.
+    * ``reduce_per_replica`` averages each step's metric values with ``strategy.reduce("MEAN", v, axis=0)``,
+      which fails for scalars. While the context is active, scalars are averaged over the replicas with
+      ``axis=None`` (the mean Keras takes over replicas in single-worker runs); everything else goes through
+      Keras unchanged.
+
+    Args:
+        model: a compiled Keras model created under ``strategy.scope()``.
+        element_spec: the ``(inputs, targets)`` element spec of the training dataset.
+        strategy: the run's strategy.
+    """
+    if not is_multi_worker(strategy):
+        yield
+        return
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    symbolic = tf.nest.map_structure(lambda spec: keras.KerasTensor(tuple(spec.shape), spec.dtype.name),
+                                     element_spec)
+    with strategy.scope():
+        model._symbolic_build(data_batch=symbolic)
+    keras_reduce = tf_trainer.reduce_per_replica
+    model._maybe_symbolic_build = _already_built
+    tf_trainer.reduce_per_replica = _reduce_scalars_by_mean(keras_reduce)
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = keras_reduce
+        del model._maybe_symbolic_build
+
+
+def _already_built(iterator=None, data_batch=None):
+    """Stands in for Keras' ``_maybe_symbolic_build`` once :func:`multi_worker_keras` has built the state."""
+
+
+def _reduce_scalars_by_mean(keras_reduce):
+    def reduce_per_replica(values, strategy, reduction):
+        def reduce(value):
+            local = strategy.experimental_local_results(value)[0]
+            if reduction in ("auto", "mean") and local.shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)
+            return keras_reduce(value, strategy, reduction)
+
+        return tf.nest.map_structure(reduce, values)
+
+    return reduce_per_replica

@@ -118,12 +118,13 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     from ml4ge.models.factory import build_model, compile_model, save_parts
     from ml4ge.pipeline import SkippedSamples, TensorDataset, pipeline_errors
     from ml4ge.splits import split_for_run
+    from ml4ge.strategy import is_multi_worker, multi_worker_keras
 
     input_tmaps, output_tmaps = tensormaps(args)
     paths = split_for_run(args, folder)
     skipped = SkippedSamples(folder)
     config = model_config(args, input_tmaps)
-    multi_worker = type(distribution).__name__ == "MultiWorkerMirroredStrategy"
+    multi_worker = is_multi_worker(distribution)
 
     def data(split: str, shuffle: bool, seed: int):
         return TensorDataset(paths[split], input_tmaps, output_tmaps, args.batch_size, shuffle=shuffle,
@@ -139,7 +140,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:
         train_ds, valid_ds = _distributable(train.dataset(), multi_worker), _distributable(valid.dataset(),
                                                                                           multi_worker)
-        with pipeline_errors():
+        keras_fixes = multi_worker_keras(parts.full, train_ds.element_spec, distribution)
+        with pipeline_errors(), keras_fixes:
             training.fit(parts.full, train_ds, valid_ds, folder, args.epochs, args.patience, args.training_steps,
                          args.validation_steps, write_outputs=chief)
     training.load_best_weights(parts.full, folder)
@@ -150,7 +152,9 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         plots.learning_curves(folder / training.TRAINING_LOG, folder / f"learning_curves_{args.id}.png", args.id)
     if paths["test"]:
         with data("test", False, args.random_seed) as test, pipeline_errors():
-            metrics = training.evaluate(parts.full, _distributable(test.dataset(), multi_worker), args.test_steps)
+            test_ds = _distributable(test.dataset(), multi_worker)
+            with multi_worker_keras(parts.full, test_ds.element_spec, distribution):
+                metrics = training.evaluate(parts.full, test_ds, args.test_steps)
         training.write_metrics(metrics, folder / "test_metrics.tsv")
         log.info("test metrics: %s", metrics)
         if chief:
