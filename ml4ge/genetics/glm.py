@@ -110,20 +110,19 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
     Returns:
         :class:`ChunkStatistics`; SNPs that are constant or missing everywhere get NaN statistics.
     """
-    g = np.asarray(dosages, dtype=np.float64)
+    g = np.array(dosages, dtype=np.float64)  # one copy, filled in place below
     if g.shape[0] != prepared.samples:
         raise ValueError(f"dosages have {g.shape[0]} samples, the phenotypes {prepared.samples}.")
     missing = np.isnan(g)
     observed = prepared.samples - missing.sum(axis=0)
+    g[missing] = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        a1_freq = np.nansum(g, axis=0) / (2 * observed)
+        a1_freq = g.sum(axis=0) / (2 * observed)
+    n = observed
     if impute:
-        g = np.where(missing, 2 * a1_freq, g)
+        g += missing * np.nan_to_num(2 * a1_freq)
         n = np.where(observed > 0, prepared.samples, 0)
         missing = np.zeros_like(missing)
-    else:
-        g = np.where(missing, 0.0, g)
-        n = observed
     q, r = prepared.q, prepared.residuals
     gq = g.T @ q  # (m, k)
     gr = g.T @ r  # (m, P)
@@ -146,7 +145,7 @@ def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np
     """
     q, r = prepared.q, prepared.residuals
     k = q.shape[1]
-    indicator = sparse.csr_matrix(missing.T.astype(np.float64))  # (m', n)
+    indicator = sparse.csr_matrix(missing.T, dtype=np.float64)  # (m', n), built from the sparse positions
     outer = np.einsum("nk,nl->nkl", q, q).reshape(len(q), k * k)
     gram = np.eye(k) - np.asarray(indicator @ outer).reshape(-1, k, k)  # Q_O'Q_O
     cross = -np.stack([np.asarray(indicator @ (q[:, [c]] * r)) for c in range(k)], axis=1)  # Q_O'R_O (m', k, P)

@@ -4,7 +4,9 @@ For each chunk the dosages of every sample needed are read once; each space then
 (:mod:`ml4ge.genetics.glm`), the SNPs passing the MAF and missingness filters are appended to one gzip summary
 table per latent dimension, and only the small things are kept: hits above the threshold, the best -log10 P per
 SNP (for the Manhattan plot) and full rows for SNPs named in ``lookup`` (for replication). Memory is bounded by the
-chunk and the hits, not by the number of SNPs (the per-SNP best P is 8 bytes per SNP).
+chunk and the hits, not by the number of SNPs (the per-SNP best P is 8 bytes per SNP). Tables are formatted and
+compressed in one background thread while the next chunk is computed (zlib and BLAS release the GIL); at most one
+chunk waits to be written.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import gzip
 import logging
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,14 +99,34 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
     with ExitStack() as stack:
         writers = _open_writers(stack, spaces, sumstats_folder)
         bar = stack.enter_context(progress(total=genotypes.snp_count, description="associate", unit="SNP"))
+        writer = _BackgroundWriter(stack.enter_context(ThreadPoolExecutor(1)))
         for start, stop, dosages in genotypes.chunks(np.asarray(needed), settings.chunk):
             variants = genotypes.variants(start, stop)
             wanted = variants.ID.isin(lookup).to_numpy() if lookup else None
             for name, space in spaces.items():
                 _scan_chunk(space, prepared[name], dosages[rows[name]], variants, settings, threshold_log10,
-                            writers.get(name), wanted, results[name])
+                            writers.get(name), wanted, results[name], writer)
             bar.update(stop - start)
+        writer.wait()
     return results
+
+
+class _BackgroundWriter:
+    """Writes one chunk's tables in a thread; submitting the next waits for the previous (bounded memory) and
+    re-raises its error."""
+
+    def __init__(self, pool: ThreadPoolExecutor):
+        self.pool = pool
+        self.pending = None
+
+    def submit(self, *args) -> None:
+        self.wait()
+        self.pending = self.pool.submit(_write_rows, *args)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
 
 
 def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None) -> dict[str, list]:
@@ -125,7 +148,8 @@ def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | 
 
 
 def _scan_chunk(space: Space, prepared: PreparedPhenotypes, dosages: np.ndarray, variants: pd.DataFrame,
-                settings: ScanSettings, threshold_log10: float, writers, wanted, result: SpaceResult) -> None:
+                settings: ScanSettings, threshold_log10: float, writers, wanted, result: SpaceResult,
+                writer: _BackgroundWriter) -> None:
     statistics = associate_chunk(prepared, dosages, impute=settings.impute)
     tested = _filter(statistics, settings, result.counts)
     if not tested.any():
@@ -136,7 +160,7 @@ def _scan_chunk(space: Space, prepared: PreparedPhenotypes, dosages: np.ndarray,
     values = {name: getattr(statistics, attribute)[tested] for name, attribute in
               (("BETA", "beta"), ("SE", "se"), ("T_STAT", "t_stat"), ("LOG10P", "log10_p"))}
     if writers is not None:
-        _write_rows(writers, kept, values)
+        writer.submit(writers, kept, values)
     log10_p = values["LOG10P"]
     best = kept[["CHROM", "POS", "ID"]].assign(LOG10P=np.nanmax(log10_p, axis=1))
     result.best.append(best)

@@ -39,8 +39,11 @@ def simulate_dosages(rng: np.random.Generator, samples: int, snps: int, missing:
 
 def write_simulated_cohort(folder, samples: int = 500, snps: int = 1000, dimensions: int = 4,
                            planted: tuple[tuple[int, int, float], ...] = ((10, 0, 0.5), (500, 2, 0.4)),
-                           missing: float = 0.02, chromosomes: int = 2, seed: int = 0) -> SimulatedCohort:
+                           missing: float = 0.02, chromosomes: int = 2, seed: int = 0,
+                           chunk: int = 10_000) -> SimulatedCohort:
     """Write ``genotypes.bed/.bim/.fam``, ``latents.tsv`` and ``covariates.tsv`` into ``folder``.
+
+    Genotypes are drawn and written ``chunk`` SNPs at a time, so memory does not grow with ``snps``.
 
     Args:
         planted: ``(snp index, latent index, effect in SD per allele)`` triples.
@@ -48,27 +51,32 @@ def write_simulated_cohort(folder, samples: int = 500, snps: int = 1000, dimensi
     Returns:
         A :class:`SimulatedCohort`.
     """
-    from bed_reader import to_bed
+    from bed_reader import create_bed
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     ids = [f"sub{i:05d}" for i in range(samples)]
-    dosages = simulate_dosages(rng, samples, snps, missing)
     per_chromosome = -(-snps // chromosomes)
-    chromosome = np.repeat(np.arange(1, chromosomes + 1), per_chromosome)[:snps]
-    position = 10_000 + 1_000 * (np.arange(snps) % per_chromosome)
     snp_ids = [f"rs{i + 1}" for i in range(snps)]
-    to_bed(folder / "genotypes.bed", dosages, count_A1=True, properties={
-        "fid": ids, "iid": ids, "sid": snp_ids, "chromosome": chromosome.astype(str), "bp_position": position,
-        "allele_1": rng.choice(["A", "C"], snps), "allele_2": rng.choice(["G", "T"], snps)})
+    properties = {"fid": ids, "iid": ids, "sid": snp_ids,
+                  "chromosome": np.repeat(np.arange(1, chromosomes + 1), per_chromosome)[:snps].astype(str),
+                  "bp_position": 10_000 + 1_000 * (np.arange(snps) % per_chromosome),
+                  "allele_1": rng.choice(["A", "C"], snps), "allele_2": rng.choice(["G", "T"], snps)}
     age = rng.uniform(45, 80, samples)
     sex = rng.integers(0, 2, samples)
     pcs = rng.standard_normal((samples, 2))
     latents = rng.standard_normal((samples, dimensions)) + 0.03 * (age - 60)[:, None] + 0.3 * sex[:, None]
-    for snp, dimension, effect in planted:
-        dosage = np.nan_to_num(dosages[:, snp], nan=float(np.nanmean(dosages[:, snp])))
-        latents[:, dimension] += effect * (dosage - dosage.mean())
+    with create_bed(folder / "genotypes.bed", samples, snps, properties=properties) as bed:
+        for start in range(0, snps, chunk):
+            dosages = simulate_dosages(rng, samples, min(chunk, snps - start), missing)
+            for column in dosages.T:
+                bed.write(column)
+            for snp, dimension, effect in planted:
+                if start <= snp < start + len(dosages.T):
+                    dosage = dosages[:, snp - start]
+                    dosage = np.nan_to_num(dosage, nan=float(np.nanmean(dosage)))
+                    latents[:, dimension] += effect * (dosage - dosage.mean())
     table = pd.DataFrame(latents, columns=[f"latent_{d}" for d in range(dimensions)])
     table.insert(0, "sample_id", ids)
     write_table(table, folder / "latents.tsv")

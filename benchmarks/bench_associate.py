@@ -1,0 +1,129 @@
+"""Benchmark: ``--mode associate`` against PLINK2 ``--glm`` on the same files, side by side in one run.
+
+1. Throughput (SNP x phenotype tests per second, wall and CPU) for D latent dimensions x M SNPs x N samples: our
+   recipe (gzip summary tables, hits, loci, plots, exports) and one PLINK2 call with the D phenotypes (uncompressed
+   tables), both with the same thread count; then the largest differences of BETA, SE and LOG10P over all tables.
+2. Peak RSS of the recipe for M and 10 M SNPs at the same D (``--large_dims``): memory follows the chunk, not M.
+
+Each command runs in its own process that reports its own peak RSS. The load average is printed with each figure,
+because the machine is shared.
+
+    python benchmarks/bench_associate.py                    # 128 x 50,000 x 2,000; peak RSS 50k vs 500k at 16
+    python benchmarks/bench_associate.py --snps 5000 --large_snps 20000 --dims 16   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml4ge.genetics.simulate import write_simulated_cohort
+
+CHILD = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+if sys.argv[1] == "ml4ge":
+    from ml4ge.cli import main
+    status = main(sys.argv[2:])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+else:
+    status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("RESULT", status, time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+"""
+
+
+def load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def timed(argv: list[str]) -> dict:
+    """Run ``argv`` (``["ml4ge", ...flags]`` or a command) in a fresh process: wall s, CPU s, peak RSS MiB."""
+    output = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, check=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    line = [row for row in output.stdout.splitlines() if row.startswith("RESULT")][-1].split()
+    if int(line[1]) != 0:
+        raise RuntimeError(f"{argv[:3]} failed:\n{output.stderr[-3000:]}")
+    return {"wall": float(line[2]), "cpu": float(line[3]), "rss": float(line[4])}
+
+
+def associate_argv(cohort, folder: Path, run_id: str, threads: int) -> list[str]:
+    return ["ml4ge", "--mode", "associate", "--latent_tables", f"t1={cohort.latents}", "--genotypes",
+            str(cohort.genotypes), "--covariates_file", str(cohort.covariates), "--output_folder", str(folder),
+            "--id", run_id, "--num_workers", str(threads)]
+
+
+def largest_differences(run: Path, plink_prefix: Path, dims: int) -> dict[str, float]:
+    """Max |ours - PLINK2| over every table, for BETA, SE, LOG10P (relative for SE and LOG10P > 1)."""
+    worst = {"BETA": 0.0, "SE (relative)": 0.0, "LOG10P": 0.0}
+    for d in range(dims):
+        ours = pd.read_csv(run / f"sumstats/t1.latent_{d}.glm.linear.tsv.gz", sep="\t").set_index("ID")
+        theirs = pd.read_csv(f"{plink_prefix}.latent_{d}.glm.linear", sep="\t").set_index("ID").loc[ours.index]
+        worst["BETA"] = max(worst["BETA"], float(np.max(np.abs(ours.BETA - theirs.BETA))))
+        worst["SE (relative)"] = max(worst["SE (relative)"], float(np.max(np.abs(ours.SE / theirs.SE - 1))))
+        worst["LOG10P"] = max(worst["LOG10P"], float(np.max(np.abs(ours.LOG10P - theirs.LOG10_P))))
+    return worst
+
+
+def throughput(args, folder: Path) -> None:
+    cohort = write_simulated_cohort(folder / "main", samples=args.samples, snps=args.snps, dimensions=args.dims,
+                                    planted=((100, 0, 0.3), (args.snps // 2, 5, 0.3)), seed=1)
+    ours = timed(associate_argv(cohort, folder, "main", args.threads))
+    tests = args.snps * args.dims
+    print(f"ml4ge associate : {ours['wall']:7.1f} s wall {ours['cpu']:7.1f} s CPU  {tests / ours['wall']:,.0f} "
+          f"tests/s  peak RSS {ours['rss']:.0f} MiB  ({load()})")
+    plink = shutil.which("plink2")
+    if plink is None:
+        print("plink2 not installed: no side-by-side figure")
+        return
+    exports = folder / "main" / "exports"
+    theirs = timed([plink, "--bfile", str(cohort.genotypes), "--pheno", str(exports / "t1.pheno.tsv"), "--covar",
+                    str(exports / "covariates.tsv"), "--glm", "omit-ref", "hide-covar", "log10", "--maf", "0.01",
+                    "--geno", "0.1", "--threads", str(args.threads), "--out", str(folder / "plink")])
+    print(f"plink2 --glm    : {theirs['wall']:7.1f} s wall {theirs['cpu']:7.1f} s CPU  {tests / theirs['wall']:,.0f} "
+          f"tests/s  peak RSS {theirs['rss']:.0f} MiB  ({load()})")
+    print(f"ratio ml4ge/plink2 throughput: wall {theirs['wall'] / ours['wall']:.2f}x, "
+          f"CPU {theirs['cpu'] / ours['cpu']:.2f}x ({args.threads} threads each)")
+    differences = largest_differences(folder / "main", folder / "plink", args.dims)
+    print("largest differences over all tables: " + ", ".join(f"{k} {v:.2g}" for k, v in differences.items()))
+
+
+def memory(args, folder: Path) -> None:
+    for snps in (args.snps, args.large_snps):
+        cohort = write_simulated_cohort(folder / f"m{snps}", samples=args.samples, snps=snps,
+                                        dimensions=args.large_dims, seed=2)
+        result = timed(associate_argv(cohort, folder, f"m{snps}", args.threads))
+        print(f"{snps:>9,} SNPs x {args.large_dims} dims: peak RSS {result['rss']:.0f} MiB, {result['wall']:.1f} s "
+              f"wall ({load()})")
+        shutil.rmtree(folder / f"m{snps}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--snps", type=int, default=50_000)
+    parser.add_argument("--dims", type=int, default=128)
+    parser.add_argument("--large_snps", type=int, default=500_000)
+    parser.add_argument("--large_dims", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip_memory", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        throughput(args, Path(folder))
+        if not args.skip_memory:
+            memory(args, Path(folder))
+        print(f"benchmark took {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
