@@ -197,26 +197,27 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
 
 
 @contextlib.contextmanager
-def multi_worker_keras(model, element_spec, strategy: tf.distribute.Strategy):
-    """Let ``model.fit``/``model.evaluate`` run under a multi-worker strategy (a no-op otherwise).
+def keras_distribution_fixes(model, element_spec, strategy: tf.distribute.Strategy):
+    """Let ``model.fit``/``model.evaluate`` run over several replicas (a no-op for one replica).
 
     Keras 3.15's TensorFlow trainer fails there in two places (tensorflow/tensorflow#72388):
 
-    * ``_maybe_symbolic_build`` reduces the first real batch across workers to build the model's state, and
-      ``strategy.reduce`` cannot take a nested (dict) batch. Here the state (model, optimizer, compiled loss and
-      metrics) is built beforehand, under the strategy's scope, from symbolic tensors shaped like
-      ``element_spec``, and that step is skipped.
-    * ``reduce_per_replica`` averages each step's metric values with ``strategy.reduce("MEAN", v, axis=0)``,
-      which fails for scalars. While the context is active, scalars are averaged over the replicas with
-      ``axis=None`` (the mean Keras takes over replicas in single-worker runs); everything else goes through
-      Keras unchanged.
+    * ``_maybe_symbolic_build`` (at the start of ``fit`` and of every validation pass) averages the first real
+      batch over the replicas to build the model's state. That fails when the replicas' shares differ in size
+      (a last batch of 3 over 2 replicas) and, over several workers, for any nested (dict) batch. Here the
+      state (model, optimizer, compiled loss and metrics) is built beforehand, under the strategy's scope, from
+      symbolic tensors shaped like ``element_spec``, and that step is skipped.
+    * Over several workers, ``reduce_per_replica`` averages each step's metric values with
+      ``strategy.reduce("MEAN", v, axis=0)``, which fails for scalars. While the context is active, scalars are
+      averaged over the replicas with ``axis=None`` (the mean Keras takes over replicas on one worker);
+      everything else goes through Keras unchanged.
 
     Args:
         model: a compiled Keras model created under ``strategy.scope()``.
-        element_spec: the ``(inputs, targets)`` element spec of the training dataset.
+        element_spec: the ``(inputs, targets)`` element spec of the dataset.
         strategy: the run's strategy.
     """
-    if not is_multi_worker(strategy):
+    if strategy.num_replicas_in_sync == 1 and not is_multi_worker(strategy):
         yield
         return
     from keras.src.backend.tensorflow import trainer as tf_trainer
@@ -227,7 +228,8 @@ def multi_worker_keras(model, element_spec, strategy: tf.distribute.Strategy):
         model._symbolic_build(data_batch=symbolic)
     keras_reduce = tf_trainer.reduce_per_replica
     model._maybe_symbolic_build = _already_built
-    tf_trainer.reduce_per_replica = _reduce_scalars_by_mean(keras_reduce)
+    if is_multi_worker(strategy):
+        tf_trainer.reduce_per_replica = _reduce_scalars_by_mean(keras_reduce)
     try:
         yield
     finally:
@@ -236,7 +238,7 @@ def multi_worker_keras(model, element_spec, strategy: tf.distribute.Strategy):
 
 
 def _already_built(iterator=None, data_batch=None):
-    """Stands in for Keras' ``_maybe_symbolic_build`` once :func:`multi_worker_keras` has built the state."""
+    """Stands in for Keras' ``_maybe_symbolic_build`` once :func:`keras_distribution_fixes` has built the state."""
 
 
 def _reduce_scalars_by_mean(keras_reduce):

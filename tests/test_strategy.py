@@ -162,3 +162,42 @@ def test_one_epoch_under_multi_worker_mirrored_strategy(tmp_path):
     chief, other = (load_parts(folder / "mw.keras").full for folder in (run, run / "workers" / "worker_1"))
     for mine, theirs in zip(chief.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(mine, theirs)  # synchronous training: one set of weights
+
+
+TWO_CPU_MAIN = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from ml4ge.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.slow
+def test_train_recipe_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    from recipe_helpers import TINY_MODEL, subprocess_env, write_cohort, write_maps_package
+
+    root = write_maps_package(tmp_path / "maps", "mirrored_maps")
+    tensors = write_cohort(root, "mirrored_maps", 12, seed=5)
+    script = tmp_path / "two_cpus.py"
+    script.write_text(TWO_CPU_MAIN)
+    argv = [sys.executable, str(script), "--mode", "train", "--strategy", "mirrored", "--tensors", str(tensors),
+            "--output_folder", str(tmp_path / "runs"), "--id", "mirrored", "--tensormap_prefix", "mirrored_maps",
+            "--input_tensors", "brain.t1", "brain.t2", "--output_tensors", "brain.t1", "brain.t2",
+            "--merge_blocks", "pair", "--pairs", "brain.t1", "brain.t2", "--pair_merge", "dropout",
+            "--batch_size", "4", "--epochs", "2", "--valid_ratio", "0.25", "--test_ratio", "0.25", *TINY_MODEL]
+    done = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(root), timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "runs" / "mirrored"
+    assert "strategy mirrored: MirroredStrategy with 2 replica(s)" in (run / "log.txt").read_text()
+    for name in ("mirrored.keras", "encoder_t1_tiny.keras", "encoder_t2_tiny.keras", "decoder_t1_tiny.keras",
+                 "decoder_t2_tiny.keras", "merger.keras", "learning_curves_mirrored.png", "test_metrics.tsv"):
+        assert (run / name).is_file(), name
+    import numpy as np
+    import pandas as pd
+
+    log = pd.read_csv(run / "training_log.csv")
+    assert list(log["epoch"]) == [0, 1] and np.isfinite(log[["loss", "val_loss"]].to_numpy()).all()
+    metrics = pd.read_csv(run / "test_metrics.tsv", sep="\t").set_index("metric")["value"]
+    assert "loss" in metrics.index and np.isfinite(metrics).all()

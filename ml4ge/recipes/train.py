@@ -118,7 +118,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     from ml4ge.models.factory import build_model, compile_model, save_parts
     from ml4ge.pipeline import SkippedSamples, TensorDataset, pipeline_errors
     from ml4ge.splits import split_for_run
-    from ml4ge.strategy import is_multi_worker, multi_worker_keras
+    from ml4ge.strategy import is_multi_worker, keras_distribution_fixes
 
     input_tmaps, output_tmaps = tensormaps(args)
     paths = split_for_run(args, folder)
@@ -140,7 +140,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:
         train_ds, valid_ds = _distributable(train.dataset(), multi_worker), _distributable(valid.dataset(),
                                                                                           multi_worker)
-        keras_fixes = multi_worker_keras(parts.full, train_ds.element_spec, distribution)
+        keras_fixes = keras_distribution_fixes(parts.full, train_ds.element_spec, distribution)
         with pipeline_errors(), keras_fixes:
             training.fit(parts.full, train_ds, valid_ds, folder, args.epochs, args.patience, args.training_steps,
                          args.validation_steps, write_outputs=chief)
@@ -153,7 +153,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     if paths["test"]:
         with data("test", False, args.random_seed) as test, pipeline_errors():
             test_ds = _distributable(test.dataset(), multi_worker)
-            with multi_worker_keras(parts.full, test_ds.element_spec, distribution):
+            with keras_distribution_fixes(parts.full, test_ds.element_spec, distribution):
                 metrics = training.evaluate(parts.full, test_ds, args.test_steps)
         training.write_metrics(metrics, folder / "test_metrics.tsv")
         log.info("test metrics: %s", metrics)
