@@ -113,3 +113,67 @@ def test_train_pair_model_then_infer_encoders(cohort, tmp_path):
     first = pd.read_csv(tmp_path / "lat" / "hidden_t1_tiny_lat.tsv", sep="\t")
     second = pd.read_csv(again / "hidden_t1_tiny_lat2.tsv", sep="\t")
     np.testing.assert_array_equal(first.to_numpy(), second.to_numpy())
+
+
+@pytest.fixture(scope="module")
+def saved_pair_model(cohort, tmp_path_factory):
+    """An untrained T1/T2 pair model (contrastive, DropFuse) saved with all its parts, as --mode train saves it."""
+    from ml4ge.arguments import build_parser
+    from ml4ge.models.factory import build_model, compile_model, save_parts
+    from ml4ge.recipes.train import model_config, tensormaps
+
+    folder = tmp_path_factory.mktemp("base")
+    args = build_parser().parse_args(pair_args(cohort, folder))
+    input_tmaps, output_tmaps = tensormaps(args)
+    parts = build_model(input_tmaps, output_tmaps, args.encoder_blocks, args.merge_blocks, args.decoder_blocks,
+                        model_config(args, input_tmaps))
+    compile_model(parts, output_tmaps)
+    save_parts(parts, folder, "base")
+    return folder / "base.keras"
+
+
+def test_model_file_with_other_tensormaps_is_refused(cohort, saved_pair_model, tmp_path):
+    argv = [*pair_args(cohort, tmp_path), "--model_file", str(saved_pair_model)]
+    argv = replace_flag(replace_flag(argv, "--output_tensors", "brain.t1"), "--input_tensors", "brain.t1", "brain.t2")
+    message = validation_error(argv)
+    assert "output_t2_tiny" in message and "--output_tensors brain.t1" in message
+    assert "leave out --model_file" in message
+
+
+def test_model_file_that_is_not_a_keras_model_is_refused(cohort, tmp_path):
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip")
+    message = validation_error([*pair_args(cohort, tmp_path), "--model_file", str(fake)])
+    assert "fake.keras" in message and "not a Keras model" in message
+
+
+@pytest.mark.slow
+def test_fine_tune_a_saved_model(cohort, saved_pair_model, tmp_path):
+    from ml4ge.cli import main
+    from ml4ge.models.factory import load_parts
+    from ml4ge.recipes.train import load_for_finetuning
+
+    base = load_parts(saved_pair_model, compile=False)
+    start = load_for_finetuning(saved_pair_model, [], [])
+    for mine, saved in zip(start.full.get_weights(), base.full.get_weights()):
+        np.testing.assert_array_equal(mine, saved)  # training starts from the loaded weights
+    assert all(start.full.get_layer(part.name) is part for part in start.encoders.values())
+
+    argv = [*replace_flag(pair_args(cohort, tmp_path, "tuned"), "--epochs", "1"), "--model_file",
+            str(saved_pair_model), "--learning_rate", "0.01"]
+    assert main(argv) == 0
+    run = tmp_path / "tuned"
+    for name in ("tuned.keras", "encoder_t1_tiny.keras", "encoder_t2_tiny.keras", "decoder_t1_tiny.keras",
+                 "decoder_t2_tiny.keras", "merger.keras", "train.csv", "training_log.csv", "test_metrics.tsv"):
+        assert (run / name).is_file(), name
+    assert list(pd.read_csv(run / "training_log.csv")["epoch"]) == [0]
+    assert "fine-tuning" in (run / "log.txt").read_text()
+    tuned = load_parts(run / "tuned.keras", compile=False)
+    changed = [not np.array_equal(a, b) for a, b in zip(tuned.full.get_weights(), base.full.get_weights())]
+    assert sum(changed) > len(changed) // 2  # training moved the weights
+    for name, encoder in tuned.encoders.items():  # the saved parts hold the fine-tuned weights
+        for part, full in zip(encoder.get_weights(), tuned.full.get_layer(f"encode_{name}").get_weights()):
+            np.testing.assert_array_equal(part, full)
+    temperature = tuned.full.get_layer("pair_loss").get_weights()
+    np.testing.assert_array_equal(tuned.merger.get_layer("pair_loss").get_weights(), temperature)
+    assert not np.array_equal(temperature, base.full.get_layer("pair_loss").get_weights())

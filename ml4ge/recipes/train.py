@@ -6,6 +6,11 @@
 ``reconstructions/`` (plus ``decoding_<output>_from_<input>/`` for pair models). Starting the same run again
 resumes from its last finished epoch (see :mod:`ml4ge.training`).
 
+With ``--model_file <trained>.keras`` the recipe fine-tunes that model instead of building one from the block
+flags: the model and its parts are loaded (it must take ``--input_tensors`` and give ``--output_tensors``,
+checked before any work), compiled with ``--learning_rate``/``--optimizer`` and trained in the new run folder,
+with its own split, logs and saved parts.
+
 In multi-worker training every worker runs this same recipe; only the chief writes the run folder, the others
 write to ``<run folder>/workers/worker_<i>/`` (TensorFlow's recommended pattern: all workers must take part in
 every collective step, including the test evaluation).
@@ -14,7 +19,9 @@ every collective step, including the test evaluation).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import zipfile
 from pathlib import Path
 
 from ml4ge.arguments import run_folder
@@ -79,6 +86,46 @@ def model_config(args: argparse.Namespace, input_tmaps):
     return replace(config, pair=replace(config.pair, pairs=pairs))
 
 
+def saved_model_io(model_file) -> tuple[dict[str, tuple], list[str]]:
+    """``({input name: shape}, [output names])`` of a ``.keras`` model, read from its config (no weights loaded).
+
+    Raises:
+        ValueError: if the file is not a Keras model with named (dict) inputs and outputs, as ``--mode train``
+            saves them.
+    """
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            config = json.loads(archive.read("config.json"))["config"]
+        inputs, outputs = config["input_layers"], config["output_layers"]
+    except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--model_file {str(model_file)!r} is not a Keras model saved by --mode train "
+                         f"({type(error).__name__}: {error}).") from None
+    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+        raise ValueError(f"--model_file {str(model_file)!r} has unnamed inputs or outputs; pass an <id>.keras "
+                         "saved by --mode train.")
+    shapes = {layer["config"]["name"]: tuple(layer["config"]["batch_shape"][1:]) for layer in config["layers"]
+              if layer["class_name"] == "InputLayer"}
+    return {name: shapes.get(name) for name in inputs}, sorted(outputs)
+
+
+def check_model_file(args: argparse.Namespace, input_tmaps, output_tmaps) -> None:
+    """A model to fine-tune must take the inputs and give the outputs that the TensorMaps describe.
+
+    Raises:
+        ValueError: naming what the model takes and gives and what the flags ask for.
+    """
+    inputs, outputs = saved_model_io(args.model_file)
+    wanted_inputs = {tm.input_name: tuple(tm.shape) for tm in input_tmaps}
+    wanted_outputs = sorted(tm.output_name for tm in output_tmaps)
+    if inputs != wanted_inputs or outputs != wanted_outputs:
+        raise ValueError(
+            f"--model_file {args.model_file!r} takes inputs {inputs} and gives outputs {outputs}, but "
+            f"--input_tensors {' '.join(args.input_tensors)} need {wanted_inputs} and --output_tensors "
+            f"{' '.join(args.output_tensors)} need {wanted_outputs}; pass the TensorMaps the model was trained "
+            "with, or leave out --model_file to train a new model."
+        )
+
+
 def validate(args: argparse.Namespace) -> None:
     """Checks before any work.
 
@@ -92,9 +139,11 @@ def validate(args: argparse.Namespace) -> None:
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
     check_tensors_folder(args)
-    input_tmaps, _ = tensormaps(args)
+    input_tmaps, output_tmaps = tensormaps(args)
     check_pairs(args, input_tmaps)
     check_blocks(args)
+    if args.model_file:
+        check_model_file(args, input_tmaps, output_tmaps)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,8 +181,12 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
                              seed=seed, skipped=skipped)
 
     with strategy_scope(distribution):
-        parts = build_model(input_tmaps, output_tmaps, args.encoder_blocks, args.merge_blocks, args.decoder_blocks,
-                            config)
+        if args.model_file:
+            log.info("fine-tuning %s (its architecture replaces the block flags)", args.model_file)
+            parts = load_for_finetuning(args.model_file, input_tmaps, output_tmaps)
+        else:
+            parts = build_model(input_tmaps, output_tmaps, args.encoder_blocks, args.merge_blocks,
+                                args.decoder_blocks, config)
         compile_model(parts, output_tmaps, args.learning_rate, args.optimizer)
     if args.inspect_model and chief:
         write_summary(parts.full, folder / f"architecture_{args.id}.txt")
@@ -145,6 +198,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
             training.fit(parts.full, train_ds, valid_ds, folder, args.epochs, args.patience, args.training_steps,
                          args.validation_steps, write_outputs=chief)
     training.load_best_weights(parts.full, folder)
+    sync_merger(parts)
     save_parts(parts, folder, args.id)
     if chief:
         from ml4ge import plots
@@ -163,6 +217,32 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         log.warning("the test split is empty (--test_ratio 0 and no --test_csv): no test metrics or reconstructions")
     skipped.write()
     return 0
+
+
+def load_for_finetuning(model_file, input_tmaps, output_tmaps):
+    """The model saved at ``model_file`` and its parts, uncompiled, ready to train further.
+
+    The encoders and decoders are the full model's own nested models, so training the full model trains them;
+    the merger is a separate copy whose weights :func:`sync_merger` refreshes from the full model before saving.
+
+    Raises:
+        FileNotFoundError: if the model or one of its part files is missing.
+    """
+    from ml4ge.models.factory import ModelParts, load_parts
+
+    loaded = load_parts(model_file, input_tmaps, output_tmaps, compile=False)
+    full = loaded.full
+    return ModelParts(full=full, merger=loaded.merger,
+                      encoders={name: full.get_layer(part.name) for name, part in loaded.encoders.items()},
+                      decoders={name: full.get_layer(part.name) for name, part in loaded.decoders.items()})
+
+
+def sync_merger(parts) -> None:
+    """Copy the merge layers' weights from the full model into the merger model (the same values where they
+    already share layers, as in a newly built model)."""
+    for layer in parts.merger.layers:
+        if layer.weights:
+            layer.set_weights(parts.full.get_layer(layer.name).get_weights())
 
 
 def _distributable(dataset, multi_worker: bool):
