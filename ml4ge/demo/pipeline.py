@@ -280,7 +280,7 @@ def generate(run: DemoRun) -> None:
 
     settings = run.settings
     write_demo_cohort(run.cohort, subjects=settings.subjects, voxel_mm=settings.voxel_mm, snps=settings.snps,
-                      seed=run.seed, tensors=(settings.t1, settings.t2))
+                      seed=run.seed, tensors=(settings.t1, settings.t2), workers=max(1, run.num_workers))
 
 
 def demo_manifest(run: DemoRun) -> pd.DataFrame:

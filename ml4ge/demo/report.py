@@ -65,6 +65,7 @@ def cohort_section(run: DemoRun) -> str:
     snps = pd.DataFrame(truth.get("snps", []))
     if not snps.empty:
         columns = [c for c in ("id", "chrom", "trait", "region", "kind", "effect_sd_per_allele") if c in snps]
+        snps = snps.assign(region=[", ".join(r) if isinstance(r, list) else r for r in snps.get("region", "")])
         lines += ["", f"Planted SNP effects ({len(snps)} causal, {truth.get('null_snps', '?')} null):", "",
                   markdown_table(snps[columns])]
     for key in ("age_effects", "sex_effects"):
