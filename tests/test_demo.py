@@ -1,0 +1,156 @@
+"""The end-to-end demo: refusals and stage mechanics (fast), the quick demo and the notebook on its outputs (slow)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ml4ge.arguments import parse_args
+from ml4ge.cli import main
+from ml4ge.demo.pipeline import (
+    PRESETS,
+    STAGES,
+    DemoRun,
+    Stage,
+    check_settings,
+    demo_manifest,
+    ordered_stages,
+    run_stage,
+)
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "latent_space_comparison.ipynb"
+LATENT_SPACES = ("ae_t1", "ae_t2", "dropfuse_t1", "dropfuse_t2")
+
+
+def refusal(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--mode", "demo", *argv])
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+# Refusals and mechanics ----------------------------------------------------------------------------------------
+def test_contradicting_presets_are_refused(capsys, tmp_path):
+    err = refusal(capsys, "--quick", "--full_resolution", "--output_folder", str(tmp_path))
+    assert "--quick and --full_resolution contradict" in err
+
+
+def test_too_few_subjects_are_refused(capsys, tmp_path):
+    assert "--demo_subjects 5: the demo needs at least 30" in refusal(capsys, "--demo_subjects", "5",
+                                                                      "--output_folder", str(tmp_path))
+
+
+def test_demo_data_must_hold_a_cohort(capsys, tmp_path):
+    assert "is not a folder" in refusal(capsys, "--demo_data", str(tmp_path / "nowhere"))
+    (tmp_path / "manifest.csv").write_text("sample_id,tensor,path\n")
+    err = refusal(capsys, "--demo_data", str(tmp_path))
+    assert "has no phenotypes.csv, truth.json" in err
+
+
+def test_demo_data_on_another_grid_is_refused(capsys, tmp_path):
+    for name in ("manifest.csv", "phenotypes.csv"):
+        (tmp_path / name).write_text("sample_id\n")
+    (tmp_path / "truth.json").write_text(json.dumps({"voxel_mm": 3.0}))
+    err = refusal(capsys, "--quick", "--demo_data", str(tmp_path), "--output_folder", str(tmp_path / "out"))
+    assert "generated at 3.0 mm but this preset uses 5.0 mm" in err
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    quick = DemoRun(tmp_path, PRESETS.get("quick"), seed=1, num_workers=0)
+    (tmp_path / "demo.json").write_text(json.dumps({"settings": PRESETS.get("default").fingerprint()}))
+    with pytest.raises(ValueError, match=r"other settings \(.*epochs.*subjects.*\)"):
+        check_settings(quick)
+    (tmp_path / "demo.json").write_text(json.dumps({"settings": quick.settings.fingerprint()}))
+    check_settings(quick)
+
+
+def test_stages_run_in_order_and_names_are_unique():
+    names = [name for name, _ in ordered_stages()]
+    assert names[:2] == ["generate", "tensorize"]
+    assert names.index("train_dropfuse") < names.index("infer_ae_t1") < names.index("compare")
+    with pytest.raises(ValueError, match="already registered"):
+        STAGES.register("compare", Stage(99, "compare", lambda run: None))
+
+
+def test_a_recorded_stage_is_skipped_and_a_new_one_is_recorded(tmp_path):
+    run = DemoRun(tmp_path, PRESETS.get("quick"), seed=1, num_workers=0)
+    calls = []
+    stage = Stage(1, "toy", lambda demo: calls.append(demo.folder))
+    record = run_stage(run, "toy", stage)
+    assert calls == [tmp_path] and record["kind"] == "toy" and record["wall_s"] >= 0
+    assert json.loads(run.stage_record("toy").read_text()) == record
+
+    def fail(demo):
+        raise AssertionError("a recorded stage must not run again")
+
+    assert run_stage(run, "toy", Stage(1, "toy", fail)) == record
+
+
+def test_manifest_rows_get_the_demo_maps_and_absolute_paths(tmp_path):
+    (tmp_path / "manifest.csv").write_text("sample_id,tensor,path\nsub0001,x,t1/sub0001.nii.gz\n"
+                                           "sub0001,y,t2/sub0001.nii.gz\n")
+    run = DemoRun(tmp_path / "demo", PRESETS.get("quick"), seed=1, num_workers=0, data=tmp_path)
+    manifest = demo_manifest(run)
+    assert list(manifest.tensor) == ["ml4ge.demo.maps.t1_5mm", "ml4ge.demo.maps.t2_5mm"]
+    assert manifest.path.iloc[1] == str(tmp_path.resolve() / "t2" / "sub0001.nii.gz")
+    (tmp_path / "manifest.csv").write_text("sample_id,tensor,path\nsub0001,x,flair/sub0001.nii.gz\n")
+    with pytest.raises(ValueError, match=r"paths under \['flair'\]; the demo expects t1/ and t2/"):
+        demo_manifest(run)
+
+
+# The quick demo, end to end ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory) -> Path:
+    """Runs ``--mode demo --quick`` once for every test that reads its outputs."""
+    output = tmp_path_factory.mktemp("demo")
+    assert main(["--mode", "demo", "--quick", "--output_folder", str(output), "--id", "quick",
+                 "--num_workers", "2", "--random_seed", "3"]) == 0
+    return output / "quick"
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_the_report_and_the_latents_carry_signal(quick_demo):
+    report = (quick_demo / "report.md").read_text()
+    for heading in ("## Headline", "## Cohort", "## Model `dropfuse`", "## Comparison of the latent spaces", "## Cost"):
+        assert heading in report
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(pictures) >= 8 and all((quick_demo / picture).is_file() for picture in pictures)
+    subjects = pd.read_csv(quick_demo / "data" / "phenotypes.csv").shape[0]
+    for model, tmap in (("ae_t1", "t1_5mm"), ("ae_t2", "t2_5mm"), ("dropfuse", "t1_5mm"), ("dropfuse", "t2_5mm")):
+        table = pd.read_csv(quick_demo / "latents" / model / f"hidden_{tmap}_{model}.tsv", sep="\t")
+        assert table.shape == (subjects, 33) and table.iloc[:, 1:].notna().all().all()
+    summary = pd.read_csv(quick_demo / "compare" / "compare_summary.tsv", sep="\t").set_index(["space", "phenotype"])
+    assert set(LATENT_SPACES) | {"brain_volume_only"} <= set(summary.index.get_level_values("space"))
+    best_sex_auc = max(summary.loc[(space, "sex"), "mean"] for space in LATENT_SPACES)
+    best_age_r2 = max(summary.loc[(space, "age"), "mean"] for space in LATENT_SPACES)
+    assert best_sex_auc > 0.7 and best_age_r2 > 0.05, (best_sex_auc, best_age_r2)
+    timings = pd.read_csv(quick_demo / "demo_timings.tsv", sep="\t")
+    assert {"generate", "tensorize", "train", "infer", "compare"} <= set(timings.kind)
+    assert (timings.peak_rss_mb > 0).all()
+
+
+@pytest.mark.slow
+def test_rerunning_the_demo_skips_finished_stages(quick_demo):
+    before = {path.name: path.read_text() for path in (quick_demo / "stages").glob("*.json")}
+    assert main(["--mode", "demo", "--quick", "--output_folder", str(quick_demo.parent), "--id", "quick",
+                 "--num_workers", "2", "--random_seed", "3"]) == 0
+    after = {path.name: path.read_text() for path in (quick_demo / "stages").glob("*.json")}
+    assert before == after and len(after) == len(STAGES)
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_on_the_quick_demo(quick_demo, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("ML4GE_DEMO_FOLDER", str(quick_demo))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={
+        "metadata": {"path": str(quick_demo)}}).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    assert sum("image/png" in output.get("data", {}) for output in outputs) >= 2
+    assert (quick_demo / "notebook_compare_bars.png").stat().st_size > 0
