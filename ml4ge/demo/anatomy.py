@@ -19,6 +19,7 @@ from scipy import ndimage
 
 SOURCE_VOXEL_MM = 1.0
 GROWTH_SIGMA_MM = 5.0
+MIN_VOXEL_MM, MAX_VOXEL_MM = 1.0, 8.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,15 +84,9 @@ def _resample(volume: np.ndarray, shape, voxel_mm: float) -> np.ndarray:
     return ndimage.map_coordinates(smooth, index, order=1, mode="constant", cval=0.0).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=2)
-def load_template(voxel_mm: float = 3.0) -> Template:
-    """The nilearn MNI152 template, tissue maps and brain mask on an isotropic ``voxel_mm`` grid (cached).
-
-    Raises:
-        ValueError: if ``voxel_mm`` is not between 1 and 8 mm.
-    """
-    if not 1.0 <= float(voxel_mm) <= 8.0:
-        raise ValueError(f"voxel_mm must be between 1 and 8 mm, got {voxel_mm!r}")
+@functools.lru_cache(maxsize=1)
+def _mni152_1mm() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """nilearn's 1 mm MNI152 T1, grey/white matter and brain mask arrays (float32) and their affine."""
     from nilearn import datasets  # imported here: nilearn is slow to import and only the demo needs it
 
     images = {
@@ -100,10 +95,21 @@ def load_template(voxel_mm: float = 3.0) -> Template:
         "wm": datasets.load_mni152_wm_template(resolution=1),
         "mask": datasets.load_mni152_brain_mask(resolution=1),
     }
-    source_affine = images["t1"].affine
-    shape, affine = target_grid(images["t1"].shape, source_affine, float(voxel_mm))
-    volumes = {name: _resample(image.get_fdata(dtype=np.float32), shape, float(voxel_mm))
-               for name, image in images.items()}
+    return {name: image.get_fdata(dtype=np.float32) for name, image in images.items()}, images["t1"].affine
+
+
+@functools.lru_cache(maxsize=2)
+def load_template(voxel_mm: float = 3.0) -> Template:
+    """The nilearn MNI152 template, tissue maps and brain mask on an isotropic ``voxel_mm`` grid (cached).
+
+    Raises:
+        ValueError: if ``voxel_mm`` is not between 1 and 8 mm.
+    """
+    if not MIN_VOXEL_MM <= float(voxel_mm) <= MAX_VOXEL_MM:
+        raise ValueError(f"voxel_mm must be between {MIN_VOXEL_MM:g} and {MAX_VOXEL_MM:g} mm, got {voxel_mm!r}")
+    arrays, source_affine = _mni152_1mm()
+    shape, affine = target_grid(arrays["t1"].shape, source_affine, float(voxel_mm))
+    volumes = {name: _resample(array, shape, float(voxel_mm)) for name, array in arrays.items()}
     mask = (volumes["mask"] > 0.5).astype(np.float32)
     gm, wm = volumes["gm"] * mask, volumes["wm"] * mask
     csf = np.clip(mask - gm - wm, 0.0, 1.0)
@@ -151,14 +157,21 @@ def growth_field(region: np.ndarray, voxel_mm: float, sigma_mm: float = GROWTH_S
     return GrowthField(box=box, field=gradient.astype(np.float32), region=region[box].astype(np.float32))
 
 
-def growth_displacement(shape, growth: Sequence[tuple[GrowthField, float]]) -> np.ndarray | None:
-    """Sum of ``amount_mm * field`` over the growing regions on the full grid (3, *shape), or None."""
+def growth_displacement(growth: Sequence[tuple[GrowthField, float]]):
+    """Sum of ``amount_mm * field`` over the growing regions, on the union of their boxes.
+
+    Returns:
+        ``(box, displacement (3, *box shape))``, or None when nothing grows.
+    """
     if not growth:
         return None
-    total = np.zeros((3, *shape), dtype=np.float32)
+    start = np.min([[s.start for s in field.box] for field, _ in growth], axis=0)
+    stop = np.max([[s.stop for s in field.box] for field, _ in growth], axis=0)
+    total = np.zeros((3, *(stop - start)), dtype=np.float32)
     for field, amount in growth:
-        total[(slice(None), *field.box)] += np.float32(amount) * field.field
-    return total
+        inner = tuple(slice(s.start - a, s.stop - a) for s, a in zip(field.box, start, strict=True))
+        total[(slice(None), *inner)] += np.float32(amount) * field.field
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True)), total
 
 
 @dataclass(frozen=True)
@@ -209,11 +222,14 @@ def pull_back_coordinates(template: Template, pose: Pose, growth: Sequence[tuple
     source = centre + (anatomy - centre) / np.float32(pose.scale)
     source += smooth_warp_displacement(source, np.asarray(waves, dtype=np.float32).reshape(-1, 6))
     inverse = np.linalg.inv(template.affine).astype(np.float32)
-    voxels = inverse[:3, :3] @ source + inverse[:3, 3:4]
-    total = growth_displacement(template.shape, growth)
-    if total is not None:
-        voxels += np.stack([warp(component, voxels, order=1) for component in total])
-    return voxels.reshape(3, *template.shape)
+    voxels = (inverse[:3, :3] @ source + inverse[:3, 3:4]).reshape(3, *template.shape)
+    grown = growth_displacement(growth)
+    if grown is not None:  # the fields vanish outside their boxes: only voxels there can move
+        box, total = grown
+        start = np.array([s.start for s in box], dtype=np.float32).reshape(3, 1, 1, 1)
+        local = voxels[(slice(None), *box)] - start
+        voxels[(slice(None), *box)] += np.stack([warp(component, local) for component in total])
+    return voxels
 
 
 def warp(volume: np.ndarray, coordinates: np.ndarray, order: int = 1) -> np.ndarray:
@@ -237,6 +253,6 @@ def bias_field(shape, coefficients: np.ndarray) -> np.ndarray:
 
 def rician_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Magnitude of the image plus complex Gaussian noise of standard deviation ``sigma``."""
-    real = image + rng.normal(0.0, sigma, image.shape).astype(np.float32)
-    imaginary = rng.normal(0.0, sigma, image.shape).astype(np.float32)
+    real = image + np.float32(sigma) * rng.standard_normal(image.shape, dtype=np.float32)
+    imaginary = np.float32(sigma) * rng.standard_normal(image.shape, dtype=np.float32)
     return np.sqrt(real * real + imaginary * imaginary)

@@ -74,14 +74,23 @@ def _lobe(x, y, z, ax) -> dict[str, np.ndarray]:
             "insula": insula}
 
 
-def _ventricles(template: Template, x, y, z, ax) -> np.ndarray:
-    """Lateral ventricles: dark, CSF-rich voxels deep inside the brain near the midline, largest component."""
-    depth = ndimage.distance_transform_edt(template.mask > 0.5) * template.voxel_mm
+def _axes(template: Template) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MNI x, y, z of the grid as open (broadcastable) arrays; the template grid is axis-aligned."""
+    return tuple(
+        (template.affine[axis, axis] * np.arange(n, dtype=np.float32) + template.affine[axis, 3]).reshape(
+            [-1 if a == axis else 1 for a in range(3)])
+        for axis, n in enumerate(template.shape))
+
+
+def _ventricles(template: Template, x, y, z) -> np.ndarray:
+    """Lateral ventricles: dark, CSF-rich voxels deep inside the brain near the midline, largest components."""
+    ax = np.abs(x)
     box = ((ax >= VENTRICLE_BOX["x"][0]) & (ax <= VENTRICLE_BOX["x"][1]) & (y >= VENTRICLE_BOX["y"][0])
            & (y <= VENTRICLE_BOX["y"][1]) & (z >= VENTRICLE_BOX["z"][0]) & (z <= VENTRICLE_BOX["z"][1]))
     intensity = template.tissue_intensity()
     dark = template.t1 < 0.5 * (intensity["csf"] + intensity["gm"])
-    candidate = box & dark & (template.csf > 0.5) & (depth > VENTRICLE_DEPTH_MM)
+    candidate = box & dark & (template.csf > 0.5)
+    candidate &= _depth_mm(template.mask > 0.5, candidate, template.voxel_mm) > VENTRICLE_DEPTH_MM
     components, count = ndimage.label(candidate)
     if count == 0:
         raise RuntimeError("found no ventricle voxels in the MNI152 template; the template files look wrong")
@@ -91,9 +100,22 @@ def _ventricles(template: Template, x, y, z, ax) -> np.ndarray:
     return np.isin(components, keep[sizes[keep] > 0.2 * sizes[keep[0]]])
 
 
+def _depth_mm(brain: np.ndarray, where: np.ndarray, voxel_mm: float) -> np.ndarray:
+    """Distance (mm) to the brain's edge, exact wherever it is at most ``VENTRICLE_DEPTH_MM`` inside
+    ``where``'s bounding box (computed on that box padded by the depth, not on the whole grid)."""
+    depth = np.zeros(brain.shape, dtype=np.float32)
+    if not where.any():
+        return depth
+    pad = int(np.ceil(VENTRICLE_DEPTH_MM / voxel_mm)) + 1
+    box = tuple(slice(max(int(i.min()) - pad, 0), min(int(i.max()) + pad + 1, n))
+                for i, n in zip(np.nonzero(where), brain.shape, strict=True))
+    depth[box] = ndimage.distance_transform_edt(brain[box]) * voxel_mm
+    return depth
+
+
 def _rules(template: Template) -> list[tuple[str, str, Callable[[], np.ndarray]]]:
     """``(name, hemisphere, mask maker)`` in priority order."""
-    x, y, z = template.world_coordinates()
+    x, y, z = _axes(template)
     ax = np.abs(x)
     brain = template.mask > 0.5
     tissue = np.argmax(np.stack([template.csf, template.gm, template.wm]), axis=0)
@@ -103,14 +125,14 @@ def _rules(template: Template) -> list[tuple[str, str, Callable[[], np.ndarray]]
     brainstem = brain & (ax < 14) & (y > -44) & (y < -10) & (z < -12)
     cerebellum = brain & ~brainstem & (y < -38) & (z < -12 - 0.2 * (y + 38)) & (tissue > 0)
     cerebrum = brain & ~brainstem & ~cerebellum
+    ventricles = functools.cache(lambda: _ventricles(template, x, y, z))
 
     def ellipsoid(name, hemisphere):
         (cx, cy, cz), (rx, ry, rz) = DEEP_GREY[name]
         cx = -cx if hemisphere == "left" else cx
         return (((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1.0) & brain & (tissue > 0)
 
-    rules = [("lateral_ventricle_" + h, h, lambda h=h: _ventricles(template, x, y, z, ax) & side[h])
-             for h in HEMISPHERES]
+    rules = [("lateral_ventricle_" + h, h, lambda h=h: ventricles() & side[h]) for h in HEMISPHERES]
     rules += [(f"{name}_{h}", h, lambda name=name, h=h: ellipsoid(name, h)) for name in DEEP_GREY for h in HEMISPHERES]
     rules.append(("brainstem", "both", lambda: brainstem & (tissue > 0)))
     rules += [(f"cerebellum_{h}", h, lambda h=h: cerebellum & side[h]) for h in HEMISPHERES]

@@ -19,15 +19,16 @@ import numpy as np
 import pandas as pd
 
 from ml4ge.atomic import atomic_path, write_table, write_text
-from ml4ge.demo.anatomy import load_template
+from ml4ge.demo.anatomy import MAX_VOXEL_MM, MIN_VOXEL_MM, load_template
 from ml4ge.demo.atlas import load_atlas
 from ml4ge.demo.effects import AGE_RANGE, PLANTED_EFFECTS, REGION_AMOUNTS, truth_record
-from ml4ge.demo.genotypes import principal_components, simulate_genotypes, write_plink
+from ml4ge.demo.genotypes import CHROMOSOMES, min_snps, principal_components, simulate_genotypes, write_plink
 from ml4ge.demo.subject import Scene, SubjectSpec, build_scene, render_subject
 
 DEFAULT_TENSORS = ("t1_64", "t2_64")
 CONTRASTS = ("t1", "t2")
 PCS = 4
+MIN_SUBJECTS = 20
 MNI_SFORM_CODE = 4
 _SCENE: Scene | None = None  # set once per worker process by _init_worker
 
@@ -123,6 +124,24 @@ def build_truth(genotypes, causal_rows, seed: int, subjects: int, voxel_mm: floa
             "seed": seed, "subjects": subjects, "voxel_mm": voxel_mm}
 
 
+def check_arguments(subjects: int, voxel_mm: float, snps: int, tensors: Sequence[str], workers: int) -> None:
+    """Refuse arguments the generator cannot honour, before any work.
+
+    Raises:
+        ValueError: naming the argument, the value received and what is accepted.
+    """
+    if subjects < MIN_SUBJECTS:
+        raise ValueError(f"subjects must be at least {MIN_SUBJECTS} for a usable demo cohort, got {subjects}")
+    if not MIN_VOXEL_MM <= float(voxel_mm) <= MAX_VOXEL_MM:
+        raise ValueError(f"voxel_mm must be between {MIN_VOXEL_MM:g} and {MAX_VOXEL_MM:g} mm, got {voxel_mm!r}")
+    if snps < min_snps():
+        raise ValueError(f"snps={snps} is too few for {CHROMOSOMES} chromosomes; use at least {min_snps()}")
+    if len(tensors) != len(CONTRASTS):
+        raise ValueError(f"tensors must name the T1 and the T2 TensorMap, got {tuple(tensors)!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+
+
 def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: int = 2000, seed: int = 0,
                       tensors: Sequence[str] = DEFAULT_TENSORS, workers: int = 1) -> dict[str, Path]:
     """Generate the demo cohort into ``folder`` (see the module docstring and README for the files).
@@ -132,6 +151,7 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
         subjects: number of subjects (at least 20).
         voxel_mm: isotropic voxel size of the volumes; 1.0 is the full 197x233x189 MNI152 grid.
         snps: number of SNPs (at least 160), on 4 chromosomes.
+        (``subjects``, ``voxel_mm`` and ``snps`` are checked by :func:`check_arguments`.)
         seed: everything is determined by it.
         tensors: TensorMap names for the T1 and T2 rows of the manifest.
         workers: processes rendering subjects (the output does not depend on it).
@@ -143,10 +163,7 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
     Raises:
         ValueError: for a too-small cohort or SNP count, a bad voxel size, or not two tensor names.
     """
-    if subjects < 20:
-        raise ValueError(f"subjects must be at least 20 for a usable demo cohort, got {subjects}")
-    if len(tensors) != len(CONTRASTS):
-        raise ValueError(f"tensors must name the T1 and the T2 TensorMap, got {tuple(tensors)!r}")
+    check_arguments(subjects, voxel_mm, snps, tensors, workers)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -45,13 +45,13 @@ class PlantedEffect:
 
 PLANTED_EFFECTS = (
     PlantedEffect("ventricle_volume", "volume", ("lateral_ventricle_left", "lateral_ventricle_right"),
-                  effect_sd_per_allele=0.7, age_sd=1.6, base_amount=1.0, amount_per_sd=0.5),
+                  effect_sd_per_allele=1.0, age_sd=1.6, base_amount=1.0, amount_per_sd=0.5),
     PlantedEffect("hippocampus_asymmetry", "asymmetry", ("hippocampus_left", "hippocampus_right"),
-                  effect_sd_per_allele=0.8, age_sd=0.0, base_amount=0.0, amount_per_sd=0.5),
+                  effect_sd_per_allele=1.0, age_sd=0.0, base_amount=0.0, amount_per_sd=0.5),
     PlantedEffect("thalamus_volume", "volume", ("thalamus_left", "thalamus_right"),
-                  effect_sd_per_allele=0.7, age_sd=-0.5, base_amount=0.0, amount_per_sd=0.4),
+                  effect_sd_per_allele=1.0, age_sd=-0.5, base_amount=0.0, amount_per_sd=0.6),
     PlantedEffect("putamen_volume", "volume", ("putamen_left", "putamen_right"),
-                  effect_sd_per_allele=-0.7, age_sd=-0.3, base_amount=0.0, amount_per_sd=0.4),
+                  effect_sd_per_allele=-1.0, age_sd=-0.3, base_amount=0.0, amount_per_sd=0.6),
 )
 
 

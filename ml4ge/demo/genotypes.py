@@ -23,6 +23,7 @@ BLOCK_SIZE_RANGE = (5, 40)
 RHO_RANGE = (0.75, 0.97)
 ANCESTRY_SHIFT = 0.08  # latent-threshold shift per SD of ancestry
 MEAN_GAP_BP = 5_000
+CHROMOSOMES = 4
 ALLELE_PAIRS = (("A", "G"), ("G", "A"), ("C", "T"), ("T", "C"), ("A", "C"), ("G", "T"))
 
 
@@ -41,11 +42,20 @@ class Genotypes:
     snps: pd.DataFrame
 
 
+def min_snps(chromosomes: int = CHROMOSOMES) -> int:
+    """The fewest SNPs that fill every chromosome with at least one full-sized block."""
+    return chromosomes * BLOCK_SIZE_RANGE[1]
+
+
 def layout_snps(snps: int, chromosomes: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Chromosome, block, position, alleles and allele frequency of every SNP."""
-    if snps < chromosomes * BLOCK_SIZE_RANGE[1]:
+    """Chromosome, block, position, alleles and allele frequency of every SNP.
+
+    Raises:
+        ValueError: if ``snps`` is below :func:`min_snps`.
+    """
+    if snps < min_snps(chromosomes):
         raise ValueError(f"snps={snps} is too few for {chromosomes} chromosomes; use at least "
-                         f"{chromosomes * BLOCK_SIZE_RANGE[1]}")
+                         f"{min_snps(chromosomes)}")
     rows, block = [], 0
     for chrom, count in enumerate(np.array_split(np.arange(snps), chromosomes), start=1):
         position = int(rng.integers(1_000_000, 2_000_000))
@@ -100,7 +110,7 @@ def simulate_haplotype_counts(snps: pd.DataFrame, ancestry: np.ndarray, rng: np.
     return counts
 
 
-def simulate_genotypes(subjects: int, snps: int, rng: np.random.Generator, chromosomes: int = 4,
+def simulate_genotypes(subjects: int, snps: int, rng: np.random.Generator, chromosomes: int = CHROMOSOMES,
                        causal: int = 4, missing_rate: float = 0.01) -> tuple[Genotypes, list[int]]:
     """Simulate a cohort's genotypes.
 

@@ -39,8 +39,8 @@ BIAS_SD = 0.08
 MAX_ROTATION_DEG = 3.0
 MAX_TRANSLATION_MM = 2.0
 WAVES = 6
-WAVE_LENGTH_MM = (60.0, 180.0)
-WAVE_AMPLITUDE_MM = 0.8
+WAVE_LENGTH_MM = (80.0, 200.0)
+WAVE_AMPLITUDE_MM = 0.4
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,9 @@ def render_subject(scene: Scene, spec: SubjectSpec, seed: int) -> Rendered:
     rng = np.random.default_rng([seed, spec.index])
     template = scene.template
     coordinates = pull_back_coordinates(template, _pose(scene, spec, rng), _growth(scene, spec), _waves(rng))
-    gm, wm, csf = (warp(v, coordinates) for v in (template.gm, template.wm, template.csf))
-    brain = warp(template.mask, coordinates) > 0.5
+    gm, wm, mask = (warp(v, coordinates) for v in (template.gm, template.wm, template.mask))
+    csf = np.clip(mask - gm - wm, 0.0, 1.0)  # as in the template: what the mask holds beyond grey and white
+    brain = mask > 0.5
     age_fraction = (spec.age - AGE_RANGE[0]) / (AGE_RANGE[1] - AGE_RANGE[0])
     gm_loss = np.clip(GM_LOSS_OVER_AGE_RANGE * age_fraction + GM_LOSS_SD * rng.standard_normal(), 0.0, 0.6)
     cortex = warp(scene.cortex, coordinates)
