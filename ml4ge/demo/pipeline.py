@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -209,6 +211,12 @@ class PeakMemory:
         self._thread.join()
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (workers count once they exit)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_stage(run: DemoRun, name: str, stage: Stage) -> dict:
     """Run one stage unless its record exists; returns the record (wall time, peak memory)."""
     record_path = run.stage_record(name)
@@ -216,11 +224,12 @@ def run_stage(run: DemoRun, name: str, stage: Stage) -> dict:
         log.info("demo stage %s: done in an earlier run, skipped", name)
         return json.loads(record_path.read_text())
     log.info("demo stage %s: starting", name)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     with PeakMemory() as memory:
         stage.run(run)
     record = {"stage": name, "kind": stage.kind, "wall_s": round(time.perf_counter() - start, 2),
-              "peak_rss_mb": round(memory.peak_mb, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "cpu_s": round(cpu_seconds() - cpu_start, 2), "peak_rss_mb": round(memory.peak_mb, 1),
+              "load_average": round(os.getloadavg()[0], 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     record_path.parent.mkdir(parents=True, exist_ok=True)
     write_text(record_path, json.dumps(record, indent=2))
     log.info("demo stage %s: %.1f s, peak %.0f MiB", name, record["wall_s"], record["peak_rss_mb"])

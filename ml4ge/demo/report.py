@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 REPORT_NAME = "report.md"
 HEADLINE = (("age", "r2"), ("sex", "roc_auc"))
+TIMING_COLUMNS = ["stage", "kind", "wall_s", "cpu_s", "peak_rss_mb", "load_average"]
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -139,10 +140,14 @@ def timing_section(run: DemoRun) -> str:
     records = pd.DataFrame(list(run.timings.values()))
     if records.empty:
         return ""
-    by_kind = records.groupby("kind", sort=False).agg(wall_s=("wall_s", "sum"), peak_rss_mb=("peak_rss_mb", "max"))
-    total = f"Total {records.wall_s.sum() / 60:.1f} min; peak memory {records.peak_rss_mb.max() / 1024:.2f} GiB."
+    records = records.reindex(columns=[*TIMING_COLUMNS, "finished"])
+    by_kind = records.groupby("kind", sort=False).agg(wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+                                                       peak_rss_mb=("peak_rss_mb", "max"))
+    total = (f"Total {records.wall_s.sum() / 60:.1f} min wall, {records.cpu_s.sum() / 60:.1f} min CPU; peak memory "
+             f"{records.peak_rss_mb.max() / 1024:.2f} GiB (this process and its workers). `load_average` is the "
+             "machine's 1-minute load when the stage ended: on a shared machine wall time grows with it.")
     return "\n".join(["## Cost", "", total, "", markdown_table(by_kind.reset_index()), "",
-                      markdown_table(records[["stage", "kind", "wall_s", "peak_rss_mb", "finished"]])])
+                      markdown_table(records)])
 
 
 def outputs_section() -> str:
