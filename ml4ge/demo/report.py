@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ml4ge.demo.pipeline import DemoRun, Stage
 
 REPORT_NAME = "report.md"
+OVERVIEW_NAME = "report_overview.png"
 HEADLINE = (("age", "r2"), ("sex", "roc_auc"))
 TIMING_COLUMNS = ["stage", "kind", "wall_s", "cpu_s", "peak_rss_mb", "load_average"]
 
@@ -163,6 +164,50 @@ def outputs_section() -> str:
         "stages"])
 
 
+def overview_figure(run: DemoRun, path: Path) -> Path | None:
+    """One PNG for a first look: a T1 reconstruction beside the R^2 and AUC of every space (None before compare)."""
+    import matplotlib.image
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ml4ge.atomic import atomic_path
+
+    summary_path = run.folder / "compare" / "compare_summary.tsv"
+    if not summary_path.is_file():
+        return None
+    summary = pd.read_csv(summary_path, sep="\t")
+    reconstructions = sorted((run.folder / "ae_t1" / "reconstructions").glob("*.png"))[:1]
+    figure = Figure(figsize=(16, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 3, width_ratios=[1.3, 1.6, 0.7])
+    axes[0].axis("off")
+    if reconstructions:
+        axes[0].imshow(matplotlib.image.imread(reconstructions[0]))
+        axes[0].set_title("T1 autoencoder: test subject and reconstruction")
+    for axis, metric, label in ((axes[1], "r2", "R$^2$"), (axes[2], "roc_auc", "ROC AUC")):
+        _bars(axis, summary[summary.metric == metric], label)
+    axes[1].legend(fontsize="small", title="latent space")
+    figure.suptitle(f"ml4ge demo {run.folder.name}: {run.settings.subjects} subjects, what each latent space "
+                    "predicts (cross-validated linear probes, mean ± SD over folds)")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=80)
+    return path
+
+
+def _bars(axis, rows: pd.DataFrame, label: str) -> None:
+    import numpy as np
+
+    phenotypes, spaces = list(dict.fromkeys(rows.phenotype)), list(dict.fromkeys(rows.space))
+    width = 0.8 / max(1, len(spaces))
+    for i, space in enumerate(spaces):
+        values = rows[rows.space == space].set_index("phenotype").reindex(phenotypes)
+        axis.bar(np.arange(len(phenotypes)) + (i - (len(spaces) - 1) / 2) * width, values["mean"], width,
+                 yerr=values["sd"].fillna(0), capsize=2, label=space)
+    axis.axhline(0.5 if label == "ROC AUC" else 0.0, color="grey", linewidth=0.8, linestyle="--")
+    axis.set_xticks(range(len(phenotypes)), phenotypes, rotation=25, ha="right")
+    axis.set_ylabel(label)
+
+
 def write_report(run: DemoRun, stages: list[tuple[str, Stage]]) -> Path:
     """Write ``<demo folder>/report.md`` from the finished stages; returns its path."""
     settings = run.settings
@@ -170,6 +215,9 @@ def write_report(run: DemoRun, stages: list[tuple[str, Stage]]) -> Path:
              f"Preset `{settings.preset}`: {settings.subjects} subjects at {settings.voxel_mm} mm, "
              f"{settings.epochs} epochs per model, batch {settings.batch_size}, seed {run.seed}.", "",
              headline(run)]
+    overview = overview_figure(run, run.folder / OVERVIEW_NAME)
+    if overview is not None:
+        lines += ["", _image(run, overview, "overview: a reconstruction and the comparison")]
     for _, stage in stages:
         section = stage.report(run) if stage.report is not None else ""
         if section:
