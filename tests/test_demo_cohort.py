@@ -104,6 +104,7 @@ def test_truth_names_snps_and_regions_that_exist(cohort):
         row = bim.loc[bim["id"] == snp["id"]].iloc[0]
         assert (int(row["chrom"]), int(row["pos"])) == (snp["chrom"], snp["pos"])
         assert snp["trait"] in phenotype_columns and truth["regions"][snp["trait"]] == snp["region"]
+        assert np.sign(snp["measured_t"]) == np.sign(snp["effect_sd_per_allele"])
         for region in snp["region"]:
             label = int(labels.loc[labels["name"] == region, "label"].iloc[0])
             assert (atlas == label).sum() > 5, region

@@ -65,7 +65,7 @@ def plan_subjects(subjects: int, genotypes, causal_rows: Sequence[int], rng: np.
         factor = effect.age_sd * age_z + effect.effect_sd_per_allele * (dose - dose.mean())
         factor += rng.standard_normal(subjects)
         factors[effect.trait] = factor
-        for i, value in enumerate(effect.base_amount + effect.amount_per_sd * factor):
+        for i, value in enumerate(effect.base_growth_mm + effect.growth_mm_per_sd * factor):
             amounts[i].update(REGION_AMOUNTS[effect.kind](effect, float(value)))
     specs = [SubjectSpec(index=i, sample_id=sample_id(i), age=round(float(ages[i]), 2), sex=int(sexes[i]),
                          region_amounts=amounts[i]) for i in range(subjects)]
@@ -109,19 +109,38 @@ def write_manifest(folder: Path, ids, tensors: Sequence[str]) -> Path:
     return write_table(pd.DataFrame(rows, columns=["sample_id", "tensor", "path"]), folder / "manifest.csv", sep=",")
 
 
-def build_truth(genotypes, causal_rows, seed: int, subjects: int, voxel_mm: float) -> dict:
+def measured_effect(trait: np.ndarray, dose: np.ndarray, covariates: np.ndarray) -> dict[str, float]:
+    """Least-squares effect of ``dose`` on ``trait`` adjusted for ``covariates``: per allele in trait units and
+    in SDs of the covariate-adjusted trait, with its t statistic."""
+    design = np.column_stack([np.ones(len(trait)), dose, covariates])
+    beta, *_ = np.linalg.lstsq(design, trait, rcond=None)
+    residual = trait - design @ beta
+    sigma2 = residual @ residual / (len(trait) - design.shape[1])
+    standard_error = np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[1, 1])
+    adjusted = trait - np.column_stack([np.ones(len(trait)), covariates]) @ np.linalg.lstsq(
+        np.column_stack([np.ones(len(trait)), covariates]), trait, rcond=None)[0]
+    return {"measured_beta_per_allele": round(float(beta[1]), 6),
+            "measured_effect_sd_per_allele": round(float(beta[1] / adjusted.std()), 4),
+            "measured_t": round(float(beta[1] / standard_error), 3)}
+
+
+def build_truth(genotypes, causal_rows, phenotypes: pd.DataFrame, seed: int, voxel_mm: float) -> dict:
+    """The ``truth.json`` record: causal SNPs with planted and measured effects, and the cohort's settings."""
     snps = genotypes.snps
+    covariates = phenotypes[["age", "sex"]].to_numpy(dtype=np.float64)
     records = []
     for effect, row in zip(PLANTED_EFFECTS, causal_rows, strict=True):
         snp = snps.iloc[row]
+        dose = genotypes.complete[:, row].astype(np.float64)
         records.append({"id": snp["id"], "chrom": int(snp["chrom"]), "pos": int(snp["pos"]), "trait": effect.trait,
                         "region": list(effect.regions), "kind": effect.kind,
                         "effect_sd_per_allele": effect.effect_sd_per_allele, "effect_allele": snp["allele_1"],
-                        "maf": float(snp["maf"])})
+                        "maf": float(snp["maf"]),
+                        **measured_effect(phenotypes[effect.trait].to_numpy(dtype=np.float64), dose, covariates)})
     return {"snps": records, "null_snps": int(len(snps) - len(records)), **truth_record(),
             "effect_units": "per copy of allele 1 (the .bed's counted allele), in SDs of the structure's "
                             "non-genetic variation",
-            "seed": seed, "subjects": subjects, "voxel_mm": voxel_mm}
+            "seed": seed, "subjects": len(phenotypes), "voxel_mm": voxel_mm}
 
 
 def check_arguments(subjects: int, voxel_mm: float, snps: int, tensors: Sequence[str], workers: int) -> None:
@@ -183,6 +202,6 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
     paths["atlas"] = write_nifti(folder / "atlas.nii.gz", atlas.labels.astype(np.int16), atlas.affine)
     paths["atlas_labels"] = write_table(atlas.table, folder / "atlas_labels.tsv")
     paths["brain_mask"] = write_nifti(folder / "brain_mask.nii.gz", template.mask.astype(np.float32), template.affine)
-    truth = build_truth(genotypes, causal_rows, seed, subjects, float(voxel_mm))
+    truth = build_truth(genotypes, causal_rows, phenotypes, seed, float(voxel_mm))
     paths["truth"] = write_text(folder / "truth.json", json.dumps(truth, indent=2) + "\n")
     return paths

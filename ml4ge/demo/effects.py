@@ -3,7 +3,7 @@
 Every planted trait has a structure factor per subject,
 ``f = age_sd * z(age) + effect_sd_per_allele * (g - mean g) + e`` with ``e ~ N(0, 1)``, so effect sizes are
 in units of the structure's own non-genetic variation. The factor sets how many mm the trait's regions grow
-at their boundaries (``base_amount + amount_per_sd * f``; see :class:`ml4ge.demo.anatomy.GrowthField`), which
+at their boundaries (``base_growth_mm + growth_mm_per_sd * f``; see :class:`ml4ge.demo.anatomy.GrowthField`), which
 the rendered anatomy carries; the trait is then measured on the subject's warped atlas. Kinds are looked up
 in registries: how a factor deforms the regions, and how the trait is measured from region volumes.
 """
@@ -31,7 +31,7 @@ class PlantedEffect:
         regions: atlas region names the factor acts on and the trait is measured over.
         effect_sd_per_allele: factor shift per copy of the SNP's allele 1 (in SDs of the non-genetic part).
         age_sd: factor shift per SD of age.
-        base_amount, amount_per_sd: boundary growth (mm) at factor 0, and per unit of factor.
+        base_growth_mm, growth_mm_per_sd: boundary growth (mm) at factor 0, and per unit of factor.
     """
 
     trait: str
@@ -39,19 +39,19 @@ class PlantedEffect:
     regions: tuple[str, ...]
     effect_sd_per_allele: float
     age_sd: float
-    base_amount: float
-    amount_per_sd: float
+    base_growth_mm: float
+    growth_mm_per_sd: float
 
 
 PLANTED_EFFECTS = (
     PlantedEffect("ventricle_volume", "volume", ("lateral_ventricle_left", "lateral_ventricle_right"),
-                  effect_sd_per_allele=1.0, age_sd=1.6, base_amount=1.0, amount_per_sd=0.5),
+                  effect_sd_per_allele=1.0, age_sd=1.6, base_growth_mm=1.0, growth_mm_per_sd=0.5),
     PlantedEffect("hippocampus_asymmetry", "asymmetry", ("hippocampus_left", "hippocampus_right"),
-                  effect_sd_per_allele=1.0, age_sd=0.0, base_amount=0.0, amount_per_sd=0.5),
+                  effect_sd_per_allele=1.0, age_sd=0.0, base_growth_mm=0.0, growth_mm_per_sd=0.5),
     PlantedEffect("thalamus_volume", "volume", ("thalamus_left", "thalamus_right"),
-                  effect_sd_per_allele=1.0, age_sd=-0.5, base_amount=0.0, amount_per_sd=0.6),
+                  effect_sd_per_allele=1.0, age_sd=-0.5, base_growth_mm=0.0, growth_mm_per_sd=0.6),
     PlantedEffect("putamen_volume", "volume", ("putamen_left", "putamen_right"),
-                  effect_sd_per_allele=-1.0, age_sd=-0.3, base_amount=0.0, amount_per_sd=0.6),
+                  effect_sd_per_allele=-1.0, age_sd=-0.3, base_growth_mm=0.0, growth_mm_per_sd=0.6),
 )
 
 
@@ -97,12 +97,15 @@ def truth_record(effects=PLANTED_EFFECTS) -> dict:
     """The parts of ``truth.json`` that do not depend on the cohort: age/sex effects and region lists."""
     return {
         "age_effects": {
-            "range_years": list(AGE_RANGE),
-            "cortical_grey_matter_loss_fraction_over_range": GM_LOSS_OVER_AGE_RANGE,
-            **{e.trait: {"factor_sd_per_age_sd": e.age_sd} for e in effects if e.age_sd},
+            "age_range_years": f"{AGE_RANGE[0]:g}-{AGE_RANGE[1]:g}",
+            "cortical_gm_fraction_lost_over_range": GM_LOSS_OVER_AGE_RANGE,
+            **{f"{e.trait}_factor_sd_per_age_sd": e.age_sd for e in effects if e.age_sd},
         },
-        "sex_effects": {"head_scale_male_minus_female": 2 * HEAD_SCALE_BY_SEX, "head_scale_sd": HEAD_SCALE_SD,
-                        "note": "all volumes scale with head size (cube of the linear scale)"},
+        "sex_effects": {
+            "head_scale_male_minus_female": round(2 * HEAD_SCALE_BY_SEX, 4),
+            "head_scale_sd": HEAD_SCALE_SD,
+            "volume_ratio_male_over_female": round(((1 + HEAD_SCALE_BY_SEX) / (1 - HEAD_SCALE_BY_SEX)) ** 3, 3),
+        },
         "regions": {e.trait: list(e.regions) for e in effects},
         "effects": [asdict(e) for e in effects],
     }
