@@ -8,7 +8,8 @@ Usage::
 
 For each planted trait of ``truth.json`` (``regions: {trait: [atlas names]}``), the latent dimensions of
 ``<demo>/latents/<model>/hidden_<tmap>_<model>.tsv`` most correlated with the trait (|Pearson r|, the trait and
-the latents residualised on age and sex, since the demo also ages every region) are interpreted with
+the latents residualised on ``--adjust``: age, sex and brain volume by default, since the demo ages and scales
+every region) are interpreted with
 ``--mode interpret`` (decoder of the model's modality, the cohort's atlas), and the rank of each planted region
 among the atlas regions is reported, per hemisphere and with left/right merged. Writes ``truth_ranks.tsv`` and
 ``truth_ranks.md`` in ``<demo>/interpret_truth/`` and prints the table.
@@ -41,6 +42,8 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--smooth_sigma", type=float, default=1.0,
                         help="voxels; the demo's grid is 3-5 mm, so PerDI's 3 mm is about one voxel.")
     parser.add_argument("--batch_size", type=int, default=10)
+    parser.add_argument("--adjust", nargs="*", default=["age", "sex", "brain_volume"],
+                        help="phenotype columns removed from the trait and the latents before correlating.")
     return parser.parse_args(argv)
 
 
@@ -51,10 +54,12 @@ def residualised(frame: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(frame.to_numpy(dtype=float) - design @ coefficients, index=frame.index, columns=frame.columns)
 
 
-def top_dimensions(latents: pd.DataFrame, phenotypes: pd.DataFrame, traits, count: int) -> pd.DataFrame:
-    """``trait, dimension, abs_r`` for the ``count`` dimensions most correlated with each trait (age/sex removed)."""
+def top_dimensions(latents: pd.DataFrame, phenotypes: pd.DataFrame, traits, count: int,
+                   adjust=("age", "sex")) -> pd.DataFrame:
+    """``trait, dimension, abs_r`` for the ``count`` dimensions most correlated with each trait (``adjust``
+    columns removed from both)."""
     joined = latents.join(phenotypes, how="inner")
-    covariates = joined[["age", "sex"]]
+    covariates = joined[list(adjust)]
     z = residualised(joined[latents.columns], covariates)
     rows = []
     for trait in traits:
@@ -108,7 +113,8 @@ def main(argv=None) -> int:
     short = (settings["t1"] if args.model.endswith("t1") else settings["t2"]).split(".")[-1]
     table = args.demo_folder / "latents" / args.model / f"hidden_{short}_{args.model}.tsv"
     phenotypes = pd.read_csv(args.data / "phenotypes.csv", dtype={"sample_id": str}).set_index("sample_id")
-    chosen = top_dimensions(load_latents(table), phenotypes, list(truth["regions"]), args.dimensions_per_trait)
+    chosen = top_dimensions(load_latents(table), phenotypes, list(truth["regions"]), args.dimensions_per_trait,
+                            args.adjust)
     out = args.demo_folder / "interpret_truth"
     maps = run_interpret(args, settings, table, sorted(set(chosen["dimension"])), out)
     ranks = planted_ranks(maps, args, chosen, truth["regions"])

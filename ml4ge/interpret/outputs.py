@@ -5,12 +5,15 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import matplotlib
 import nibabel as nib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ml4ge.atomic import atomic_path
+
+OVERLAY_FRACTION = 0.2  # the lightbox colours |t| above this fraction of the map's maximum; the NIfTI keeps all
 
 
 def write_nifti(volume: np.ndarray, affine: np.ndarray, path) -> Path:
@@ -41,7 +44,8 @@ def lightbox_slices(mask: np.ndarray, count: int) -> list[int]:
 
 def lightbox(abs_t: np.ndarray, background: np.ndarray, mask: np.ndarray, path, count: int = 8,
              title: str = "") -> Path:
-    """A row-wrapped grid of axial slices: ``background`` in grey with ``abs_t`` in colour where it is > 0.
+    """A row-wrapped grid of axial slices: ``background`` in grey inside the mask (black outside) with ``abs_t``
+    in colour above ``OVERLAY_FRACTION`` of its maximum; anterior up, the array's first axis left to right.
 
     Args:
         abs_t: the |t| map (3-D).
@@ -61,11 +65,13 @@ def lightbox(abs_t: np.ndarray, background: np.ndarray, mask: np.ndarray, path, 
     top = float(abs_t.max()) or 1.0
     inside = np.asarray(mask) != 0
     low, high = (np.percentile(background[inside], [1, 99]) if inside.any() else (background.min(), background.max()))
+    grey = matplotlib.colormaps["gray"].with_extremes(bad="black")
     image = None
     for index, z in enumerate(slices):
         axis = figure.add_subplot(rows, columns, index + 1)
-        axis.imshow(np.rot90(background[:, :, z]), cmap="gray", vmin=low, vmax=high)
-        overlay = np.ma.masked_where(np.rot90(abs_t[:, :, z]) <= 0, np.rot90(abs_t[:, :, z]))
+        brain = np.ma.masked_where(~np.rot90(inside[:, :, z]), np.rot90(background[:, :, z]))
+        axis.imshow(brain, cmap=grey, vmin=low, vmax=high)  # outside the mask the decoder's output means nothing
+        overlay = np.ma.masked_where(np.rot90(abs_t[:, :, z]) <= OVERLAY_FRACTION * top, np.rot90(abs_t[:, :, z]))
         image = axis.imshow(overlay, cmap="hot", vmin=0, vmax=top, alpha=0.8)
         axis.set_title(f"z = {z}", fontsize=8)
         axis.axis("off")
