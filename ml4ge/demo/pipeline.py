@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import threading
 import time
 from collections.abc import Callable
@@ -179,42 +178,64 @@ def run_recipe(argv: list[str]) -> Path:
     return folder
 
 
-class PeakMemory:
-    """Samples the resident memory of this process and its children in a thread; ``peak_mb`` is the largest sum."""
+class ResourceMeter:
+    """Samples this process and its descendants (forkserver workers included) in a thread while a stage runs.
+
+    ``peak_mb`` is the largest sum of their resident memory; ``cpu_s`` their user + system CPU time during the
+    stage (a worker's last fraction of a sampling interval before it exits is missed).
+    """
 
     def __init__(self, interval_s: float = 0.25):
+        import psutil
+
         self.interval_s = interval_s
         self.peak_mb = 0.0
+        self._process = psutil.Process()
+        self._cpu_start = self._cpu_latest = self._cpu_now()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _members(self):
+        return [self._process, *self._process.children(recursive=True)]
+
+    def _cpu_now(self) -> dict[int, float]:
+        import psutil
+
+        times = {}
+        for member in self._members():
+            try:
+                cpu = member.cpu_times()
+                times[member.pid] = cpu.user + cpu.system
+            except psutil.Error:  # a worker that exited between listing and reading
+                continue
+        return times
 
     def _sample(self) -> None:
         import psutil
 
-        process = psutil.Process()
         while not self._stop.is_set():
             total = 0
-            for member in [process, *process.children(recursive=True)]:
+            for member in self._members():
                 try:
                     total += member.memory_info().rss
-                except psutil.Error:  # a worker that exited between listing and reading has no memory left
+                except psutil.Error:
                     continue
             self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._cpu_latest = {**self._cpu_latest, **self._cpu_now()}
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> PeakMemory:
+    @property
+    def cpu_s(self) -> float:
+        return sum(latest - self._cpu_start.get(pid, 0.0) for pid, latest in self._cpu_latest.items())
+
+    def __enter__(self) -> ResourceMeter:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children (workers count once they exit)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        self._cpu_latest = {**self._cpu_latest, **self._cpu_now()}
 
 
 def run_stage(run: DemoRun, name: str, stage: Stage) -> dict:
@@ -224,11 +245,11 @@ def run_stage(run: DemoRun, name: str, stage: Stage) -> dict:
         log.info("demo stage %s: done in an earlier run, skipped", name)
         return json.loads(record_path.read_text())
     log.info("demo stage %s: starting", name)
-    start, cpu_start = time.perf_counter(), cpu_seconds()
-    with PeakMemory() as memory:
+    start = time.perf_counter()
+    with ResourceMeter() as meter:
         stage.run(run)
     record = {"stage": name, "kind": stage.kind, "wall_s": round(time.perf_counter() - start, 2),
-              "cpu_s": round(cpu_seconds() - cpu_start, 2), "peak_rss_mb": round(memory.peak_mb, 1),
+              "cpu_s": round(meter.cpu_s, 2), "peak_rss_mb": round(meter.peak_mb, 1),
               "load_average": round(os.getloadavg()[0], 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     record_path.parent.mkdir(parents=True, exist_ok=True)
     write_text(record_path, json.dumps(record, indent=2))
