@@ -131,13 +131,24 @@ class GrowthField:
     field: np.ndarray
     region: np.ndarray  # the region's indicator (float32) inside ``box``
 
-    def warped_volume_ml(self, coordinates: np.ndarray, voxel_mm: float) -> float:
-        """Volume (mL) of the region in a subject whose image samples the template at ``coordinates``
-        (3, *shape), with partial voxels (linear interpolation of the indicator). The box's padding covers
-        where the subject's region can lie."""
-        start = np.array([s.start for s in self.box], dtype=np.float32).reshape(3, 1, 1, 1)
-        inside = coordinates[(slice(None), *self.box)] - start
-        return float(warp(self.region, inside, order=1).sum() * voxel_mm**3 / 1000.0)
+    def contains(self, index: np.ndarray) -> np.ndarray:
+        """Which of the voxel ``index`` points (3, S) lie in the box."""
+        return _in_box(index, self.box)
+
+    def warped_volume_ml(self, coordinates: np.ndarray, index: np.ndarray, voxel_mm: float) -> float:
+        """Volume (mL) of the region in a subject whose image voxels ``index`` (3, S) sample the template at
+        ``coordinates`` (3, S), with partial voxels (linear interpolation of the indicator). Only the image
+        voxels in the box are sampled: its padding covers where the subject's region can lie."""
+        inside = self.contains(index)
+        start = np.array([s.start for s in self.box], dtype=np.float32)[:, None]
+        return float(warp(self.region, coordinates[:, inside] - start).sum() * voxel_mm**3 / 1000.0)
+
+
+def _in_box(index: np.ndarray, box) -> np.ndarray:
+    inside = np.ones(index.shape[1], dtype=bool)
+    for axis, extent in enumerate(box):
+        inside &= (index[axis] >= extent.start) & (index[axis] < extent.stop)
+    return inside
 
 
 def growth_field(region: np.ndarray, voxel_mm: float, sigma_mm: float = GROWTH_SIGMA_MM) -> GrowthField:
@@ -208,27 +219,28 @@ def smooth_warp_displacement(points: np.ndarray, waves: np.ndarray) -> np.ndarra
 
 
 def pull_back_coordinates(template: Template, pose: Pose, growth: Sequence[tuple[GrowthField, float]],
-                          waves) -> np.ndarray:
-    """Template voxel coordinates (3, *shape) that each voxel of the subject's image samples.
+                          waves, index: np.ndarray) -> np.ndarray:
+    """Template voxel coordinates (3, S) that the subject's image voxels ``index`` (3, S) sample.
 
     Image point ``x`` -> anatomy point ``R^T (x - c - t) + c`` (undo the misregistration) -> template point
     ``y = c + (a - c) / scale`` (undo head size) -> ``y`` + smooth random warp at ``y`` -> plus the regions'
     growth displacement there (``growth``: ``(field, amount_mm)`` pairs).
     """
-    points = template.world_coordinates().reshape(3, -1)
+    affine = template.affine.astype(np.float32)
+    points = affine[:3, :3] @ index.astype(np.float32) + affine[:3, 3:4]
     centre = np.asarray(pose.centre, dtype=np.float32)[:, None]
     rotation = rotation_matrix(pose.rotation_deg).astype(np.float32)
     anatomy = rotation.T @ (points - centre - np.asarray(pose.translation_mm, dtype=np.float32)[:, None]) + centre
     source = centre + (anatomy - centre) / np.float32(pose.scale)
     source += smooth_warp_displacement(source, np.asarray(waves, dtype=np.float32).reshape(-1, 6))
     inverse = np.linalg.inv(template.affine).astype(np.float32)
-    voxels = (inverse[:3, :3] @ source + inverse[:3, 3:4]).reshape(3, *template.shape)
+    voxels = inverse[:3, :3] @ source + inverse[:3, 3:4]
     grown = growth_displacement(growth)
     if grown is not None:  # the fields vanish outside their boxes: only voxels there can move
         box, total = grown
-        start = np.array([s.start for s in box], dtype=np.float32).reshape(3, 1, 1, 1)
-        local = voxels[(slice(None), *box)] - start
-        voxels[(slice(None), *box)] += np.stack([warp(component, local) for component in total])
+        inside = _in_box(index, box)
+        local = voxels[:, inside] - np.array([s.start for s in box], dtype=np.float32)[:, None]
+        voxels[:, inside] += np.stack([warp(component, local) for component in total])
     return voxels
 
 
@@ -238,14 +250,14 @@ def warp(volume: np.ndarray, coordinates: np.ndarray, order: int = 1) -> np.ndar
 
 
 # Image formation ------------------------------------------------------------------------------------------
-def bias_field(shape, coefficients: np.ndarray) -> np.ndarray:
-    """Smooth multiplicative bias: ``exp`` of a quadratic polynomial in coordinates scaled to [-1, 1].
+def bias_field(shape, coefficients: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Smooth multiplicative bias at voxels ``index`` (3, S): ``exp`` of a quadratic polynomial in the
+    coordinates scaled to [-1, 1] over the grid ``shape``.
 
     Args:
         coefficients: 10 numbers for ``1, x, y, z, x^2, y^2, z^2, xy, xz, yz`` (the constant is ignored).
     """
-    axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in shape]
-    x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
+    x, y, z = (2.0 * index[axis].astype(np.float32) / max(n - 1, 1) - 1.0 for axis, n in enumerate(shape))
     terms = (x, y, z, x * x, y * y, z * z, x * y, x * z, y * z)
     log_bias = sum(np.float32(c) * term for c, term in zip(coefficients[1:], terms, strict=True))
     return np.exp(log_bias).astype(np.float32)

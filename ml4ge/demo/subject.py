@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from ml4ge.demo.anatomy import (
     GrowthField,
@@ -41,6 +42,10 @@ MAX_TRANSLATION_MM = 2.0
 WAVES = 6
 WAVE_LENGTH_MM = (80.0, 200.0)
 WAVE_AMPLITUDE_MM = 0.4
+# How far outside the template's brain mask a subject's brain can reach: head scale (at most +7.8% of ~95 mm),
+# rotation (at most ~5 degrees combined at ~100 mm), translation (at most 3.5 mm) and the smooth warp.
+SUPPORT_MARGIN_MM = 20.0
+HEAD_SCALE_CLIP_SD = 3.0
 
 
 @dataclass(frozen=True)
@@ -63,18 +68,22 @@ class Scene:
     cortex: np.ndarray  # cortical grey matter probability (grey matter inside the lobe labels)
     growth: dict[str, GrowthField]  # planted region name -> its growth field
     brain_centre: tuple[float, float, float]
+    support: np.ndarray  # (3, S) voxel indices where a subject's brain can lie; everything else stays 0
+    intensity: dict[str, float]  # T1 intensity of CSF, grey and white matter
 
 
 def build_scene(template: Template, atlas: Atlas) -> Scene:
-    """Precompute the cortex map, the brain's centre and the growth field of every planted region."""
+    """Precompute the cortex map, the brain's centre and support, and the growth field of every planted region."""
     cortical_labels = [atlas.label_of(f"{lobe}_{side}") for lobe in LOBES for side in ("left", "right")]
     cortex = template.gm * np.isin(atlas.labels, cortical_labels)
     world = template.world_coordinates().reshape(3, -1)
     regions = sorted({name for effect in PLANTED_EFFECTS for name in effect.regions})
     growth = {name: growth_field(atlas.labels == atlas.label_of(name), template.voxel_mm) for name in regions}
     centre = tuple(world[:, template.mask.ravel() > 0.5].mean(axis=1).tolist())
+    outside_mm = ndimage.distance_transform_edt(template.mask < 0.5) * template.voxel_mm
+    support = np.stack(np.nonzero(outside_mm <= SUPPORT_MARGIN_MM)).astype(np.int32)
     return Scene(template=template, atlas=atlas, cortex=cortex.astype(np.float32), growth=growth,
-                 brain_centre=centre)
+                 brain_centre=centre, support=support, intensity=template.tissue_intensity())
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,8 @@ class Rendered:
 
 
 def _pose(scene: Scene, spec: SubjectSpec, rng: np.random.Generator) -> Pose:
-    scale = 1.0 + HEAD_SCALE_BY_SEX * (2 * spec.sex - 1) + HEAD_SCALE_SD * rng.standard_normal()
+    variation = np.clip(rng.standard_normal(), -HEAD_SCALE_CLIP_SD, HEAD_SCALE_CLIP_SD)
+    scale = 1.0 + HEAD_SCALE_BY_SEX * (2 * spec.sex - 1) + HEAD_SCALE_SD * variation
     return Pose(centre=scene.brain_centre, scale=float(scale),
                 rotation_deg=tuple(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG, 3).tolist()),
                 translation_mm=tuple(rng.uniform(-MAX_TRANSLATION_MM, MAX_TRANSLATION_MM, 3).tolist()))
@@ -106,18 +116,23 @@ def _growth(scene: Scene, spec: SubjectSpec) -> list[tuple[GrowthField, float]]:
     return [(scene.growth[name], amount) for name, amount in spec.region_amounts.items()]
 
 
-def _finish(image: np.ndarray, brain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Bias field and Rician noise, then skull-stripped (zero outside the subject's brain), as float32."""
+def _finish(scene: Scene, values: np.ndarray, brain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bias field and Rician noise on the support's ``values``, skull-stripped (zero outside the subject's
+    brain), placed on the full grid as float32."""
+    shape = scene.template.shape
     coefficients = BIAS_SD * rng.standard_normal(10)
-    noisy = rician_noise(image * bias_field(image.shape, coefficients), NOISE_SD, rng)
-    return (noisy * brain).astype(np.float32)
+    noisy = rician_noise(values * bias_field(shape, coefficients, scene.support), NOISE_SD, rng)
+    image = np.zeros(shape, dtype=np.float32)
+    image[tuple(scene.support)] = noisy * brain
+    return image
 
 
 def render_subject(scene: Scene, spec: SubjectSpec, seed: int) -> Rendered:
     """Render one subject's T1 and T2-like images and measure its traits."""
     rng = np.random.default_rng([seed, spec.index])
     template = scene.template
-    coordinates = pull_back_coordinates(template, _pose(scene, spec, rng), _growth(scene, spec), _waves(rng))
+    coordinates = pull_back_coordinates(template, _pose(scene, spec, rng), _growth(scene, spec), _waves(rng),
+                                        scene.support)
     gm, wm, mask = (warp(v, coordinates) for v in (template.gm, template.wm, template.mask))
     csf = np.clip(mask - gm - wm, 0.0, 1.0)  # as in the template: what the mask holds beyond grey and white
     brain = mask > 0.5
@@ -126,23 +141,23 @@ def render_subject(scene: Scene, spec: SubjectSpec, seed: int) -> Rendered:
     cortex = warp(scene.cortex, coordinates)
     lost = np.float32(gm_loss) * cortex
     gm, csf = gm - lost, csf + lost
-    intensity = template.tissue_intensity()
-    t1 = warp(template.t1, coordinates) + lost * np.float32(intensity["csf"] - intensity["gm"])
-    t2 = T2_INTENSITY["csf"] * csf + T2_INTENSITY["gm"] * gm + T2_INTENSITY["wm"] * wm
+    t1 = warp(template.t1, coordinates) + lost * np.float32(scene.intensity["csf"] - scene.intensity["gm"])
+    t2 = (T2_INTENSITY["csf"] * csf + T2_INTENSITY["gm"] * gm + T2_INTENSITY["wm"] * wm).astype(np.float32)
     traits = measure_traits(scene, coordinates, gm, wm, cortex - lost, rng)
-    return Rendered(t1=_finish(t1, brain, rng), t2=_finish(t2.astype(np.float32), brain, rng), traits=traits)
+    return Rendered(t1=_finish(scene, t1, brain, rng), t2=_finish(scene, t2, brain, rng), traits=traits)
 
 
 def measure_traits(scene: Scene, coordinates, gm, wm, cortex, rng: np.random.Generator) -> dict[str, float]:
     """Brain tissue and cortical grey matter volume (mL) and every planted trait, with measurement noise.
 
     Args:
-        coordinates: where the subject samples the template; gm, wm, cortex: its warped tissue maps (cortex:
-            cortical grey matter after age-related loss).
+        coordinates: where the subject's support voxels sample the template; gm, wm, cortex: its warped
+            tissue maps there (cortex: cortical grey matter after age-related loss).
     """
     voxel_mm = scene.template.voxel_mm
     voxel_ml = voxel_mm**3 / 1000.0
-    volumes = {name: field.warped_volume_ml(coordinates, voxel_mm) for name, field in scene.growth.items()}
+    volumes = {name: field.warped_volume_ml(coordinates, scene.support, voxel_mm)
+               for name, field in scene.growth.items()}
     traits = {
         "brain_volume": TRAIT_NOISE["volume"](float(np.sum(gm + wm) * voxel_ml), rng.standard_normal()),
         "cortical_gm_volume": TRAIT_NOISE["volume"](float(np.sum(cortex) * voxel_ml), rng.standard_normal()),
