@@ -72,11 +72,14 @@ class DemoSettings:
 
 
 def small_model(stages: tuple[int, ...]) -> tuple[str, ...]:
-    """Train flags of a small 3-D conv autoencoder: no stem, one 3^3 convolution per pooling stage, 32 latents."""
+    """Train flags of a small 3-D conv autoencoder: no stem, one 3^3 convolution per pooling stage, 32 latents.
+
+    Swish, not ReLU: with ReLU the T2 autoencoder of the default demo died (every output 0, loss stuck at 1.0).
+    """
     return ("--encoder_blocks", "conv_encode", "--decoder_blocks", "conv_decode", "--conv_layers",
             "--dense_blocks", *map(str, stages), "--block_size", "1", "--dense_layers", "32",
             "--conv_x", "3", "--conv_y", "3", "--conv_z", "3", "--pool_x", "2", "--pool_y", "2", "--pool_z", "2",
-            "--activation", "relu", "--learning_rate", "1e-3", "--patience", "4")
+            "--activation", "swish", "--learning_rate", "1e-3", "--patience", "4")
 
 
 PRESETS: Registry[DemoSettings] = Registry("demo preset")
