@@ -68,6 +68,22 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     check_settings(quick)
 
 
+def test_presets_follow_the_flags(tmp_path):
+    from ml4ge.demo.pipeline import demo_run_from_args
+    from ml4ge.lookup import resolve
+
+    def settings(*flags):
+        return demo_run_from_args(parse_args(["--mode", "demo", "--output_folder", str(tmp_path), *flags])).settings
+
+    full = settings("--full_resolution")
+    assert (full.voxel_mm, resolve(full.t1).shape, resolve(full.t2).shape) == (1.0, (182, 218, 182, 1),
+                                                                              (182, 218, 182, 1))
+    assert "udip" in full.model_flags
+    quick = settings("--quick", "--demo_subjects", "40", "--demo_epochs", "1")
+    assert (quick.preset, quick.subjects, quick.epochs, resolve(quick.t1).shape) == ("quick", 40, 1, (40, 48, 40, 1))
+    assert settings().subjects == 300 and resolve(settings().t2).shape == (64, 80, 64, 1)
+
+
 def test_stages_run_in_order_and_names_are_unique():
     names = [name for name, _ in ordered_stages()]
     assert names[:2] == ["generate", "tensorize"]
