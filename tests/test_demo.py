@@ -61,11 +61,14 @@ def test_demo_data_on_another_grid_is_refused(capsys, tmp_path):
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
     quick = DemoRun(tmp_path, PRESETS.get("quick"), seed=1, num_workers=0)
-    (tmp_path / "demo.json").write_text(json.dumps({"settings": PRESETS.get("default").fingerprint()}))
+    default = DemoRun(tmp_path, PRESETS.get("default"), seed=1, num_workers=0)
+    (tmp_path / "demo.json").write_text(json.dumps({"settings": default.fingerprint()}))
     with pytest.raises(ValueError, match=r"other settings \(.*epochs.*subjects.*\)"):
         check_settings(quick)
-    (tmp_path / "demo.json").write_text(json.dumps({"settings": quick.settings.fingerprint()}))
+    (tmp_path / "demo.json").write_text(json.dumps({"settings": quick.fingerprint()}))
     check_settings(quick)
+    with pytest.raises(ValueError, match=r"\(seed differ\)"):
+        check_settings(DemoRun(tmp_path, PRESETS.get("quick"), seed=2, num_workers=0))
 
 
 def test_presets_follow_the_flags(tmp_path):

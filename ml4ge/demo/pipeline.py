@@ -67,8 +67,8 @@ class DemoSettings:
     folds: int = 5
 
     def fingerprint(self) -> dict:
-        """What must match for an existing demo folder to be resumed."""
-        return {key: value for key, value in asdict(self).items()}
+        """The settings as a JSON-ready dict."""
+        return asdict(self)
 
 
 def small_model(stages: tuple[int, ...]) -> tuple[str, ...]:
@@ -119,6 +119,10 @@ class DemoRun:
     @property
     def tensors(self) -> Path:
         return self.folder / "tensors"
+
+    def fingerprint(self) -> dict:
+        """The settings, seed and cohort folder: what must match for this folder to be resumed."""
+        return json.loads(json.dumps({**self.settings.fingerprint(), "seed": self.seed, "data": str(self.cohort)}))
 
     def stage_record(self, name: str) -> Path:
         return self.folder / STAGE_RECORDS / f"{name}.json"
@@ -270,7 +274,7 @@ def check_settings(run: DemoRun) -> None:
     if not path.is_file():
         return
     saved = json.loads(path.read_text()).get("settings", {})
-    wanted = json.loads(json.dumps(run.settings.fingerprint()))
+    wanted = run.fingerprint()
     different = sorted(key for key in wanted if saved.get(key) != wanted[key])
     if different:
         raise ValueError(f"{run.folder} holds a demo made with other settings ({', '.join(different)} differ); "
@@ -281,8 +285,7 @@ def run_demo(run: DemoRun) -> Path:
     """Run every registered stage in order (skipping finished ones) and write ``report.md``; returns its path."""
     check_settings(run)
     run.folder.mkdir(parents=True, exist_ok=True)
-    write_text(run.folder / SETTINGS_FILE, json.dumps({"settings": run.settings.fingerprint(), "seed": run.seed,
-                                                       "data": str(run.cohort)}, indent=2))
+    write_text(run.folder / SETTINGS_FILE, json.dumps({"settings": run.fingerprint()}, indent=2))
     for name, stage in ordered_stages():
         run.timings[name] = run_stage(run, name, stage)
     write_table(pd.DataFrame(list(run.timings.values())), run.folder / "demo_timings.tsv")
