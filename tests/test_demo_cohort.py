@@ -62,6 +62,12 @@ def test_files_shapes_and_affines(cohort):
     assert set(manifest["tensor"]) == {"t1_4mm", "t2_4mm"}
     assert all((folder / p).is_file() for p in manifest["path"])
     assert t2_data.max() > 0
+    covariates = pd.read_csv(paths["covariates"], sep="\t")
+    assert list(covariates.columns) == ["sample_id", "age", "sex", "PC1", "PC2", "PC3", "PC4"]
+    phenotypes = pd.read_csv(paths["phenotypes"])
+    expected = {"sample_id", "age", "sex", "brain_volume", *(effect.trait for effect in PLANTED_EFFECTS)}
+    assert expected <= set(phenotypes.columns) and phenotypes.notna().all().all()
+    assert set(phenotypes["sex"]) == {0, 1} and phenotypes["age"].between(45, 80).all()
 
 
 def test_t1_and_t2_contrasts(cohort):

@@ -100,7 +100,12 @@ def _mni152_1mm() -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 @functools.lru_cache(maxsize=2)
 def load_template(voxel_mm: float = 3.0) -> Template:
-    """The nilearn MNI152 template, tissue maps and brain mask on an isotropic ``voxel_mm`` grid (cached).
+    """:func:`build_template`, cached per process."""
+    return build_template(voxel_mm)
+
+
+def build_template(voxel_mm: float = 3.0) -> Template:
+    """The nilearn MNI152 template, tissue maps and brain mask on an isotropic ``voxel_mm`` grid.
 
     Raises:
         ValueError: if ``voxel_mm`` is not between 1 and 8 mm.

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ml4ge.demo.anatomy import SOURCE_VOXEL_MM, Template, load_template, warp
+from ml4ge.demo.anatomy import SOURCE_VOXEL_MM, Template, build_template, load_template, warp
 
 HEMISPHERES = ("left", "right")
 # Deep grey matter ellipsoids: name -> (centre |x|, y, z in mm, radii in mm), right-hemisphere x.
@@ -158,9 +158,9 @@ def draw_atlas(template: Template) -> Atlas:
 @functools.lru_cache(maxsize=2)
 def load_atlas(voxel_mm: float = 3.0) -> Atlas:
     """The atlas on the ``voxel_mm`` template grid: drawn at 1 mm, sampled nearest-neighbour (cached)."""
-    fine = draw_atlas(load_template(SOURCE_VOXEL_MM))
     if float(voxel_mm) == SOURCE_VOXEL_MM:
-        return fine
+        return draw_atlas(load_template(SOURCE_VOXEL_MM))
+    fine = draw_atlas(build_template(SOURCE_VOXEL_MM))  # not cached: the 1 mm volumes are not needed after
     coarse = load_template(voxel_mm)
     index = np.indices(coarse.shape, dtype=np.float32) * np.float32(voxel_mm / SOURCE_VOXEL_MM)
     labels = warp(fine.labels, index, order=0).astype(np.int16)

@@ -1,8 +1,19 @@
 """Write the demo cohort: NIfTI T1/T2 volumes, manifest, phenotypes, covariates, PLINK genotypes, atlas, truth.
 
-:func:`write_demo_cohort` is the entry point (the contract the demo pipeline builds on). Cohort-level draws
-(age, sex, genotypes, structure factors) come from ``default_rng(seed)``; each subject's images from
-``default_rng([seed, index])``, so the output is the same for a seed whatever the number of workers.
+:func:`write_demo_cohort` is the entry point (the contract the demo pipeline builds on). It writes:
+
+- ``t1/<sample_id>.nii.gz``, ``t2/<sample_id>.nii.gz``: float32, skull-stripped, on the MNI152 grid at
+  ``voxel_mm`` (3 mm: 66x78x63; 1 mm: 197x233x189), MNI sform; sample ids ``sub0001``...
+- ``manifest.csv``: ``sample_id,tensor,path`` (paths relative to the folder) for ``--mode tensorize``.
+- ``phenotypes.csv``: ``sample_id, age, sex`` (0 female / 1 male), ``brain_volume``, ``cortical_gm_volume`` (mL)
+  and one column per planted trait (:data:`ml4ge.demo.effects.PLANTED_EFFECTS`), measured on the subject.
+- ``covariates.tsv``: ``sample_id, age, sex, PC1..PC4`` (genotype principal components).
+- ``genotypes.bed/.bim/.fam``: PLINK 1 (bed-reader), FID = IID = sample id, about 1% missing calls.
+- ``atlas.nii.gz`` + ``atlas_labels.tsv`` (``label, name, hemisphere``) and ``brain_mask.nii.gz``: on the same grid.
+- ``truth.json``: the causal SNPs (planted and measured effects), age and sex effects, the regions per trait.
+
+Cohort-level draws (age, sex, genotypes, structure factors) come from ``default_rng(seed)``; each subject's
+images from ``default_rng([seed, index])``, so the output is the same for a seed whatever the number of workers.
 """
 
 from __future__ import annotations
