@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -254,6 +256,58 @@ def iterate_batches(
                        skipped=skipped, **options) as data:
         for batch in data.batches(0):
             yield batch.ids, batch.inputs, batch.outputs
+
+
+def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """Run the iterator ``items`` in a background thread, up to ``depth`` items ahead of the consumer.
+
+    Reading (HDF5 decompression, normalisation, copies out of the workers' shared memory) then overlaps with
+    what the consumer does with each item, e.g. a model's forward pass, which releases the GIL.
+
+    An error raised by ``items`` is raised to the consumer; closing the returned generator (or leaving its loop)
+    stops the thread and closes ``items``.
+    """
+    pending: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                pending.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((_END, error))
+            return
+        put((_END, None))
+
+    thread = threading.Thread(target=produce, name="ml4ge-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = pending.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+_END = object()
 
 
 @contextmanager

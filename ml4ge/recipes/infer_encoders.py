@@ -105,10 +105,10 @@ def write_latents(encoder, tm, paths, path: Path, batch_size: int, num_workers: 
         NoUsableSamplesError: if no sample could be read.
         ValueError: if the encoder gives non-finite latents.
     """
-    from ml4ge.pipeline import iterate_batches
+    from ml4ge.pipeline import iterate_batches, read_ahead
 
     dimension = int(np.prod(encoder.output.shape[1:]))
-    batches = iterate_batches(paths, [tm], [], batch_size, num_workers=num_workers, skipped=skipped)
+    batches = read_ahead(iterate_batches(paths, [tm], [], batch_size, num_workers=num_workers, skipped=skipped))
     bar = progress(total=len(paths), description=f"infer_encoders {tm.name}", unit="sample",
                    disable=None if show_progress is None else not show_progress)
     with LatentTableWriter(path, dimension, tsv_style) as table, bar:
