@@ -45,7 +45,7 @@ class PlantedEffect:
 
 PLANTED_EFFECTS = (
     PlantedEffect("ventricle_volume", "volume", ("lateral_ventricle_left", "lateral_ventricle_right"),
-                  effect_sd_per_allele=1.0, age_sd=1.6, base_growth_mm=1.0, growth_mm_per_sd=0.5),
+                  effect_sd_per_allele=1.0, age_sd=1.6, base_growth_mm=1.5, growth_mm_per_sd=0.7),
     PlantedEffect("hippocampus_asymmetry", "asymmetry", ("hippocampus_left", "hippocampus_right"),
                   effect_sd_per_allele=1.0, age_sd=0.0, base_growth_mm=0.0, growth_mm_per_sd=0.5),
     PlantedEffect("thalamus_volume", "volume", ("thalamus_left", "thalamus_right"),
