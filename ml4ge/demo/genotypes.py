@@ -123,7 +123,7 @@ def simulate_genotypes(subjects: int, snps: int, rng: np.random.Generator, chrom
     complete = simulate_haplotype_counts(table, ancestry, rng)
     dosages = complete.astype(np.float32)
     dosages[rng.random(dosages.shape) < missing_rate] = np.nan
-    observed = np.nanmean(dosages, axis=0) / 2.0
+    observed = np.nanmean(dosages, axis=0, dtype=np.float64) / 2.0
     table["maf"] = np.minimum(observed, 1.0 - observed).round(4)
     return Genotypes(dosages=dosages, complete=complete, snps=table), causal_rows
 
