@@ -95,3 +95,55 @@ def test_infer_writes_predictions_and_nifti(trained, tmp_path):
     assert table["age_tiny_actual"].between(0, 120).all()  # stored scale, not z-scores
     volume = nib.load(tmp_path / "pred" / "inferred" / "0_t1_tiny.nii.gz")
     assert volume.shape == (8, 8, 8) and np.isfinite(volume.get_fdata()).all()
+
+
+def test_read_ahead_keeps_order_and_raises_the_source_error():
+    from ml4ge.pipeline import read_ahead
+
+    assert list(read_ahead(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("sample 7 is corrupt")
+
+    received = []
+    with pytest.raises(ValueError, match="sample 7 is corrupt"):
+        for item in read_ahead(failing()):
+            received.append(item)
+    assert received == [1, 2]
+
+
+def test_read_ahead_stops_and_closes_its_source_when_abandoned():
+    import threading
+
+    from ml4ge.pipeline import read_ahead
+
+    produced, closed = [], []
+
+    def source():
+        try:
+            for i in range(1000):
+                produced.append(i)
+                yield i
+        finally:
+            closed.append(True)
+
+    items = read_ahead(source(), depth=2)
+    assert [next(items), next(items)] == [0, 1]
+    items.close()
+    assert closed == [True] and len(produced) < 10  # read at most depth ahead, then stopped
+    assert not any(thread.name == "ml4ge-read-ahead" for thread in threading.enumerate())
+
+
+def test_latents_do_not_depend_on_reader_processes(trained, tmp_path):
+    from ml4ge.cli import main
+
+    _, tensors, model_file = trained
+    for workers in ("0", "2"):
+        argv = infer_args("infer_encoders", tensors, tmp_path, f"w{workers}", model_file)
+        assert main([*argv, "--num_workers", workers]) == 0  # the last --num_workers counts
+    in_process = pd.read_csv(tmp_path / "w0" / "hidden_t1_tiny_w0.tsv", sep="\t", dtype={"sample_id": str})
+    processes = pd.read_csv(tmp_path / "w2" / "hidden_t1_tiny_w2.tsv", sep="\t", dtype={"sample_id": str})
+    assert len(in_process) == 12  # the corrupt file is skipped in both
+    pd.testing.assert_frame_equal(in_process, processes)
