@@ -25,10 +25,10 @@ HEADLINE = (("age", "r2"), ("sex", "roc_auc"))
 TIMING_COLUMNS = ["stage", "kind", "wall_s", "cpu_s", "peak_rss_mb", "load_average"]
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table of ``frame`` (its index is dropped; floats with 3 decimals)."""
+def markdown_table(frame: pd.DataFrame, decimals: int = 3) -> str:
+    """A pipe table of ``frame`` (its index is dropped; floats with ``decimals`` decimals)."""
     def cell(value) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
+        return f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
 
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * frame.shape[1]
@@ -147,8 +147,8 @@ def timing_section(run: DemoRun) -> str:
     total = (f"Total {records.wall_s.sum() / 60:.1f} min wall, {records.cpu_s.sum() / 60:.1f} min CPU; peak memory "
              f"{records.peak_rss_mb.max() / 1024:.2f} GiB (this process and its workers). `load_average` is the "
              "machine's 1-minute load when the stage ended: on a shared machine wall time grows with it.")
-    return "\n".join(["## Cost", "", total, "", markdown_table(by_kind.reset_index()), "",
-                      markdown_table(records)])
+    return "\n".join(["## Cost", "", total, "", markdown_table(by_kind.reset_index(), 1), "",
+                      markdown_table(records, 1)])
 
 
 def outputs_section() -> str:
