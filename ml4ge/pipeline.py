@@ -47,6 +47,8 @@ class TensorDataset:
         drop_remainder: drop the last, smaller batch (every batch then has exactly ``batch_size`` rows).
         prefetch: batches read ahead (default ``2 x num_workers``); memory is bounded by batch size x prefetch.
         context: multiprocessing start method of the workers.
+        min_rows: a last batch with fewer rows joins the batch before it. A distribution strategy splits each
+            batch over its replicas, and a replica given no row fails (oneDNN convolutions); pass the replica count.
 
     Raises:
         ValueError: for an empty split, a batch size below 1, or ``cache`` with ``augment`` (cached samples
@@ -57,7 +59,7 @@ class TensorDataset:
         self, paths: Sequence, input_tmaps, output_tmaps, batch_size: int, *, shuffle: bool = True,
         augment: bool = False, num_workers: int = 2, cache: bool = False, seed: int = 0,
         skipped: SkippedSamples | None = None, drop_remainder: bool = False, prefetch: int | None = None,
-        context: str = DEFAULT_CONTEXT,
+        context: str = DEFAULT_CONTEXT, min_rows: int = 1,
     ):
         if not paths:
             raise ValueError("no .hd5 files in this split; check --tensors and the split ratios or CSVs.")
@@ -70,6 +72,7 @@ class TensorDataset:
         self.input_tmaps, self.output_tmaps = tuple(input_tmaps), tuple(output_tmaps)
         self.batch_size, self.shuffle, self.augment = int(batch_size), shuffle, augment
         self.cache, self.seed, self.skipped, self.drop_remainder = cache, int(seed), skipped, drop_remainder
+        self.min_rows = int(min_rows)
         self.prefetch = prefetch or max(2 * num_workers, 1)
         self.pool = WorkerPool(self.input_tmaps, self.output_tmaps, num_workers, self.batch_size, self.prefetch,
                                context)
@@ -99,7 +102,8 @@ class TensorDataset:
         reasons: Counter = Counter()
         chunks = self._from_cache(order) if self._cache_complete() else self._from_workers(order, epoch, reasons)
         usable = []
-        yield from rebatch(_counted(chunks, usable), self.batch_size, self.drop_remainder)
+        batches = rebatch(_counted(chunks, usable), self.batch_size, self.drop_remainder)
+        yield from (join_short_tail(batches, self.min_rows) if self.min_rows > 1 else batches)
         if self.skipped is not None:
             self.skipped.write()
         if not usable:
@@ -196,6 +200,26 @@ def rebatch(chunks: Iterable[Batch], batch_size: int, drop_remainder: bool = Fal
             buffer, buffered = ([rest], len(rest)) if len(rest) else ([], 0)
     if buffered and not drop_remainder:
         yield _concatenate(buffer)
+
+
+def join_short_tail(batches: Iterable[Batch], min_rows: int) -> Iterator[Batch]:
+    """The batches, with a last one of fewer than ``min_rows`` rows joined to the one before it.
+
+    Raises:
+        ValueError: if the only batch has fewer than ``min_rows`` rows.
+    """
+    held = None
+    for batch in batches:
+        if held is not None and len(batch) < min_rows:
+            batch = _concatenate([held, batch])
+        elif held is not None:
+            yield held
+        held = batch
+    if held is not None and len(held) < min_rows:
+        raise ValueError(f"only {len(held)} usable samples in this split, fewer than the {min_rows} replicas that "
+                         "share each batch; give the split more samples or use fewer devices.")
+    if held is not None:
+        yield held
 
 
 def _counted(chunks: Iterable[Batch], counts: list[int]) -> Iterator[Batch]:

@@ -179,14 +179,14 @@ def test_train_recipe_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
     from recipe_helpers import TINY_MODEL, subprocess_env, write_cohort, write_maps_package
 
     root = write_maps_package(tmp_path / "maps", "mirrored_maps")
-    tensors = write_cohort(root, "mirrored_maps", 12, seed=5)
+    tensors = write_cohort(root, "mirrored_maps", 15, seed=5)  # train 9 = 4 + 4 + 1: a last row for 2 replicas
     script = tmp_path / "two_cpus.py"
     script.write_text(TWO_CPU_MAIN)
     argv = [sys.executable, str(script), "--mode", "train", "--strategy", "mirrored", "--tensors", str(tensors),
             "--output_folder", str(tmp_path / "runs"), "--id", "mirrored", "--tensormap_prefix", "mirrored_maps",
             "--input_tensors", "brain.t1", "brain.t2", "--output_tensors", "brain.t1", "brain.t2",
             "--merge_blocks", "pair", "--pairs", "brain.t1", "brain.t2", "--pair_merge", "dropout",
-            "--batch_size", "4", "--epochs", "2", "--valid_ratio", "0.25", "--test_ratio", "0.25", *TINY_MODEL]
+            "--batch_size", "4", "--epochs", "2", "--valid_ratio", "0.2", "--test_ratio", "0.2", *TINY_MODEL]
     done = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(root), timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "runs" / "mirrored"
@@ -201,3 +201,20 @@ def test_train_recipe_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert list(log["epoch"]) == [0, 1] and np.isfinite(log[["loss", "val_loss"]].to_numpy()).all()
     metrics = pd.read_csv(run / "test_metrics.tsv", sep="\t").set_index("metric")["value"]
     assert "loss" in metrics.index and np.isfinite(metrics).all()
+
+
+def test_a_last_batch_too_small_for_the_replicas_joins_the_one_before():
+    import numpy as np
+
+    from ml4ge.pipeline import join_short_tail
+    from ml4ge.workers import Batch
+
+    def batch(rows, start):
+        ids = [str(i) for i in range(start, start + rows)]
+        return Batch(list(range(start, start + rows)), ids, {"x": np.arange(start, start + rows, dtype="float32")}, {})
+
+    joined = list(join_short_tail([batch(4, 0), batch(4, 4), batch(1, 8)], min_rows=2))
+    assert [len(b) for b in joined] == [4, 5] and joined[1].ids == ["4", "5", "6", "7", "8"]
+    assert [len(b) for b in join_short_tail([batch(4, 0), batch(2, 4)], min_rows=2)] == [4, 2]
+    with pytest.raises(ValueError, match="fewer than the 2 replicas"):
+        list(join_short_tail([batch(1, 0)], min_rows=2))

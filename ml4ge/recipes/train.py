@@ -178,7 +178,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     def data(split: str, shuffle: bool, seed: int):
         return TensorDataset(paths[split], input_tmaps, output_tmaps, args.batch_size, shuffle=shuffle,
                              augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
-                             seed=seed, skipped=skipped)
+                             seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync)
 
     with strategy_scope(distribution):
         if args.model_file:
