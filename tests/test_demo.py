@@ -87,6 +87,20 @@ def test_presets_follow_the_flags(tmp_path):
     assert settings().subjects == 300 and resolve(settings().t2).shape == (64, 80, 64, 1)
 
 
+@pytest.mark.parametrize("preset", PRESETS.names())
+def test_every_preset_trains_models_with_valid_flags(preset, tmp_path):
+    from ml4ge.arguments import build_parser, validate
+    from ml4ge.demo.pipeline import MODELS, train_argv
+
+    run = DemoRun(tmp_path, PRESETS.get(preset), seed=1, num_workers=0)
+    run.tensors.mkdir()
+    (run.tensors / "sub0001.hd5").write_bytes(b"")  # validation only checks that the folder holds .hd5 files
+    for model in MODELS:
+        args = build_parser().parse_args(train_argv(run, model))
+        validate(args)
+        assert args.epochs == run.settings.epochs and (args.pairs != []) == (model == "dropfuse")
+
+
 def test_stages_run_in_order_and_names_are_unique():
     names = [name for name, _ in ordered_stages()]
     assert names[:2] == ["generate", "tensorize"]

@@ -344,13 +344,18 @@ def model_inputs(run: DemoRun, model: str) -> list[str]:
     return [getattr(run.settings, attribute) for attribute in attributes]
 
 
-def train(run: DemoRun, model: str) -> None:
+def train_argv(run: DemoRun, model: str) -> list[str]:
+    """The ``--mode train`` command line of one demo model."""
     inputs, (_, paired) = model_inputs(run, model), MODELS[model]
     settings = run.settings
     merge = ["--merge_blocks", "pair", "--pairs", *inputs, *settings.pair_flags] if paired else ["--merge_blocks"]
-    run_recipe(["--mode", "train", "--tensors", str(run.tensors), "--input_tensors", *inputs,
-                "--output_tensors", *inputs, *merge, *settings.model_flags, "--epochs", str(settings.epochs),
-                "--batch_size", str(settings.batch_size), "--id", model, *run.common_flags()])
+    return ["--mode", "train", "--tensors", str(run.tensors), "--input_tensors", *inputs, "--output_tensors",
+            *inputs, *merge, *settings.model_flags, "--epochs", str(settings.epochs), "--batch_size",
+            str(settings.batch_size), "--id", model, *run.common_flags()]
+
+
+def train(run: DemoRun, model: str) -> None:
+    run_recipe(train_argv(run, model))
     import keras
 
     keras.backend.clear_session()  # the next model starts from a clean graph and frees this one's memory
