@@ -12,7 +12,7 @@ the latents residualised on ``--adjust``: age, sex and brain volume by default, 
 every region) are interpreted with
 ``--mode interpret`` (decoder of the model's modality, the cohort's atlas), and the rank of each planted region
 among the atlas regions is reported, per hemisphere and with left/right merged. Writes ``truth_ranks.tsv`` and
-``truth_ranks.md`` in ``<demo>/interpret_truth/`` and prints the table.
+``truth_ranks.md`` in ``<demo>/interpret_truth/`` (or ``--output``) and prints the table.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo_folder", required=True, type=Path, help="<output_folder>/<id> of a demo run.")
     parser.add_argument("--data", type=Path, help="the demo cohort folder (default <demo_folder>/data).")
+    parser.add_argument("--output", type=Path, help="run folder of this check (default <demo_folder>/interpret_truth).")
     parser.add_argument("--model", default="ae_t1", help="demo model whose decoder is interpreted (ae_t1, ae_t2).")
     parser.add_argument("--dimensions_per_trait", type=int, default=2)
     parser.add_argument("--interpret_samples", type=int, default=500)
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     phenotypes = pd.read_csv(args.data / "phenotypes.csv", dtype={"sample_id": str}).set_index("sample_id")
     chosen = top_dimensions(load_latents(table), phenotypes, list(truth["regions"]), args.dimensions_per_trait,
                             args.adjust)
-    out = args.demo_folder / "interpret_truth"
+    out = args.output or args.demo_folder / "interpret_truth"
     maps = run_interpret(args, settings, table, sorted(set(chosen["dimension"])), out)
     ranks = planted_ranks(maps, args, chosen, truth["regions"])
     write_table(ranks, out / "truth_ranks.tsv")
