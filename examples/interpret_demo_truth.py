@@ -1,5 +1,6 @@
-"""Truth check of PerDI on the demo cohort: do the latent dimensions most associated with a planted trait map
-to the region the trait was planted in?
+"""Truth check of PerDI on the demo cohort, trait route: do the latent dimensions most correlated with a planted
+trait map to the region the trait was planted in? (The demo's interpret stage takes the SNP route instead; the
+logic of both lives in :mod:`ml4ge.demo.truth`.)
 
 Usage::
 
@@ -22,14 +23,11 @@ import json
 import sys
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
 from ml4ge.compare import load_latents
-from ml4ge.interpret.regions import rank_regions, without_side
-from ml4ge.interpret.study import load_atlas
+from ml4ge.demo.truth import planted_ranks, top_dimensions
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -48,29 +46,6 @@ def parse(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def residualised(frame: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
-    """Columns of ``frame`` minus their least-squares fit on ``covariates`` (with an intercept)."""
-    design = np.column_stack([np.ones(len(covariates)), covariates.to_numpy(dtype=float)])
-    coefficients, *_ = np.linalg.lstsq(design, frame.to_numpy(dtype=float), rcond=None)
-    return pd.DataFrame(frame.to_numpy(dtype=float) - design @ coefficients, index=frame.index, columns=frame.columns)
-
-
-def top_dimensions(latents: pd.DataFrame, phenotypes: pd.DataFrame, traits, count: int,
-                   adjust=("age", "sex")) -> pd.DataFrame:
-    """``trait, dimension, abs_r`` for the ``count`` dimensions most correlated with each trait (``adjust``
-    columns removed from both)."""
-    joined = latents.join(phenotypes, how="inner")
-    covariates = joined[list(adjust)]
-    z = residualised(joined[latents.columns], covariates)
-    rows = []
-    for trait in traits:
-        y = residualised(joined[[trait]], covariates)[trait]
-        r = z.apply(lambda column, y=y: np.corrcoef(column, y)[0, 1]).abs().sort_values(ascending=False)
-        rows += [{"trait": trait, "dimension": int(name.split("_")[-1]), "abs_r": float(value)}
-                 for name, value in r.head(count).items()]
-    return pd.DataFrame(rows)
-
-
 def run_interpret(args, settings: dict, table: Path, dimensions, out: Path) -> Path:
     from ml4ge.cli import main
 
@@ -87,25 +62,6 @@ def run_interpret(args, settings: dict, table: Path, dimensions, out: Path) -> P
     return next(out.glob("perdi_*/"))
 
 
-def planted_ranks(maps: Path, args, chosen: pd.DataFrame, regions: dict) -> pd.DataFrame:
-    """Rank of each planted region (per hemisphere and merged) in each chosen dimension's map."""
-    rows = []
-    for trait, dimension, abs_r in chosen.itertuples(index=False):
-        image = nib.load(str(maps / f"dim_{dimension}.nii.gz"))
-        values = image.get_fdata()
-        for merge in (False, True):
-            atlas = load_atlas(args.data / "atlas.nii.gz", args.data / "atlas_labels.tsv", values.shape,
-                               image.affine, merge)
-            ranking = rank_regions(values, atlas).set_index("region")
-            names = sorted({without_side(n) for n in regions[trait]}) if merge else regions[trait]
-            for name in names:
-                rows.append({"trait": trait, "dimension": dimension, "abs_r": round(abs_r, 3), "merged": merge,
-                             "region": name, "ks_rank": int(ranking.loc[name, "ks_rank"]),
-                             "mean_rank": int(ranking.loc[name, "mean_rank"]), "regions": len(ranking),
-                             "top_region": ranking.index[0]})
-    return pd.DataFrame(rows)
-
-
 def main(argv=None) -> int:
     args = parse(argv)
     args.data = args.data or args.demo_folder / "data"
@@ -118,7 +74,7 @@ def main(argv=None) -> int:
                             args.adjust)
     out = args.output or args.demo_folder / "interpret_truth"
     maps = run_interpret(args, settings, table, sorted(set(chosen["dimension"])), out)
-    ranks = planted_ranks(maps, args, chosen, truth["regions"])
+    ranks = planted_ranks(maps, args.data / "atlas.nii.gz", args.data / "atlas_labels.tsv", chosen, truth["regions"])
     write_table(ranks, out / "truth_ranks.tsv")
     write_text(out / "truth_ranks.md", ranks.to_markdown(index=False) if _has_tabulate() else ranks.to_string())
     print(ranks.to_string(index=False))

@@ -105,6 +105,7 @@ def test_stages_run_in_order_and_names_are_unique():
     names = [name for name, _ in ordered_stages()]
     assert names[:2] == ["generate", "tensorize"]
     assert names.index("train_dropfuse") < names.index("infer_ae_t1") < names.index("compare")
+    assert names.index("infer_dropfuse") < names.index("associate") < names.index("compare") < names.index("interpret")
     with pytest.raises(ValueError, match="already registered"):
         STAGES.register("compare", Stage(99, "compare", lambda run: None))
 
@@ -148,7 +149,8 @@ def quick_demo(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_quick_demo_writes_the_report_and_the_latents_carry_signal(quick_demo):
     report = (quick_demo / "report.md").read_text()
-    for heading in ("## Headline", "## Cohort", "## Model `dropfuse`", "## Comparison of the latent spaces", "## Cost"):
+    for heading in ("## Headline", "## Cohort", "## Model `dropfuse`", "## Comparison of the latent spaces", "## Cost",
+                    "## Genetic association of the latents", "## Which regions the SNP-driven dimensions change"):
         assert heading in report
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(pictures) >= 8 and all((quick_demo / picture).is_file() for picture in pictures)
@@ -162,8 +164,23 @@ def test_quick_demo_writes_the_report_and_the_latents_carry_signal(quick_demo):
     best_age_r2 = max(summary.loc[(space, "age"), "mean"] for space in LATENT_SPACES)
     assert best_sex_auc > 0.7 and best_age_r2 > 0.05, (best_sex_auc, best_age_r2)
     timings = pd.read_csv(quick_demo / "demo_timings.tsv", sep="\t")
-    assert {"generate", "tensorize", "train", "infer", "compare"} <= set(timings.kind)
+    assert {"generate", "tensorize", "train", "infer", "associate", "compare", "interpret"} <= set(timings.kind)
     assert (timings.peak_rss_mb > 0).all()
+
+
+@pytest.mark.slow
+def test_quick_demo_checks_the_planted_snps_and_regions(quick_demo):
+    truth = json.loads((quick_demo / "data" / "truth.json").read_text())
+    snps = pd.read_csv(quick_demo / "associate" / "truth_snps.tsv", sep="\t")
+    assert list(snps.id) == [snp["id"] for snp in truth["snps"]]
+    assert snps.best_log10p.notna().all() and set(snps.best_space) <= set(LATENT_SPACES)
+    genetics = pd.read_csv(quick_demo / "compare" / "compare_genetics.tsv", sep="\t")
+    assert set(genetics.space) == set(LATENT_SPACES) and (genetics.dimensions == 32).all()
+    ranks = pd.read_csv(quick_demo / "interpret_truth.tsv", sep="\t")
+    assert set(ranks.model) == {"ae_t1", "ae_t2"} and set(ranks.trait) == {snp["trait"] for snp in truth["snps"]}
+    assert ((ranks.ks_rank >= 1) & (ranks.ks_rank <= ranks.regions)).all()
+    merged = ranks[ranks.merged]
+    assert set(merged.region) == {"lateral_ventricle", "hippocampus", "thalamus", "putamen"}
 
 
 @pytest.mark.slow

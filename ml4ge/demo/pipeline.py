@@ -1,15 +1,16 @@
 """The end-to-end demo as a list of registered stages, each one an existing recipe run in this process.
 
 generate (the MNI152 demo cohort) -> tensorize -> train a T1 and a T2 autoencoder and a T1/T2 DropFuse pair model
--> infer_encoders for each -> compare the latent spaces (age, sex, planted-region traits; a phenotype-only and a
-covariates-only baseline) -> ``report.md`` (written by :mod:`ml4ge.demo.report`).
+-> infer_encoders for each -> associate (GWAS of every latent space) -> compare the latent spaces (age, sex,
+planted-region traits, GWAS counts; a phenotype-only and a covariates-only baseline) -> interpret (PerDI of the
+dimensions the planted SNPs move; :mod:`ml4ge.demo.truth_stages`) -> ``report.md`` (:mod:`ml4ge.demo.report`).
 
 Every stage has its own run folder ``<demo folder>/<stage>/`` (arguments.json, log.txt, outputs) and, when it
 finishes, a record ``<demo folder>/stages/<stage>.json`` with its wall time and peak memory: a rerun of the demo
 skips recorded stages, and a stage stopped half-way resumes as its recipe does (tensorize skips written subjects,
 train continues from its last checkpoint).
 
-Adding a stage (``associate``, ``interpret``): write ``def run_x(run: DemoRun) -> None`` that calls
+Adding a stage: write ``def run_x(run: DemoRun) -> None`` that calls
 :func:`run_recipe`, and register ``STAGES.register("x", Stage(order=..., kind="x", run=run_x, report=...))``;
 stages run by increasing ``order`` (compare is 50), and ``report`` returns the stage's markdown section.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
-from ml4ge.demo import report
+from ml4ge.demo import report, truth_stages
 from ml4ge.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -411,8 +412,14 @@ def compare(run: DemoRun) -> None:
     run_recipe(["--mode", "compare", "--phenotypes", str(run.cohort / "phenotypes.csv"),
                 "--output_tensors", "age", "sex", *planted_traits(run), "--folds", str(run.settings.folds),
                 "--latent_tables", *(f"{name}={path}" for name, path in spaces.items()),
-                *_pair_flags(pairs),
+                *_pair_flags(pairs), *association_flags(run),
                 "--id", "compare", *run.common_flags()])
+
+
+def association_flags(run: DemoRun) -> list[str]:
+    """``--association_counts`` of the associate stage, when it ran (its hit and locus counts join the table)."""
+    counts = run.folder / "associate" / "associate_counts.tsv"
+    return ["--association_counts", str(counts)] if counts.is_file() else []
 
 
 def compare_adjusted(run: DemoRun) -> None:
@@ -446,8 +453,10 @@ for _offset, _model in enumerate(MODELS):
     STAGES.register(f"train_{_model}", Stage(20 + _offset, "train", _model_stage(train, _model),
                                              report.model_section(_model)))
     STAGES.register(f"infer_{_model}", Stage(30 + _offset, "infer", _model_stage(infer, _model)))
+STAGES.register("associate", Stage(40, "associate", truth_stages.associate, truth_stages.associate_section))
 STAGES.register("compare", Stage(50, "compare", compare, report.compare_section))
 STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, report.adjusted_section))
+STAGES.register("interpret", Stage(60, "interpret", truth_stages.interpret, truth_stages.interpret_section))
 
 
 def demo_run_from_args(args: argparse.Namespace) -> DemoRun:

@@ -40,7 +40,7 @@ def _relative(run: DemoRun, path: Path) -> str:
     return path.relative_to(run.folder).as_posix()
 
 
-def _image(run: DemoRun, path: Path, caption: str) -> str:
+def image(run: DemoRun, path: Path, caption: str) -> str:
     return f"![{caption}]({_relative(run, path)})" if path.is_file() else f"*({caption}: not written)*"
 
 
@@ -81,17 +81,17 @@ def model_section(model: str) -> Callable[[DemoRun], str]:
     """The section of one trained model: learning curves, test metrics, one reconstruction per output."""
     def section(run: DemoRun) -> str:
         folder = run.folder / model
-        lines = [f"## Model `{model}`", "", _image(run, folder / f"learning_curves_{model}.png",
+        lines = [f"## Model `{model}`", "", image(run, folder / f"learning_curves_{model}.png",
                                                    f"learning curves of {model}")]
         metrics = folder / "test_metrics.tsv"
         if metrics.is_file():
             lines += ["", "Test split: " + ", ".join(f"{row.metric} {row.value:.4g}" for row in
                                                       pd.read_csv(metrics, sep="\t").itertuples())]
         for picture in sorted((folder / "reconstructions").glob("*.png"))[:2]:
-            lines += ["", _image(run, picture, f"{model}: input and reconstruction, {picture.stem}")]
+            lines += ["", image(run, picture, f"{model}: input and reconstruction, {picture.stem}")]
         for decoding in sorted(folder.glob("decoding_*"))[:2]:
             pictures = sorted(decoding.glob("*.png"))[:1]
-            lines += ["", *(_image(run, p, f"{model}: {decoding.name}") for p in pictures)]
+            lines += ["", *(image(run, p, f"{model}: {decoding.name}") for p in pictures)]
         return "\n".join(lines)
 
     return section
@@ -103,7 +103,7 @@ def compare_section(run: DemoRun) -> str:
              "Linear probes with cross-validation (`--mode compare`): ridge R^2 for continuous targets, "
              "logistic ROC-AUC for sex. `brain_volume_only` is the phenotype-only baseline: the measured brain "
              "volume as a one-column space.", "", markdown_table(summary_table(folder / "compare_summary.tsv")),
-             "", _image(run, folder / "compare_bars.png", "comparison bars"),
+             "", image(run, folder / "compare_bars.png", "comparison bars"),
              "", f"Paired differences with corrected intervals: `{_relative(run, folder / 'compare_pairs.tsv')}`."]
     return "\n".join(lines)
 
@@ -116,7 +116,7 @@ def adjusted_section(run: DemoRun) -> str:
              "Each latent space plus age and sex as covariates, against the covariates alone (`covariates`): what "
              "the latents add is the part of each trait that age and sex do not explain, where the planted SNP "
              "effects live.", "", markdown_table(summary_table(folder / "compare_summary.tsv")),
-             "", _image(run, folder / "compare_bars.png", "comparison bars, adjusted for age and sex")]
+             "", image(run, folder / "compare_bars.png", "comparison bars, adjusted for age and sex")]
     return "\n".join(lines)
 
 
@@ -217,7 +217,7 @@ def write_report(run: DemoRun, stages: list[tuple[str, Stage]]) -> Path:
              headline(run)]
     overview = overview_figure(run, run.folder / OVERVIEW_NAME)
     if overview is not None:
-        lines += ["", _image(run, overview, "overview: a reconstruction and the comparison")]
+        lines += ["", image(run, overview, "overview: a reconstruction and the comparison")]
     for _, stage in stages:
         section = stage.report(run) if stage.report is not None else ""
         if section:

@@ -1,0 +1,135 @@
+"""Truth checks of the demo: do the GWAS of the latents find the planted SNPs, and do PerDI maps of the latent
+dimensions those SNPs move point at the regions the SNPs were planted in?
+
+The route is the seed studies' SNP -> endophenotype -> region: for each planted SNP of ``truth.json`` the latent
+dimension with the smallest association P (``--mode associate`` summary statistics) is the endophenotype, and its
+PerDI map (``--mode interpret``) ranks the atlas regions. Selecting by trait correlation (:func:`top_dimensions`)
+is the weaker alternative: the traits also carry age effects, so it is kept only for the example script.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SNP_TRUTH_COLUMNS = ["id", "chrom", "pos", "trait", "hit", "hit_snp", "best_log10p", "best_space", "best_dimension"]
+
+
+def load_truth(cohort: Path) -> dict:
+    """``<cohort>/truth.json`` as a dict."""
+    return json.loads((Path(cohort) / "truth.json").read_text())
+
+
+def dimension_index(name) -> int:
+    """``latent_7`` (or ``7``) -> 7."""
+    return int(str(name).split("_")[-1])
+
+
+def planted_sumstats(sumstats: Path, snp_ids) -> pd.DataFrame:
+    """Rows of every ``<space>.<dimension>.glm.linear.tsv.gz`` in ``sumstats`` for the SNPs ``snp_ids``.
+
+    Returns:
+        ``space, dimension (int), ID, LOG10P, BETA`` for each table and SNP.
+
+    Raises:
+        FileNotFoundError: if ``sumstats`` holds no summary statistics.
+    """
+    wanted, frames = set(snp_ids), []
+    paths = sorted(Path(sumstats).glob("*.glm.linear.tsv.gz"))
+    if not paths:
+        raise FileNotFoundError(f"{sumstats} holds no *.glm.linear.tsv.gz; run --mode associate first.")
+    for path in paths:
+        space, dimension = path.name.removesuffix(".glm.linear.tsv.gz").rsplit(".", 1)
+        table = pd.read_csv(path, sep="\t", usecols=["ID", "LOG10P", "BETA"], dtype={"ID": str})
+        frames.append(table[table.ID.isin(wanted)].assign(space=space, dimension=dimension_index(dimension)))
+    return pd.concat(frames, ignore_index=True)[["space", "dimension", "ID", "LOG10P", "BETA"]]
+
+
+def snp_truth(truth: dict, stats: pd.DataFrame, hits: pd.DataFrame, window_kb: float) -> pd.DataFrame:
+    """One row per planted SNP: is it, or a SNP within ``window_kb`` of it, a hit; its best -log10 P and where.
+
+    Args:
+        truth: ``truth.json``; ``stats``: :func:`planted_sumstats`; ``hits``: ``associate_hits.tsv``.
+    """
+    rows = []
+    for snp in truth["snps"]:
+        near = hits[(hits.CHROM.astype(str) == str(snp["chrom"])) & ((hits.POS - snp["pos"]).abs() <= window_kb * 1e3)]
+        own = stats[stats.ID == snp["id"]]
+        best = own.loc[own.LOG10P.idxmax()] if not own.empty else None
+        rows.append({"id": snp["id"], "chrom": snp["chrom"], "pos": snp["pos"], "trait": snp["trait"],
+                     "hit": not near.empty, "hit_snp": ", ".join(sorted(set(near.ID))[:3]),
+                     "best_log10p": np.nan if best is None else round(float(best.LOG10P), 2),
+                     "best_space": "" if best is None else best.space,
+                     "best_dimension": -1 if best is None else int(best.dimension)})
+    return pd.DataFrame(rows, columns=SNP_TRUTH_COLUMNS)
+
+
+def best_dimensions(truth: dict, stats: pd.DataFrame, space: str) -> pd.DataFrame:
+    """``id, trait, dimension, log10p``: the dimension of ``space`` most associated with each planted SNP."""
+    rows = []
+    for snp in truth["snps"]:
+        own = stats[(stats.ID == snp["id"]) & (stats.space == space)]
+        if own.empty:
+            continue
+        best = own.loc[own.LOG10P.idxmax()]
+        rows.append({"id": snp["id"], "trait": snp["trait"], "dimension": int(best.dimension),
+                     "log10p": round(float(best.LOG10P), 2)})
+    return pd.DataFrame(rows, columns=["id", "trait", "dimension", "log10p"])
+
+
+def planted_ranks(maps: Path, atlas: Path, labels: Path, chosen: pd.DataFrame, regions: dict) -> pd.DataFrame:
+    """Rank of each planted region of each chosen dimension's PerDI map, per hemisphere and left/right merged.
+
+    Args:
+        maps: ``perdi_<tmap>/`` folder holding ``dim_<d>.nii.gz``.
+        atlas, labels: the cohort's ``atlas.nii.gz`` and ``atlas_labels.tsv``.
+        chosen: rows with ``trait`` and ``dimension`` (other columns are carried over).
+        regions: ``{trait: [atlas region names]}`` of ``truth.json``.
+
+    Returns:
+        the ``chosen`` columns plus ``merged, region, ks_rank, mean_rank, regions, top_region``.
+    """
+    import nibabel as nib
+
+    from ml4ge.interpret.regions import rank_regions, without_side
+    from ml4ge.interpret.study import load_atlas
+
+    rows = []
+    for row in chosen.to_dict(orient="records"):
+        image = nib.load(str(Path(maps) / f"dim_{row['dimension']}.nii.gz"))
+        values = image.get_fdata()
+        for merge in (False, True):
+            ranking = rank_regions(values, load_atlas(atlas, labels, values.shape, image.affine, merge))
+            ranking = ranking.set_index("region")
+            names = sorted({without_side(n) for n in regions[row["trait"]]}) if merge else regions[row["trait"]]
+            rows += [{**row, "merged": merge, "region": name, "ks_rank": int(ranking.loc[name, "ks_rank"]),
+                      "mean_rank": int(ranking.loc[name, "mean_rank"]), "regions": len(ranking),
+                      "top_region": ranking.index[0]} for name in names]
+    return pd.DataFrame(rows)
+
+
+# Trait-based selection (the example script) ------------------------------------------------------------------
+def residualised(frame: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
+    """Columns of ``frame`` minus their least-squares fit on ``covariates`` (with an intercept)."""
+    design = np.column_stack([np.ones(len(covariates)), covariates.to_numpy(dtype=float)])
+    coefficients, *_ = np.linalg.lstsq(design, frame.to_numpy(dtype=float), rcond=None)
+    return pd.DataFrame(frame.to_numpy(dtype=float) - design @ coefficients, index=frame.index, columns=frame.columns)
+
+
+def top_dimensions(latents: pd.DataFrame, phenotypes: pd.DataFrame, traits, count: int,
+                   adjust=("age", "sex")) -> pd.DataFrame:
+    """``trait, dimension, abs_r`` for the ``count`` dimensions most correlated with each trait (``adjust``
+    columns removed from both)."""
+    joined = latents.join(phenotypes, how="inner")
+    covariates = joined[list(adjust)]
+    z = residualised(joined[latents.columns], covariates)
+    rows = []
+    for trait in traits:
+        y = residualised(joined[[trait]], covariates)[trait]
+        r = z.apply(lambda column, y=y: np.corrcoef(column, y)[0, 1]).abs().sort_values(ascending=False)
+        rows += [{"trait": trait, "dimension": dimension_index(name), "abs_r": round(float(value), 3)}
+                 for name, value in r.head(count).items()]
+    return pd.DataFrame(rows)
