@@ -105,6 +105,12 @@ def compare_section(run: DemoRun) -> str:
              "volume as a one-column space.", "", markdown_table(summary_table(folder / "compare_summary.tsv")),
              "", image(run, folder / "compare_bars.png", "comparison bars"),
              "", f"Paired differences with corrected intervals: `{_relative(run, folder / 'compare_pairs.tsv')}`."]
+    genetics = folder / "compare_genetics.tsv"
+    if genetics.is_file():
+        columns = ["space", "dimensions", "samples", "significant_pairs", "significant_snps", "loci"]
+        table = pd.read_csv(genetics, sep="\t")
+        lines += ["", "Genetic signal (from the associate stage): significant SNP-dimension pairs and loci per space.",
+                  "", markdown_table(table[[c for c in columns if c in table]])]
     return "\n".join(lines)
 
 
@@ -159,7 +165,11 @@ def outputs_section() -> str:
         "- `ae_t1/`, `ae_t2/`, `dropfuse/`: trained models (`<id>.keras`, `encoder_*.keras`, `decoder_*.keras`), "
         "learning curves, reconstructions, test metrics, the split",
         "- `latents/<model>/hidden_<tmap>_<model>.tsv`: the latent tables (sample_id, latent_0..)",
+        "- `associate/`: the GWAS of every latent dimension (sumstats, hits, loci, counts, Manhattan plots) and "
+        "`truth_snps.tsv` (the planted SNPs found or not)",
         "- `compare/`, `compare_adjusted/`: scores per fold, summaries, paired differences, bar charts",
+        "- `interpret_ae_t1/`, `interpret_ae_t2/`, `interpret_truth.tsv`: PerDI maps of the SNP-selected dimensions "
+        "and the ranks of the planted regions",
         "- `stages/<stage>.json`, `demo_timings.tsv`: wall time and peak memory per stage; a rerun skips finished "
         "stages"])
 

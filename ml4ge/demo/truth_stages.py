@@ -81,7 +81,7 @@ def associate_section(run: DemoRun) -> str:
                "significant_snps", "loci"]
     counts = counts[[c for c in columns if c in counts]]
     counts = counts.assign(threshold_p=counts.threshold_p.map("{:.2g}".format))
-    snps = pd.read_csv(folder / "truth_snps.tsv", sep="\t")
+    snps = pd.read_csv(folder / "truth_snps.tsv", sep="\t").fillna({"hit_snp": ""})
     lines = ["## Genetic association of the latents", "",
              "`--mode associate`: a linear GWAS of every latent dimension, adjusted for age, sex and 4 genetic PCs "
              "(`data/covariates.tsv`); a hit is P below 5e-8 over the number of latent dimensions.", "",
