@@ -12,7 +12,6 @@ import pytest
 from ml4ge.arguments import parse_args
 from ml4ge.cli import main
 from ml4ge.demo.pipeline import (
-    PRESETS,
     STAGES,
     DemoRun,
     Stage,
@@ -21,6 +20,7 @@ from ml4ge.demo.pipeline import (
     ordered_stages,
     run_stage,
 )
+from ml4ge.demo.presets import PRESETS
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "latent_space_comparison.ipynb"
 LATENT_SPACES = ("ae_t1", "ae_t2", "dropfuse_t1", "dropfuse_t2")

@@ -21,16 +21,17 @@ import argparse
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
 from ml4ge.demo import report, truth_stages
+from ml4ge.demo.meter import ResourceMeter
+from ml4ge.demo.presets import PRESETS, DemoSettings
 from ml4ge.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -38,77 +39,6 @@ log = logging.getLogger(__name__)
 SETTINGS_FILE = "demo.json"
 STAGE_RECORDS = "stages"
 BASELINE_SPACE = "brain_volume_only"
-
-
-# Settings ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DemoSettings:
-    """One demo configuration: cohort size and grid, the TensorMaps, and the model/training flags of every model.
-
-    Args:
-        preset: name of the preset these settings came from.
-        subjects, voxel_mm, snps: passed to :func:`ml4ge.demo.cohort.write_demo_cohort`.
-        t1, t2: TensorMap names as recipes resolve them.
-        epochs, batch_size: training of each model.
-        model_flags: the train recipe's model and optimizer flags, shared by the three models.
-        pair_flags: extra flags of the DropFuse pair model.
-        folds: cross-validation folds of compare.
-    """
-
-    preset: str
-    subjects: int
-    voxel_mm: float
-    t1: str
-    t2: str
-    epochs: int
-    batch_size: int
-    model_flags: tuple[str, ...]
-    pair_flags: tuple[str, ...] = ("--pair_loss", "contrastive", "--pair_loss_weight", "0.1", "--pair_merge", "dropout")
-    snps: int = 2000
-    folds: int = 5
-
-    def fingerprint(self) -> dict:
-        """The settings as a JSON-ready dict."""
-        return asdict(self)
-
-
-def small_model(stages: tuple[int, ...], latents: int = 32, pool: str = "max",
-                normalize: str | None = None) -> tuple[str, ...]:
-    """Train flags of a small 3-D conv autoencoder: no stem, one 3^3 convolution per pooling stage.
-
-    Swish, not ReLU: with ReLU the T2 autoencoder of the default demo died (every output 0, loss stuck at 1.0).
-
-    Args:
-        stages: channels of each stage; every stage halves the grid.
-        latents: latent size (the last dense layer).
-        pool: ``max`` or ``average`` pooling between stages.
-        normalize: ``--conv_normalize`` (``batch_norm``) or None.
-
-    Returns:
-        The train recipe's model and optimizer flags.
-    """
-    norm = ("--conv_normalize", normalize) if normalize else ()
-    return ("--encoder_blocks", "conv_encode", "--decoder_blocks", "conv_decode", "--conv_layers",
-            "--dense_blocks", *map(str, stages), "--block_size", "1", "--dense_layers", str(latents),
-            "--conv_x", "3", "--conv_y", "3", "--conv_z", "3", "--pool_x", "2", "--pool_y", "2", "--pool_z", "2",
-            "--pool_type", pool, *norm, "--activation", "swish", "--learning_rate", "1e-3", "--patience", "4")
-
-
-PRESETS: Registry[DemoSettings] = Registry("demo preset")
-# Default: average pooling keeps the partial-volume intensity that sub-voxel structure growth changes (max pooling
-# drops it), three stages keep an 8x10x8 grid before the dense bottleneck, 128 latents (UDIP) and batch norm with
-# 18 epochs train further. On the default cohort's T1 this raised the age/sex-adjusted ventricle-volume CV R^2 of the
-# latents from 0.09 to 0.54 and age R^2 from 0.51 to 0.82 (still no single dimension reaches genome-wide P for a
-# planted SNP; deep-structure traits stay at R^2 ~0). See the demo experiment notes in the commit message.
-PRESETS.register("default", DemoSettings("default", 300, 3.0, "ml4ge.demo.maps.t1_3mm", "ml4ge.demo.maps.t2_3mm",
-                                         epochs=18, batch_size=8,
-                                         model_flags=small_model((16, 32, 64), latents=128, pool="average",
-                                                                 normalize="batch_norm")))
-PRESETS.register("quick", DemoSettings("quick", 80, 5.0, "ml4ge.demo.maps.t1_5mm", "ml4ge.demo.maps.t2_5mm",
-                                       epochs=3, batch_size=8, model_flags=small_model((16, 32, 48))))
-PRESETS.register("full_resolution", DemoSettings(
-    "full_resolution", 300, 1.0, "t1", "t2", epochs=30, batch_size=4,
-    model_flags=("--model_preset", "udip", "--encoder_blocks", "conv_encode", "--decoder_blocks", "conv_decode")))
 
 
 # Run context --------------------------------------------------------------------------------------------------
@@ -202,66 +132,6 @@ def run_recipe(argv: list[str]) -> Path:
     if status:
         raise RuntimeError(f"--mode {args.mode} exited with status {status}; see {folder / 'log.txt'}.")
     return folder
-
-
-class ResourceMeter:
-    """Samples this process and its descendants (forkserver workers included) in a thread while a stage runs.
-
-    ``peak_mb`` is the largest sum of their resident memory; ``cpu_s`` their user + system CPU time during the
-    stage (a worker's last fraction of a sampling interval before it exits is missed).
-    """
-
-    def __init__(self, interval_s: float = 0.25):
-        import psutil
-
-        self.interval_s = interval_s
-        self.peak_mb = 0.0
-        self._process = psutil.Process()
-        self._cpu_start = self._cpu_latest = self._cpu_now()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _members(self):
-        return [self._process, *self._process.children(recursive=True)]
-
-    def _cpu_now(self) -> dict[int, float]:
-        import psutil
-
-        times = {}
-        for member in self._members():
-            try:
-                cpu = member.cpu_times()
-                times[member.pid] = cpu.user + cpu.system
-            except psutil.Error:  # a worker that exited between listing and reading
-                continue
-        return times
-
-    def _sample(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            for member in self._members():
-                try:
-                    total += member.memory_info().rss
-                except psutil.Error:
-                    continue
-            self.peak_mb = max(self.peak_mb, total / 2**20)
-            self._cpu_latest = {**self._cpu_latest, **self._cpu_now()}
-            self._stop.wait(self.interval_s)
-
-    @property
-    def cpu_s(self) -> float:
-        return sum(latest - self._cpu_start.get(pid, 0.0) for pid, latest in self._cpu_latest.items())
-
-    def __enter__(self) -> ResourceMeter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._cpu_latest = {**self._cpu_latest, **self._cpu_now()}
 
 
 def run_stage(run: DemoRun, name: str, stage: Stage) -> dict:
