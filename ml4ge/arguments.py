@@ -46,6 +46,9 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resample", action="store_true",
                        help="tensorize: store volumes resampled (one isotropic zoom, centred) to the TensorMap "
                             "shape; by default they are stored as read, at full resolution.")
+    group.add_argument("--register_to", nargs="*", default=[], metavar="TENSOR=TEMPLATE",
+                       help="tensorize: rigidly register every volume of TENSOR to the skull-stripped NIfTI "
+                            "TEMPLATE (e.g. t1=MNI152_T1_1mm_brain.nii.gz) and store it on the template's grid.")
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ and the stored affine and voxel size describe the resampled grid.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import zlib
@@ -32,6 +33,7 @@ from ml4ge.arrays import fit_to_shape
 from ml4ge.atomic import write_table
 from ml4ge.hd5 import HD5_SUFFIX, write_tensor
 from ml4ge.progress import progress
+from ml4ge.registration import register_rigid, resample_rigid
 
 TEMPORARY_SUFFIX = ".tmp"
 REPORT_NAME = "tensorize_report.tsv"
@@ -53,6 +55,8 @@ class VolumeInput:
         instance: instance number, or None for the next free one.
         map_shape: the TensorMap's shape; the volume must be able to take it.
         resample: store the volume fitted to ``map_shape`` instead of as read.
+        reference: a NIfTI template to register the volume to, rigidly, before anything else (the volume is
+            then stored on the template's grid).
     """
 
     tensor: str
@@ -61,6 +65,7 @@ class VolumeInput:
     map_shape: tuple[int, ...]
     instance: int | None = None
     resample: bool = False
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,9 @@ def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
     if volume.ndim not in (len(shape) - 1, len(shape)):
         raise ValueError(f"volume of shape {volume.shape} cannot take the TensorMap shape {shape}")
     attributes = {"source": str(volume_input.path), "source_shape": np.asarray(volume.shape), "resampled": False}
+    if volume_input.reference:
+        volume, affine, zooms, registration = register_to_reference(volume, affine, volume_input.reference)
+        attributes.update(registration)
     if volume_input.resample:
         spatial = volume.shape if volume.ndim == len(shape) - 1 else volume.shape[:-1]
         affine = fitted_affine(affine, spatial, shape[:-1])
@@ -153,6 +161,29 @@ def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
         attributes["resampled"] = True
     attributes.update(affine=affine, voxel_size=np.asarray(zooms))
     return volume, attributes
+
+
+@functools.lru_cache(maxsize=4)
+def read_reference(path: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """:func:`read_nifti` of a registration template, once per process."""
+    return read_nifti(path)
+
+
+def register_to_reference(volume: np.ndarray, affine: np.ndarray, reference_path: str):
+    """``volume`` rigidly registered to the template at ``reference_path`` and resampled onto its grid.
+
+    Returns:
+        ``(volume, affine, voxel size, attributes)``; the attributes name the template and hold the fitted
+        rotation vector (degrees) and translation (mm).
+
+    Raises:
+        ValueError: if the volume or the template is not 3-D, or the template is empty.
+    """
+    reference, reference_affine, zooms = read_reference(str(reference_path))
+    rigid = register_rigid(volume, affine, reference, reference_affine)
+    registered = resample_rigid(volume, affine, rigid, reference.shape, reference_affine)
+    attributes = {"registered_to": str(reference_path), "rigid_parameters": rigid.parameters()}
+    return registered, reference_affine, zooms, attributes
 
 
 def scalar_value(scalar: ScalarInput) -> np.ndarray:

@@ -19,8 +19,10 @@ reason) goes in ``--tensors`` and in the run folder; the exit status is 1 if any
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
+import nibabel as nib
 import pandas as pd
 
 from ml4ge.arguments import run_folder
@@ -105,8 +107,11 @@ def manifest_tensormaps(frame: pd.DataFrame, prefix: str | None) -> dict[str, Te
     return maps
 
 
-def volume_inputs(manifest_path, prefix: str | None, resample: bool) -> dict[str, list[VolumeInput]]:
-    """Volume inputs per sample id, in manifest row order."""
+def volume_inputs(manifest_path, prefix: str | None, resample: bool,
+                  references: Mapping[str, str] | None = None) -> dict[str, list[VolumeInput]]:
+    """Volume inputs per sample id, in manifest row order; ``references`` maps a manifest tensor to the
+    template its volumes are registered to."""
+    references = references or {}
     frame = read_manifest(manifest_path)
     maps = manifest_tensormaps(frame, prefix)
     base = Path(manifest_path).resolve().parent
@@ -116,9 +121,36 @@ def volume_inputs(manifest_path, prefix: str | None, resample: bool) -> dict[str
         path = Path(row.path) if Path(row.path).is_absolute() else base / row.path
         instance = int(row.instance) if row.instance else None
         inputs.setdefault(row.sample_id, []).append(
-            VolumeInput(row.tensor, str(path), tm.key, tm.shape, instance, resample and tm.axial_slices is None)
+            VolumeInput(row.tensor, str(path), tm.key, tm.shape, instance, resample and tm.axial_slices is None,
+                        references.get(row.tensor))
         )
     return inputs
+
+
+def registration_templates(pairs, manifest: pd.DataFrame | None) -> dict[str, str]:
+    """``--register_to TENSOR=TEMPLATE`` pairs as ``{tensor: template path}``.
+
+    Raises:
+        ValueError: for a pair without ``=``, a tensor given twice or not in the manifest, or a template that
+            is missing or not a 3-D NIfTI.
+    """
+    templates: dict[str, str] = {}
+    for pair in pairs:
+        tensor, separator, path = str(pair).partition("=")
+        if not separator or not tensor or not path:
+            raise ValueError(f"--register_to {pair!r}: write TENSOR=TEMPLATE, e.g. t1=MNI152_T1_1mm_brain.nii.gz")
+        if tensor in templates:
+            raise ValueError(f"--register_to names {tensor!r} twice; give one template per tensor.")
+        if manifest is None or tensor not in set(manifest["tensor"]):
+            raise ValueError(f"--register_to {pair!r}: {tensor!r} is not a tensor of --manifest; "
+                             "use a name from its tensor column.")
+        if not Path(path).is_file():
+            raise ValueError(f"--register_to {pair!r}: no template file {path!r}.")
+        shape = nib.load(path).shape
+        if len([n for n in shape if n > 1]) != 3:
+            raise ValueError(f"--register_to {pair!r}: the template has shape {shape}; give a 3-D volume.")
+        templates[tensor] = str(Path(path).resolve())
+    return templates
 
 
 # Phenotypes -----------------------------------------------------------------------------------------------
@@ -165,7 +197,10 @@ def scalar_inputs(path) -> dict[str, list[ScalarInput]]:
 
 def build_subjects(args) -> list[Subject]:
     """One :class:`Subject` per sample id found in the manifest or the phenotype CSV, sorted by id."""
-    volumes = volume_inputs(args.manifest, args.tensormap_prefix, args.resample) if args.manifest else {}
+    volumes = {}
+    if args.manifest:
+        references = registration_templates(args.register_to, read_manifest(args.manifest))
+        volumes = volume_inputs(args.manifest, args.tensormap_prefix, args.resample, references)
     scalars = scalar_inputs(args.phenotype_csv) if args.phenotype_csv else {}
     source = str(args.phenotype_csv or "")
     return [
@@ -188,8 +223,10 @@ def validate(args) -> None:
         raise ValueError("--mode tensorize needs --manifest (NIfTI volumes) and/or --phenotype_csv (scalars).")
     if args.num_workers < 0:
         raise ValueError(f"--num_workers {args.num_workers}: use 0 or more.")
-    if args.manifest:
-        manifest_tensormaps(read_manifest(args.manifest), args.tensormap_prefix)
+    manifest = read_manifest(args.manifest) if args.manifest else None
+    if manifest is not None:
+        manifest_tensormaps(manifest, args.tensormap_prefix)
+    registration_templates(args.register_to, manifest)
     if args.phenotype_csv:
         table = read_table(str(args.phenotype_csv))
         _check_sample_ids(pd.Series(table.index.astype(str)), f"--phenotype_csv {args.phenotype_csv}")
