@@ -77,6 +77,9 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dense_regularize", default=None, help="Regularization after dense layers.")
     group.add_argument("--dense_regularize_rate", type=float, default=0.0, help="Rate of --dense_regularize.")
     group.add_argument("--pool_type", default="max", choices=["max", "average"], help="Pooling between stages.")
+    group.add_argument("--decoder_template", action="store_true",
+                       help="Conv decoders add a learned template image to their output, set to the training "
+                            "split's mean volume before training: they start at the cohort mean.")
     group.add_argument("--pool_x", type=int, default=2, help="Pooling factor along x.")
     group.add_argument("--pool_y", type=int, default=2, help="Pooling factor along y.")
     group.add_argument("--pool_z", type=int, default=1, help="Pooling factor along z.")

@@ -177,3 +177,30 @@ def test_fine_tune_a_saved_model(cohort, saved_pair_model, tmp_path):
     temperature = tuned.full.get_layer("pair_loss").get_weights()
     np.testing.assert_array_equal(tuned.merger.get_layer("pair_loss").get_weights(), temperature)
     assert not np.array_equal(temperature, base.full.get_layer("pair_loss").get_weights())
+
+
+def test_decoder_template_starts_at_the_training_mean_and_is_saved(cohort, tmp_path):
+    """With --decoder_template the decoders add a template that begins as the training split's mean volume."""
+    import h5py
+    import keras
+
+    from ml4ge.cli import main
+    from ml4ge.lookup import resolve
+    from ml4ge.models.layers import Template
+
+    argv = replace_flag(pair_args(cohort, tmp_path, "templated", "--decoder_template", "--learning_rate", "1e-12"),
+                        "--epochs", "1")
+    assert main(argv) == 0
+    run = tmp_path / "templated"
+    t1 = resolve("brain.t1", PACKAGE)
+    train_ids = pd.read_csv(run / "train.csv").iloc[:, 0].astype(str)
+    volumes = []
+    for sample_id in train_ids:
+        with h5py.File(cohort / f"{sample_id}.hd5", "r") as hd5:
+            volumes.append(t1.tensor(hd5, sample_id)[0])
+    decoder = keras.saving.load_model(run / f"decoder_{t1.name}.keras")
+    templates = [layer for layer in decoder.layers if isinstance(layer, Template)]
+    assert len(templates) == 1
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(templates[0].template), np.mean(volumes, axis=0),
+                               atol=1e-4)
+    assert np.abs(np.mean(volumes, axis=0)).max() > 0.1  # the mean is not zero, so the test can tell

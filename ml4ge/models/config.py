@@ -36,6 +36,7 @@ class ConvConfig:
         activation, normalize, regularize, regularize_rate: names looked up in :mod:`ml4ge.models.blocks`.
         upsample: ``upsampling`` (repeat voxels, as ml4h) or ``transpose`` (stride-``pool`` transposed
             convolutions without normalization or activation, as UDIP).
+        template: the decoder adds a learned template image to its output (:class:`ml4ge.models.layers.Template`).
 
     Example:
         >>> ConvConfig(layers=(16, 16), stages=(32, 64), block_size=2).kernel(3, 0)
@@ -56,6 +57,7 @@ class ConvConfig:
     regularize: str | None = None
     regularize_rate: float = 0.0
     upsample: str = "upsampling"
+    template: bool = False
 
     def __post_init__(self):
         if self.block_size < 0:
@@ -188,6 +190,7 @@ class ModelConfig:
             normalize=args.conv_normalize,
             regularize=args.conv_regularize,
             regularize_rate=float(args.conv_regularize_rate),
+            template=bool(getattr(args, "decoder_template", False)),
         )
         dense = DenseConfig(
             widths=_ints(args.dense_layers, "--dense_layers"),

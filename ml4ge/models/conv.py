@@ -25,6 +25,7 @@ from keras import ops
 
 from ml4ge.models.blocks import DECODERS, ENCODERS, Namer, after_layer, check_layer_names
 from ml4ge.models.dense import dense_stack
+from ml4ge.models.layers import Template
 from ml4ge.tensormap import TensorMap, keras_safe
 
 CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
@@ -182,6 +183,8 @@ class ConvDecoder(_ConvBlock):
         x = CONV[rank](tm.shape[-1], 1, activation=tm.activation, name=f"{namer.prefix}_output")(x)
         if padded != spatial:
             x = CentralCropPad(spatial, name=namer("crop"))(x)
+        if self.conv.template:
+            x = Template(name=namer("template"))(x)
         return x
 
     def upsample(self, x, width: int, rank: int, namer: Namer):

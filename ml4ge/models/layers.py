@@ -1,4 +1,5 @@
-"""Layers of the pair merge: a pair-loss layer and DropFuse fusion, in ``keras.ops`` for every Keras backend.
+"""Layers of the pair merge (a pair-loss layer and DropFuse fusion) and the decoders' learned template, in
+``keras.ops`` for every Keras backend.
 
 Average and concatenation fusions are plain ``keras.layers.Average`` and ``keras.layers.Concatenate``.
 """
@@ -162,3 +163,22 @@ class DropFuse(keras.layers.Layer):
         config = super().get_config()
         config.update(seed=self.seed)
         return config
+
+
+@keras.saving.register_keras_serializable(package="ml4ge")
+class Template(keras.layers.Layer):
+    """Adds a learned image of the output's shape (one weight per voxel and channel) to a decoder's output.
+
+    The rest of the decoder then only draws how a sample differs from the template. Zeros at first; the train
+    recipe sets it to the training split's mean target (:func:`ml4ge.templates.initialize_templates`), so a
+    decoder starts at the cohort mean instead of learning it weight by weight.
+    """
+
+    def build(self, input_shape):
+        self.template = self.add_weight(name="template", shape=tuple(input_shape[1:]), initializer="zeros")
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.template, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)

@@ -168,6 +168,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     from ml4ge.pipeline import SkippedSamples, TensorDataset, pipeline_errors
     from ml4ge.splits import split_for_run
     from ml4ge.strategy import is_multi_worker, keras_distribution_fixes
+    from ml4ge.templates import initialize_templates
 
     input_tmaps, output_tmaps = tensormaps(args)
     paths = split_for_run(args, folder)
@@ -188,6 +189,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
             parts = build_model(input_tmaps, output_tmaps, args.encoder_blocks, args.merge_blocks,
                                 args.decoder_blocks, config)
         compile_model(parts, output_tmaps, args.learning_rate, args.optimizer)
+    if not args.model_file:
+        initialize_templates(parts, paths["train"], output_tmaps)
     if args.inspect_model and chief:
         write_summary(parts.full, folder / f"architecture_{args.id}.txt")
     with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:

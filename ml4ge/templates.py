@@ -1,0 +1,72 @@
+"""Start the decoders' learned templates (:class:`ml4ge.models.layers.Template`) at the training split's mean.
+
+A decoder that must first learn the cohort's mean image weight by weight spends most of a short training doing
+it: on the 300-subject demo, an 18-epoch T1 autoencoder still reconstructed worse than the mean volume (masked
+MSE 0.25 against 0.16). Set to the mean before training, the template leaves the network only the differences
+between subjects to learn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ml4ge.tensorize import INPUT_ERRORS
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLES = 256  # evenly spaced training samples averaged
+
+
+def template_layers(parts) -> dict[str, list]:
+    """``{output TensorMap name: its decoder's Template layers}`` for decoders that have one."""
+    from ml4ge.models.layers import Template
+
+    found = {name: [layer for layer in decoder.layers if isinstance(layer, Template)]
+             for name, decoder in parts.decoders.items()}
+    return {name: layers for name, layers in found.items() if layers}
+
+
+def mean_tensors(paths: Sequence[Path], tmaps, limit: int = MAX_SAMPLES) -> dict[str, np.ndarray]:
+    """The mean normalized tensor of each map over up to ``limit`` evenly spaced ``paths``.
+
+    A sample that cannot be read is left out with a warning naming it and why.
+
+    Raises:
+        ValueError: if no sample could be read for a map.
+    """
+    chosen = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, min(limit, len(paths))).astype(int))]
+    sums = {tm.name: np.zeros(tm.shape, dtype=np.float64) for tm in tmaps}
+    counts = dict.fromkeys(sums, 0)
+    for path in chosen:
+        with h5py.File(path, "r") as hd5:
+            for tm in tmaps:
+                try:
+                    array, _ = tm.tensor(hd5, Path(path).stem)
+                except INPUT_ERRORS as error:
+                    log.warning("template: %s left out of the %s mean: %s", path, tm.name, error)
+                    continue
+                sums[tm.name] += array
+                counts[tm.name] += 1
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty:
+        raise ValueError(f"no training sample could be read for {', '.join(empty)}; see the warnings above.")
+    return {name: (sums[name] / counts[name]).astype(np.float32) for name in sums}
+
+
+def initialize_templates(parts, paths: Sequence[Path], output_tmaps) -> None:
+    """Set every decoder template to the mean of its map over the training ``paths`` (no-op without templates)."""
+    layers = template_layers(parts)
+    if not layers:
+        return
+    tmaps = [tm for tm in output_tmaps if tm.name in layers]
+    means = mean_tensors(list(paths), tmaps)
+    for tm in tmaps:
+        for layer in layers[tm.name]:
+            layer.template.assign(means[tm.name])
+        log.info("decoder template of %s set to the mean of %d training samples", tm.name,
+                 min(MAX_SAMPLES, len(paths)))
