@@ -20,7 +20,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 # (smoothing sigma in reference voxels, lattice step, at most this many Gauss-Newton steps), coarse to fine
-LEVELS = ((2.0, 2, 40), (1.0, 1, 20))
+LEVELS = ((2.0, 3, 40), (1.0, 2, 20))
 MARGIN_VOXELS = 2
 DAMPING = 1e-6
 STOP_ROTATION_RAD = 1e-5
