@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from bed_reader import open_bed
+from scipy import ndimage
 
 from ml4ge.demo.anatomy import load_template
+from ml4ge.demo.atlas import load_atlas
 from ml4ge.demo.cohort import write_demo_cohort
 from ml4ge.demo.effects import PLANTED_EFFECTS
 from ml4ge.demo.genotypes import simulate_genotypes
+from ml4ge.demo.subject import SubjectSpec, build_scene, render_subject
 
 VOXEL_MM = 4.0
 GRID_4MM = (50, 59, 48)  # ceil of the 197x233x189 mm MNI152 grid over 4 mm
@@ -44,12 +47,13 @@ def _adjusted_t(y: np.ndarray, genotypes: np.ndarray, covariates: np.ndarray) ->
 def test_files_shapes_and_affines(cohort):
     folder, paths = cohort
     for name in ("manifest", "phenotypes", "covariates", "bed", "bim", "fam", "atlas", "atlas_labels", "truth",
-                 "brain_mask"):
+                 "brain_mask", "template_t1", "template_t2"):
         assert paths[name].is_file(), name
     t1 = nib.load(folder / "t1" / "sub0001.nii.gz")
     t2 = nib.load(folder / "t2" / "sub0080.nii.gz")
     atlas = nib.load(paths["atlas"])
-    for image in (t1, t2, atlas, nib.load(paths["brain_mask"])):
+    templates = [nib.load(paths[name]) for name in ("template_t1", "template_t2")]
+    for image in (t1, t2, atlas, nib.load(paths["brain_mask"]), *templates):
         assert image.shape == GRID_4MM
         np.testing.assert_allclose(image.affine[:3, :3], np.diag([VOXEL_MM] * 3))
         np.testing.assert_allclose(image.affine[:3, 3], [-98.0, -134.0, -72.0])
@@ -79,6 +83,28 @@ def test_t1_and_t2_contrasts(cohort):
     t2 = nib.load(folder / "t2" / "sub0003.nii.gz").get_fdata()
     assert np.median(t1[wm]) > 1.5 * np.median(t1[csf])
     assert np.median(t2[csf]) > 1.5 * np.median(t2[wm])
+
+
+def test_deep_grey_structures_are_painted_and_their_growth_shows_in_the_images():
+    """The thalamus is grey matter inside its atlas region, and growing it changes the images only around it."""
+    template, atlas = load_template(VOXEL_MM), load_atlas(VOXEL_MM)
+    scene = build_scene(template, atlas)
+    thalamus = np.isin(atlas.labels, [atlas.label_of("thalamus_left"), atlas.label_of("thalamus_right")])
+    tissue = scene.template.gm + scene.template.wm
+    assert np.median((scene.template.gm / np.maximum(tissue, 1e-6))[thalamus]) > 0.85
+    assert np.median(scene.template.t1[thalamus]) < np.median(template.t1[thalamus])  # grey is darker in T1
+    amounts = {name: 0.0 for name in scene.growth}
+    images = {}
+    for grow in (-2.0, 2.0):
+        spec = SubjectSpec(index=5, sample_id="s", age=60.0, sex=1,
+                           region_amounts={**amounts, "thalamus_left": grow, "thalamus_right": grow})
+        images[grow] = render_subject(scene, spec, seed=0)
+    assert images[2.0].traits["thalamus_volume"] > 1.3 * images[-2.0].traits["thalamus_volume"]
+    near = ndimage.binary_dilation(thalamus, iterations=2)
+    far = ~ndimage.binary_dilation(thalamus, iterations=6) & (template.mask > 0)
+    for contrast in ("t1", "t2"):
+        change = np.abs(getattr(images[2.0], contrast) - getattr(images[-2.0], contrast))
+        assert change[near].mean() > 0.01 and change[near].mean() > 10 * change[far].mean(), contrast
 
 
 def test_genotypes_read_back_with_sample_ids(cohort):

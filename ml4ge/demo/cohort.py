@@ -10,6 +10,8 @@
 - ``covariates.tsv``: ``sample_id, age, sex, PC1..PC4`` (genotype principal components).
 - ``genotypes.bed/.bim/.fam``: PLINK 1 (bed-reader), FID = IID = sample id, about 1% missing calls.
 - ``atlas.nii.gz`` + ``atlas_labels.tsv`` (``label, name, hemisphere``) and ``brain_mask.nii.gz``: on the same grid.
+- ``template_t1.nii.gz``, ``template_t2.nii.gz``: the MNI152 T1 and a T2-like image of its tissue maps on the
+  same grid, for ``--mode tensorize --register_to`` (the subjects carry random misregistration).
 - ``truth.json``: the causal SNPs (planted and measured effects), age and sex effects, the regions per trait.
 
 Cohort-level draws (age, sex, genotypes, structure factors) come from ``default_rng(seed)``; each subject's
@@ -34,7 +36,7 @@ from ml4ge.demo.anatomy import MAX_VOXEL_MM, MIN_VOXEL_MM, load_template
 from ml4ge.demo.atlas import load_atlas
 from ml4ge.demo.effects import AGE_RANGE, PLANTED_EFFECTS, REGION_AMOUNTS, truth_record
 from ml4ge.demo.genotypes import CHROMOSOMES, min_snps, principal_components, simulate_genotypes, write_plink
-from ml4ge.demo.subject import Scene, SubjectSpec, build_scene, render_subject
+from ml4ge.demo.subject import Scene, SubjectSpec, build_scene, render_subject, t2_image
 
 DEFAULT_TENSORS = ("t1_64", "t2_64")
 CONTRASTS = ("t1", "t2")
@@ -188,7 +190,7 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
 
     Returns:
         ``{name: path}`` for t1, t2 (folders), manifest, phenotypes, covariates, bed, bim, fam, atlas,
-        atlas_labels, truth, brain_mask.
+        atlas_labels, truth, brain_mask, template_t1, template_t2.
 
     Raises:
         ValueError: for a too-small cohort or SNP count, a bad voxel size, or not two tensor names.
@@ -212,6 +214,9 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
     paths["bim"], paths["fam"] = folder / "genotypes.bim", folder / "genotypes.fam"
     paths["atlas"] = write_nifti(folder / "atlas.nii.gz", atlas.labels.astype(np.int16), atlas.affine)
     paths["atlas_labels"] = write_table(atlas.table, folder / "atlas_labels.tsv")
+    paths["template_t1"] = write_nifti(folder / "template_t1.nii.gz", template.t1, template.affine)
+    paths["template_t2"] = write_nifti(folder / "template_t2.nii.gz", t2_image(template.csf, template.gm, template.wm),
+                                       template.affine)
     paths["brain_mask"] = write_nifti(folder / "brain_mask.nii.gz", template.mask.astype(np.float32), template.affine)
     truth = build_truth(genotypes, causal_rows, phenotypes, seed, float(voxel_mm))
     paths["truth"] = write_text(folder / "truth.json", json.dumps(truth, indent=2) + "\n")

@@ -225,7 +225,23 @@ def tensorize(run: DemoRun) -> None:
     manifest = write_table(demo_manifest(run), folder / "demo_manifest.csv", sep=",")
     run_recipe(["--mode", "tensorize", "--manifest", str(manifest), "--phenotype_csv",
                 str(run.cohort / "phenotypes.csv"), "--tensors", str(run.tensors), "--id", "tensorize",
-                *run.common_flags()])
+                "--register_to", *registration_templates(run), *run.common_flags()])
+
+
+def registration_templates(run: DemoRun) -> list[str]:
+    """``TENSOR=TEMPLATE`` pairs that register each contrast to the cohort's template of that contrast.
+
+    Raises:
+        FileNotFoundError: for a cohort without its templates (written by an older ml4ge).
+    """
+    pairs = []
+    for contrast, tensor in (("t1", run.settings.t1), ("t2", run.settings.t2)):
+        template = run.cohort / f"template_{contrast}.nii.gz"
+        if not template.is_file():
+            raise FileNotFoundError(f"{template} is missing: the demo cohort predates registration; generate it "
+                                    "again (drop --demo_data, or delete the folder).")
+        pairs.append(f"{tensor}={template}")
+    return pairs
 
 
 def model_inputs(run: DemoRun, model: str) -> list[str]:

@@ -168,8 +168,8 @@ def outputs_section() -> str:
         "- `associate/`: the GWAS of every latent dimension (sumstats, hits, loci, counts, Manhattan plots) and "
         "`truth_snps.tsv` (the planted SNPs found or not)",
         "- `compare/`, `compare_adjusted/`: scores per fold, summaries, paired differences, bar charts",
-        "- `interpret_ae_t1/`, `interpret_ae_t2/`, `interpret_truth.tsv`: PerDI maps of the SNP-selected dimensions "
-        "and the ranks of the planted regions",
+        "- `interpret_ae_t1/`, `interpret_ae_t2/`, `interpret_truth.tsv`: PerDI maps of the dimensions "
+        "chosen by trait and by SNP, and the ranks of the planted regions",
         "- `stages/<stage>.json`, `demo_timings.tsv`: wall time and peak memory per stage; a rerun skips finished "
         "stages"])
 

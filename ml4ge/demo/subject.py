@@ -7,6 +7,7 @@ whichever worker renders it and in whatever order.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,7 @@ from ml4ge.demo.anatomy import (
     rician_noise,
     warp,
 )
-from ml4ge.demo.atlas import LOBES, Atlas
+from ml4ge.demo.atlas import DEEP_GREY, HEMISPHERES, LOBES, Atlas
 from ml4ge.demo.effects import (
     AGE_RANGE,
     GM_LOSS_OVER_AGE_RANGE,
@@ -45,6 +46,11 @@ WAVE_AMPLITUDE_MM = 0.4
 # How far outside the template's brain mask a subject's brain can reach: head scale (at most +7.8% of ~95 mm),
 # rotation (at most ~5 degrees combined at ~100 mm), translation (at most 3.5 mm) and the smooth warp.
 SUPPORT_MARGIN_MM = 20.0
+# Deep grey matter is painted into the template as this fraction of grey matter (of the tissue there) inside
+# the atlas's structures, with edges softened by a Gaussian of this width, so that the structures' boundaries,
+# which the planted effects move, show in both contrasts.
+DEEP_GREY_FRACTION = 0.95
+DEEP_GREY_EDGE_MM = 1.5
 HEAD_SCALE_CLIP_SD = 3.0
 
 
@@ -72,8 +78,29 @@ class Scene:
     intensity: dict[str, float]  # T1 intensity of CSF, grey and white matter
 
 
+def paint_deep_grey(template: Template, atlas: Atlas) -> Template:
+    """``template`` with its deep grey structures (thalamus, caudate, putamen, pallidum, hippocampus, amygdala)
+    made grey matter inside the atlas's regions.
+
+    The MNI152 template shows these structures with soft, low-contrast edges that do not follow the atlas's
+    ellipsoids, so growing an atlas region would barely change the image. White matter is exchanged for grey
+    matter (CSF is kept) and T1 changes by the grey-white intensity difference per unit exchanged.
+    """
+    names = [f"{name}_{side}" for name in DEEP_GREY for side in HEMISPHERES]
+    inside = np.isin(atlas.labels, [atlas.label_of(name) for name in names]).astype(np.float32)
+    share = np.clip(ndimage.gaussian_filter(inside, DEEP_GREY_EDGE_MM / template.voxel_mm), 0.0, 1.0)
+    tissue = template.gm + template.wm
+    gm = (1.0 - share) * template.gm + share * DEEP_GREY_FRACTION * tissue
+    intensity = template.tissue_intensity()
+    t1 = template.t1 + (gm - template.gm) * np.float32(intensity["gm"] - intensity["wm"])
+    return dataclasses.replace(template, t1=t1.astype(np.float32), gm=gm.astype(np.float32),
+                               wm=(tissue - gm).astype(np.float32))
+
+
 def build_scene(template: Template, atlas: Atlas) -> Scene:
-    """Precompute the cortex map, the brain's centre and support, and the growth field of every planted region."""
+    """Precompute the cortex map, the brain's centre and support, and the growth field of every planted region;
+    the scene's template has its deep grey structures painted (:func:`paint_deep_grey`)."""
+    template = paint_deep_grey(template, atlas)
     cortical_labels = [atlas.label_of(f"{lobe}_{side}") for lobe in LOBES for side in ("left", "right")]
     cortex = template.gm * np.isin(atlas.labels, cortical_labels)
     world = template.world_coordinates().reshape(3, -1)
@@ -127,6 +154,11 @@ def _finish(scene: Scene, values: np.ndarray, brain: np.ndarray, rng: np.random.
     return image
 
 
+def t2_image(csf: np.ndarray, gm: np.ndarray, wm: np.ndarray) -> np.ndarray:
+    """The T2-FLAIR-like image of tissue maps: CSF bright, grey matter mid, white matter dark (float32)."""
+    return (T2_INTENSITY["csf"] * csf + T2_INTENSITY["gm"] * gm + T2_INTENSITY["wm"] * wm).astype(np.float32)
+
+
 def render_subject(scene: Scene, spec: SubjectSpec, seed: int) -> Rendered:
     """Render one subject's T1 and T2-like images and measure its traits."""
     rng = np.random.default_rng([seed, spec.index])
@@ -142,7 +174,7 @@ def render_subject(scene: Scene, spec: SubjectSpec, seed: int) -> Rendered:
     lost = np.float32(gm_loss) * cortex
     gm, csf = gm - lost, csf + lost
     t1 = warp(template.t1, coordinates) + lost * np.float32(scene.intensity["csf"] - scene.intensity["gm"])
-    t2 = (T2_INTENSITY["csf"] * csf + T2_INTENSITY["gm"] * gm + T2_INTENSITY["wm"] * wm).astype(np.float32)
+    t2 = t2_image(csf, gm, wm)
     traits = measure_traits(scene, coordinates, gm, wm, cortex - lost, rng)
     return Rendered(t1=_finish(scene, t1, brain, rng), t2=_finish(scene, t2, brain, rng), traits=traits)
 

@@ -1,10 +1,11 @@
 """Truth checks of the demo: do the GWAS of the latents find the planted SNPs, and do PerDI maps of the latent
-dimensions those SNPs move point at the regions the SNPs were planted in?
+dimensions that carry a planted effect point at the region it was planted in?
 
-The route is the seed studies' SNP -> endophenotype -> region: for each planted SNP of ``truth.json`` the latent
-dimension with the smallest association P (``--mode associate`` summary statistics) is the endophenotype, and its
-PerDI map (``--mode interpret``) ranks the atlas regions. Selecting by trait correlation (:func:`top_dimensions`)
-is the weaker alternative: the traits also carry age effects, so it is kept only for the example script.
+Two routes choose the dimensions. By trait (:func:`top_dimensions`): the dimensions most correlated with a planted
+trait once age, sex and brain volume are removed from both. By SNP, the seed studies' SNP -> endophenotype ->
+region route (:func:`best_dimensions`): the dimension with the smallest association P of a planted SNP
+(``--mode associate`` summary statistics). Each chosen dimension's PerDI map (``--mode interpret``) ranks the atlas
+regions (:func:`planted_ranks`).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def planted_ranks(maps: Path, atlas: Path, labels: Path, chosen: pd.DataFrame, r
     return pd.DataFrame(rows)
 
 
-# Trait-based selection (the example script) ------------------------------------------------------------------
+# Trait-based selection ------------------------------------------------------------------
 def residualised(frame: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
     """Columns of ``frame`` minus their least-squares fit on ``covariates`` (with an intercept)."""
     design = np.column_stack([np.ones(len(covariates)), covariates.to_numpy(dtype=float)])

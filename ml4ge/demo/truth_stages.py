@@ -1,10 +1,11 @@
 """The demo's genetics stages: ``associate`` (a GWAS of every latent space) and ``interpret`` (PerDI maps of the
-latent dimensions the planted SNPs move), each with a truth table against ``truth.json``.
+latent dimensions the planted traits and SNPs select), each with a truth table against ``truth.json``.
 
 associate -> ``<demo>/associate/`` (the recipe's outputs) plus ``truth_snps.tsv`` (per planted SNP: hit or not,
 best -log10 P, where) and ``planted_sumstats.tsv`` (every dimension's statistics of the planted SNPs).
 interpret -> ``<demo>/interpret_<model>/`` per autoencoder plus ``<demo>/interpret_truth.tsv`` (rank of each
-planted region among the atlas regions, per hemisphere and left/right merged).
+planted region among the atlas regions, per hemisphere and left/right merged, for the dimensions most correlated
+with each planted trait and those most associated with each planted SNP).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ MAX_INTERPRET_SAMPLES = 500
 # PerDI smooths with a 3 mm kernel at 1 mm; the demo's grid is 3 mm (5 mm quick), so that is one voxel. The
 # recipe's default of 3 voxels would be 9 mm here, wider than the thalamus and putamen are thick.
 SMOOTH_SIGMA_VOXELS = 1.0
+TRAIT_ADJUST = ("age", "sex", "brain_volume")
+RANK_COLUMNS = ["model", "route", "trait", "dimension", "abs_r", "log10p", "merged", "region", "ks_rank", "mean_rank",
+                "regions", "top_region"]
 
 
 def associate_folder(run: DemoRun):
@@ -46,8 +50,26 @@ def associate(run: DemoRun) -> None:
     write_table(truth_checks.snp_truth(truth, stats, hits, WINDOW_KB), folder / "truth_snps.tsv")
 
 
+def chosen_dimensions(run: DemoRun, model: str, truth: dict, stats: pd.DataFrame) -> pd.DataFrame:
+    """The dimensions of ``model`` that PerDI maps, by two routes.
+
+    ``trait``: the dimension most correlated with each planted trait, both residualised on age, sex and brain
+    volume (the demo ages and scales every region). ``snp``: the dimension with the smallest association P of
+    each planted SNP (the seed studies' SNP -> endophenotype -> region route).
+    """
+    from ml4ge.compare import load_latents
+    from ml4ge.demo.pipeline import MODELS, latent_table
+
+    given = getattr(run.settings, MODELS[model][0][0])
+    latents = load_latents(latent_table(run, model, given))
+    phenotypes = pd.read_csv(run.cohort / "phenotypes.csv", dtype={"sample_id": str}).set_index("sample_id")
+    by_trait = truth_checks.top_dimensions(latents, phenotypes, list(truth["regions"]), 1, TRAIT_ADJUST)
+    by_snp = truth_checks.best_dimensions(truth, stats, model)
+    return pd.concat([by_trait.assign(route="trait"), by_snp.assign(route="snp")], ignore_index=True)
+
+
 def interpret(run: DemoRun) -> None:
-    """PerDI of each autoencoder's dimensions most associated with a planted SNP; ranks of the planted regions."""
+    """PerDI of each autoencoder's dimensions chosen by :func:`chosen_dimensions`; ranks of the planted regions."""
     from ml4ge.demo.pipeline import MODELS, latent_table, run_recipe
 
     truth = truth_checks.load_truth(run.cohort)
@@ -55,7 +77,7 @@ def interpret(run: DemoRun) -> None:
     atlas, labels = run.cohort / "atlas.nii.gz", run.cohort / "atlas_labels.tsv"
     ranks = []
     for model in INTERPRET_MODELS:
-        chosen = truth_checks.best_dimensions(truth, stats, model)
+        chosen = chosen_dimensions(run, model, truth, stats)
         given = getattr(run.settings, MODELS[model][0][0])
         folder = run_recipe([
             "--mode", "interpret", "--latent_tables", str(latent_table(run, model, given)), "--output_tensors", given,
@@ -101,14 +123,14 @@ def interpret_section(run: DemoRun) -> str:
     if not path.is_file():
         return ""
     ranks = pd.read_csv(path, sep="\t")
-    lines = ["## Which regions the SNP-driven dimensions change (PerDI)", "",
-             "For each planted SNP, the latent dimension of each autoencoder with the smallest association P is "
-             f"interpreted with `--mode interpret` (up to {MAX_INTERPRET_SAMPLES} subjects, +1 SD shifts, |t| "
-             f"smoothed with sigma {SMOOTH_SIGMA_VOXELS:g} voxel: PerDI's 3 mm kernel on this grid). Rank 1 is the "
-             "region the map is most enriched in (KS statistic), among all atlas regions; `merged` joins left "
-             "and right.", "",
-             markdown_table(ranks[["model", "id", "trait", "dimension", "log10p", "merged", "region", "ks_rank",
-                                   "mean_rank", "regions", "top_region"]], 2)]
+    lines = ["## Which regions the trait- and SNP-selected dimensions change (PerDI)", "",
+             "Each autoencoder's dimensions are interpreted with `--mode interpret` (up to "
+             f"{MAX_INTERPRET_SAMPLES} subjects, +1 SD shifts, |t| smoothed with sigma {SMOOTH_SIGMA_VOXELS:g} "
+             "voxel: PerDI's 3 mm kernel on this grid). `route` says how a dimension was chosen: `trait`, the "
+             "dimension most correlated with the planted trait (|r| after removing age, sex and brain volume); "
+             "`snp`, the dimension with the smallest association P of the planted SNP. Rank 1 is the region the "
+             "map is most enriched in (KS statistic) among all atlas regions; `merged` joins left and right.", "",
+             markdown_table(ranks[[c for c in RANK_COLUMNS if c in ranks]], 2)]
     for model in INTERPRET_MODELS:
         for picture in sorted((run.folder / f"interpret_{model}").glob("perdi_*/dim_*.png")):
             lines += ["", image(run, picture, f"PerDI {model} {picture.stem}")]
