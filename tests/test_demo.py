@@ -150,7 +150,8 @@ def quick_demo(tmp_path_factory) -> Path:
 def test_quick_demo_writes_the_report_and_the_latents_carry_signal(quick_demo):
     report = (quick_demo / "report.md").read_text()
     for heading in ("## Headline", "## Cohort", "## Model `dropfuse`", "## Comparison of the latent spaces", "## Cost",
-                    "## Genetic association of the latents", "## Which regions the SNP-driven dimensions change"):
+                    "## Genetic association of the latents",
+                    "## Which regions the trait- and SNP-selected dimensions change"):
         assert heading in report
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(pictures) >= 8 and all((quick_demo / picture).is_file() for picture in pictures)
