@@ -85,26 +85,54 @@ def _update(rigid: Rigid, step: np.ndarray) -> Rigid:
     return Rigid(rotation=rotation, translation=rigid.translation + step[3:], centre=rigid.centre)
 
 
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """What registration needs of a reference, computed once for every volume registered to it: the centre
+    (mm) of its nonzero voxels and, per level of :data:`LEVELS`, the lattice's world points and the smoothed
+    reference intensities there."""
+
+    centre: np.ndarray
+    levels: tuple[tuple[float, int, np.ndarray, np.ndarray], ...]  # (sigma, iterations, points (3, N), target (N,))
+
+
+def prepare_reference(reference: np.ndarray, affine) -> Reference:
+    """The :class:`Reference` of a 3-D volume on the grid ``affine``.
+
+    Raises:
+        ValueError: if the volume is not 3-D or has no nonzero voxel.
+    """
+    if reference.ndim != 3:
+        raise ValueError(f"rigid registration takes 3-D volumes; the reference volume has shape {reference.shape}")
+    if not np.any(reference):
+        raise ValueError("the registration reference is all zeros; give a (skull-stripped) template image")
+    affine = np.asarray(affine, float)
+    levels = []
+    for sigma, step, iterations in LEVELS:
+        points = _lattice(reference, step)
+        target = _sample(ndimage.gaussian_filter(reference.astype(np.float64), sigma), points)
+        levels.append((sigma, iterations, _world(points, affine), target))
+    centre = _world(np.argwhere(reference != 0).mean(axis=0)[:, None], affine)[:, 0]
+    return Reference(centre=centre, levels=tuple(levels))
+
+
 def register_rigid(moving: np.ndarray, moving_affine, reference: np.ndarray, reference_affine) -> Rigid:
     """Fit the rigid transform that brings ``moving`` onto ``reference`` (both 3-D, any grids).
 
     Raises:
         ValueError: if either volume is not 3-D or the reference has no nonzero voxel.
     """
-    for name, volume in (("moving", moving), ("reference", reference)):
-        if volume.ndim != 3:
-            raise ValueError(f"rigid registration takes 3-D volumes; the {name} volume has shape {volume.shape}")
-    if not np.any(reference):
-        raise ValueError("the registration reference is all zeros; give a (skull-stripped) template image")
-    moving_affine, reference_affine = np.asarray(moving_affine, float), np.asarray(reference_affine, float)
-    centre = _world(np.argwhere(reference != 0).mean(axis=0)[:, None], reference_affine)[:, 0]
-    rigid = Rigid(rotation=np.eye(3), translation=np.zeros(3), centre=centre)
-    for sigma, step, iterations in LEVELS:
+    return register_to(moving, moving_affine, prepare_reference(reference, reference_affine))
+
+
+def register_to(moving: np.ndarray, moving_affine, reference: Reference) -> Rigid:
+    """:func:`register_rigid` to a prepared reference (3-D ``moving``)."""
+    if moving.ndim != 3:
+        raise ValueError(f"rigid registration takes 3-D volumes; the moving volume has shape {moving.shape}")
+    moving_affine = np.asarray(moving_affine, float)
+    rigid = Rigid(rotation=np.eye(3), translation=np.zeros(3), centre=reference.centre)
+    for sigma, iterations, points, target in reference.levels:
         smooth_moving = ndimage.gaussian_filter(moving.astype(np.float64), sigma)
         gradient = np.gradient(smooth_moving)
-        points = _lattice(reference, step)
-        target = _sample(ndimage.gaussian_filter(reference.astype(np.float64), sigma), points)
-        points = _world(points, reference_affine)
         for _ in range(iterations):
             update = _gauss_newton_step(smooth_moving, gradient, target, points, rigid, moving_affine)
             rigid = _update(rigid, update)

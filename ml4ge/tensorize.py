@@ -33,7 +33,7 @@ from ml4ge.arrays import fit_to_shape
 from ml4ge.atomic import write_table
 from ml4ge.hd5 import HD5_SUFFIX, write_tensor
 from ml4ge.progress import progress
-from ml4ge.registration import register_rigid, resample_rigid
+from ml4ge.registration import prepare_reference, register_to, resample_rigid
 
 TEMPORARY_SUFFIX = ".tmp"
 REPORT_NAME = "tensorize_report.tsv"
@@ -164,9 +164,10 @@ def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
 
 
 @functools.lru_cache(maxsize=4)
-def read_reference(path: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """:func:`read_nifti` of a registration template, once per process."""
-    return read_nifti(path)
+def read_reference(path: str):
+    """A registration template's ``(shape, affine, voxel size, prepared reference)``, once per process."""
+    volume, affine, zooms = read_nifti(path)
+    return volume.shape, affine, zooms, prepare_reference(volume, affine)
 
 
 def register_to_reference(volume: np.ndarray, affine: np.ndarray, reference_path: str):
@@ -179,9 +180,9 @@ def register_to_reference(volume: np.ndarray, affine: np.ndarray, reference_path
     Raises:
         ValueError: if the volume or the template is not 3-D, or the template is empty.
     """
-    reference, reference_affine, zooms = read_reference(str(reference_path))
-    rigid = register_rigid(volume, affine, reference, reference_affine)
-    registered = resample_rigid(volume, affine, rigid, reference.shape, reference_affine)
+    shape, reference_affine, zooms, reference = read_reference(str(reference_path))
+    rigid = register_to(volume, affine, reference)
+    registered = resample_rigid(volume, affine, rigid, shape, reference_affine)
     attributes = {"registered_to": str(reference_path), "rigid_parameters": rigid.parameters()}
     return registered, reference_affine, zooms, attributes
 

@@ -50,17 +50,16 @@ def associate(run: DemoRun) -> None:
     write_table(truth_checks.snp_truth(truth, stats, hits, WINDOW_KB), folder / "truth_snps.tsv")
 
 
-def chosen_dimensions(run: DemoRun, model: str, truth: dict, stats: pd.DataFrame) -> pd.DataFrame:
-    """The dimensions of ``model`` that PerDI maps, by two routes.
+def chosen_dimensions(run: DemoRun, model: str, given: str, truth: dict, stats: pd.DataFrame) -> pd.DataFrame:
+    """The dimensions of ``model`` (whose decoder outputs the map ``given``) that PerDI maps, by two routes.
 
     ``trait``: the dimension most correlated with each planted trait, both residualised on age, sex and brain
     volume (the demo ages and scales every region). ``snp``: the dimension with the smallest association P of
     each planted SNP (the seed studies' SNP -> endophenotype -> region route).
     """
     from ml4ge.compare import load_latents
-    from ml4ge.demo.pipeline import MODELS, latent_table
+    from ml4ge.demo.pipeline import latent_table
 
-    given = getattr(run.settings, MODELS[model][0][0])
     latents = load_latents(latent_table(run, model, given))
     phenotypes = pd.read_csv(run.cohort / "phenotypes.csv", dtype={"sample_id": str}).set_index("sample_id")
     by_trait = truth_checks.top_dimensions(latents, phenotypes, list(truth["regions"]), 1, TRAIT_ADJUST)
@@ -77,8 +76,8 @@ def interpret(run: DemoRun) -> None:
     atlas, labels = run.cohort / "atlas.nii.gz", run.cohort / "atlas_labels.tsv"
     ranks = []
     for model in INTERPRET_MODELS:
-        chosen = chosen_dimensions(run, model, truth, stats)
         given = getattr(run.settings, MODELS[model][0][0])
+        chosen = chosen_dimensions(run, model, given, truth, stats)
         folder = run_recipe([
             "--mode", "interpret", "--latent_tables", str(latent_table(run, model, given)), "--output_tensors", given,
             "--tensors", str(run.tensors), "--model_file", str(run.folder / model / f"{model}.keras"),
