@@ -79,7 +79,8 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pool_type", default="max", choices=["max", "average"], help="Pooling between stages.")
     group.add_argument("--decoder_template", action="store_true",
                        help="Conv decoders add a learned template image to their output, set to the training "
-                            "split's mean volume before training: they start at the cohort mean.")
+                            "split's mean volume before training (they start at the cohort mean), and conv "
+                            "encoders subtract that mean, frozen, from their input (they see differences from it).")
     group.add_argument("--pool_x", type=int, default=2, help="Pooling factor along x.")
     group.add_argument("--pool_y", type=int, default=2, help="Pooling factor along y.")
     group.add_argument("--pool_z", type=int, default=1, help="Pooling factor along z.")

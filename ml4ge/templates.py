@@ -1,4 +1,5 @@
-"""Start the decoders' learned templates (:class:`ml4ge.models.layers.Template`) at the training split's mean.
+"""Start the templates (:class:`ml4ge.models.layers.Template`) at the training split's mean: decoders add it,
+encoders subtract it from their input (centring, as PCA does).
 
 A decoder that must first learn the cohort's mean image weight by weight spends most of a short training doing
 it: on the 300-subject demo, an 18-epoch T1 autoencoder still reconstructed worse than the mean volume (masked
@@ -22,12 +23,15 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES = 256  # evenly spaced training samples averaged
 
 
-def template_layers(parts) -> dict[str, list]:
-    """``{output TensorMap name: its decoder's Template layers}`` for decoders that have one."""
+def template_layers(parts) -> dict[str, list[tuple]]:
+    """``{TensorMap name: [(Template layer, sign), ...]}``: decoders add the mean (sign +1), encoders subtract it
+    from their input (sign -1)."""
     from ml4ge.models.layers import Template
 
-    found = {name: [layer for layer in decoder.layers if isinstance(layer, Template)]
-             for name, decoder in parts.decoders.items()}
+    found: dict[str, list[tuple]] = {}
+    for sign, models in ((-1.0, parts.encoders), (1.0, parts.decoders)):
+        for name, model in models.items():
+            found.setdefault(name, []).extend((layer, sign) for layer in model.layers if isinstance(layer, Template))
     return {name: layers for name, layers in found.items() if layers}
 
 
@@ -58,15 +62,15 @@ def mean_tensors(paths: Sequence[Path], tmaps, limit: int = MAX_SAMPLES) -> dict
     return {name: (sums[name] / counts[name]).astype(np.float32) for name in sums}
 
 
-def initialize_templates(parts, paths: Sequence[Path], output_tmaps) -> None:
-    """Set every decoder template to the mean of its map over the training ``paths`` (no-op without templates)."""
+def initialize_templates(parts, paths: Sequence[Path], tmaps) -> None:
+    """Set every template to the mean of its map over the training ``paths``: decoders add it, encoders subtract it
+    from their input (a no-op without templates). ``tmaps``: the model's input and output TensorMaps."""
     layers = template_layers(parts)
     if not layers:
         return
-    tmaps = [tm for tm in output_tmaps if tm.name in layers]
+    tmaps = list({tm.name: tm for tm in tmaps if tm.name in layers}.values())
     means = mean_tensors(list(paths), tmaps)
     for tm in tmaps:
-        for layer in layers[tm.name]:
-            layer.template.assign(means[tm.name])
-        log.info("decoder template of %s set to the mean of %d training samples", tm.name,
-                 min(MAX_SAMPLES, len(paths)))
+        for layer, sign in layers[tm.name]:
+            layer.template.assign(sign * means[tm.name])
+        log.info("templates of %s set to the mean of %d training samples", tm.name, min(MAX_SAMPLES, len(paths)))

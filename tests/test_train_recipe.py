@@ -1,6 +1,9 @@
 """The train recipe: validation before any work, and the seed workflow end to end (train a T1/T2 pair model,
 then infer_encoders) through ml4ge.cli.main on synthetic HD5 volumes."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -179,8 +182,9 @@ def test_fine_tune_a_saved_model(cohort, saved_pair_model, tmp_path):
     assert not np.array_equal(temperature, base.full.get_layer("pair_loss").get_weights())
 
 
-def test_decoder_template_starts_at_the_training_mean_and_is_saved(cohort, tmp_path):
-    """With --decoder_template the decoders add a template that begins as the training split's mean volume."""
+def test_templates_start_at_the_training_mean_and_are_saved(cohort, tmp_path):
+    """With --decoder_template the decoders add a template that begins as the training split's mean volume, and
+    the encoders subtract that mean, frozen, from their input."""
     import h5py
     import keras
 
@@ -201,6 +205,16 @@ def test_decoder_template_starts_at_the_training_mean_and_is_saved(cohort, tmp_p
     decoder = keras.saving.load_model(run / f"decoder_{t1.name}.keras")
     templates = [layer for layer in decoder.layers if isinstance(layer, Template)]
     assert len(templates) == 1
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(templates[0].template), np.mean(volumes, axis=0),
-                               atol=1e-4)
-    assert np.abs(np.mean(volumes, axis=0)).max() > 0.1  # the mean is not zero, so the test can tell
+    mean = np.mean(volumes, axis=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(templates[0].template), mean, atol=1e-4)
+    assert np.abs(mean).max() > 0.1  # the mean is not zero, so the test can tell
+    encoder = keras.saving.load_model(run / f"encoder_{t1.name}.keras")
+    centres = [layer for layer in encoder.layers if isinstance(layer, Template)]
+    assert len(centres) == 1 and not centres[0].trainable
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(centres[0].template), -mean, atol=1e-4)
+    # a fresh process that built nothing (infer_encoders, interpret) loads the encoder with its custom layer
+    script = ("import sys; from ml4ge.models.saving import load_keras; "
+              "print(sum(type(x).__name__ == 'Template' for x in load_keras(sys.argv[1]).layers))")
+    loaded = subprocess.run([sys.executable, "-c", script, str(run / f"encoder_{t1.name}.keras")],
+                            capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "1"

@@ -15,11 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def _load_decoder(args, tm):
-    import keras
-
+    from ml4ge.models.saving import load_keras
     from ml4ge.recipes.interpret import decoder_path
 
-    decoder = keras.saving.load_model(decoder_path(args.model_file, tm), compile=False, safe_mode=True)
+    decoder = load_keras(decoder_path(args.model_file, tm))
     if tuple(decoder.output.shape[1:]) != tuple(tm.shape):
         raise ValueError(f"{decoder_path(args.model_file, tm)} outputs {tuple(decoder.output.shape[1:])}, but "
                          f"--output_tensors {tm.name!r} has shape {tm.shape}; pass the decoder of that map.")

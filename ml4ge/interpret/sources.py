@@ -55,11 +55,11 @@ def table_latents(path, count: int, sample_ids=None) -> tuple[list[str], np.ndar
 
 
 def _load(path: Path):
-    import keras
+    from ml4ge.models.saving import load_keras
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing beside --model_file; was the model saved by --mode train?")
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    return load_keras(path)
 
 
 def fusion(model_folder: Path, input_tmaps):

@@ -145,6 +145,8 @@ class ConvEncoder(_ConvBlock):
         rank, namer = conv_rank(tm), Namer(f"encode_{tm.name}")
         spatial = tuple(tm.shape[:-1])
         target = padded_shape(spatial, self.factors(rank))
+        if self.conv.template:
+            x = Template(trainable=False, name=namer("center"))(x)
         if target != spatial:
             x = CentralCropPad(target, name=namer("pad"))(x)
         index = 0

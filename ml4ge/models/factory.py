@@ -22,6 +22,7 @@ import keras
 from ml4ge.models.blocks import DECODERS, ENCODERS, MERGES, load_block_modules
 from ml4ge.models.config import ModelConfig
 from ml4ge.models.losses import get_loss
+from ml4ge.models.saving import load_keras
 from ml4ge.tensormap import TensorMap, keras_safe
 
 MERGER_FILE = "merger.keras"
@@ -75,7 +76,7 @@ def _check_paths(entries, kind: str, tmaps: list[TensorMap]) -> None:
 
 def _load_part(path, name: str, input_shape: tuple, output_shape: tuple | None) -> keras.Model:
     """A saved part, renamed (wrapped) to ``name`` so that parts loaded from several runs never clash."""
-    loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+    loaded = load_keras(path)
     got_in, got_out = tuple(loaded.input.shape[1:]), tuple(loaded.output.shape[1:])
     if got_in != tuple(input_shape) or (output_shape is not None and got_out != tuple(output_shape)):
         raise ValueError(
@@ -256,7 +257,7 @@ def load_parts(model_file, input_tmaps=None, output_tmaps=None, compile: bool = 
     model_file = Path(model_file)
     folder = model_file.parent
     required = [model_file, folder / MERGER_FILE]
-    full = keras.saving.load_model(model_file, compile=compile, safe_mode=True) if model_file.is_file() else None
+    full = load_keras(model_file, compile=compile) if model_file.is_file() else None
     if full is not None:
         inputs = _names_by_safe(input_tmaps, full.input.keys(), "input_")
         outputs = _names_by_safe(output_tmaps, full.output.keys(), "output_")
@@ -265,12 +266,9 @@ def load_parts(model_file, input_tmaps=None, output_tmaps=None, compile: bool = 
     if missing:
         raise FileNotFoundError(f"Cannot load model {str(model_file)!r}: missing {missing}.")
 
-    def load(path):
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-
     return ModelParts(
         full=full,
-        encoders={name: load(folder / f"encoder_{safe}.keras") for safe, name in inputs.items()},
-        merger=load(folder / MERGER_FILE),
-        decoders={name: load(folder / f"decoder_{safe}.keras") for safe, name in outputs.items()},
+        encoders={name: load_keras(folder / f"encoder_{safe}.keras") for safe, name in inputs.items()},
+        merger=load_keras(folder / MERGER_FILE),
+        decoders={name: load_keras(folder / f"decoder_{safe}.keras") for safe, name in outputs.items()},
     )

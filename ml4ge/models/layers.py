@@ -167,11 +167,12 @@ class DropFuse(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="ml4ge")
 class Template(keras.layers.Layer):
-    """Adds a learned image of the output's shape (one weight per voxel and channel) to a decoder's output.
+    """Adds an image of its input's shape (one weight per voxel and channel) to its input.
 
-    The rest of the decoder then only draws how a sample differs from the template. Zeros at first; the train
-    recipe sets it to the training split's mean target (:func:`ml4ge.templates.initialize_templates`), so a
-    decoder starts at the cohort mean instead of learning it weight by weight.
+    At a decoder's output it is learned, and the train recipe starts it at the training split's mean target
+    (:func:`ml4ge.templates.initialize_templates`): the decoder starts at the cohort mean and draws only how a
+    sample differs from it. At an encoder's input it is frozen (``trainable=False``) at minus that mean: the encoder
+    sees each sample's difference from the cohort, as PCA does after centring. Zeros until initialized.
     """
 
     def build(self, input_shape):

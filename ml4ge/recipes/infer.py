@@ -110,15 +110,15 @@ def write_volume(tm, sample_id: str, prediction: np.ndarray, hd5, folder: Path, 
 
 def run(args: argparse.Namespace) -> int:
     """Predict every sample; returns 0."""
-    import keras
 
     from ml4ge.hd5 import open_sample
+    from ml4ge.models.saving import load_keras
     from ml4ge.pipeline import SkippedSamples, iterate_batches
 
     folder = run_folder(args)
     input_tmaps = resolve_all(args.input_tensors, args.tensormap_prefix)
     output_tmaps = resolve_all(args.output_tensors, args.tensormap_prefix)
-    model = keras.saving.load_model(args.model_file, compile=False, safe_mode=True)
+    model = load_keras(args.model_file)
     scalars = [tm for tm in output_tmaps if tm.is_scalar]
     fmt = getattr(args, "inference_format", "nifti")
     paths = {Path(p).name[: -len(".hd5")]: p for p in cohort_paths(args.tensors, args.sample_csv)}

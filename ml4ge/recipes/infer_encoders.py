@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
 def load_encoder(path: Path):
     """A saved encoder (safe mode, not compiled)."""
-    import keras
+    from ml4ge.models.saving import load_keras
 
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    return load_keras(path)
 
 
 def write_latents(encoder, tm, paths, path: Path, batch_size: int, num_workers: int, tsv_style: str = "standard",

@@ -190,7 +190,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
                                 args.decoder_blocks, config)
         compile_model(parts, output_tmaps, args.learning_rate, args.optimizer)
     if not args.model_file:
-        initialize_templates(parts, paths["train"], output_tmaps)
+        initialize_templates(parts, paths["train"], [*input_tmaps, *output_tmaps])
     if args.inspect_model and chief:
         write_summary(parts.full, folder / f"architecture_{args.id}.txt")
     with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:
