@@ -136,17 +136,12 @@ class GrowthField:
     field: np.ndarray
     region: np.ndarray  # the region's indicator (float32) inside ``box``
 
-    def contains(self, index: np.ndarray) -> np.ndarray:
-        """Which of the voxel ``index`` points (3, S) lie in the box."""
-        return _in_box(index, self.box)
-
     def warped_volume_ml(self, coordinates: np.ndarray, index: np.ndarray, voxel_mm: float) -> float:
         """Volume (mL) of the region in a subject whose image voxels ``index`` (3, S) sample the template at
         ``coordinates`` (3, S), with partial voxels (linear interpolation of the indicator). Only the image
         voxels in the box are sampled: its padding covers where the subject's region can lie."""
-        inside = self.contains(index)
-        start = np.array([s.start for s in self.box], dtype=np.float32)[:, None]
-        return float(warp(self.region, coordinates[:, inside] - start).sum() * voxel_mm**3 / 1000.0)
+        _, local = _in_box_local(index, coordinates, self.box)
+        return float(warp(self.region, local).sum() * voxel_mm**3 / 1000.0)
 
 
 def _in_box(index: np.ndarray, box) -> np.ndarray:
@@ -154,6 +149,13 @@ def _in_box(index: np.ndarray, box) -> np.ndarray:
     for axis, extent in enumerate(box):
         inside &= (index[axis] >= extent.start) & (index[axis] < extent.stop)
     return inside
+
+
+def _in_box_local(index: np.ndarray, coordinates: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+    """Which voxels ``index`` (3, S) lie in ``box``, and their ``coordinates`` (3, S) there relative to the box."""
+    inside = _in_box(index, box)
+    start = np.array([extent.start for extent in box], dtype=np.float32)[:, None]
+    return inside, coordinates[:, inside] - start
 
 
 def growth_field(region: np.ndarray, voxel_mm: float, sigma_mm: float = GROWTH_SIGMA_MM) -> GrowthField:
@@ -243,8 +245,7 @@ def pull_back_coordinates(template: Template, pose: Pose, growth: Sequence[tuple
     grown = growth_displacement(growth)
     if grown is not None:  # the fields vanish outside their boxes: only voxels there can move
         box, total = grown
-        inside = _in_box(index, box)
-        local = voxels[:, inside] - np.array([s.start for s in box], dtype=np.float32)[:, None]
+        inside, local = _in_box_local(index, voxels, box)
         voxels[:, inside] += np.stack([warp(component, local) for component in total])
     return voxels
 

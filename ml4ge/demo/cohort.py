@@ -122,16 +122,21 @@ def write_manifest(folder: Path, ids, tensors: Sequence[str]) -> Path:
     return write_table(pd.DataFrame(rows, columns=["sample_id", "tensor", "path"]), folder / "manifest.csv", sep=",")
 
 
+def _least_squares(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(coefficients, residual)`` of ``y`` on ``design``."""
+    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return coefficients, y - design @ coefficients
+
+
 def measured_effect(trait: np.ndarray, dose: np.ndarray, covariates: np.ndarray) -> dict[str, float]:
     """Least-squares effect of ``dose`` on ``trait`` adjusted for ``covariates``: per allele in trait units and
     in SDs of the covariate-adjusted trait, with its t statistic."""
-    design = np.column_stack([np.ones(len(trait)), dose, covariates])
-    beta, *_ = np.linalg.lstsq(design, trait, rcond=None)
-    residual = trait - design @ beta
+    base = np.column_stack([np.ones(len(trait)), covariates])
+    design = np.column_stack([base[:, :1], dose, covariates])
+    beta, residual = _least_squares(design, trait)
     sigma2 = residual @ residual / (len(trait) - design.shape[1])
     standard_error = np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[1, 1])
-    adjusted = trait - np.column_stack([np.ones(len(trait)), covariates]) @ np.linalg.lstsq(
-        np.column_stack([np.ones(len(trait)), covariates]), trait, rcond=None)[0]
+    _, adjusted = _least_squares(base, trait)
     return {"measured_beta_per_allele": round(float(beta[1]), 6),
             "measured_effect_sd_per_allele": round(float(beta[1] / adjusted.std()), 4),
             "measured_t": round(float(beta[1] / standard_error), 3)}

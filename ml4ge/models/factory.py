@@ -253,7 +253,6 @@ def load_parts(model_file, input_tmaps=None, output_tmaps=None, compile: bool = 
     Raises:
         FileNotFoundError: if the model file or one of its parts is missing.
     """
-    load_block_modules()  # registers the serializable layers the files name
     model_file = Path(model_file)
     folder = model_file.parent
     required = [model_file, folder / MERGER_FILE]
