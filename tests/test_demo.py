@@ -23,7 +23,7 @@ from ml4ge.demo.pipeline import (
 from ml4ge.demo.presets import PRESETS
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "latent_space_comparison.ipynb"
-LATENT_SPACES = ("ae_t1", "ae_t2", "dropfuse_t1", "dropfuse_t2")
+LATENT_SPACES = ("ae_t1", "ae_t2", "dropfuse_t1", "dropfuse_t2", "ae_deep")
 
 
 def refusal(capsys, *argv: str) -> str:
@@ -85,6 +85,8 @@ def test_presets_follow_the_flags(tmp_path):
     quick = settings("--quick", "--demo_subjects", "40", "--demo_epochs", "1")
     assert (quick.preset, quick.subjects, quick.epochs, resolve(quick.t1).shape) == ("quick", 40, 1, (40, 48, 40, 1))
     assert settings().subjects == 300 and resolve(settings().t2).shape == (64, 80, 64, 1)
+    assert [resolve(s.t1_deep).shape for s in (full, quick, settings())] == [(96, 96, 96, 1), (24, 24, 24, 1),
+                                                                             (32, 32, 32, 1)]
 
 
 @pytest.mark.parametrize("preset", PRESETS.names())
@@ -98,7 +100,8 @@ def test_every_preset_trains_models_with_valid_flags(preset, tmp_path):
     for model in MODELS:
         args = build_parser().parse_args(train_argv(run, model))
         validate(args)
-        assert args.epochs == run.settings.epochs and (args.pairs != []) == (model == "dropfuse")
+        factor = run.settings.deep_epoch_factor if model == "ae_deep" else 1
+        assert args.epochs == run.settings.epochs * factor and (args.pairs != []) == (model == "dropfuse")
 
 
 def test_stages_run_in_order_and_names_are_unique():
@@ -156,7 +159,8 @@ def test_quick_demo_writes_the_report_and_the_latents_carry_signal(quick_demo):
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(pictures) >= 8 and all((quick_demo / picture).is_file() for picture in pictures)
     subjects = pd.read_csv(quick_demo / "data" / "phenotypes.csv").shape[0]
-    for model, tmap in (("ae_t1", "t1_5mm"), ("ae_t2", "t2_5mm"), ("dropfuse", "t1_5mm"), ("dropfuse", "t2_5mm")):
+    for model, tmap in (("ae_t1", "t1_5mm"), ("ae_t2", "t2_5mm"), ("dropfuse", "t1_5mm"), ("dropfuse", "t2_5mm"),
+                        ("ae_deep", "t1_deep_5mm")):
         table = pd.read_csv(quick_demo / "latents" / model / f"hidden_{tmap}_{model}.tsv", sep="\t")
         assert table.shape == (subjects, 33) and table.iloc[:, 1:].notna().all().all()
     summary = pd.read_csv(quick_demo / "compare" / "compare_summary.tsv", sep="\t").set_index(["space", "phenotype"])
@@ -178,7 +182,7 @@ def test_quick_demo_checks_the_planted_snps_and_regions(quick_demo):
     genetics = pd.read_csv(quick_demo / "compare" / "compare_genetics.tsv", sep="\t")
     assert set(genetics.space) == set(LATENT_SPACES) and (genetics.dimensions == 32).all()
     ranks = pd.read_csv(quick_demo / "interpret_truth.tsv", sep="\t")
-    assert set(ranks.model) == {"ae_t1", "ae_t2"} and set(ranks.trait) == {snp["trait"] for snp in truth["snps"]}
+    assert set(ranks.model) == {"ae_t1", "ae_deep"} and set(ranks.trait) == {snp["trait"] for snp in truth["snps"]}
     assert set(ranks.route) == {"trait", "snp"}
     by_trait = ranks[ranks.route == "trait"]
     assert by_trait.abs_r.between(0, 1).all() and by_trait.log10p.isna().all()

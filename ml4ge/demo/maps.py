@@ -7,6 +7,9 @@ resolves them as ``ml4ge.demo.maps.t1_3mm`` (dotted names need no ``--tensormap_
 
 - ``t1_3mm``/``t2_3mm``: 3 mm grid (66x78x63) -> 64x80x64, the demo's default.
 - ``t1_5mm``/``t2_5mm``: 5 mm grid (40x47x38) -> 40x48x40, the ``--quick`` demo.
+- ``t1_deep_3mm``/``t1_deep_5mm``/``t1_deep_1mm``: the central 96 mm (120 mm, 96 mm) cube of the same T1
+  volumes: ventricles, thalamus, basal ganglia and hippocampi with little cortex, for the demo's deep-brain
+  autoencoder.
 Full resolution (1 mm) uses the catalogue's ``t1``/``t2`` (182x218x182) instead.
 """
 
@@ -26,6 +29,9 @@ t1_3mm = _grid_map("t1_3mm", f"{T1_DATASET}_3mm", (64, 80, 64), "demo T1 on the 
 t2_3mm = _grid_map("t2_3mm", f"{T2_DATASET}_3mm", (64, 80, 64), "demo T2-FLAIR on the 3 mm MNI grid")
 t1_5mm = _grid_map("t1_5mm", f"{T1_DATASET}_5mm", (40, 48, 40), "demo T1 on the 5 mm MNI grid, cropped/padded")
 t2_5mm = _grid_map("t2_5mm", f"{T2_DATASET}_5mm", (40, 48, 40), "demo T2-FLAIR on the 5 mm MNI grid")
+t1_deep_3mm = _grid_map("t1_deep_3mm", f"{T1_DATASET}_3mm", (32, 32, 32), "central 96 mm cube of the 3 mm demo T1")
+t1_deep_1mm = _grid_map("t1_deep_1mm", T1_DATASET, (96, 96, 96), "central 96 mm cube of the 1 mm T1")
+t1_deep_5mm = _grid_map("t1_deep_5mm", f"{T1_DATASET}_5mm", (24, 24, 24), "central 120 mm cube of the 5 mm demo T1")
 
 
 def qualified(tm: TensorMap) -> str:

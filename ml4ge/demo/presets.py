@@ -15,7 +15,10 @@ class DemoSettings:
         preset: name of the preset these settings came from.
         subjects, voxel_mm, snps: passed to :func:`ml4ge.demo.cohort.write_demo_cohort`.
         t1, t2: TensorMap names as recipes resolve them.
+        t1_deep: the TensorMap of the deep-brain autoencoder: a central crop of the T1 volumes.
         epochs, batch_size: training of each model.
+        deep_epoch_factor: the deep-brain autoencoder trains this many times ``epochs``; its crop is about a tenth
+            of the volume, and so is an epoch.
         model_flags: the train recipe's model and optimizer flags, shared by the three models.
         pair_flags: extra flags of the DropFuse pair model.
         folds: cross-validation folds of compare.
@@ -26,12 +29,14 @@ class DemoSettings:
     voxel_mm: float
     t1: str
     t2: str
+    t1_deep: str
     epochs: int
     batch_size: int
     model_flags: tuple[str, ...]
     pair_flags: tuple[str, ...] = ("--pair_loss", "contrastive", "--pair_loss_weight", "0.1", "--pair_merge", "dropout")
     snps: int = 2000
     folds: int = 5
+    deep_epoch_factor: int = 3
 
     def fingerprint(self) -> dict:
         """The settings as a JSON-ready dict."""
@@ -69,10 +74,11 @@ PRESETS: Registry[DemoSettings] = Registry("demo preset")
 # T1 autoencoder's validation MSE to 0.059 after 10 epochs, against 0.099 after 18 epochs of batches of 8 with batch
 # norm (both with the decoder template; 0.25 without it). With the encoders' centring (same flag) it reaches 0.044.
 PRESETS.register("default", DemoSettings("default", 300, 3.0, "ml4ge.demo.maps.t1_3mm", "ml4ge.demo.maps.t2_3mm",
-                                         epochs=10, batch_size=2,
+                                         "ml4ge.demo.maps.t1_deep_3mm", epochs=10, batch_size=2,
                                          model_flags=small_model((16, 32, 64), latents=128, pool="average")))
 PRESETS.register("quick", DemoSettings("quick", 80, 5.0, "ml4ge.demo.maps.t1_5mm", "ml4ge.demo.maps.t2_5mm",
-                                       epochs=3, batch_size=8, model_flags=small_model((16, 32, 48))))
+                                       "ml4ge.demo.maps.t1_deep_5mm", epochs=3, batch_size=8,
+                                       model_flags=small_model((16, 32, 48))))
 PRESETS.register("full_resolution", DemoSettings(
-    "full_resolution", 300, 1.0, "t1", "t2", epochs=30, batch_size=4,
+    "full_resolution", 300, 1.0, "t1", "t2", "ml4ge.demo.maps.t1_deep_1mm", epochs=30, batch_size=4,
     model_flags=("--model_preset", "udip", "--encoder_blocks", "conv_encode", "--decoder_blocks", "conv_decode")))

@@ -223,7 +223,8 @@ def write_report(run: DemoRun, stages: list[tuple[str, Stage]]) -> Path:
     settings = run.settings
     lines = [f"# ml4ge demo: {run.folder.name}", "",
              f"Preset `{settings.preset}`: {settings.subjects} subjects at {settings.voxel_mm} mm, "
-             f"{settings.epochs} epochs per model, batch {settings.batch_size}, seed {run.seed}.", "",
+             f"{settings.epochs} epochs per model ({settings.epochs * settings.deep_epoch_factor} for the "
+             f"deep-brain `ae_deep`), batch {settings.batch_size}, seed {run.seed}.", "",
              headline(run)]
     overview = overview_figure(run, run.folder / OVERVIEW_NAME)
     if overview is not None:

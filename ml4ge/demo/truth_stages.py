@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ml4ge.demo.pipeline import DemoRun
 
 WINDOW_KB = 250.0  # a planted SNP counts as found when a hit lies within this distance (associate's --clump_kb)
-INTERPRET_MODELS = ("ae_t1", "ae_t2")
+INTERPRET_MODELS = ("ae_t1", "ae_deep")  # a whole-brain and the deep-brain autoencoder
 MAX_INTERPRET_SAMPLES = 500
 # PerDI smooths with a 3 mm kernel at 1 mm; the demo's grid is 3 mm (5 mm quick), so that is one voxel. The
 # recipe's default of 3 voxels would be 9 mm here, wider than the thalamus and putamen are thick.
@@ -76,7 +76,7 @@ def interpret(run: DemoRun) -> None:
     atlas, labels = run.cohort / "atlas.nii.gz", run.cohort / "atlas_labels.tsv"
     ranks = []
     for model in INTERPRET_MODELS:
-        given = getattr(run.settings, MODELS[model][0][0])
+        given = getattr(run.settings, MODELS[model].inputs[0])
         chosen = chosen_dimensions(run, model, given, truth, stats)
         folder = run_recipe([
             "--mode", "interpret", "--latent_tables", str(latent_table(run, model, given)), "--output_tensors", given,
