@@ -199,7 +199,7 @@ class DemoModel:
 # The whole-brain autoencoders mirror the ml4h registration study. Their latents carry age, sex and the ventricles
 # but hardly the deep grey structures: on 2 CPU cores they train for minutes, and the cortex's variance (atrophy,
 # head size) comes first. ae_deep sees the central 96 mm cube only; within the same minutes it carries thalamus,
-# putamen and hippocampal asymmetry (R^2 0.93-0.95 beyond age and sex, against 0.01-0.56 for the whole brain), so
+# putamen and hippocampal asymmetry (R^2 0.93-0.95 beyond age and sex, against 0.00-0.24 for the whole brain), so
 # PerDI and the GWAS have something to find there.
 MODELS = {
     "ae_t1": DemoModel(("t1",)),

@@ -19,7 +19,7 @@ class DemoSettings:
         epochs, batch_size: training of each model.
         deep_epoch_factor: the deep-brain autoencoder trains this many times ``epochs``; its crop is about a tenth
             of the volume, and so is an epoch.
-        model_flags: the train recipe's model and optimizer flags, shared by the three models.
+        model_flags: the train recipe's model and optimizer flags, shared by every demo model.
         pair_flags: extra flags of the DropFuse pair model.
         folds: cross-validation folds of compare.
     """
