@@ -8,7 +8,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.18",
-        "keras>=3.5",
+        "keras>=3.15,<3.16",  # strategy.keras_distribution_fixes patches private Keras code: tested on 3.15
         "h5py>=3.10",
         "numpy>=1.26",
         "pandas>=2.0",
@@ -21,6 +21,7 @@ setup(
         "tensorboard>=2.18",
         "nilearn>=0.10",
         "bed-reader>=1.0",
+        "wrapt>=1.14",
     ],
     extras_require={
         "test": [

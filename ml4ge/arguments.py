@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ml4ge.atomic import write_text
 from ml4ge.recipes import RECIPES
+from ml4ge.training_settings import FLAG_DEFAULTS as TRAINING_DEFAULTS
 
 DEFAULT_SEED = 12878
 
@@ -31,6 +32,9 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tensors", help="Folder of <sample_id>.hd5 files (the output folder for tensorize).")
     group.add_argument("--input_tensors", nargs="*", default=[], help="TensorMaps fed to the model.")
     group.add_argument("--output_tensors", nargs="*", default=[], help="TensorMaps the model predicts.")
+    group.add_argument("--optional_tensors", nargs="*", default=[],
+                       help="train/infer_encoders: maps a sample may lack; it is kept with zeros and a presence flag "
+                            "(the fusion uses its present modalities, the loss of an absent output weighs 0).")
     group.add_argument("--tensormap_prefix", default=None,
                        help="Python package holding your TensorMaps; names like module.variable resolve under it.")
     group.add_argument("--sample_csv", help="Only samples listed in this CSV (first or sample_id column).")
@@ -53,6 +57,8 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
+    group.add_argument("--family", default="autoencoder",
+                       help="Model family (autoencoder: encoders -> merge -> decoders, or a supervised head).")
     group.add_argument("--encoder_blocks", nargs="*", default=["conv_encode"],
                        help="Encoder block names, or encoder_<tmap>.keras files of a trained model.")
     group.add_argument("--merge_blocks", nargs="*", default=["concat"], help="Merge block names.")
@@ -101,8 +107,23 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--validation_steps", type=int, default=0, help="Validation steps; 0 = one pass.")
     group.add_argument("--test_steps", type=int, default=0, help="Test steps; 0 = one pass.")
     group.add_argument("--patience", type=int, default=8, help="Epochs without improvement before stopping.")
-    group.add_argument("--learning_rate", type=float, default=1e-4, help="Initial learning rate.")
-    group.add_argument("--optimizer", default="adam", help="Keras optimizer name.")
+    group.add_argument("--learning_rate", type=float, default=TRAINING_DEFAULTS["learning_rate"],
+                       help="Initial learning rate (a --model_preset brings its own unless this is given).")
+    group.add_argument("--optimizer", default=TRAINING_DEFAULTS["optimizer"], help="Keras optimizer name.")
+    group.add_argument("--lr_schedule", default=TRAINING_DEFAULTS["lr_schedule"],
+                       help="Learning-rate schedule: plateau (x --lr_factor after --lr_patience epochs without a "
+                            "lower val_loss), step (x --lr_factor every --lr_step_epochs), cosine (warm-up of "
+                            "--lr_warmup_epochs, then cosine decay to --lr_min) or constant.")
+    group.add_argument("--lr_factor", type=float, default=TRAINING_DEFAULTS["lr_factor"],
+                       help="plateau/step: factor applied to the learning rate.")
+    group.add_argument("--lr_patience", type=int, default=TRAINING_DEFAULTS["lr_patience"],
+                       help="plateau: epochs without improvement before lowering (default: half of --patience).")
+    group.add_argument("--lr_min", type=float, default=TRAINING_DEFAULTS["lr_min"],
+                       help="Floor of the learning rate (plateau, step, cosine).")
+    group.add_argument("--lr_step_epochs", type=int, default=TRAINING_DEFAULTS["lr_step_epochs"],
+                       help="step: epochs between reductions.")
+    group.add_argument("--lr_warmup_epochs", type=int, default=TRAINING_DEFAULTS["lr_warmup_epochs"],
+                       help="cosine: epochs of linear warm-up.")
     group.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi_worker", "tpu"],
                        help="Distribution strategy.")
     group.add_argument("--mixed_precision", action="store_true", help="bfloat16 on CPU/TPU, float16 on GPU.")

@@ -49,6 +49,10 @@ class TensorDataset:
         context: multiprocessing start method of the workers.
         min_rows: a last batch with fewer rows joins the batch before it. A distribution strategy splits each
             batch over its replicas, and a replica given no row fails (oneDNN convolutions); pass the replica count.
+        optional: names of maps a sample may lack. A sample missing one is kept: the map reads as zeros, inputs
+            get its presence flag ``tm.presence_name`` (``[B, 1]``, 1 present), and :meth:`dataset` yields
+            per-output sample weights that are 0 where the output's map is absent. Missing required maps still
+            skip the sample.
 
     Raises:
         ValueError: for an empty split, a batch size below 1, or ``cache`` with ``augment`` (cached samples
@@ -59,7 +63,7 @@ class TensorDataset:
         self, paths: Sequence, input_tmaps, output_tmaps, batch_size: int, *, shuffle: bool = True,
         augment: bool = False, num_workers: int = 2, cache: bool = False, seed: int = 0,
         skipped: SkippedSamples | None = None, drop_remainder: bool = False, prefetch: int | None = None,
-        context: str = DEFAULT_CONTEXT, min_rows: int = 1,
+        context: str = DEFAULT_CONTEXT, min_rows: int = 1, optional=(),
     ):
         if not paths:
             raise ValueError("no .hd5 files in this split; check --tensors and the split ratios or CSVs.")
@@ -74,8 +78,9 @@ class TensorDataset:
         self.cache, self.seed, self.skipped, self.drop_remainder = cache, int(seed), skipped, drop_remainder
         self.min_rows = int(min_rows)
         self.prefetch = prefetch or max(2 * num_workers, 1)
+        self.optional = frozenset(optional)
         self.pool = WorkerPool(self.input_tmaps, self.output_tmaps, num_workers, self.batch_size, self.prefetch,
-                               context)
+                               context, self.optional)
         self._cached: dict[int, tuple[str, dict, dict]] = {}
         self._bad: dict[int, str] = {}  # cohort position -> reason
         self._passes = itertools.count()  # next() is atomic: passes started from two threads get two epochs
@@ -148,17 +153,36 @@ class TensorDataset:
 
     # tf.data -------------------------------------------------------------------------------------------
     def output_signature(self):
-        """``(inputs, outputs)`` dicts of ``tf.TensorSpec`` (batch axis fixed only with ``drop_remainder``)."""
+        """``(inputs, outputs)`` dicts of ``tf.TensorSpec`` (batch axis fixed only with ``drop_remainder``), and the
+        sample weights' with optional maps."""
         import tensorflow as tf
 
         rows = self.batch_size if self.drop_remainder else None
         inputs = {tm.input_name: tf.TensorSpec((rows, *tm.shape), tf.float32) for tm in self.input_tmaps}
+        inputs |= {tm.presence_name: tf.TensorSpec((rows, 1), tf.float32)
+                   for tm in self.input_tmaps if tm.name in self.optional}
         outputs = {tm.output_name: tf.TensorSpec((rows, *target_shape(tm)), tf.float32) for tm in self.output_tmaps}
-        return inputs, outputs
+        if not self.optional:
+            return inputs, outputs
+        weights = {tm.output_name: tf.TensorSpec((rows,), tf.float32) for tm in self.output_tmaps}
+        return inputs, outputs, weights
 
     def _generate(self):
         for batch in self.batches():
-            yield batch.inputs, batch.outputs
+            yield self.model_batch(batch)
+
+    def model_batch(self, batch: Batch) -> tuple:
+        """``(inputs, outputs)`` of a batch as the model takes them; with optional maps also the per-output sample
+        weights (the presence flag of the output's map, 1 for required maps)."""
+        if not self.optional:
+            return batch.inputs, batch.outputs
+        input_names = {tm.input_name for tm in self.input_tmaps}
+        input_names |= {tm.presence_name for tm in self.input_tmaps if tm.name in self.optional}
+        inputs = {name: array for name, array in batch.inputs.items() if name in input_names}
+        rows = len(batch)
+        weights = {tm.output_name: (batch.inputs[tm.presence_name][:, 0] if tm.name in self.optional
+                                    else np.ones(rows, np.float32)) for tm in self.output_tmaps}
+        return inputs, batch.outputs, weights
 
     def dataset(self):
         """A finite ``tf.data.Dataset`` of one pass per iteration; each new iteration is the next epoch."""

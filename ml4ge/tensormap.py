@@ -145,6 +145,11 @@ class TensorMap:
         return f"output_{keras_safe(self.name)}"
 
     @property
+    def presence_name(self) -> str:
+        """Name of the per-sample flag (1 present, 0 absent) that comes with an optional map."""
+        return f"present_{keras_safe(self.name)}"
+
+    @property
     def is_scalar(self) -> bool:
         return len(self.shape) == 1
 

@@ -33,18 +33,11 @@ BACKUP_FOLDER = "checkpoints/backup"
 BEST_WEIGHTS = "checkpoints/best.weights.h5"
 TRAINING_LOG = "training_log.csv"
 MONITOR = "val_loss"
-LR_FACTOR = 0.5
 
 
 def steps_or_none(steps: int | None) -> int | None:
     """``--training_steps``-style flags: 0 or None mean one full pass over the split (None for Keras)."""
     return int(steps) if steps else None
-
-
-def lr_patience(patience: int) -> int:
-    """Epochs without improvement before the learning rate is halved: half the early-stopping patience, so the
-    learning rate is lowered at least once before training stops."""
-    return max(1, patience // 2)
 
 
 def trim_csv_log(path: Path, epochs: int) -> None:
@@ -123,6 +116,21 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         log.info("resumed from the backup of epoch %d (learning rate %.3g)", self.restored_epoch, lr)
 
 
+class EpochRate(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate at the start of each epoch from ``schedule.rate(epoch, ...)`` and logs it."""
+
+    def __init__(self, schedule, learning_rate: float, epochs: int):
+        super().__init__()
+        self.schedule, self.learning_rate, self.epochs = schedule, float(learning_rate), int(epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = self.schedule.rate(epoch, self.learning_rate, self.epochs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 def _jsonable(value):
     if value is None:
         return None
@@ -130,45 +138,46 @@ def _jsonable(value):
     return None if isinstance(value, float) and math.isinf(value) else value
 
 
-def make_callbacks(folder: Path, patience: int, write_outputs: bool = True) -> list[keras.callbacks.Callback]:
-    """Early stopping, learning-rate reduction, best-weights checkpoint, CSV log, TensorBoard and the backup.
+def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=()) -> list[keras.callbacks.Callback]:
+    """Early stopping, the learning-rate schedule, best-weights checkpoint, CSV log, TensorBoard and the backup.
 
     Args:
         folder: the run folder (or a scratch folder for non-chief workers).
-        patience: ``--patience``: epochs without a lower ``val_loss`` before stopping.
+        settings: a :class:`~ml4ge.training_settings.TrainingSettings` (patience, schedule).
         write_outputs: False leaves out TensorBoard (non-chief workers in multi-worker training).
+        extra: the family's own callbacks (a KL-weight schedule); they run before the logs are written.
 
     Returns:
         The callbacks, :class:`RunBackup` last.
     """
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=patience, verbose=1)
-    plateau = keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, factor=LR_FACTOR, patience=lr_patience(patience),
-                                                verbose=1)
+    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings.patience, verbose=1)
+    plateau = settings.schedule_callback()
     best = keras.callbacks.ModelCheckpoint(str(folder / BEST_WEIGHTS), monitor=MONITOR, save_best_only=True,
                                            save_weights_only=True, verbose=0)
     csv_path = folder / TRAINING_LOG
     logger = keras.callbacks.CSVLogger(str(csv_path), append=True)
-    callbacks = [stopping, plateau, best, logger]
+    callbacks = [*extra, stopping, plateau, best, logger]
     if write_outputs:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False))
     callbacks.append(RunBackup(str(folder / BACKUP_FOLDER), stateful=[stopping, plateau, best]))
     return callbacks
 
 
-def fit(model, train, valid, folder: Path, epochs: int, patience: int, training_steps: int | None = None,
-        validation_steps: int | None = None, write_outputs: bool = True) -> keras.callbacks.History:
+def fit(model, train, valid, folder: Path, settings, training_steps: int | None = None,
+        validation_steps: int | None = None, write_outputs: bool = True, callbacks=()) -> keras.callbacks.History:
     """Fit ``model`` on ``train``, validating on ``valid``; resumes from the run folder's backup if there is one.
 
     Args:
         model: a compiled Keras model.
         train, valid: finite datasets of ``(inputs, targets)`` batches (one pass each).
         folder: the run folder.
-        epochs: the maximum number of epochs (counting epochs finished before a resume).
-        patience: early-stopping patience.
+        settings: a :class:`~ml4ge.training_settings.TrainingSettings`: epochs (the maximum, counting epochs
+            finished before a resume), early-stopping patience and the learning-rate schedule.
         training_steps, validation_steps: steps per epoch; 0 or None mean one full pass. When given, the
             datasets are repeated so an epoch can be longer than one pass.
         write_outputs: False for non-chief workers.
+        callbacks: the family's own callbacks.
 
     Returns:
         The Keras History of this process's epochs (the CSV log has all of them across resumes).
@@ -180,8 +189,8 @@ def fit(model, train, valid, folder: Path, epochs: int, patience: int, training_
         valid = valid.repeat()
     # Before CSVLogger opens the log: rows of an epoch cut short by the kill are dropped, as the epoch is redone.
     trim_csv_log(folder / TRAINING_LOG, backed_up_epoch(folder))
-    callbacks = make_callbacks(folder, patience, write_outputs)
-    return model.fit(train, validation_data=valid, epochs=epochs, steps_per_epoch=training_steps,
+    callbacks = make_callbacks(folder, settings, write_outputs, callbacks)
+    return model.fit(train, validation_data=valid, epochs=settings.epochs, steps_per_epoch=training_steps,
                      validation_steps=validation_steps, callbacks=callbacks, verbose=2)
 
 

@@ -50,7 +50,12 @@ def failure_reason(error: BaseException, path) -> str:
     return f"{type(error).__name__}: {message}"
 
 
-def read_sample(path, input_tmaps, output_tmaps, augment: bool = False, rng: np.random.Generator | None = None):
+class MissingTensor(SampleError):
+    """A sample's file lacks the dataset of a map (as opposed to holding a bad one)."""
+
+
+def read_sample(path, input_tmaps, output_tmaps, augment: bool = False, rng: np.random.Generator | None = None,
+                optional=frozenset()):
     """Read one sample's model inputs and training targets.
 
     A TensorMap that is both input and output (an autoencoder) is read once, so its target is its input.
@@ -60,10 +65,13 @@ def read_sample(path, input_tmaps, output_tmaps, augment: bool = False, rng: np.
         input_tmaps, output_tmaps: TensorMaps to read.
         augment: apply the maps' augmentations (training only).
         rng: random generator for augmentations.
+        optional: names of maps the sample may lack: a missing one reads as zeros (its target too) and
+            ``inputs[tm.presence_name]`` is ``[0.]`` (``[1.]`` when present). A map that is there but bad still
+            fails the sample.
 
     Returns:
-        ``(inputs, outputs)``: ``{tm.input_name: float32 array of tm.shape}`` and
-        ``{tm.output_name: float32 array of target_shape(tm)}``.
+        ``(inputs, outputs)``: ``{tm.input_name: float32 array of tm.shape}`` (plus the presence flags of optional
+        maps) and ``{tm.output_name: float32 array of target_shape(tm)}``.
 
     Raises:
         SampleError: for any bad sample, naming the tensor (``"(file)"`` for an unreadable file) and the reason.
@@ -74,18 +82,36 @@ def read_sample(path, input_tmaps, output_tmaps, augment: bool = False, rng: np.
     except DATA_ERRORS as error:
         raise SampleError(sample_id, FILE_TENSOR, failure_reason(error, path)) from error
     read: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    absent: set[str] = set()
     with hd5:
         for tm in [*input_tmaps, *output_tmaps]:
-            if tm.name not in read:
+            if tm.name in read:
+                continue
+            try:
                 read[tm.name] = _read_tensor(tm, hd5, sample_id, path, augment, rng)
-    inputs = {tm.input_name: read[tm.name][0] for tm in input_tmaps}
+            except MissingTensor:
+                if tm.name not in optional:
+                    raise
+                absent.add(tm.name)
+                read[tm.name] = _absent(tm)
+    presence = {tm.presence_name: np.float32([tm.name not in absent])
+                for tm in {tm.name: tm for tm in [*input_tmaps, *output_tmaps]}.values() if tm.name in optional}
+    inputs = {tm.input_name: read[tm.name][0] for tm in input_tmaps} | presence
     outputs = {tm.output_name: tm.target(*read[tm.name]).astype(np.float32, copy=False) for tm in output_tmaps}
     return inputs, outputs
+
+
+def _absent(tm: TensorMap) -> tuple[np.ndarray, np.ndarray | None]:
+    """Zeros for an optional map a sample lacks (a masked map gets an all-zero mask, so no voxel is scored)."""
+    zeros = np.zeros(tm.shape, np.float32)
+    return zeros, (zeros if tm.mask is not None else None)
 
 
 def _read_tensor(tm: TensorMap, hd5, sample_id: str, path, augment: bool, rng):
     try:
         array, mask = tm.tensor(hd5, sample_id, augment=augment, rng=rng)
+    except KeyError as error:
+        raise MissingTensor(sample_id, tm.name, failure_reason(error, path)) from error
     except DATA_ERRORS as error:
         raise SampleError(sample_id, tm.name, failure_reason(error, path)) from error
     if array.shape != tm.shape:
@@ -112,14 +138,22 @@ class BatchResult:
     errors: list[tuple[int, SampleError]]  # (cohort position, error) of each skipped sample
 
 
-def batch_shapes(input_tmaps, output_tmaps, rows: int) -> dict[str, tuple[int, ...]]:
-    """``{input_name or output_name: (rows, *shape)}`` of one batch."""
-    shapes = {tm.input_name: tm.shape for tm in input_tmaps} | {tm.output_name: target_shape(tm) for tm in output_tmaps}
+def presence_names(input_tmaps, output_tmaps, optional) -> list[str]:
+    """Presence-flag names of the optional maps among the inputs and outputs (each map once)."""
+    maps = {tm.name: tm for tm in [*input_tmaps, *output_tmaps]}
+    return [tm.presence_name for tm in maps.values() if tm.name in optional]
+
+
+def batch_shapes(input_tmaps, output_tmaps, rows: int, optional=()) -> dict[str, tuple[int, ...]]:
+    """``{input_name, presence_name or output_name: (rows, *shape)}`` of one batch."""
+    shapes = {tm.input_name: tm.shape for tm in input_tmaps}
+    shapes |= dict.fromkeys(presence_names(input_tmaps, output_tmaps, optional), (1,))
+    shapes |= {tm.output_name: target_shape(tm) for tm in output_tmaps}
     return {name: (rows, *shape) for name, shape in shapes.items()}
 
 
 def read_batch(tasks: Sequence[tuple[int, str]], input_tmaps, output_tmaps, augment: bool, seed,
-               out: dict[str, np.ndarray] | None = None) -> BatchResult:
+               out: dict[str, np.ndarray] | None = None, optional=frozenset()) -> BatchResult:
     """Read ``(position, path)`` tasks into one array per tensor; bad samples become errors, not rows.
 
     Args:
@@ -128,17 +162,18 @@ def read_batch(tasks: Sequence[tuple[int, str]], input_tmaps, output_tmaps, augm
         augment: apply augmentations; ``seed`` (with the position) seeds each sample's, so results do not depend
             on which worker read the sample.
         out: arrays of at least ``len(tasks)`` rows to fill (shared memory); new arrays when None.
+        optional: names of maps a sample may lack (see :func:`read_sample`).
 
     Returns:
         The good rows (first ``len(batch)`` rows of each array) and the errors.
     """
     arrays = out or {name: np.empty(shape, np.float32)
-                     for name, shape in batch_shapes(input_tmaps, output_tmaps, len(tasks)).items()}
+                     for name, shape in batch_shapes(input_tmaps, output_tmaps, len(tasks), optional).items()}
     positions, ids, errors = [], [], []
     for position, path in tasks:
         rng = np.random.default_rng([*seed, position]) if augment else None
         try:
-            inputs, outputs = read_sample(path, input_tmaps, output_tmaps, augment, rng)
+            inputs, outputs = read_sample(path, input_tmaps, output_tmaps, augment, rng, optional)
         except SampleError as error:
             errors.append((position, error))
             continue
@@ -147,7 +182,8 @@ def read_batch(tasks: Sequence[tuple[int, str]], input_tmaps, output_tmaps, augm
             arrays[name][row] = value
         positions.append(position)
         ids.append(sample_id_from_path(path))
-    inputs = {tm.input_name: arrays[tm.input_name][: len(ids)] for tm in input_tmaps}
+    input_names = [tm.input_name for tm in input_tmaps] + presence_names(input_tmaps, output_tmaps, optional)
+    inputs = {name: arrays[name][: len(ids)] for name in input_names}
     outputs = {tm.output_name: arrays[tm.output_name][: len(ids)] for tm in output_tmaps}
     return BatchResult(Batch(positions, ids, inputs, outputs), errors)
 
@@ -194,16 +230,17 @@ class Slots:
 _WORKER: dict[str, object] = {}
 
 
-def _init_worker(input_tmaps, output_tmaps, shapes, slots_name) -> None:
-    _WORKER["maps"] = (input_tmaps, output_tmaps)
+def _init_worker(input_tmaps, output_tmaps, optional, shapes, slots_name) -> None:
+    _WORKER["maps"] = (input_tmaps, output_tmaps, optional)
     _WORKER["slots"] = Slots(shapes, 0, slots_name) if slots_name else None
 
 
 def _read_batch_in_worker(tasks, augment: bool, seed, slot: int | None) -> BatchResult:
-    input_tmaps, output_tmaps = _WORKER["maps"]
+    input_tmaps, output_tmaps, optional = _WORKER["maps"]
     if slot is None:
-        return read_batch(tasks, input_tmaps, output_tmaps, augment, seed)
-    result = read_batch(tasks, input_tmaps, output_tmaps, augment, seed, out=_WORKER["slots"].arrays(slot))
+        return read_batch(tasks, input_tmaps, output_tmaps, augment, seed, optional=optional)
+    result = read_batch(tasks, input_tmaps, output_tmaps, augment, seed, out=_WORKER["slots"].arrays(slot),
+                        optional=optional)
     batch = result.batch  # the rows stay in shared memory; only ids and tensor names travel back
     names_only = replace(batch, inputs=dict.fromkeys(batch.inputs), outputs=dict.fromkeys(batch.outputs))
     return replace(result, batch=names_only)
@@ -219,18 +256,20 @@ class WorkerPool:
         window: batches read ahead; memory is bounded by batch size x window, not by cohort size.
         context: multiprocessing start method; ``forkserver`` (default) and ``spawn`` are safe with TensorFlow
             loaded, ``fork`` also works with TensorMaps that cannot be pickled (lambdas).
+        optional: names of maps a sample may lack (see :func:`read_sample`).
 
     Raises:
         ValueError: if the TensorMaps cannot be sent to worker processes.
     """
 
     def __init__(self, input_tmaps, output_tmaps, num_workers: int, batch_size: int, window: int,
-                 context: str = DEFAULT_CONTEXT):
+                 context: str = DEFAULT_CONTEXT, optional=frozenset()):
         if num_workers < 0:
             raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
         self.maps = (tuple(input_tmaps), tuple(output_tmaps))
+        self.optional = frozenset(optional)
         self.num_workers, self.window, self.context = num_workers, max(window, 1), context
-        self.shapes = batch_shapes(*self.maps, batch_size)
+        self.shapes = batch_shapes(*self.maps, batch_size, self.optional)
         self._executor: ProcessPoolExecutor | None = None
         self._slots: Slots | None = None
         self._free: deque[int] = deque()  # slots no task is using (appends and pops are thread-safe)
@@ -244,7 +283,7 @@ class WorkerPool:
                 self._free.extend(range(self.window))
             name = self._slots.memory.name if self._slots else None
             self._executor = ProcessPoolExecutor(self.num_workers, start_context(self.context), _init_worker,
-                                                 (*self.maps, self.shapes, name))
+                                                 (*self.maps, self.optional, self.shapes, name))
             self._finalizer = weakref.finalize(self, _stop, self._executor, self._slots)
         return self._executor
 
@@ -255,7 +294,7 @@ class WorkerPool:
         """
         if self.num_workers == 0:
             for tasks in batches:
-                yield read_batch(tasks, *self.maps, augment, seed)
+                yield read_batch(tasks, *self.maps, augment, seed, optional=self.optional)
             return
         executor, pending = self._start(), deque()
         try:

@@ -24,8 +24,13 @@ from typing import Protocol
 
 import keras
 
-from ml4ge.registry import Registry
+from ml4ge.models.registries import ACTIVATIONS, DECODERS, ENCODERS, MERGES, NORMALIZATIONS, REGULARIZATIONS
 from ml4ge.tensormap import TensorMap, keras_safe
+
+__all__ = [
+    "ACTIVATIONS", "DECODERS", "ENCODERS", "MERGES", "NORMALIZATIONS", "REGULARIZATIONS", "DecoderBlock",
+    "EncoderBlock", "MergeBlock", "Namer", "after_layer", "check_layer_names",
+]
 
 
 class EncoderBlock(Protocol):
@@ -59,16 +64,6 @@ class MergeBlock(Protocol):
     def can_apply(self, input_tmaps: list[TensorMap]) -> bool: ...
 
     def __call__(self, embeddings: dict): ...
-
-
-ENCODERS: Registry[type] = Registry("encoder block")
-MERGES: Registry[type] = Registry("merge block")
-DECODERS: Registry[type] = Registry("decoder block")
-
-# Layer factories: (layer_name, rank) -> a new Layer; rank is the number of spatial axes (0 for vectors).
-ACTIVATIONS: Registry[Callable] = Registry("activation")
-NORMALIZATIONS: Registry[Callable] = Registry("normalization")
-REGULARIZATIONS: Registry[Callable] = Registry("regularization")
 
 
 def _keras_activation(activation: str) -> Callable:
@@ -152,10 +147,3 @@ def check_layer_names(activation: str | None, normalize: str | None, regularize:
     for registry, name in ((ACTIVATIONS, activation), (NORMALIZATIONS, normalize), (REGULARIZATIONS, regularize)):
         if name:
             registry.get(name)
-
-
-def load_block_modules() -> None:
-    """Import the modules that register the built-in blocks (kept out of import time of this module)."""
-    import ml4ge.models.conv  # noqa: F401
-    import ml4ge.models.dense  # noqa: F401
-    import ml4ge.models.merges  # noqa: F401

@@ -8,7 +8,8 @@ argparse namespace. :meth:`ModelConfig.from_args` is the one place where flags b
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
 
 
 def _ints(values, flag: str, allow_empty: bool = False) -> tuple[int, ...]:
@@ -18,6 +19,26 @@ def _ints(values, flag: str, allow_empty: bool = False) -> tuple[int, ...]:
     if any(v <= 0 for v in values):
         raise ValueError(f"{flag} values must be positive, got {list(values)}.")
     return values
+
+
+def _tuples(value):
+    """Lists read back from JSON become tuples again (nested for ``pairs``)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _typed(cls, data: dict):
+    known = {f.name for f in fields(cls)}
+    return cls(**{key: _tuples(value) for key, value in data.items() if key in known})
+
+
+def pair_from_args(args: argparse.Namespace) -> PairConfig:
+    """The pair merge settings of ``--pairs``, ``--pair_loss``, ``--pair_loss_weight`` and ``--pair_merge``."""
+    return PairConfig(
+        pairs=tuple(tuple(p) for p in args.pairs or ()),
+        loss=args.pair_loss,
+        weight=float(args.pair_loss_weight),
+        merge=args.pair_merge,
+    )
 
 
 @dataclass(frozen=True)
@@ -127,16 +148,6 @@ class PairConfig:
 
 
 @dataclass(frozen=True)
-class ReduceLRConfig:
-    """ReduceLROnPlateau settings carried as data (the training recipe builds the callback)."""
-
-    factor: float = 0.5
-    patience: int = 4
-    min_lr: float = 0.0
-    monitor: str = "val_loss"
-
-
-@dataclass(frozen=True)
 class ModelConfig:
     """Everything the factory needs besides TensorMaps and block names.
 
@@ -150,9 +161,6 @@ class ModelConfig:
     conv: ConvConfig = field(default_factory=ConvConfig)
     dense: DenseConfig = field(default_factory=DenseConfig)
     pair: PairConfig = field(default_factory=PairConfig)
-    learning_rate: float = 1e-4
-    optimizer: str = "adam"
-    reduce_lr: ReduceLRConfig | None = None
     preset: str | None = None
 
     @property
@@ -162,20 +170,28 @@ class ModelConfig:
     def with_changes(self, **changes) -> ModelConfig:
         return replace(self, **changes)
 
+    def to_dict(self) -> dict:
+        """Plain JSON-able data (tuples become lists); :meth:`from_dict` reverses it."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """The configuration :meth:`to_dict` wrote (as stored in a saved model's config)."""
+        return cls(
+            conv=_typed(ConvConfig, data.get("conv", {})),
+            dense=_typed(DenseConfig, data.get("dense", {})),
+            pair=_typed(PairConfig, data.get("pair", {})),
+            preset=data.get("preset"),
+        )
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelConfig:
-        """The configuration the flags describe; ``--model_preset`` replaces the architecture flags.
-
-        A preset also brings its learning rate, unless ``--learning_rate`` differs from the parser default.
+        """The architecture the flags describe; ``--model_preset`` replaces the architecture flags.
 
         Raises:
             ValueError: for empty or non-positive widths.
             UnknownNameError: for an unknown preset (with the closest names).
         """
-        if getattr(args, "model_preset", None):
-            from ml4ge.models.presets import preset_from_args
-
-            return preset_from_args(args)
         conv = ConvConfig(
             layers=_ints(args.conv_layers, "--conv_layers", allow_empty=True),
             stages=_ints(args.dense_blocks, "--dense_blocks", allow_empty=True),
@@ -199,10 +215,4 @@ class ModelConfig:
             regularize=args.dense_regularize,
             regularize_rate=float(args.dense_regularize_rate),
         )
-        pair = PairConfig(
-            pairs=tuple(tuple(p) for p in args.pairs or ()),
-            loss=args.pair_loss,
-            weight=float(args.pair_loss_weight),
-            merge=args.pair_merge,
-        )
-        return cls(conv=conv, dense=dense, pair=pair, learning_rate=float(args.learning_rate), optimizer=args.optimizer)
+        return cls(conv=conv, dense=dense, pair=pair_from_args(args))

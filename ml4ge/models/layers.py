@@ -82,9 +82,10 @@ class PairLoss(keras.layers.Layer):
         log_t = ops.clip(self.log_temperature, math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE))
         return ops.exp(ops.cast(log_t, "float32"))
 
-    def call(self, inputs):
+    def call(self, inputs, weights=None):
         a, b = inputs
-        value = self.loss_fn(a, b, self.temperature) if self.learns_temperature else self.loss_fn(a, b)
+        extra = {"temperature": self.temperature} if self.learns_temperature else {}
+        value = self.loss_fn(a, b, weights=weights, **extra)
         self.add_loss(self.weight * value)
         if self.tracker is not None:
             self.tracker.update_state(value)
@@ -123,8 +124,9 @@ class DropFuse(keras.layers.Layer):
     (``training`` False or None): the deterministic mean of the M embeddings, which is the expectation of the
     training output.
 
-    ml4h's paper-era DropoutMergeLayer drew one modality per coordinate shared by the whole batch; the current
-    ml4h layer draws one whole modality per sample, and both stay random at inference.
+    With ``presence`` (one ``[B, 1]`` flag per modality, 1 present and 0 absent) only present modalities take
+    part: training draws among the present ones, inference averages them, so a subject with one modality gets
+    that modality's embedding. A sample with none gives zeros.
 
     Args:
         seed: optional int for the ``keras.random.SeedGenerator`` (reproducible draws).
@@ -149,11 +151,19 @@ class DropFuse(keras.layers.Layer):
                 f"DropFuse expects a list of [batch, features] embeddings of equal width, received {input_shape}."
             )
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, presence=None, training=None):
         stacked = ops.stack(inputs, axis=-1)  # [B, D, M]
+        if presence is None:
+            if not training:
+                return ops.mean(stacked, axis=-1)
+            choice = keras.random.randint(ops.shape(stacked)[:2], 0, len(inputs), seed=self.seed_generator)
+            return ops.sum(stacked * ops.one_hot(choice, len(inputs), dtype=stacked.dtype), axis=-1)
+        present = _presence_matrix(presence, stacked.dtype)  # [B, 1, M]
         if not training:
-            return ops.mean(stacked, axis=-1)
-        choice = keras.random.randint(ops.shape(stacked)[:2], 0, len(inputs), seed=self.seed_generator)
+            return _present_mean(stacked, present)
+        # A random present modality per coordinate: the arg-max of uniform noise over the present ones.
+        noise = keras.random.uniform(ops.shape(stacked), seed=self.seed_generator, dtype=stacked.dtype)
+        choice = ops.argmax(noise * present + (present - 1.0), axis=-1)
         return ops.sum(stacked * ops.one_hot(choice, len(inputs), dtype=stacked.dtype), axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -163,6 +173,39 @@ class DropFuse(keras.layers.Layer):
         config = super().get_config()
         config.update(seed=self.seed)
         return config
+
+
+def _presence_matrix(presence, dtype):
+    """``[B, 1, M]`` flags from a list of M ``[B, 1]`` presence flags."""
+    return ops.expand_dims(ops.concatenate([ops.cast(p, dtype) for p in presence], axis=-1), 1)
+
+
+def _present_mean(stacked, present):
+    """Mean over the present modalities of ``stacked`` ``[B, D, M]`` (zeros where none is present)."""
+    return ops.sum(stacked * present, axis=-1) / ops.maximum(ops.sum(present, axis=-1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="ml4ge")
+class PresentMean(keras.layers.Layer):
+    """The mean of the present modalities' embeddings (``presence``: one ``[B, 1]`` flag per modality)."""
+
+    def call(self, inputs, presence):
+        return _present_mean(ops.stack(inputs, axis=-1), _presence_matrix(presence, inputs[0].dtype))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+
+@keras.saving.register_keras_serializable(package="ml4ge")
+class ZeroAbsent(keras.layers.Layer):
+    """An optional modality's embedding times its ``[B, 1]`` presence flag: zeros for a sample that lacks it."""
+
+    def call(self, inputs):
+        embedding, present = inputs
+        return embedding * ops.cast(present, embedding.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
 
 
 @keras.saving.register_keras_serializable(package="ml4ge")

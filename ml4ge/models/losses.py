@@ -129,7 +129,19 @@ def _as_float32(a, b):
     return ops.cast(a, "float32"), ops.cast(b, "float32")
 
 
-def info_nce(a, b, temperature=0.07):
+def _weighted_mean(values, weights):
+    """``mean(values)``, or ``sum(w * values) / max(sum(w), 1)`` over rows with per-row ``weights``."""
+    if weights is None:
+        return ops.mean(values)
+    weights = ops.reshape(ops.cast(weights, "float32"), (-1,))
+    return ops.sum(weights * values) / ops.maximum(ops.sum(weights), 1.0)
+
+
+# Added to the logits of a pair member that is absent so that it is never a candidate of the softmax.
+_ABSENT_LOGIT = 1e9
+
+
+def info_nce(a, b, temperature=0.07, weights=None):
     """Symmetric InfoNCE (CLIP) between paired embeddings.
 
     ``logits = l2n(a) @ l2n(b)^T / temperature``; the loss is the mean of the cross-entropy of each row's softmax
@@ -147,6 +159,8 @@ def info_nce(a, b, temperature=0.07):
         a: ``[B, D]`` embeddings of the first modality.
         b: ``[B, D]`` embeddings of the second modality, row i paired with row i of ``a``.
         temperature: positive scalar (float or tensor) dividing the cosine similarities.
+        weights: optional ``[B]`` or ``[B, 1]`` 0/1 flags of the complete pairs (both members present): only they
+            are scored, and absent members are no candidates of any softmax.
 
     Returns:
         A scalar float32 tensor.
@@ -156,12 +170,17 @@ def info_nce(a, b, temperature=0.07):
     """
     a, b = _as_float32(a, b)
     logits = ops.matmul(l2_normalize(a), ops.transpose(l2_normalize(b))) / ops.cast(temperature, "float32")
-    row_log_probs = ops.diagonal(ops.log_softmax(logits, axis=1))
-    column_log_probs = ops.diagonal(ops.log_softmax(logits, axis=0))
-    return -0.5 * (ops.mean(row_log_probs) + ops.mean(column_log_probs))
+    if weights is None:
+        row_log_probs = ops.diagonal(ops.log_softmax(logits, axis=1))
+        column_log_probs = ops.diagonal(ops.log_softmax(logits, axis=0))
+        return -0.5 * (ops.mean(row_log_probs) + ops.mean(column_log_probs))
+    absent = _ABSENT_LOGIT * (1.0 - ops.reshape(ops.cast(weights, "float32"), (-1,)))
+    row_log_probs = ops.diagonal(ops.log_softmax(logits - absent[None, :], axis=1))
+    column_log_probs = ops.diagonal(ops.log_softmax(logits - absent[:, None], axis=0))
+    return -0.5 * (_weighted_mean(row_log_probs, weights) + _weighted_mean(column_log_probs, weights))
 
 
-def cosine_pair_loss(a, b):
+def cosine_pair_loss(a, b, weights=None):
     """Mean angle in radians between paired embeddings: ``mean_i arccos(clip(cos(a_i, b_i)))``.
 
     As ml4h's ``pairwise_cosine_difference``, except that the cosine is clipped to ``[-1 + 1e-7, 1 - 1e-7]``
@@ -170,16 +189,17 @@ def cosine_pair_loss(a, b):
 
     Args:
         a, b: ``[B, D]`` paired embeddings.
+        weights: optional per-row 0/1 flags of the complete pairs; only they are averaged.
 
     Returns:
         A scalar float32 tensor in ``[0, pi]``.
     """
     a, b = _as_float32(a, b)
     cosine = ops.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
-    return ops.mean(ops.arccos(ops.clip(cosine, -1.0 + _COSINE_MARGIN, 1.0 - _COSINE_MARGIN)))
+    return _weighted_mean(ops.arccos(ops.clip(cosine, -1.0 + _COSINE_MARGIN, 1.0 - _COSINE_MARGIN)), weights)
 
 
-def euclid_pair_loss(a, b):
+def euclid_pair_loss(a, b, weights=None):
     """Mean per-sample Euclidean distance between paired embeddings: ``mean_i ||a_i - b_i||``.
 
     ml4h's ``L2LossLayer`` takes the norm over the whole batch (``sqrt(sum_{i,d} (a - b)^2)``, the Frobenius
@@ -188,13 +208,14 @@ def euclid_pair_loss(a, b):
 
     Args:
         a, b: ``[B, D]`` paired embeddings.
+        weights: optional per-row 0/1 flags of the complete pairs; only they are averaged.
 
     Returns:
         A scalar float32 tensor.
     """
     a, b = _as_float32(a, b)
     squared = ops.sum(ops.square(a - b), axis=-1)
-    return ops.mean(ops.sqrt(ops.maximum(squared, _DISTANCE_EPSILON)))
+    return _weighted_mean(ops.sqrt(ops.maximum(squared, _DISTANCE_EPSILON)), weights)
 
 
 PAIR_LOSSES: Registry = Registry("pair loss")

@@ -1,34 +1,66 @@
 """Merge blocks: ``concat``, ``average``, ``dropout`` (DropFuse) and ``pair`` (pair losses + a fusion).
 
-A merge block makes its layers once, in ``__init__``, and wires the same layers each time it is called: the
-factory calls it on the merger model's inputs and again in the full model's graph, so both share weights and
-the full model reports the pair loss as its own metric. Embeddings arrive as ``{tm.name: [B, D] tensor}`` in
-input order. With one input every merge is the identity.
+A merge block makes its layers once and wires the same layers each time it is called: the family wires it in
+the model's graph (so the model reports the pair loss as its own metric) and again over embedding inputs for the
+stand-alone merger model and for fusing latents at inference, all sharing weights. Embeddings arrive as
+``{tm.name: [B, D] tensor}`` in input order. With one input every merge is the identity.
 
-Differences from ml4h: ``concat`` only concatenates (ml4h's adds another dense block named ``embed``);
-``dropout`` is DropFuse over all embeddings, deterministic at inference (ml4h's DropoutBlock looks at the first
-pair only and stays random at inference).
+``presence`` (``{tm.name: [B, 1] flag}`` for the optional inputs; required ones count as present) makes the
+fusions use only the modalities a sample has: DropFuse draws and averages among them, ``average`` averages
+them, ``concat`` concatenates (the family has zeroed an absent modality's embedding), and pair losses score
+only complete pairs.
 """
 
 from __future__ import annotations
 
 import keras
+from keras import ops
 
-from ml4ge.models.blocks import MERGES
-from ml4ge.models.layers import DropFuse, PairLoss
+from ml4ge.models.layers import DropFuse, PairLoss, PresentMean
+from ml4ge.models.registries import MERGES
 from ml4ge.registry import closest_matches
 
+# fusion name -> (layer without presence flags, layer with them; None when the first one serves both).
 FUSIONS = {
-    "concat": lambda: keras.layers.Concatenate(name="merge_concat"),
-    "average": lambda: keras.layers.Average(name="merge_average"),
-    "dropout": lambda: DropFuse(name="merge_dropfuse"),
+    "concat": (lambda: keras.layers.Concatenate(name="merge_concat"), None),
+    "average": (lambda: keras.layers.Average(name="merge_average"),
+                lambda: PresentMean(name="merge_present_average")),
+    "dropout": (lambda: DropFuse(name="merge_dropfuse"), None),
 }
+_PRESENCE_AWARE = (DropFuse, PresentMean)
 
 
-def _fusion(name: str):
-    if name not in FUSIONS:
-        raise ValueError(f"Unknown fusion {name!r}; choose one of {', '.join(sorted(FUSIONS))} (--pair_merge).")
-    return FUSIONS[name]()
+class Fusion:
+    """One fusion by name, making its layers on first use so the model wires one layer per kind."""
+
+    def __init__(self, name: str):
+        if name not in FUSIONS:
+            raise ValueError(f"Unknown fusion {name!r}; choose one of {', '.join(sorted(FUSIONS))} (--pair_merge).")
+        self.name = name
+        self._layers: dict[bool, keras.layers.Layer] = {}
+
+    def layer(self, with_presence: bool) -> keras.layers.Layer:
+        plain, aware = FUSIONS[self.name]
+        key = with_presence and aware is not None
+        if key not in self._layers:
+            self._layers[key] = (aware if key else plain)()
+        return self._layers[key]
+
+    def __call__(self, embeddings: dict, presence: dict | None = None, training=None):
+        values = list(embeddings.values())
+        if len(values) == 1:
+            return values[0]
+        layer = self.layer(bool(presence))
+        options = {} if training is None else {"training": training}
+        if presence and isinstance(layer, _PRESENCE_AWARE):
+            return layer(values, presence=presence_list(embeddings, presence), **options)
+        return layer(values, **options)
+
+
+def presence_list(embeddings: dict, presence: dict) -> list:
+    """One ``[B, 1]`` flag per embedding, in order: the given flag, or ones for a required modality."""
+    template = next(iter(presence.values()))
+    return [presence[name] if name in presence else ops.ones_like(template) for name in embeddings]
 
 
 class _Fuse:
@@ -37,7 +69,7 @@ class _Fuse:
     fusion = "concat"
 
     def __init__(self):
-        self.layer = _fusion(self.fusion)
+        self.fuse = Fusion(self.fusion)
 
     @classmethod
     def from_config(cls, config):
@@ -46,9 +78,8 @@ class _Fuse:
     def can_apply(self, input_tmaps) -> bool:
         return len(input_tmaps) >= 1
 
-    def __call__(self, embeddings: dict):
-        values = list(embeddings.values())
-        return values[0] if len(values) == 1 else self.layer(values)
+    def __call__(self, embeddings: dict, presence: dict | None = None):
+        return self.fuse(embeddings, presence)
 
 
 @MERGES.register("concat")
@@ -89,7 +120,7 @@ class PairMerge:
     def __init__(self, pair):
         self.pairs = tuple(tuple(p) for p in pair.pairs)
         self.loss = PairLoss(pair.loss, weight=pair.weight, name="pair_loss")
-        self.fuse = _fusion(pair.merge)
+        self.fuse = Fusion(pair.merge)
 
     @classmethod
     def from_config(cls, config):
@@ -113,8 +144,18 @@ class PairMerge:
                 )
         return self.pairs
 
-    def __call__(self, embeddings: dict):
+    def __call__(self, embeddings: dict, presence: dict | None = None):
         current = dict(embeddings)
         for left, right in self.resolve_pairs(list(current)):
-            current[left], current[right] = self.loss([current[left], current[right]])
-        return self.fuse(list(current.values()))
+            weights = _pair_weights(presence or {}, left, right)
+            options = {} if weights is None else {"weights": weights}
+            current[left], current[right] = self.loss([current[left], current[right]], **options)
+        return self.fuse(current, presence)
+
+
+def _pair_weights(presence: dict, left: str, right: str):
+    """``[B, 1]`` flags of the complete pairs, or None when both members are required."""
+    flags = [presence[name] for name in (left, right) if name in presence]
+    if not flags:
+        return None
+    return flags[0] if len(flags) == 1 else ops.multiply(flags[0], flags[1])

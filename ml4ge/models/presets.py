@@ -1,4 +1,4 @@
-"""Named architectures (``--model_preset``): block configurations and their training settings, as data.
+"""Named architectures (``--model_preset``): a block configuration and its training settings, as data.
 
 ``udip``: the UDIP 3-D convolutional autoencoder (Patel et al., ZhiGroup/DeepENDO; REFERENCE_SEEDS.md section A).
 A 182x218x182 input is zero-padded centrally to 192x224x192 (the encoder pads to a multiple of 16), two 3x3x3
@@ -7,21 +7,22 @@ convolutions with 16 channels, four stages of 2x max-pooling then two convolutio
 latent of 128 (the "ENDO"s), a linear dense back to 12x14x12x256, a mirrored decoder whose stages end in stride-2
 transposed convolutions without norm or activation, two 16-channel convolutions, a linear 1x1x1 convolution, and
 a central crop back to 182x218x182. About 138 M parameters at full size, 132.6 M of them in the two dense
-layers. The same architecture serves smaller inputs (64^3, 96^3) for CPU work.
+layers. The same architecture serves smaller inputs (64^3, 96^3) for CPU work. It trains with Adam at the
+learning rate of its modality and ReduceLROnPlateau(0.5, 4, min_lr = rate / 1000).
 
 Use it with ``--model_preset udip --encoder_blocks conv_encode --decoder_blocks conv_decode`` and a masked
-volume map (its default loss is the masked MSE), or ``udip_config("t1")`` from Python.
+volume map (its default loss is the masked MSE), or ``udip_preset("t1")`` from Python.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-import keras
-
-from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig, PairConfig, ReduceLRConfig
+from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig, pair_from_args
 from ml4ge.registry import Registry
+from ml4ge.schedules import PlateauSchedule
+from ml4ge.training_settings import SCHEDULE_FLAGS, TrainingSettings, explicit_flags, schedule_from_args
 
 # Adam learning rates of the published UDIP runs (learning-rate-finder values).
 UDIP_LEARNING_RATES = {"t1": 0.0005248074602497723, "t2": 0.0003019951720402019}
@@ -32,22 +33,38 @@ UDIP_EPOCHS = 100
 PRESETS: Registry = Registry("model preset")
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A named architecture and the training settings it was published with.
+
+    ``schedule(learning_rate)`` gives the preset's schedule for a learning rate (UDIP's floor is rate / 1000), so
+    an explicit ``--learning_rate`` moves the floor with it.
+    """
+
+    model: ModelConfig
+    training: TrainingSettings
+
+    def schedule(self, learning_rate: float):
+        schedule = self.training.schedule
+        floor = getattr(schedule, "min_lr", None)
+        if floor is None or self.training.learning_rate <= 0:
+            return schedule
+        return replace(schedule, min_lr=floor * learning_rate / self.training.learning_rate)
+
+
 @PRESETS.register("udip")
-def udip_config(modality: str = "t1", latent_size: int = 128) -> ModelConfig:
+def udip_preset(modality: str = "t1", latent_size: int = 128) -> Preset:
     """The UDIP autoencoder with the learning rate of ``modality`` and ReduceLROnPlateau(0.5, 4, lr / 1000).
 
     Args:
         modality: ``t1`` or ``t2`` (chooses the learning rate).
         latent_size: width of the linear latent (UDIP: 128).
 
-    Returns:
-        A :class:`ModelConfig` with ``preset="udip"``.
-
     Raises:
         ValueError: for another modality.
 
     Example:
-        >>> udip_config("t2").learning_rate
+        >>> udip_preset("t2").training.learning_rate
         0.0003019951720402019
     """
     if modality not in UDIP_LEARNING_RATES:
@@ -60,46 +77,52 @@ def udip_config(modality: str = "t1", latent_size: int = 128) -> ModelConfig:
     )
     dense = DenseConfig(widths=(latent_size,), activation="leaky_relu")
     learning_rate = UDIP_LEARNING_RATES[modality]
-    return ModelConfig(
-        conv=conv, dense=dense, learning_rate=learning_rate, optimizer="adam",
-        reduce_lr=ReduceLRConfig(factor=0.5, patience=4, min_lr=learning_rate / 1000), preset="udip",
+    training = TrainingSettings(
+        optimizer="adam", learning_rate=learning_rate,
+        schedule=PlateauSchedule(factor=0.5, patience=4, min_lr=learning_rate / 1000),
+        epochs=UDIP_EPOCHS, batch_size=UDIP_BATCH_SIZES[modality],
     )
+    return Preset(ModelConfig(conv=conv, dense=dense, preset="udip"), training)
 
 
-def _modality(input_names) -> str:
+def udip_config(modality: str = "t1", latent_size: int = 128) -> ModelConfig:
+    """The UDIP architecture alone (see :func:`udip_preset`)."""
+    return udip_preset(modality, latent_size).model
+
+
+def preset_modality(input_names) -> str:
+    """``t2`` when every input name contains ``t2``, else ``t1``."""
     names = [str(n).lower() for n in input_names or ()]
     return "t2" if names and all("t2" in n for n in names) else "t1"
 
 
-def preset_from_args(args: argparse.Namespace) -> ModelConfig:
-    """The preset named by ``--model_preset``, with the pair flags and an explicit ``--learning_rate`` applied.
+def preset_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingSettings]:
+    """The architecture and training settings of ``--model_preset``, with the flags given explicitly applied.
 
-    The learning rate follows the modality of the inputs (T2 when every input name contains ``t2``) unless
-    ``--learning_rate`` differs from the parser default.
+    The preset's learning rate follows the modality of the inputs (T2 when every input name contains ``t2``). The
+    pair flags always apply; ``--learning_rate``, ``--optimizer`` and the ``--lr_*`` schedule flags win when they
+    differ from their defaults; epochs, batch size and patience always come from the flags (a CPU run of UDIP's
+    100 epochs at batch 36 is rarely what a command line means).
 
     Raises:
         UnknownNameError: for an unknown preset, with the closest names.
     """
-    from ml4ge.arguments import build_parser
-
-    config = PRESETS.get(args.model_preset)(_modality(getattr(args, "input_tensors", ())))
-    pair = PairConfig(
-        pairs=tuple(tuple(p) for p in args.pairs or ()), loss=args.pair_loss,
-        weight=float(args.pair_loss_weight), merge=args.pair_merge,
+    preset = PRESETS.get(args.model_preset)(preset_modality(getattr(args, "input_tensors", ())))
+    given = explicit_flags(args)
+    learning_rate = float(args.learning_rate) if "learning_rate" in given else preset.training.learning_rate
+    schedule = schedule_from_args(args, learning_rate) if given & SCHEDULE_FLAGS else preset.schedule(learning_rate)
+    training = replace(
+        preset.training, learning_rate=learning_rate, schedule=schedule,
+        optimizer=args.optimizer if "optimizer" in given else preset.training.optimizer,
+        patience=int(args.patience), epochs=int(args.epochs), batch_size=int(args.batch_size),
     )
-    config = config.with_changes(pair=pair, optimizer=args.optimizer)
-    if args.learning_rate != build_parser().get_default("learning_rate"):
-        learning_rate = float(args.learning_rate)
-        reduce_lr = replace(config.reduce_lr, min_lr=learning_rate / 1000) if config.reduce_lr else None
-        config = config.with_changes(learning_rate=learning_rate, reduce_lr=reduce_lr)
-    return config
+    return preset.model.with_changes(pair=pair_from_args(args)), training
 
 
-def reduce_lr_callback(config: ModelConfig) -> keras.callbacks.ReduceLROnPlateau | None:
-    """The preset's ReduceLROnPlateau callback, or None when the config has none."""
-    if config.reduce_lr is None:
-        return None
-    settings = config.reduce_lr
-    return keras.callbacks.ReduceLROnPlateau(
-        monitor=settings.monitor, factor=settings.factor, patience=settings.patience, min_lr=settings.min_lr
-    )
+def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingSettings]:
+    """``(architecture, training settings)`` of a command line, through its preset when it names one."""
+    from ml4ge.training_settings import training_settings_from_args
+
+    if getattr(args, "model_preset", None):
+        return preset_from_args(args)
+    return ModelConfig.from_args(args), training_settings_from_args(args)

@@ -1,4 +1,4 @@
-"""Load a saved ``.keras`` model with every ml4ge layer and loss registered, in Keras' safe mode."""
+"""Load a saved ``.keras`` model with every ml4ge layer, loss and family registered, in Keras' safe mode."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 def load_keras(path: str | Path, compile: bool = False):
     """The model saved at ``path``; ``compile`` restores its loss and optimizer state.
 
-    ml4ge's custom classes (centring templates, crops, pair layers, losses) register themselves with Keras when their
-    modules are imported, so they are imported here: an encoder can be loaded by a process that built nothing.
+    ml4ge's custom classes (families, centring templates, crops, pair layers, losses) register themselves with
+    Keras when their modules are imported, so they are imported here: a model or an encoder can be loaded by a
+    process that built nothing.
     """
     import keras
 
-    from ml4ge.models import layers, losses  # noqa: F401  (registers the custom classes)
-    from ml4ge.models.blocks import load_block_modules
+    from ml4ge.models.builtins import load_builtins
 
-    load_block_modules()
+    load_builtins()
     return keras.saving.load_model(path, compile=compile, safe_mode=True)

@@ -7,7 +7,12 @@ to load are listed in ``skipped_samples.tsv``. Tables are written to a temporary
 With ``--shard i/n`` only the i-th of n disjoint shards is inferred (``hidden_<tmap>_<id>.shard_i_of_n.tsv``,
 ``skipped_samples.shard_i_of_n.tsv``); ``--mode merge_shards`` joins them.
 
-Encoders are used alone, so a DropFuse merge plays no part and latents are deterministic.
+Encoders are used alone, so a DropFuse merge plays no part and latents are deterministic. When
+``--input_tensors`` are all the inputs of a model that fuses several, the fused latent is written too
+(``hidden_fused_<id>.tsv``): the model's merge at inference (DropFuse: the mean of the present modalities). Maps
+named by ``--optional_tensors`` (and those the model was trained with as optional) may be missing there: a
+subject with T1 alone gets the fused latent of T1 alone, so that table has a row for every subject that has the
+required maps.
 """
 
 from __future__ import annotations
@@ -25,13 +30,7 @@ from ml4ge.progress import progress
 
 log = logging.getLogger(__name__)
 SKIPPED_STEM = "skipped_samples"
-
-
-def encoder_path(model_file, tm) -> Path:
-    """``encoder_<tmap>.keras`` in the folder of ``model_file``."""
-    from ml4ge.tensormap import keras_safe
-
-    return Path(model_file).parent / f"encoder_{keras_safe(tm.name)}.keras"
+FUSED = "fused"  # the latent table of the fused latent: hidden_fused_<id>.tsv
 
 
 def check_model_file(args: argparse.Namespace) -> None:
@@ -61,10 +60,12 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError("--mode infer_encoders needs --tensors, the folder of <sample_id>.hd5 files.")
     parse_shard(args.shard)
     cohort_paths(args.tensors, args.sample_csv)
-    for tm in resolve_all(args.input_tensors, args.tensormap_prefix):
-        if not encoder_path(args.model_file, tm).is_file():
-            raise FileNotFoundError(f"{encoder_path(args.model_file, tm)} is missing: --model_file's folder has no "
-                                    f"encoder for {tm.name!r}; was it among the training --input_tensors?")
+    from ml4ge.models.artifacts import missing_parts
+
+    missing = missing_parts(args.model_file, "encoder", resolve_all(args.input_tensors, args.tensormap_prefix))
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} missing: --model_file's folder has no encoder for these maps; "
+                                "were they among the training --input_tensors?")
 
 
 def skipped_name(shard) -> str:
@@ -79,22 +80,63 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     paths = cohort_paths(args.tensors, args.sample_csv, shard)
     skipped = SkippedSamples(folder / skipped_name(shard))
-    for tm in resolve_all(args.input_tensors, args.tensormap_prefix):
-        encoder = load_encoder(encoder_path(args.model_file, tm))
+    input_tmaps = resolve_all(args.input_tensors, args.tensormap_prefix)
+    for tm in input_tmaps:
+        encoder = load_encoder(args.model_file, tm)
         path = folder / table_name(tm.name, args.id, shard)
         rows = write_latents(encoder, tm, paths, path, args.batch_size, args.num_workers, args.tsv_style, skipped)
         log.info("%s: %d of %d samples written to %s", tm.name, rows, len(paths), path)
+    if fuses_all(args.model_file, input_tmaps):
+        from ml4ge.models.artifacts import load_model
+
+        model = load_model(args.model_file)
+        optional = set(model.optional) | set(optional_tensors(args, input_tmaps))
+        path = folder / table_name(FUSED, args.id, shard)
+        rows = write_fused(model, input_tmaps, paths, path, args.batch_size, args.num_workers, args.tsv_style,
+                           skipped, optional)
+        log.info("fused latent: %d of %d samples written to %s", rows, len(paths), path)
     skipped.write()
     if skipped.count:
         log.warning("%d sample/tensor pairs skipped; see %s", skipped.count, skipped.path)
     return 0
 
 
-def load_encoder(path: Path):
-    """A saved encoder (safe mode, not compiled)."""
-    from ml4ge.models.saving import load_keras
+def load_encoder(model_file, tm):
+    """The saved encoder of ``tm`` beside ``model_file`` (safe mode, not compiled)."""
+    from ml4ge.models.artifacts import load_encoder as load
 
-    return load_keras(path)
+    return load(model_file, tm)
+
+
+def fuses_all(model_file, input_tmaps) -> bool:
+    """Whether the model fuses several inputs and ``input_tmaps`` are exactly those inputs."""
+    from ml4ge.models.artifacts import saved_spec
+
+    inputs = [m["name"] for m in saved_spec(model_file)["inputs"]]
+    return len(inputs) > 1 and sorted(inputs) == sorted(tm.name for tm in input_tmaps)
+
+
+def optional_tensors(args: argparse.Namespace, input_tmaps) -> list[str]:
+    """TensorMap names of ``--optional_tensors`` (command-line names or TensorMap names of the inputs)."""
+    names = {given: tm.name for given, tm in zip(args.input_tensors, input_tmaps)}
+    return [names.get(name, name) for name in getattr(args, "optional_tensors", ()) or ()]
+
+
+def write_fused(model, input_tmaps, paths, path: Path, batch_size: int, num_workers: int,
+                tsv_style: str = "standard", skipped=None, optional=()) -> int:
+    """Stream ``paths`` through the model's encoders and merge into the latent table ``path``; returns the rows.
+
+    Raises:
+        NoUsableSamplesError: if no sample could be read.
+    """
+    from ml4ge.pipeline import iterate_batches, read_ahead
+
+    batches = read_ahead(iterate_batches(paths, input_tmaps, [], batch_size, num_workers=num_workers,
+                                         skipped=skipped, optional=optional))
+    with LatentTableWriter(path, model.latent_size, tsv_style) as table:
+        for sample_ids, inputs, _ in batches:
+            table.write(sample_ids, np.asarray(model.latent(inputs)))
+    return table.rows
 
 
 def write_latents(encoder, tm, paths, path: Path, batch_size: int, num_workers: int, tsv_style: str = "standard",

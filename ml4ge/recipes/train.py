@@ -1,15 +1,20 @@
 """``--mode train``: fit a model made of blocks on the train split and write the run folder.
 
-``<output_folder>/<id>/`` receives ``<id>.keras``, ``encoder_<tmap>.keras``, ``decoder_<tmap>.keras``,
-``merger.keras``, ``train.csv``/``valid.csv``/``test.csv``, ``training_log.csv``, ``tensorboard/``,
-``learning_curves_<id>.png``, ``test_metrics.tsv``, ``skipped_samples.tsv`` and, for autoencoders,
-``reconstructions/`` (plus ``decoding_<output>_from_<input>/`` for pair models). Starting the same run again
+``<output_folder>/<id>/`` receives the model files of :mod:`ml4ge.models.artifacts` (``<id>.keras``,
+``encoder_<tmap>.keras``, ``decoder_<tmap>.keras``, ``merger.keras``), ``train.csv``/``valid.csv``/``test.csv``,
+``training_log.csv``, ``tensorboard/``, ``learning_curves_<id>.png``, ``test_metrics.tsv``,
+``skipped_samples.tsv`` and, for autoencoders, ``reconstructions/`` (plus ``decoding_<output>_from_<input>/`` for pair models). Starting the same run again
 resumes from its last finished epoch (see :mod:`ml4ge.training`).
 
+The model is built by the family ``--family`` names (default ``autoencoder``: ``--encoder_blocks``,
+``--merge_blocks``, ``--decoder_blocks``) and trained with the training settings of the flags or of
+``--model_preset`` (:mod:`ml4ge.training_settings`), through the family's own compile and callbacks. Maps named by
+``--optional_tensors`` may be missing from a sample: it is kept, with zeros and a presence flag.
+
 With ``--model_file <trained>.keras`` the recipe fine-tunes that model instead of building one from the block
-flags: the model and its parts are loaded (it must take ``--input_tensors`` and give ``--output_tensors``,
-checked before any work), compiled with ``--learning_rate``/``--optimizer`` and trained in the new run folder,
-with its own split, logs and saved parts.
+flags: the model is loaded (it must take ``--input_tensors`` and give ``--output_tensors``, checked before any
+work), compiled with the training settings and trained in the new run folder, with its own split, logs and saved
+parts.
 
 In multi-worker training every worker runs this same recipe; only the chief writes the run folder, the others
 write to ``<run folder>/workers/worker_<i>/`` (TensorFlow's recommended pattern: all workers must take part in
@@ -19,9 +24,7 @@ every collective step, including the test evaluation).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import zipfile
 from pathlib import Path
 
 from ml4ge.arguments import run_folder
@@ -47,15 +50,37 @@ def check_tensors_folder(args: argparse.Namespace) -> None:
 
 
 def check_blocks(args: argparse.Namespace) -> None:
-    """Unknown block names fail here, with the closest registered names (UnknownNameError, a KeyError)."""
-    from ml4ge.models.blocks import DECODERS, ENCODERS, MERGES, load_block_modules
+    """Unknown family or block names fail here, with the closest registered names (UnknownNameError, a KeyError)."""
+    from ml4ge.models.builtins import load_builtins
+    from ml4ge.models.registries import DECODERS, ENCODERS, FAMILIES, MERGES
 
-    load_block_modules()
+    load_builtins()
+    FAMILIES.get(getattr(args, "family", "autoencoder"))
     for registry, names in ((ENCODERS, args.encoder_blocks), (MERGES, args.merge_blocks),
                             (DECODERS, args.decoder_blocks)):
         for name in names:
             if not str(name).endswith(".keras"):
                 registry.get(name)
+
+
+def optional_names(args: argparse.Namespace, input_tmaps, output_tmaps) -> tuple[str, ...]:
+    """TensorMap names of ``--optional_tensors``.
+
+    Raises:
+        ValueError: for a name that is not among the input or output TensorMaps, or every input optional.
+    """
+    given = list(getattr(args, "optional_tensors", ()) or ())
+    by_name = {name: tm.name for name, tm in zip([*args.input_tensors, *args.output_tensors],
+                                                  [*input_tmaps, *output_tmaps])}
+    by_name |= {tm.name: tm.name for tm in [*input_tmaps, *output_tmaps]}
+    unknown = [name for name in given if name not in by_name]
+    if unknown:
+        raise ValueError(f"--optional_tensors {' '.join(unknown)}: not among --input_tensors or --output_tensors; "
+                         "name maps the model takes or gives.")
+    names = tuple(dict.fromkeys(by_name[name] for name in given))
+    if input_tmaps and all(tm.name in names for tm in input_tmaps):
+        raise ValueError("--optional_tensors names every input; keep at least one input required.")
+    return names
 
 
 def check_pairs(args: argparse.Namespace, input_tmaps) -> None:
@@ -72,40 +97,38 @@ def check_pairs(args: argparse.Namespace, input_tmaps) -> None:
                          "pair up by themselves).")
 
 
-def model_config(args: argparse.Namespace, input_tmaps):
-    """``ModelConfig.from_args`` with ``--pairs`` given as command-line names turned into TensorMap names."""
+def model_settings(args: argparse.Namespace, input_tmaps, output_tmaps):
+    """``(Architecture, TrainingSettings)`` of the flags (through ``--model_preset`` when given), with ``--pairs``
+    given as command-line names turned into TensorMap names."""
     from dataclasses import replace
 
-    from ml4ge.models.config import ModelConfig
+    from ml4ge.models.factory import Architecture
+    from ml4ge.models.presets import settings_from_args
 
-    config = ModelConfig.from_args(args)
-    if not args.pairs:
-        return config
-    names = {given: tm.name for given, tm in zip(args.input_tensors, input_tmaps)}
-    pairs = tuple(tuple(names.get(member, member) for member in pair) for pair in args.pairs)
-    return replace(config, pair=replace(config.pair, pairs=pairs))
+    config, training = settings_from_args(args)
+    if args.pairs:
+        names = {given: tm.name for given, tm in zip(args.input_tensors, input_tmaps)}
+        pairs = tuple(tuple(names.get(member, member) for member in pair) for pair in args.pairs)
+        config = replace(config, pair=replace(config.pair, pairs=pairs))
+    architecture = Architecture(getattr(args, "family", "autoencoder"), tuple(args.encoder_blocks),
+                                tuple(args.merge_blocks), tuple(args.decoder_blocks), config,
+                                optional_names(args, input_tmaps, output_tmaps))
+    return architecture, training
 
 
 def saved_model_io(model_file) -> tuple[dict[str, tuple], list[str]]:
-    """``({input name: shape}, [output names])`` of a ``.keras`` model, read from its config (no weights loaded).
+    """``({input name: shape}, [output names])`` of a model saved by ``--mode train``, read from its spec (no
+    weights loaded).
 
     Raises:
-        ValueError: if the file is not a Keras model with named (dict) inputs and outputs, as ``--mode train``
-            saves them.
+        ValueError: if the file is not a model saved by ``--mode train``.
     """
-    try:
-        with zipfile.ZipFile(model_file) as archive:
-            config = json.loads(archive.read("config.json"))["config"]
-        inputs, outputs = config["input_layers"], config["output_layers"]
-    except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"--model_file {str(model_file)!r} is not a Keras model saved by --mode train "
-                         f"({type(error).__name__}: {error}).") from None
-    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
-        raise ValueError(f"--model_file {str(model_file)!r} has unnamed inputs or outputs; pass an <id>.keras "
-                         "saved by --mode train.")
-    shapes = {layer["config"]["name"]: tuple(layer["config"]["batch_shape"][1:]) for layer in config["layers"]
-              if layer["class_name"] == "InputLayer"}
-    return {name: shapes.get(name) for name in inputs}, sorted(outputs)
+    from ml4ge.models.artifacts import saved_spec
+    from ml4ge.models.family import map_from_spec
+
+    spec = saved_spec(model_file)
+    inputs = {tm.input_name: tm.shape for tm in map(map_from_spec, spec["inputs"])}
+    return inputs, sorted(tm.output_name for tm in map(map_from_spec, spec["outputs"]))
 
 
 def check_model_file(args: argparse.Namespace, input_tmaps, output_tmaps) -> None:
@@ -142,6 +165,7 @@ def validate(args: argparse.Namespace) -> None:
     input_tmaps, output_tmaps = tensormaps(args)
     check_pairs(args, input_tmaps)
     check_blocks(args)
+    model_settings(args, input_tmaps, output_tmaps)
     if args.model_file:
         check_model_file(args, input_tmaps, output_tmaps)
 
@@ -164,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args, distribution, folder: Path, chief: bool) -> int:
     from ml4ge import training
-    from ml4ge.models.factory import build_model, compile_model, save_parts
+    from ml4ge.models.artifacts import load_model, save_model
+    from ml4ge.models.factory import build_family
     from ml4ge.pipeline import SkippedSamples, TensorDataset, pipeline_errors
     from ml4ge.splits import split_for_run
     from ml4ge.strategy import is_multi_worker, keras_distribution_fixes
@@ -173,36 +198,38 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     input_tmaps, output_tmaps = tensormaps(args)
     paths = split_for_run(args, folder)
     skipped = SkippedSamples(folder)
-    config = model_config(args, input_tmaps)
+    architecture, settings = model_settings(args, input_tmaps, output_tmaps)
     multi_worker = is_multi_worker(distribution)
-
-    def data(split: str, shuffle: bool, seed: int):
-        return TensorDataset(paths[split], input_tmaps, output_tmaps, args.batch_size, shuffle=shuffle,
-                             augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
-                             seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync)
 
     with strategy_scope(distribution):
         if args.model_file:
             log.info("fine-tuning %s (its architecture replaces the block flags)", args.model_file)
-            parts = load_for_finetuning(args.model_file, input_tmaps, output_tmaps)
+            model = load_model(args.model_file)
         else:
-            parts = build_model(input_tmaps, output_tmaps, args.encoder_blocks, args.merge_blocks,
-                                args.decoder_blocks, config)
-        compile_model(parts, output_tmaps, args.learning_rate, args.optimizer)
+            model = build_family(architecture, input_tmaps, output_tmaps)
+        model.compile_for_training(output_tmaps, settings)
+    log.info("%s model; %s at learning rate %.3g; schedule %s", model.family, settings.optimizer,
+             settings.learning_rate, settings.schedule)
+
+    def data(split: str, shuffle: bool, seed: int):
+        return TensorDataset(paths[split], input_tmaps, output_tmaps, args.batch_size, shuffle=shuffle,
+                             augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
+                             seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync,
+                             optional=model.optional)
+
     if not args.model_file:
-        initialize_templates(parts, paths["train"], [*input_tmaps, *output_tmaps])
+        initialize_templates(model, paths["train"], [*input_tmaps, *output_tmaps])
     if args.inspect_model and chief:
-        write_summary(parts.full, folder / f"architecture_{args.id}.txt")
+        write_summary(model, folder / f"architecture_{args.id}.txt")
     with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:
         train_ds, valid_ds = _distributable(train.dataset(), multi_worker), _distributable(valid.dataset(),
                                                                                           multi_worker)
-        keras_fixes = keras_distribution_fixes(parts.full, train_ds.element_spec, distribution)
+        keras_fixes = keras_distribution_fixes(model, train_ds.element_spec, distribution)
         with pipeline_errors(), keras_fixes:
-            training.fit(parts.full, train_ds, valid_ds, folder, args.epochs, args.patience, args.training_steps,
-                         args.validation_steps, write_outputs=chief)
-    training.load_best_weights(parts.full, folder)
-    sync_merger(parts)
-    save_parts(parts, folder, args.id)
+            training.fit(model, train_ds, valid_ds, folder, settings, args.training_steps, args.validation_steps,
+                         write_outputs=chief, callbacks=model.training_callbacks(settings))
+    training.load_best_weights(model, folder)
+    save_model(model, folder, args.id)
     if chief:
         from ml4ge import plots
 
@@ -210,42 +237,16 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     if paths["test"]:
         with data("test", False, args.random_seed) as test, pipeline_errors():
             test_ds = _distributable(test.dataset(), multi_worker)
-            with keras_distribution_fixes(parts.full, test_ds.element_spec, distribution):
-                metrics = training.evaluate(parts.full, test_ds, args.test_steps)
+            with keras_distribution_fixes(model, test_ds.element_spec, distribution):
+                metrics = training.evaluate(model, test_ds, args.test_steps)
         training.write_metrics(metrics, folder / "test_metrics.tsv")
         log.info("test metrics: %s", metrics)
         if chief:
-            plot_reconstructions(parts, input_tmaps, output_tmaps, paths["test"], folder, args)
+            plot_reconstructions(model, input_tmaps, output_tmaps, paths["test"], folder, args)
     else:
         log.warning("the test split is empty (--test_ratio 0 and no --test_csv): no test metrics or reconstructions")
     skipped.write()
     return 0
-
-
-def load_for_finetuning(model_file, input_tmaps, output_tmaps):
-    """The model saved at ``model_file`` and its parts, uncompiled, ready to train further.
-
-    The encoders and decoders are the full model's own nested models, so training the full model trains them;
-    the merger is a separate copy whose weights :func:`sync_merger` refreshes from the full model before saving.
-
-    Raises:
-        FileNotFoundError: if the model or one of its part files is missing.
-    """
-    from ml4ge.models.factory import ModelParts, load_parts
-
-    loaded = load_parts(model_file, input_tmaps, output_tmaps, compile=False)
-    full = loaded.full
-    return ModelParts(full=full, merger=loaded.merger,
-                      encoders={name: full.get_layer(part.name) for name, part in loaded.encoders.items()},
-                      decoders={name: full.get_layer(part.name) for name, part in loaded.decoders.items()})
-
-
-def sync_merger(parts) -> None:
-    """Copy the merge layers' weights from the full model into the merger model (the same values where they
-    already share layers, as in a newly built model)."""
-    for layer in parts.merger.layers:
-        if layer.weights:
-            layer.set_weights(parts.full.get_layer(layer.name).get_weights())
 
 
 def _distributable(dataset, multi_worker: bool):
@@ -267,7 +268,7 @@ def write_summary(model, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def plot_reconstructions(parts, input_tmaps, output_tmaps, test_paths, folder: Path, args) -> None:
+def plot_reconstructions(model, input_tmaps, output_tmaps, test_paths, folder: Path, args) -> None:
     """Inputs beside reconstructions for a few test subjects, and each encoder through every decoder for pairs."""
     import keras
     import numpy as np
@@ -279,21 +280,23 @@ def plot_reconstructions(parts, input_tmaps, output_tmaps, test_paths, folder: P
     if not autoencoded:
         return
     batches = iterate_batches(test_paths[: 2 * RECONSTRUCTED_SAMPLES], input_tmaps, output_tmaps,
-                              RECONSTRUCTED_SAMPLES, num_workers=0)
+                              RECONSTRUCTED_SAMPLES, num_workers=0, optional=model.optional)
     sample_ids, inputs, _ = next(batches)
     batches.close()
-    predicted = parts.full(inputs, training=False)
+    model_inputs = {name: value for name, value in inputs.items() if name in model.input}
+    predicted = model(model_inputs, training=False)
     for tm in autoencoded:
         reconstructed = keras.ops.convert_to_numpy(predicted[tm.output_name])
         plots.reconstructions(sample_ids, inputs[tm.input_name], reconstructed, folder / "reconstructions",
                               tm.name)
     if not args.pairs or len(input_tmaps) < 2:
         return
+    merger = model.merger_model()
     for source in input_tmaps:
-        embedding = parts.encoders[source.name](inputs[source.input_name], training=False)
-        latent = parts.merger([embedding] * len(input_tmaps), training=False)
+        embedding = model.encoders[source.name](inputs[source.input_name], training=False)
+        latent = merger([embedding] * len(input_tmaps), training=False)
         for target in autoencoded:
-            decoded = np.asarray(keras.ops.convert_to_numpy(parts.decoders[target.name](latent, training=False)))
+            decoded = np.asarray(keras.ops.convert_to_numpy(model.decode(latent, target)))
             plots.reconstructions(sample_ids, inputs[target.input_name], decoded,
                                   folder / f"decoding_{target.name}_from_{source.name}",
                                   f"{target.name}_from_{source.name}")

@@ -1,0 +1,135 @@
+"""The files of a trained model folder, and the one module that writes and reads them.
+
+    <folder>/<run id>.keras        the family model (it loads alone with ``keras.saving.load_model`` after
+                                   ``import ml4ge``; its config names its family and blocks)
+    <folder>/encoder_<tm>.keras    each input map's encoder alone: shape -> embedding
+    <folder>/decoder_<tm>.keras    each output map's decoder alone: latent -> shape
+    <folder>/merger.keras          the merge over the embeddings (``embed_<tm>`` inputs)
+
+Every file is written under a temporary name and renamed, so it is whole or absent.
+
+Example:
+    >>> save_model(model, run_folder, "my_run")
+    >>> encoder = load_encoder(run_folder, t1)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from ml4ge.atomic import atomic_path
+from ml4ge.models.saving import load_keras
+from ml4ge.tensormap import TensorMap, keras_safe
+
+MERGER_FILE = "merger.keras"
+
+
+def model_path(folder, run_id: str) -> Path:
+    """``<folder>/<run id>.keras``."""
+    return Path(folder) / f"{run_id}.keras"
+
+
+def part_path(folder, kind: str, tm: TensorMap | str) -> Path:
+    """``<folder>/encoder_<tm>.keras`` or ``decoder_<tm>.keras`` (``tm`` a TensorMap or its name)."""
+    name = tm if isinstance(tm, str) else tm.name
+    return Path(folder) / f"{kind}_{keras_safe(name)}.keras"
+
+
+def encoder_path(folder, tm) -> Path:
+    return part_path(folder, "encoder", tm)
+
+
+def decoder_path(folder, tm) -> Path:
+    return part_path(folder, "decoder", tm)
+
+
+def folder_of(model_file) -> Path:
+    """The model folder of ``--model_file`` (a ``<run id>.keras``), or the folder itself."""
+    path = Path(model_file)
+    return path if path.is_dir() else path.parent
+
+
+def _save(model: keras.Model, path: Path) -> Path:
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+    return path
+
+
+def save_model(model, folder, run_id: str) -> dict[str, Path]:
+    """Write the family model and its parts into ``folder``.
+
+    Returns:
+        ``{"full": path, "merger": path, "encoder_<tm>": path, "decoder_<tm>": path}``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"full": _save(model, model_path(folder, run_id))}
+    merger = getattr(model, "merger_model", None)
+    if merger is not None:
+        paths["merger"] = _save(merger(), folder / MERGER_FILE)
+    for kind, parts in (("encoder", getattr(model, "encoders", {})), ("decoder", getattr(model, "decoders", {}))):
+        for name, part in parts.items():
+            path = part_path(folder, kind, name)
+            paths[path.stem] = _save(part, path)
+    return paths
+
+
+def load_model(model_file, compile: bool = False):
+    """The family model saved at ``model_file`` (safe mode).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+    """
+    if not Path(model_file).is_file():
+        raise FileNotFoundError(f"model {str(model_file)!r} does not exist; pass the <id>.keras written by "
+                                "--mode train.")
+    return load_keras(model_file, compile=compile)
+
+
+def load_part(folder, kind: str, tm) -> keras.Model:
+    """One saved encoder or decoder of the model folder (``folder`` may also be the model file).
+
+    Raises:
+        FileNotFoundError: naming the missing file.
+    """
+    path = part_path(folder_of(folder), kind, tm)
+    if not path.is_file():
+        name = tm if isinstance(tm, str) else tm.name
+        raise FileNotFoundError(f"{path} is missing: the model folder has no {kind} for {name!r}; was it among the "
+                                f"training --{'input' if kind == 'encoder' else 'output'}_tensors?")
+    return load_keras(path)
+
+
+def load_encoder(folder, tm) -> keras.Model:
+    return load_part(folder, "encoder", tm)
+
+
+def load_decoder(folder, tm) -> keras.Model:
+    return load_part(folder, "decoder", tm)
+
+
+def missing_parts(folder, kind: str, tmaps) -> list[str]:
+    """The part files of ``tmaps`` that the model folder lacks."""
+    return [str(part_path(folder_of(folder), kind, tm)) for tm in tmaps
+            if not part_path(folder_of(folder), kind, tm).is_file()]
+
+
+def saved_spec(model_file) -> dict:
+    """The spec of a family model file, read from its config without loading weights.
+
+    Raises:
+        ValueError: if the file is not a model saved by ``--mode train``.
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            spec = json.loads(archive.read("config.json"))["config"]["spec"]
+        spec["inputs"], spec["outputs"]
+    except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(model_file)!r} is not a model saved by --mode train ({type(error).__name__}: "
+                         f"{error}); pass the <id>.keras of a training run.") from None
+    return spec

@@ -1,0 +1,120 @@
+"""Training settings, apart from the architecture: optimizer, learning rate and its schedule, early stopping,
+epochs and batch size. A model preset fills them (UDIP's rates and plateau); flags given on the command line win.
+Importing this module does not import Keras.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, replace
+
+from ml4ge.schedules import SCHEDULES, PlateauSchedule
+
+DEFAULT_LEARNING_RATE = 1e-4
+DEFAULT_SCHEDULE = "plateau"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a model is trained.
+
+    Args:
+        optimizer: a Keras optimizer name (``adam``, ``adamw``, ``sgd``, ...).
+        learning_rate: the initial learning rate.
+        schedule: a schedule config from :data:`ml4ge.schedules.SCHEDULES`.
+        patience: epochs without a lower validation loss before training stops.
+        epochs: the maximum number of epochs.
+        batch_size: the global batch size.
+
+    Example:
+        >>> TrainingSettings(learning_rate=1e-3).make_optimizer().learning_rate
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    schedule: object = field(default_factory=PlateauSchedule)
+    patience: int = 8
+    epochs: int = 10
+    batch_size: int = 8
+
+    def __post_init__(self):
+        if self.learning_rate <= 0:
+            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}.")
+
+    def make_optimizer(self):
+        """A new optimizer of this kind at the initial learning rate.
+
+        Raises:
+            ValueError: for a name Keras does not know.
+        """
+        return make_optimizer(self.optimizer, self.learning_rate)
+
+    def schedule_callback(self):
+        return self.schedule.callback(self.learning_rate, self.epochs)
+
+    def with_changes(self, **changes) -> TrainingSettings:
+        return replace(self, **changes)
+
+
+def make_optimizer(name: str, learning_rate: float):
+    """A Keras optimizer by name with ``learning_rate``.
+
+    Raises:
+        ValueError: for a name Keras does not know.
+    """
+    import keras
+
+    try:
+        return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"Unknown optimizer {name!r} (--optimizer): {error}") from error
+
+
+def schedule_from_args(args: argparse.Namespace, learning_rate: float):
+    """The schedule ``--lr_schedule`` names, with ``--lr_factor``, ``--lr_patience``, ``--lr_min``,
+    ``--lr_step_epochs`` and ``--lr_warmup_epochs``.
+
+    ``plateau`` without ``--lr_patience`` waits half the early-stopping patience, so the rate is lowered at least
+    once before training stops.
+
+    Raises:
+        UnknownNameError: for an unknown schedule, with the closest names.
+        ValueError: for out-of-range values.
+    """
+    name = getattr(args, "lr_schedule", DEFAULT_SCHEDULE) or DEFAULT_SCHEDULE
+    SCHEDULES.get(name)
+    factor = float(getattr(args, "lr_factor", 0.5))
+    min_lr = float(getattr(args, "lr_min", 0.0))
+    if name == "plateau":
+        patience = getattr(args, "lr_patience", None) or max(1, int(args.patience) // 2)
+        return PlateauSchedule(factor=factor, patience=int(patience), min_lr=min_lr)
+    if name == "step":
+        return SCHEDULES.get(name)(factor=factor, every=int(getattr(args, "lr_step_epochs", 10)), min_lr=min_lr)
+    if name == "cosine":
+        return SCHEDULES.get(name)(warmup_epochs=int(getattr(args, "lr_warmup_epochs", 0)), min_lr=min_lr)
+    return SCHEDULES.get(name)()
+
+
+def training_settings_from_args(args: argparse.Namespace) -> TrainingSettings:
+    """The settings the training flags describe (no preset; see :func:`ml4ge.models.presets.preset_from_args`).
+
+    Raises:
+        ValueError, UnknownNameError: for bad values.
+    """
+    learning_rate = float(args.learning_rate)
+    return TrainingSettings(optimizer=args.optimizer, learning_rate=learning_rate,
+                            schedule=schedule_from_args(args, learning_rate), patience=int(args.patience),
+                            epochs=int(args.epochs), batch_size=int(args.batch_size))
+
+
+def explicit_flags(args: argparse.Namespace) -> set[str]:
+    """The schedule and optimizer flags whose value differs from its default: given on the command line, so they
+    win over a preset's."""
+    return {name for name, default in FLAG_DEFAULTS.items() if getattr(args, name, default) != default}
+
+
+# Defaults of the optimizer and schedule flags (the argument parser uses these).
+FLAG_DEFAULTS = {"optimizer": "adam", "learning_rate": DEFAULT_LEARNING_RATE, "lr_schedule": DEFAULT_SCHEDULE,
+                 "lr_factor": 0.5, "lr_patience": None, "lr_min": 0.0, "lr_step_epochs": 10, "lr_warmup_epochs": 0}
+SCHEDULE_FLAGS = frozenset({"lr_schedule", "lr_factor", "lr_patience", "lr_min", "lr_step_epochs",
+                            "lr_warmup_epochs"})
