@@ -13,9 +13,9 @@ resolves them as ``ml4ge.demo.maps.t1_3mm`` (dotted names need no ``--tensormap_
 Full resolution (1 mm) uses the catalogue's ``t1``/``t2`` (182x218x182) instead.
 """
 
-from ml4ge.catalogue.brain_mri import GROUP, T1_DATASET, T2_DATASET
 from ml4ge.normalizers import brain_zscore
 from ml4ge.tensormap import NONZERO, TensorMap
+from ml4ge.tensormaps.brain_mri import GROUP, T1_DATASET, T2_DATASET
 
 MODULE = __name__
 
