@@ -47,7 +47,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml4ge.arguments import DEFAULT_SEED
+from ml4ge.defaults import DEFAULT_SEED
 from ml4ge.progress import progress as progress_bar
 
 COVARIATES_SPACE = "covariates"
