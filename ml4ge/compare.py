@@ -47,7 +47,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml4ge.arguments import DEFAULT_SEED
+from ml4ge.defaults import DEFAULT_SEED
 from ml4ge.progress import progress as progress_bar
 
 COVARIATES_SPACE = "covariates"
@@ -292,8 +292,8 @@ def compare_latent_spaces(
         raise ValueError(f"pair names {unknown} are not compared spaces; choose from {', '.join(spaces)}.")
     tasks = _tasks(frame, list(targets), covariate_frame, folds)
     disable = None if progress is None else not progress
-    # One BLAS thread per fit: OpenBLAS threads spinning on 2 shared cores cost 3-4x the CPU time for the same
-    # fits (ridge SVD and logistic L-BFGS alike); the cores are used by fitting folds in parallel threads instead.
+    # One BLAS thread per fit: BLAS threads spinning on shared cores cost CPU time without speeding up these small
+    # fits (docs/experiments.md); the cores are used by fitting folds in parallel threads instead.
     with progress_bar(total=len(spaces) * len(targets), description="compare", unit="probe", disable=disable) as bar, \
             threadpool_limits(BLAS_THREADS, user_api="blas"), ThreadPoolExecutor(max(1, n_jobs)) as pool:
         rows = [row for task in tasks for row in _score_task(task, spaces, folds, seed, pool, bar)]

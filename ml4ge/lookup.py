@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from ml4ge.registry import UnknownNameError, closest_matches
 from ml4ge.tensormap import TensorMap
 
-CATALOGUE_MODULES = ("ml4ge.catalogue.brain_mri", "ml4ge.catalogue.phenotypes")
+CATALOGUE_MODULES = ("ml4ge.tensormaps.brain_mri", "ml4ge.tensormaps.phenotypes")
 
 
 def module_tensormaps(module) -> dict[str, TensorMap]:

@@ -2,8 +2,7 @@
 encoders subtract it from their input (centring, as PCA does).
 
 A decoder that must first learn the cohort's mean image weight by weight spends most of a short training doing
-it: on the 300-subject demo, an 18-epoch T1 autoencoder still reconstructed worse than the mean volume (masked
-MSE 0.25 against 0.16). Set to the mean before training, the template leaves the network only the differences
+it (docs/experiments.md). Set to the mean before training, the template leaves the network only the differences
 between subjects to learn.
 """
 

@@ -192,9 +192,9 @@ def test_recipe_validation(cohort, tmp_path, capsys):
 def test_recipe_reads_phenotypes_from_hd5(tmp_path):
     import h5py
 
-    from ml4ge.catalogue.phenotypes import age, sex
     from ml4ge.hd5 import read_dataset
     from ml4ge.synthetic import write_cohort
+    from ml4ge.tensormaps.phenotypes import age, sex
 
     folder = tmp_path / "hd5"
     paths = write_cohort(folder, [age, sex], n=60, seed=5)

@@ -83,7 +83,7 @@ def test_unexpected_errors_propagate(tmp_path, scalar_map):
 
 
 def test_recipe_writes_tables(tmp_path, capsys):
-    from ml4ge.catalogue.phenotypes import age, sex
+    from ml4ge.tensormaps.phenotypes import age, sex
 
     folder = tmp_path / "hd5"
     write_cohort(folder, [age, sex], n=4, seed=1)

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from ml4ge.arguments import build_parser
-from ml4ge.catalogue import brain_mri
 from ml4ge.hd5 import open_sample
 from ml4ge.models.config import DenseConfig, ModelConfig
 from ml4ge.models.factory import build_from_args, build_model, compile_model, load_parts, save_parts
 from ml4ge.models.presets import UDIP_LEARNING_RATES, preset_from_args, reduce_lr_callback, udip_config
 from ml4ge.synthetic import write_cohort
 from ml4ge.tensormap import TensorMap
+from ml4ge.tensormaps import brain_mri
 
 SMALL = (11, 13, 9, 1)
 T1 = brain_mri.t1.with_changes(shape=SMALL)

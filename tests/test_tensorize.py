@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from ml4ge.arrays import fit_to_shape
-from ml4ge.catalogue import phenotypes
 from ml4ge.cli import main
 from ml4ge.hd5 import hd5_paths, read_dataset
 from ml4ge.tensorize import (
@@ -23,6 +22,7 @@ from ml4ge.tensorize import (
     fitted_affine,
     tensorize_subjects,
 )
+from ml4ge.tensormaps import phenotypes
 
 SHAPE = (12, 14, 10)
 PREFIX = "ml4ge_test_tensorize_maps"

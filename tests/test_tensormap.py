@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml4ge.catalogue.phenotypes import from_table
 from ml4ge.hd5 import open_sample, write_tensor
 from ml4ge.lookup import catalogue, resolve, resolve_all
 from ml4ge.registry import UnknownNameError
 from ml4ge.synthetic import write_cohort
 from ml4ge.tensormap import DEFAULTS, Interpretation, TensorMap
+from ml4ge.tensormaps.phenotypes import from_table
 
 
 def test_defaults_come_from_the_interpretation_table(volume_map, scalar_map, category_map):

@@ -56,12 +56,6 @@ class Atlas:
             raise KeyError(f"no atlas region named {name!r}; regions: {', '.join(self.table['name'])}")
         return int(rows.iloc[0])
 
-    def volumes_ml(self, labels: np.ndarray, voxel_mm: float) -> dict[str, float]:
-        """Volume (mL) of every region in a label image on a grid of ``voxel_mm`` voxels."""
-        counts = np.bincount(labels.ravel().astype(np.int64), minlength=int(self.table["label"].max()) + 1)
-        voxel_ml = voxel_mm**3 / 1000.0
-        return {name: float(counts[label] * voxel_ml) for label, name in zip(self.table["label"], self.table["name"])}
-
 
 def _lobe(x, y, z, ax) -> dict[str, np.ndarray]:
     """Cerebral lobe masks by MNI coordinate (``ax`` = |x|); each voxel falls in exactly one."""

@@ -45,9 +45,7 @@ class PlantedEffect:
 
 # Boundary growth per SD of factor: 1 mm for the ventricles (already large, and growing with age), 2 mm for the
 # deep grey structures, 4 mm for the hippocampal asymmetry (2 mm per side, one side grows as the other shrinks).
-# At 0.5-0.7 mm the 3 mm demo's images hardly carried the deep structures' effects; at 1-2.4 mm, even after
-# registration (tensorize --register_to), the leading 100 principal components of the images explained
-# 0.01-0.38 of their variance beyond age and sex, and 0.34-0.77 at these sizes.
+# Smaller growth barely shows on the demo's 3 mm grid, even after registration (docs/experiments.md).
 PLANTED_EFFECTS = (
     PlantedEffect("ventricle_volume", "volume", ("lateral_ventricle_left", "lateral_ventricle_right"),
                   effect_sd_per_allele=1.0, age_sd=1.6, base_growth_mm=2.5, growth_mm_per_sd=1.0),

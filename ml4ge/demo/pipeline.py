@@ -23,80 +23,22 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
 from ml4ge.demo import report, truth_stages
+from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spaces, model_inputs
 from ml4ge.demo.meter import ResourceMeter
-from ml4ge.demo.presets import PRESETS, DemoSettings
+from ml4ge.demo.presets import PRESETS
+from ml4ge.demo.recipe_runner import run_recipe
 from ml4ge.registry import Registry
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "demo.json"
-STAGE_RECORDS = "stages"
 BASELINE_SPACE = "brain_volume_only"
-
-
-# Run context --------------------------------------------------------------------------------------------------
-@dataclass
-class DemoRun:
-    """Where one demo lives and what it was asked to do.
-
-    Args:
-        folder: ``<output_folder>/<id>/`` of the demo.
-        settings: the preset, possibly with another subject count or epochs.
-        seed: cohort seed and ``--random_seed`` of every recipe.
-        num_workers: ``--num_workers`` of every recipe.
-        data: an existing cohort folder (``--demo_data``), or None to generate one in ``<folder>/data``.
-    """
-
-    folder: Path
-    settings: DemoSettings
-    seed: int
-    num_workers: int
-    data: Path | None = None
-    timings: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def cohort(self) -> Path:
-        return self.data if self.data is not None else self.folder / "data"
-
-    @property
-    def tensors(self) -> Path:
-        return self.folder / "tensors"
-
-    def fingerprint(self) -> dict:
-        """The settings, seed and cohort folder: what must match for this folder to be resumed."""
-        return json.loads(json.dumps({**self.settings.fingerprint(), "seed": self.seed, "data": str(self.cohort)}))
-
-    def stage_record(self, name: str) -> Path:
-        return self.folder / STAGE_RECORDS / f"{name}.json"
-
-    def common_flags(self) -> list[str]:
-        return ["--output_folder", str(self.folder), "--random_seed", str(self.seed),
-                "--num_workers", str(self.num_workers)]
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the demo.
-
-    Args:
-        order: stages run by increasing order.
-        kind: what the stage is, for the timing table (generate, tensorize, train, infer, compare, ...).
-        run: does the work; raises on failure.
-        report: returns the stage's markdown section for ``report.md`` (or None).
-    """
-
-    order: int
-    kind: str
-    run: Callable[[DemoRun], None]
-    report: Callable[[DemoRun], str] | None = None
 
 
 STAGES: Registry[Stage] = Registry("demo stage")
@@ -108,33 +50,6 @@ def ordered_stages() -> list[tuple[str, Stage]]:
 
 
 # Running recipes in this process -----------------------------------------------------------------------------
-def run_recipe(argv: list[str]) -> Path:
-    """Parse, validate and run one recipe in this process, logging to its own ``log.txt``; returns its run folder.
-
-    Raises:
-        ValueError, KeyError, FileNotFoundError: from the recipe's validation.
-        RuntimeError: when the recipe returns a non-zero status.
-    """
-    from ml4ge.arguments import build_parser, run_folder, save_arguments, validate
-    from ml4ge.recipes import RECIPES
-
-    args = build_parser().parse_args(argv)
-    validate(args)
-    folder = run_folder(args)
-    save_arguments(args, folder)
-    handler = logging.FileHandler(folder / "log.txt")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    try:
-        status = int(RECIPES.load(args.mode).run(args) or 0)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-    if status:
-        raise RuntimeError(f"--mode {args.mode} exited with status {status}; see {folder / 'log.txt'}.")
-    return folder
-
-
 def run_stage(run: DemoRun, name: str, stage: Stage) -> dict:
     """Run one stage unless its record exists; returns the record (wall time, peak memory)."""
     record_path = run.stage_record(name)
@@ -183,39 +98,6 @@ def run_demo(run: DemoRun) -> Path:
 
 
 # Stages ------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DemoModel:
-    """One demo model: the settings attributes naming its input TensorMaps, whether it is a pair (DropFuse) model,
-    and the settings attribute multiplying its epochs, if any."""
-
-    inputs: tuple[str, ...]
-    paired: bool = False
-    epoch_factor: str | None = None
-
-    def epochs(self, settings: DemoSettings) -> int:
-        return settings.epochs * (getattr(settings, self.epoch_factor) if self.epoch_factor else 1)
-
-
-# The whole-brain autoencoders mirror the ml4h registration study. Their latents carry age, sex and the ventricles
-# but hardly the deep grey structures: on 2 CPU cores they train for minutes, and the cortex's variance (atrophy,
-# head size) comes first. ae_deep sees the central 96 mm cube only; within the same minutes it carries thalamus,
-# putamen and hippocampal asymmetry (R^2 0.93-0.95 beyond age and sex, against 0.00-0.24 for the whole brain), so
-# PerDI and the GWAS have something to find there.
-MODELS = {
-    "ae_t1": DemoModel(("t1",)),
-    "ae_t2": DemoModel(("t2",)),
-    "dropfuse": DemoModel(("t1", "t2"), paired=True),
-    "ae_deep": DemoModel(("t1_deep",), epoch_factor="deep_epoch_factor"),
-}
-
-
-def tensormap_name(given: str) -> str:
-    """The TensorMap's own name for a command-line name (``ml4ge.demo.maps.t1_3mm`` -> ``t1_3mm``)."""
-    from ml4ge.lookup import resolve
-
-    return resolve(given).name
-
-
 def generate(run: DemoRun) -> None:
     """Write the demo cohort, or check the one given with ``--demo_data``."""
     if run.data is not None:
@@ -264,10 +146,6 @@ def registration_templates(run: DemoRun) -> list[str]:
     return pairs
 
 
-def model_inputs(run: DemoRun, model: str) -> list[str]:
-    return [getattr(run.settings, attribute) for attribute in MODELS[model].inputs]
-
-
 def train_argv(run: DemoRun, model: str) -> list[str]:
     """The ``--mode train`` command line of one demo model."""
     inputs, spec, settings = model_inputs(run, model), MODELS[model], run.settings
@@ -284,31 +162,12 @@ def train(run: DemoRun, model: str) -> None:
     keras.backend.clear_session()  # the next model starts from a clean graph and frees this one's memory
 
 
-def latent_folder(run: DemoRun) -> Path:
-    return run.folder / "latents"
-
-
-def latent_table(run: DemoRun, model: str, given: str) -> Path:
-    """``<demo>/latents/<model>/hidden_<tmap>_<model>.tsv``."""
-    return latent_folder(run) / model / f"hidden_{tensormap_name(given)}_{model}.tsv"
-
-
 def infer(run: DemoRun, model: str) -> None:
     flags = run.common_flags()
     flags[flags.index("--output_folder") + 1] = str(latent_folder(run))
     run_recipe(["--mode", "infer_encoders", "--tensors", str(run.tensors), "--input_tensors",
                 *model_inputs(run, model), "--model_file", str(run.folder / model / f"{model}.keras"),
                 "--batch_size", str(run.settings.batch_size), "--id", model, *flags])
-
-
-def latent_spaces(run: DemoRun) -> dict[str, Path]:
-    """``{space name: latent table}``: ``ae_t1``, ``ae_t2``, ``dropfuse_t1``, ``dropfuse_t2``, ``ae_deep``."""
-    spaces = {}
-    for model, spec in MODELS.items():
-        for attribute in spec.inputs:
-            name = f"{model}_{attribute}" if spec.paired else model
-            spaces[name] = latent_table(run, model, getattr(run.settings, attribute))
-    return spaces
 
 
 def planted_traits(run: DemoRun) -> list[str]:

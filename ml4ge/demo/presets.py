@@ -70,9 +70,8 @@ def small_model(stages: tuple[int, ...], latents: int = 32, pool: str = "max",
 PRESETS: Registry[DemoSettings] = Registry("demo preset")
 # Default: average pooling keeps the partial-volume intensity that sub-voxel structure growth changes (max pooling
 # drops it), three stages keep an 8x10x8 grid before the dense bottleneck, 128 latents (UDIP). Batches of 2 without
-# batch norm, 10 epochs: on a CPU an epoch costs about the same whatever the batch, and the 4x more updates took the
-# T1 autoencoder's validation MSE to 0.059 after 10 epochs, against 0.099 after 18 epochs of batches of 8 with batch
-# norm (both with the decoder template; 0.25 without it). With the encoders' centring (same flag) it reaches 0.044.
+# batch norm, 10 epochs: on a CPU an epoch costs about the same whatever the batch, so small batches buy more
+# updates for the same time (docs/experiments.md).
 PRESETS.register("default", DemoSettings("default", 300, 3.0, "ml4ge.demo.maps.t1_3mm", "ml4ge.demo.maps.t2_3mm",
                                          "ml4ge.demo.maps.t1_deep_3mm", epochs=10, batch_size=2,
                                          model_flags=small_model((16, 32, 64), latents=128, pool="average")))

@@ -17,7 +17,7 @@ import pandas as pd
 from ml4ge.atomic import write_text
 
 if TYPE_CHECKING:
-    from ml4ge.demo.pipeline import DemoRun, Stage
+    from ml4ge.demo.context import DemoRun, Stage
 
 REPORT_NAME = "report.md"
 OVERVIEW_NAME = "report_overview.png"

@@ -38,9 +38,8 @@ from ml4ge.demo.effects import (
 T2_INTENSITY = {"csf": 0.9, "gm": 0.55, "wm": 0.3}
 NOISE_SD = 0.02
 # The bias field and the individual warp are what is left after a pipeline's bias correction and registration
-# (UK Biobank's T1_brain_to_MNI is both): a 2 % bias and 0.2 mm waves. At 8 % and 0.4 mm they were the largest
-# modes of variation between subjects; the first 16 principal components of the registered T1s then carried
-# none of the thalamus volume beyond age and sex (0.62 after) and 128 carried less of every deep structure.
+# (UK Biobank's T1_brain_to_MNI is both): a 2 % bias and 0.2 mm waves. Larger ones become the main variation
+# between subjects and hide the deep structures from variance-driven representations (docs/experiments.md).
 BIAS_SD = 0.02
 MAX_ROTATION_DEG = 3.0
 MAX_TRANSLATION_MM = 2.0

@@ -10,15 +10,12 @@ with each planted trait and those most associated with each planted SNP).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
 from ml4ge.atomic import write_table
 from ml4ge.demo import truth as truth_checks
-
-if TYPE_CHECKING:
-    from ml4ge.demo.pipeline import DemoRun
+from ml4ge.demo.context import MODELS, DemoRun, latent_spaces, latent_table
+from ml4ge.demo.recipe_runner import run_recipe
 
 WINDOW_KB = 250.0  # a planted SNP counts as found when a hit lies within this distance (associate's --clump_kb)
 INTERPRET_MODELS = ("ae_t1", "ae_deep")  # a whole-brain and the deep-brain autoencoder
@@ -37,8 +34,6 @@ def associate_folder(run: DemoRun):
 
 def associate(run: DemoRun) -> None:
     """GWAS of every latent dimension of the demo, adjusted for age, sex and 4 genetic PCs; then the SNP truth."""
-    from ml4ge.demo.pipeline import latent_spaces, run_recipe
-
     folder = run_recipe(["--mode", "associate", "--genotypes", str(run.cohort / "genotypes"),
                          "--covariates_file", str(run.cohort / "covariates.tsv"), "--clump_kb", str(WINDOW_KB),
                          "--latent_tables", *(f"{name}={path}" for name, path in latent_spaces(run).items()),
@@ -58,7 +53,6 @@ def chosen_dimensions(run: DemoRun, model: str, given: str, truth: dict, stats: 
     each planted SNP (the seed studies' SNP -> endophenotype -> region route).
     """
     from ml4ge.compare import load_latents
-    from ml4ge.demo.pipeline import latent_table
 
     latents = load_latents(latent_table(run, model, given))
     phenotypes = pd.read_csv(run.cohort / "phenotypes.csv", dtype={"sample_id": str}).set_index("sample_id")
@@ -69,8 +63,6 @@ def chosen_dimensions(run: DemoRun, model: str, given: str, truth: dict, stats: 
 
 def interpret(run: DemoRun) -> None:
     """PerDI of each autoencoder's dimensions chosen by :func:`chosen_dimensions`; ranks of the planted regions."""
-    from ml4ge.demo.pipeline import MODELS, latent_table, run_recipe
-
     truth = truth_checks.load_truth(run.cohort)
     stats = pd.read_csv(associate_folder(run) / "planted_sumstats.tsv", sep="\t", dtype={"ID": str})
     atlas, labels = run.cohort / "atlas.nii.gz", run.cohort / "atlas_labels.tsv"

@@ -10,13 +10,22 @@ import nibabel as nib
 import numpy as np
 
 from ml4ge.interpret.grid import map_affine, onto_grid
+from ml4ge.interpret.study import PerdiOptions, PerdiStudy, decoder_function, load_atlas
+from ml4ge.tensormap import keras_safe
 
 log = logging.getLogger(__name__)
 
 
+def decoder_path(model_file, tm) -> Path:
+    """``--model_file`` itself when it is a ``decoder_*.keras`` file, else ``decoder_<tmap>.keras`` beside it."""
+    model_file = Path(model_file)
+    if model_file.name.startswith("decoder_"):
+        return model_file
+    return model_file.parent / f"decoder_{keras_safe(tm.name)}.keras"
+
+
 def _load_decoder(args, tm):
     from ml4ge.models.saving import load_keras
-    from ml4ge.recipes.interpret import decoder_path
 
     decoder = load_keras(decoder_path(args.model_file, tm))
     if tuple(decoder.output.shape[1:]) != tuple(tm.shape):
@@ -70,23 +79,33 @@ def grid_affine(args, tm, cohort) -> np.ndarray:
                      f"it) and neither --interpret_mask nor --atlas has that shape; give one on the map's grid.")
 
 
-def study_inputs(args: argparse.Namespace) -> dict:
-    """``tm, decode, sample_ids, latents, affine, mask, atlas`` for :class:`ml4ge.interpret.study.PerdiStudy`.
+def options_from_args(args: argparse.Namespace) -> PerdiOptions:
+    """The study's knobs from the interpret recipe's flags."""
+    return PerdiOptions(tuple(args.interpret_dimensions), args.perturb_sd, args.smooth_sigma, args.batch_size,
+                        args.interpret_memory_mb, args.lightbox_slices, args.interpret_top_regions)
+
+
+def study_from_args(args: argparse.Namespace, folder: Path) -> PerdiStudy:
+    """The study the flags name, writing into the run folder ``folder``: decoder, latents, grid, mask and atlas."""
+    return PerdiStudy(**study_inputs(args, Path(folder)), folder=Path(folder), options=options_from_args(args))
+
+
+def study_inputs(args: argparse.Namespace, folder: Path) -> dict:
+    """``tm, decode, sample_ids, latents, affine, mask, atlas`` for :class:`ml4ge.interpret.study.PerdiStudy`;
+    samples that cannot be read are listed in ``folder``.
 
     Raises:
         ValueError: when the latents do not fit the decoder, or no grid can be found.
     """
-    from ml4ge.arguments import run_folder
     from ml4ge.hd5 import sample_id_from_path
     from ml4ge.interpret.sources import data_mask
-    from ml4ge.interpret.study import decoder_function, load_atlas
     from ml4ge.lookup import resolve_all
     from ml4ge.pipeline import SkippedSamples
 
     tm = resolve_all(args.output_tensors, args.tensormap_prefix)[0]
     decoder = _load_decoder(args, tm)
     cohort = _cohort(args)
-    skipped = SkippedSamples(run_folder(args))
+    skipped = SkippedSamples(folder)
     sample_ids, latents = _latents(args, cohort, skipped)
     size = int(decoder.input.shape[-1])
     if latents.shape[1] != size:

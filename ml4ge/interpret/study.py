@@ -3,7 +3,6 @@ every dimension's map, lightbox and region ranking."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +33,6 @@ class PerdiOptions:
     memory_mb: float = 2048.0
     lightbox_slices: int = 8
     top_regions: int = 10
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> PerdiOptions:
-        return cls(tuple(args.interpret_dimensions), args.perturb_sd, args.smooth_sigma, args.batch_size,
-                   args.interpret_memory_mb, args.lightbox_slices, args.interpret_top_regions)
 
 
 def decoder_function(decoder, batch_size: int):
@@ -80,13 +74,6 @@ class PerdiStudy:
     @property
     def maps_folder(self) -> Path:
         return self.folder / f"perdi_{keras_safe(self.tm.name)}"
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, folder: Path) -> PerdiStudy:
-        """Load the decoder, the latents, the grid, the mask and the atlas the flags name."""
-        from ml4ge.interpret.setup import study_inputs
-
-        return cls(**study_inputs(args), folder=Path(folder), options=PerdiOptions.from_args(args))
 
     def run(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Interpret every chosen dimension; returns the summary and (with an atlas) the top-regions table."""

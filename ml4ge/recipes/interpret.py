@@ -27,19 +27,12 @@ import pandas as pd
 
 from ml4ge.arguments import run_folder
 from ml4ge.atomic import write_table
+from ml4ge.interpret.setup import decoder_path
 from ml4ge.lookup import resolve_all
 from ml4ge.recipes.infer_encoders import check_model_file, encoder_path
 from ml4ge.tensormap import keras_safe
 
 log = logging.getLogger(__name__)
-
-
-def decoder_path(model_file, tm) -> Path:
-    """``--model_file`` itself when it is a ``decoder_*.keras`` file, else ``decoder_<tmap>.keras`` beside it."""
-    model_file = Path(model_file)
-    if model_file.name.startswith("decoder_"):
-        return model_file
-    return model_file.parent / f"decoder_{keras_safe(tm.name)}.keras"
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -124,9 +117,9 @@ def validate(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write PerDI maps, lightboxes and region rankings for every chosen dimension. Returns 0."""
-    from ml4ge.interpret.study import PerdiStudy
+    from ml4ge.interpret.setup import study_from_args
 
-    study = PerdiStudy.from_args(args, run_folder(args))
+    study = study_from_args(args, run_folder(args))
     summary, top = study.run()
     prefix = f"perdi_{keras_safe(study.tm.name)}"
     write_table(summary, study.folder / f"{prefix}_summary.tsv")
