@@ -32,12 +32,13 @@ def volume_map(size: int):
 
 def make_encoder(tm, folder: Path) -> Path:
     from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig
-    from ml4ge.models.factory import build_model, save_parts
+    from ml4ge.models.artifacts import save_model
+    from ml4ge.models.factory import build_model
 
     config = ModelConfig(conv=ConvConfig(layers=(8,), stages=(16, 32), block_size=1),
                          dense=DenseConfig(widths=(64,)))
     parts = build_model([tm], [tm], ["conv_encode"], ["concat"], ["conv_decode"], config)
-    return save_parts(parts, folder, "bench")["encoder_bench_t1"]
+    return save_model(parts, folder, "bench")["encoder_bench_t1"]
 
 
 def read_arrays(tm, paths):

@@ -99,7 +99,7 @@ def factory_udip(size: int):
     tm = TensorMap("t1", (size, size, size, 1), mask="nonzero")
     parts = build_model([tm], [tm], ["conv_encode"], [], ["conv_decode"], udip_config("t1"))
     compile_model(parts, [tm], 5.248e-4, jit_compile=False)
-    return parts.full, tm
+    return parts, tm
 
 
 def step_seconds(model, x, y) -> float:

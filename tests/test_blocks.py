@@ -8,7 +8,8 @@ from ml4ge.arrays import center_crop_or_pad
 from ml4ge.models.blocks import ACTIVATIONS, DECODERS, ENCODERS, MERGES, NORMALIZATIONS, REGULARIZATIONS, Namer
 from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig, PairConfig
 from ml4ge.models.conv import CentralCropPad
-from ml4ge.models.factory import build_model, compile_model, load_parts, save_parts
+from ml4ge.models.artifacts import load_model, save_model
+from ml4ge.models.factory import build_model, compile_model
 from ml4ge.registry import UnknownNameError
 from ml4ge.tensormap import Interpretation, TensorMap
 
@@ -16,8 +17,8 @@ TINY = ModelConfig(
     conv=ConvConfig(layers=(4,), stages=(4, 8), block_size=1, kernel_1d=(5,), activation="leaky_relu",
                     normalize="batch_norm"),
     dense=DenseConfig(widths=(8, 6), activation="relu"),
-    learning_rate=1e-3,
 )
+LEARNING_RATE = 1e-3
 
 
 def random_batch(tmaps, n=4, seed=0):
@@ -41,14 +42,14 @@ def train_save_load(tmp_path, inputs, outputs, encoders, merges, decoders, confi
     ``eager`` skips graph tracing, which costs more than the steps of these tiny dense models.
     """
     parts = build_model(inputs, outputs, encoders, merges, decoders, config)
-    compile_model(parts, outputs, config.learning_rate, run_eagerly=eager)
+    compile_model(parts, outputs, LEARNING_RATE, run_eagerly=eager)
     x, y = random_batch(set(inputs) | set(outputs))
-    history = parts.full.fit(x, y, batch_size=2, epochs=1, verbose=0).history
+    history = parts.fit(x, y, batch_size=2, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"]).all()
-    paths = save_parts(parts, tmp_path, "run")
-    loaded = load_parts(paths["full"], inputs, outputs)
-    expected = parts.full.predict(x, verbose=0)
-    for name, value in loaded.full.predict(x, verbose=0).items():
+    paths = save_model(parts, tmp_path, "run")
+    loaded = load_model(paths["full"])
+    expected = parts.predict(x, verbose=0)
+    for name, value in loaded.predict(x, verbose=0).items():
         np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-6)
     for tm in inputs:
         np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.encoders[tm.name](x[tm.input_name])),
@@ -67,7 +68,7 @@ def test_conv_blocks_train_save_load_and_keep_shapes(tmp_path, shape, upsample):
     config = TINY.with_changes(conv=ConvConfig(**{**vars(TINY.conv), "upsample": upsample}))
     parts, loaded, x, _ = train_save_load(tmp_path, [tm], [tm], ["conv_encode"], ["concat"], ["conv_decode"], config,
                                           eager=len(shape) < 4)
-    assert tuple(parts.full.output[tm.output_name].shape[1:]) == shape
+    assert tuple(parts.output[tm.output_name].shape[1:]) == shape
     assert loaded.decoders[tm.name].output_shape[1:] == shape
     assert parts.encoders[tm.name].output_shape == (None, 6)
 
@@ -79,7 +80,7 @@ def test_dense_blocks_on_vectors_and_conv_passes_over_them(tmp_path):
                                           ["conv_encode", "dense_encode"], ["concat"], ["conv_decode", "dense_decode"],
                                           eager=True)
     assert parts.latent_size == 12  # concat of two 6-wide embeddings
-    probabilities = loaded.full.predict(x, verbose=0)[label.output_name]
+    probabilities = loaded.predict(x, verbose=0)[label.output_name]
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)
 
 
@@ -99,7 +100,7 @@ def test_merges_train_save_load(tmp_path, merge, pair):
         # The pair loss is its own metric of the full model and part of its loss.
         pair_value = history[f"{pair.loss}_pair_loss"][0]
         assert pair_value > 0
-        assert "pair_loss" in [layer.name for layer in parts.full.layers]
+        assert "pair_loss" in [layer.name for layer in parts.layers]
 
 
 def test_pair_loss_is_added_to_the_full_models_loss():
@@ -108,7 +109,7 @@ def test_pair_loss_is_added_to_the_full_models_loss():
     parts = build_model([a, b], [a, b], ["dense_encode"], ["pair"], ["dense_decode"], config)
     compile_model(parts, [a, b])
     x, y = random_batch([a, b])
-    logs = parts.full.evaluate(x, y, batch_size=4, return_dict=True, verbose=0)
+    logs = parts.evaluate(x, y, batch_size=4, return_dict=True, verbose=0)
     expected = logs["output_a_loss"] + logs["output_b_loss"] + 2.0 * logs["euclid_pair_loss"]
     assert logs["loss"] == pytest.approx(expected, rel=1e-5)
 
@@ -117,9 +118,9 @@ def test_dropfuse_merge_is_random_in_training_and_the_mean_at_inference():
     a, b = TensorMap("a", (6,)), TensorMap("b", (6,))
     parts = build_model([a, b], [a, b], ["dense_encode"], ["dropout"], ["dense_decode"], TINY)
     za, zb = np.random.default_rng(1).normal(size=(2, 64, 6)).astype("float32")
-    inference = keras.ops.convert_to_numpy(parts.merger([za, zb], training=False))
+    inference = keras.ops.convert_to_numpy(parts.merger_model()([za, zb], training=False))
     np.testing.assert_allclose(inference, (za + zb) / 2, rtol=1e-6)
-    training = keras.ops.convert_to_numpy(parts.merger([za, zb], training=True))
+    training = keras.ops.convert_to_numpy(parts.merger_model()([za, zb], training=True))
     assert np.all((training == za) | (training == zb))
     assert 0.2 < np.mean(training == za) < 0.8
 
@@ -180,5 +181,5 @@ def test_output_shapes_equal_tensormap_shapes(shape, layers, pool):
     tm = TensorMap("odd", shape)
     conv = ConvConfig(layers=layers, stages=(4, 4), block_size=1, pool=pool, kernel_1d=(3,))
     parts = build_model([tm], [tm], ["conv_encode"], [], ["conv_decode"], TINY.with_changes(conv=conv))
-    assert tuple(parts.full.output[tm.output_name].shape[1:]) == shape
-    assert parts.full.count_params() > 0
+    assert tuple(parts.output[tm.output_name].shape[1:]) == shape
+    assert parts.count_params() > 0

@@ -7,8 +7,11 @@ import pytest
 from ml4ge.arguments import build_parser
 from ml4ge.hd5 import open_sample
 from ml4ge.models.config import DenseConfig, ModelConfig
-from ml4ge.models.factory import build_from_args, build_model, compile_model, load_parts, save_parts
-from ml4ge.models.presets import UDIP_LEARNING_RATES, preset_from_args, reduce_lr_callback, udip_config
+from ml4ge.models.artifacts import load_model, save_model
+from ml4ge.models.factory import build_model, compile_model
+from ml4ge.models.factory import build_family
+from ml4ge.models.presets import UDIP_LEARNING_RATES, preset_from_args, udip_config
+from ml4ge.recipes.train import model_settings
 from ml4ge.synthetic import write_cohort
 from ml4ge.tensormap import TensorMap
 from ml4ge.tensormaps import brain_mri
@@ -22,6 +25,12 @@ TINY_FLAGS = ["--conv_layers", "4", "--dense_blocks", "4", "8", "--block_size", 
 
 def flags(*extra):
     return build_parser().parse_args(["--mode", "train", *extra])
+
+
+def build_from_args(args, input_tmaps, output_tmaps):
+    """The train recipe's own path: the flags' architecture and training settings, built and compiled."""
+    architecture, settings = model_settings(args, input_tmaps, output_tmaps)
+    return compile_model(build_family(architecture, input_tmaps, output_tmaps), output_tmaps, settings=settings)
 
 
 def cohort(tmp_path, tmaps, n=4):
@@ -38,11 +47,11 @@ def cohort(tmp_path, tmaps, n=4):
 
 
 def train_save_load_predict(parts, x, y, folder):
-    history = parts.full.fit(x, y, batch_size=2, epochs=1, verbose=0).history
+    history = parts.fit(x, y, batch_size=2, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"]).all()
-    loaded = load_parts(save_parts(parts, folder, "run")["full"])
-    expected = parts.full.predict(x, verbose=0)
-    for name, value in loaded.full.predict(x, verbose=0).items():
+    loaded = load_model(save_model(parts, folder, "run")["full"])
+    expected = parts.predict(x, verbose=0)
+    for name, value in loaded.predict(x, verbose=0).items():
         np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-5)
     return history, loaded
 
@@ -50,11 +59,11 @@ def train_save_load_predict(parts, x, y, folder):
 def test_t1_autoencoder_from_flags(tmp_path):
     x, y = cohort(tmp_path, [T1])
     parts = build_from_args(flags("--input_tensors", "t1", "--output_tensors", "t1", *TINY_FLAGS), [T1], [T1])
-    assert tuple(parts.full.output[T1.output_name].shape[1:]) == SMALL
+    assert tuple(parts.output[T1.output_name].shape[1:]) == SMALL
     _, loaded = train_save_load_predict(parts, x, y, tmp_path / "model")
     assert set(loaded.encoders) == {"t1"} and loaded.latent_size == 8
     # The loaded full model was compiled with the masked loss; evaluating needs no custom objects.
-    assert np.isfinite(loaded.full.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+    assert np.isfinite(loaded.evaluate(x, y, verbose=0, return_dict=True)["loss"])
 
 
 def test_pair_model_from_flags_starts_from_saved_unimodal_parts(tmp_path):
@@ -63,7 +72,7 @@ def test_pair_model_from_flags_starts_from_saved_unimodal_parts(tmp_path):
     paths = {}
     for tm in (T1, T2):
         unimodal = build_from_args(flags(*TINY_FLAGS), [tm], [tm])
-        paths[tm.name] = save_parts(unimodal, tmp_path / tm.name, "ae")
+        paths[tm.name] = save_model(unimodal, tmp_path / tm.name, "ae")
         paths[tm.name]["model"] = unimodal
     args = flags("--input_tensors", "t1", "t2", "--output_tensors", "t1", "t2", *TINY_FLAGS,
                  "--encoder_blocks", str(paths["t1"]["encoder_t1"]), str(paths["t2"]["encoder_t2"]), "conv_encode",
@@ -90,14 +99,14 @@ def test_udip_preset_from_flags_at_small_size(tmp_path):
     assert encoder.get_layer("encode_t1_pad_0").output.shape[1:] == (16, 16, 16, 1)
     assert encoder.get_layer("encode_t1_flatten_0").output.shape[1:] == (256,)
     assert encoder.get_layer("encode_t1_act_0").negative_slope == pytest.approx(0.01)
-    assert float(parts.full.optimizer.learning_rate) == pytest.approx(UDIP_LEARNING_RATES["t1"])
+    assert float(parts.optimizer.learning_rate) == pytest.approx(UDIP_LEARNING_RATES["t1"])
     train_save_load_predict(parts, x, y, tmp_path / "udip")
 
 
 @pytest.mark.slow
 def test_udip_full_size_has_about_138m_parameters_and_keeps_the_mni_shape():
     parts = build_model([brain_mri.t1], [brain_mri.t1], ["conv_encode"], [], ["conv_decode"], udip_config("t1"))
-    assert 137.5e6 < parts.full.count_params() < 138.5e6
+    assert 137.5e6 < parts.count_params() < 138.5e6
     encoder, decoder = parts.encoders["t1"], parts.decoders["t1"]
     assert encoder.get_layer("encode_t1_pad_0").output.shape[1:] == (192, 224, 192, 1)
     assert encoder.get_layer("encode_t1_flatten_0").output.shape[1:] == (12 * 14 * 12 * 256,)
@@ -107,14 +116,17 @@ def test_udip_full_size_has_about_138m_parameters_and_keeps_the_mni_shape():
 
 def test_udip_preset_learning_rates_and_plateau_schedule():
     t2_args = flags("--model_preset", "udip", "--input_tensors", "t2_64", "--output_tensors", "t2_64")
-    config = preset_from_args(t2_args)
-    assert config.learning_rate == pytest.approx(3.020e-4, rel=1e-3)
-    callback = reduce_lr_callback(config)
+    config, training = preset_from_args(t2_args)
+    assert config.preset == "udip" and config.conv.stages == (32, 64, 128, 256)
+    assert training.learning_rate == pytest.approx(3.020e-4, rel=1e-3)
+    callback = training.schedule_callback()
+    assert isinstance(callback, keras.callbacks.ReduceLROnPlateau)
     assert (callback.factor, callback.patience) == (0.5, 4)
-    assert callback.min_lr == pytest.approx(config.learning_rate / 1000)
-    explicit = ModelConfig.from_args(flags("--model_preset", "udip", "--learning_rate", "0.01"))
-    assert explicit.learning_rate == 0.01 and explicit.reduce_lr.min_lr == pytest.approx(1e-5)
-    assert reduce_lr_callback(ModelConfig()) is None
+    assert callback.min_lr == pytest.approx(training.learning_rate / 1000)
+    _, explicit = preset_from_args(flags("--model_preset", "udip", "--learning_rate", "0.01"))
+    assert explicit.learning_rate == 0.01 and explicit.schedule.min_lr == pytest.approx(1e-5)
+    _, stepped = preset_from_args(flags("--model_preset", "udip", "--lr_schedule", "step", "--lr_step_epochs", "3"))
+    assert stepped.learning_rate == pytest.approx(UDIP_LEARNING_RATES["t1"]) and stepped.schedule.every == 3
 
 
 def test_model_config_from_flags_keeps_each_block_to_its_own_config():
@@ -140,14 +152,14 @@ def test_loaded_encoders_with_clashing_names_are_kept_apart(tmp_path):
     config = ModelConfig(dense=DenseConfig(widths=(4,)))
     parts = build_model([a, b], [a, b], [str(tmp_path / "encoder_a.keras"), str(tmp_path / "encoder_b.keras")],
                         ["average"], ["dense_decode"], config)
-    assert {layer.name for layer in parts.full.layers} >= {"encode_a", "encode_b"}
+    assert {layer.name for layer in parts.layers} >= {"encode_a", "encode_b"}
     compile_model(parts, [a, b], run_eagerly=True)
     rng = np.random.default_rng(0)
     x = {"input_a": rng.normal(size=(4, 5)), "input_b": rng.normal(size=(4, 7))}
     y = {"output_a": x["input_a"], "output_b": x["input_b"]}
-    parts.full.fit(x, y, batch_size=2, verbose=0)
-    loaded = load_parts(save_parts(parts, tmp_path / "run", "run")["full"])
-    np.testing.assert_allclose(loaded.full(x)["output_b"], parts.full(x)["output_b"], rtol=1e-6)
+    parts.fit(x, y, batch_size=2, verbose=0)
+    loaded = load_model(save_model(parts, tmp_path / "run", "run")["full"])
+    np.testing.assert_allclose(loaded(x)["output_b"], parts(x)["output_b"], rtol=1e-6)
 
 
 def test_loss_weights_are_honoured():
@@ -157,7 +169,7 @@ def test_loss_weights_are_honoured():
     compile_model(parts, [a, b], run_eagerly=True)
     rng = np.random.default_rng(0)
     x = {"input_a": rng.normal(size=(4, 3))}
-    logs = parts.full.evaluate(x, {"output_a": x["input_a"], "output_b": rng.normal(size=(4, 2))},
+    logs = parts.evaluate(x, {"output_a": x["input_a"], "output_b": rng.normal(size=(4, 2))},
                                return_dict=True, verbose=0)
     assert logs["loss"] == pytest.approx(3.0 * logs["output_a_loss"] + 0.5 * logs["output_b_loss"], rel=1e-5)
 
@@ -173,4 +185,4 @@ def test_saved_part_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="trained for this TensorMap"):
         build_model([a], [a], [str(tmp_path / "encoder_a.keras")], [], ["dense_decode"])
     with pytest.raises(FileNotFoundError, match="missing"):
-        load_parts(tmp_path / "nothing.keras")
+        load_model(tmp_path / "nothing.keras")

@@ -168,7 +168,8 @@ def write_cohort_with_affines(folder, n, seed=0):
 def test_trained_autoencoder_from_tensors(tmp_path, maps_root):
     """A factory-built AE trained one step; latents computed with its encoder; mask from the data."""
     from ml4ge.lookup import resolve_all
-    from ml4ge.models.factory import build_model, compile_model, save_parts
+    from ml4ge.models.artifacts import save_model
+    from ml4ge.models.factory import build_model, compile_model
     from ml4ge.pipeline import iterate_batches
 
     tensors = write_cohort_with_affines(tmp_path / "tensors", 10)
@@ -182,8 +183,8 @@ def test_trained_autoencoder_from_tensors(tmp_path, maps_root):
     compile_model(parts, [t1], learning_rate=1e-3, run_eagerly=True)
     paths = sorted(tensors.glob("*.hd5"))
     for _, inputs, outputs in iterate_batches(paths, [t1], [t1], batch_size=10, num_workers=0):
-        parts.full.train_on_batch(inputs, outputs)
-    save_parts(parts, tmp_path / "ae", "ae")
+        parts.train_on_batch(inputs, outputs)
+    save_model(parts, tmp_path / "ae", "ae")
     status = main(["--mode", "interpret", "--tensormap_prefix", "perdi_maps", "--tensors", str(tensors),
                    "--input_tensors", "brain.t1", "--output_tensors", "brain.t1", "--model_file",
                    str(tmp_path / "ae" / "ae.keras"), "--interpret_dimensions", "0", "5", "--smooth_sigma", "1",

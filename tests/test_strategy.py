@@ -154,12 +154,12 @@ def test_one_epoch_under_multi_worker_mirrored_strategy(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from ml4ge.models.factory import load_parts
+    from ml4ge.models.artifacts import load_model
 
     logs = [pd.read_csv(folder / "training_log.csv") for folder in (run, run / "workers" / "worker_1")]
     assert list(logs[0]["epoch"]) == [0] and np.isfinite(logs[0][["loss", "val_loss"]].to_numpy()).all()
     pd.testing.assert_frame_equal(logs[0], logs[1])  # metrics are reduced over both workers, not per worker
-    chief, other = (load_parts(folder / "mw.keras").full for folder in (run, run / "workers" / "worker_1"))
+    chief, other = (load_model(folder / "mw.keras") for folder in (run, run / "workers" / "worker_1"))
     for mine, theirs in zip(chief.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(mine, theirs)  # synchronous training: one set of weights
 

@@ -122,16 +122,17 @@ def test_train_pair_model_then_infer_encoders(cohort, tmp_path):
 def saved_pair_model(cohort, tmp_path_factory):
     """An untrained T1/T2 pair model (contrastive, DropFuse) saved with all its parts, as --mode train saves it."""
     from ml4ge.arguments import build_parser
-    from ml4ge.models.factory import build_model, compile_model, save_parts
-    from ml4ge.recipes.train import model_config, tensormaps
+    from ml4ge.models.artifacts import save_model
+    from ml4ge.models.factory import build_family, compile_model
+    from ml4ge.recipes.train import model_settings, tensormaps
 
     folder = tmp_path_factory.mktemp("base")
     args = build_parser().parse_args(pair_args(cohort, folder))
     input_tmaps, output_tmaps = tensormaps(args)
-    parts = build_model(input_tmaps, output_tmaps, args.encoder_blocks, args.merge_blocks, args.decoder_blocks,
-                        model_config(args, input_tmaps))
-    compile_model(parts, output_tmaps)
-    save_parts(parts, folder, "base")
+    architecture, settings = model_settings(args, input_tmaps, output_tmaps)
+    parts = build_family(architecture, input_tmaps, output_tmaps)
+    compile_model(parts, output_tmaps, settings=settings)
+    save_model(parts, folder, "base")
     return folder / "base.keras"
 
 
@@ -147,20 +148,19 @@ def test_model_file_that_is_not_a_keras_model_is_refused(cohort, tmp_path):
     fake = tmp_path / "fake.keras"
     fake.write_text("not a zip")
     message = validation_error([*pair_args(cohort, tmp_path), "--model_file", str(fake)])
-    assert "fake.keras" in message and "not a Keras model" in message
+    assert "fake.keras" in message and "not a model saved by --mode train" in message
 
 
 @pytest.mark.slow
 def test_fine_tune_a_saved_model(cohort, saved_pair_model, tmp_path):
     from ml4ge.cli import main
-    from ml4ge.models.factory import load_parts
-    from ml4ge.recipes.train import load_for_finetuning
+    from ml4ge.models.artifacts import load_keras, load_model
 
-    base = load_parts(saved_pair_model, compile=False)
-    start = load_for_finetuning(saved_pair_model, [], [])
-    for mine, saved in zip(start.full.get_weights(), base.full.get_weights()):
+    base = load_model(saved_pair_model, compile=False)
+    start = load_model(saved_pair_model)
+    for mine, saved in zip(start.get_weights(), base.get_weights()):
         np.testing.assert_array_equal(mine, saved)  # training starts from the loaded weights
-    assert all(start.full.get_layer(part.name) is part for part in start.encoders.values())
+    assert all(start.get_layer(part.name) is part for part in start.encoders.values())
 
     argv = [*replace_flag(pair_args(cohort, tmp_path, "tuned"), "--epochs", "1"), "--model_file",
             str(saved_pair_model), "--learning_rate", "0.01"]
@@ -171,15 +171,19 @@ def test_fine_tune_a_saved_model(cohort, saved_pair_model, tmp_path):
         assert (run / name).is_file(), name
     assert list(pd.read_csv(run / "training_log.csv")["epoch"]) == [0]
     assert "fine-tuning" in (run / "log.txt").read_text()
-    tuned = load_parts(run / "tuned.keras", compile=False)
-    changed = [not np.array_equal(a, b) for a, b in zip(tuned.full.get_weights(), base.full.get_weights())]
+    tuned = load_model(run / "tuned.keras", compile=False)
+    changed = [not np.array_equal(a, b) for a, b in zip(tuned.get_weights(), base.get_weights())]
     assert sum(changed) > len(changed) // 2  # training moved the weights
     for name, encoder in tuned.encoders.items():  # the saved parts hold the fine-tuned weights
-        for part, full in zip(encoder.get_weights(), tuned.full.get_layer(f"encode_{name}").get_weights()):
+        for part, full in zip(encoder.get_weights(), tuned.get_layer(f"encode_{name}").get_weights()):
             np.testing.assert_array_equal(part, full)
-    temperature = tuned.full.get_layer("pair_loss").get_weights()
-    np.testing.assert_array_equal(tuned.merger.get_layer("pair_loss").get_weights(), temperature)
-    assert not np.array_equal(temperature, base.full.get_layer("pair_loss").get_weights())
+    temperature = tuned.get_layer("pair_loss").get_weights()
+    assert not np.array_equal(temperature, base.get_layer("pair_loss").get_weights())
+    width = tuned.latent_size
+    embeddings = {name: np.random.default_rng(1).normal(size=(3, width)).astype("float32") for name in tuned.encoders}
+    merger = load_keras(run / "merger.keras")  # the saved merger fuses as the model does (DropFuse: the mean)
+    np.testing.assert_allclose(merger.predict_on_batch([embeddings[tm.name] for tm in tuned.input_maps]),
+                               tuned.fuse(embeddings), rtol=1e-6)
 
 
 def test_templates_start_at_the_training_mean_and_are_saved(cohort, tmp_path):
@@ -213,7 +217,7 @@ def test_templates_start_at_the_training_mean_and_are_saved(cohort, tmp_path):
     assert len(centres) == 1 and not centres[0].trainable
     np.testing.assert_allclose(keras.ops.convert_to_numpy(centres[0].template), -mean, atol=1e-4)
     # a fresh process that built nothing (infer_encoders, interpret) loads the encoder with its custom layer
-    script = ("import sys; from ml4ge.models.saving import load_keras; "
+    script = ("import sys; from ml4ge.models.artifacts import load_keras; "
               "print(sum(type(x).__name__ == 'Template' for x in load_keras(sys.argv[1]).layers))")
     loaded = subprocess.run([sys.executable, "-c", script, str(run / f"encoder_{t1.name}.keras")],
                             capture_output=True, text=True, check=True)

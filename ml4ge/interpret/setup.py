@@ -11,21 +11,23 @@ import numpy as np
 
 from ml4ge.interpret.grid import map_affine, onto_grid
 from ml4ge.interpret.study import PerdiOptions, PerdiStudy, decoder_function, load_atlas
-from ml4ge.tensormap import keras_safe
 
 log = logging.getLogger(__name__)
 
 
 def decoder_path(model_file, tm) -> Path:
-    """``--model_file`` itself when it is a ``decoder_*.keras`` file, else ``decoder_<tmap>.keras`` beside it."""
+    """``--model_file`` itself when it is a ``decoder_*.keras`` file, else the model folder's decoder of ``tm``."""
+    from ml4ge.models.artifacts import decoder_path as folder_decoder
+    from ml4ge.models.artifacts import folder_of
+
     model_file = Path(model_file)
     if model_file.name.startswith("decoder_"):
         return model_file
-    return model_file.parent / f"decoder_{keras_safe(tm.name)}.keras"
+    return folder_decoder(folder_of(model_file), tm)
 
 
 def _load_decoder(args, tm):
-    from ml4ge.models.saving import load_keras
+    from ml4ge.models.artifacts import load_keras
 
     decoder = load_keras(decoder_path(args.model_file, tm))
     if tuple(decoder.output.shape[1:]) != tuple(tm.shape):
@@ -45,8 +47,8 @@ def _latents(args, cohort, skipped):
         wanted = read_ids(args.sample_csv) if args.sample_csv else None
         return table_latents(table_path(args.latent_tables), count, wanted)
     input_tmaps = resolve_all(args.input_tensors, args.tensormap_prefix)
-    return encoded_latents(Path(args.model_file).parent, input_tmaps, cohort[:count], args.batch_size,
-                           args.num_workers, skipped)
+    return encoded_latents(args.model_file, input_tmaps, cohort[:count], args.batch_size, args.num_workers,
+                           skipped)
 
 
 def _cohort(args) -> list:

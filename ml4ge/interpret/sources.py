@@ -2,7 +2,7 @@
 
 Latents either come from a latent table (``hidden_<tmap>_<id>.tsv`` of the encoder of the decoded modality,
 first ``N`` rows, as PerDI took the first 500 rows of its table) or are computed from ``--tensors`` with the
-model's encoders (and its merger when every input it fuses is given), batch by batch.
+trained model (:meth:`encode` and :meth:`fuse` of its family), batch by batch.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from ml4ge.tensormap import keras_safe
 
 
 def table_path(entries) -> Path:
@@ -54,52 +52,27 @@ def table_latents(path, count: int, sample_ids=None) -> tuple[list[str], np.ndar
     return list(frame.index), frame.to_numpy(dtype=np.float32)
 
 
-def _load(path: Path):
-    from ml4ge.models.saving import load_keras
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing beside --model_file; was the model saved by --mode train?")
-    return load_keras(path)
-
-
-def fusion(model_folder: Path, input_tmaps):
-    """``embeddings {tm.name: [B, d]} -> latent [B, D]``: the merger when it fuses exactly these inputs,
-    the embedding itself for a single input the merger does not take alone.
-
-    Raises:
-        ValueError: for several inputs that are not exactly the merger's inputs.
-    """
-    merger = _load(model_folder / "merger.keras")
-    wanted = [f"embed_{keras_safe(tm.name)}" for tm in input_tmaps]
-    names = [tensor.name.split(":")[0] for tensor in merger.inputs]
-    if sorted(names) == sorted(wanted):
-        by_name = {f"embed_{keras_safe(tm.name)}": tm.name for tm in input_tmaps}
-        return lambda embeddings: merger.predict_on_batch([embeddings[by_name[name]] for name in names])
-    if len(input_tmaps) == 1:
-        return lambda embeddings: embeddings[input_tmaps[0].name]
-    raise ValueError(f"the merger fuses {names}, but --input_tensors gives {wanted}; give all of the merger's "
-                     "inputs, or one input to decode its own embedding.")
-
-
-def encoded_latents(model_folder, input_tmaps, paths, batch_size: int, num_workers: int,
+def encoded_latents(model_file, input_tmaps, paths, batch_size: int, num_workers: int,
                     skipped=None) -> tuple[list[str], np.ndarray]:
-    """Latents of ``paths`` from the encoders (and merger) saved in ``model_folder``.
+    """Latents of ``paths`` from the trained model: its fused latent over all its inputs, or one input's own
+    embedding.
 
     Raises:
         NoUsableSamplesError: if no sample could be read.
-        ValueError: for fewer than 2 subjects.
+        ValueError: for fewer than 2 subjects, or inputs that are neither one map nor all of the model's.
     """
+    from ml4ge.models.artifacts import load_model
     from ml4ge.pipeline import iterate_batches
 
-    model_folder = Path(model_folder)
-    encoders = {tm.name: _load(model_folder / f"encoder_{keras_safe(tm.name)}.keras") for tm in input_tmaps}
-    fuse = fusion(model_folder, input_tmaps)
+    model = load_model(model_file)
+    names = sorted(tm.name for tm in model.input_maps)
+    if len(input_tmaps) != 1 and sorted(tm.name for tm in input_tmaps) != names:
+        raise ValueError(f"the model fuses {names}, but --input_tensors gives {[tm.name for tm in input_tmaps]}; "
+                         "give all of the model's inputs, or one input to decode its own embedding.")
     ids, latents = [], []
     for sample_ids, inputs, _ in iterate_batches(paths, input_tmaps, [], batch_size, num_workers=num_workers,
                                                  skipped=skipped):
-        embeddings = {tm.name: np.asarray(encoders[tm.name].predict_on_batch(inputs[tm.input_name]))
-                      for tm in input_tmaps}
-        latents.append(np.asarray(fuse(embeddings), dtype=np.float32))
+        latents.append(np.asarray(model.latent(inputs), dtype=np.float32))
         ids.extend(sample_ids)
     if len(ids) < 2:
         raise ValueError(f"{len(ids)} subjects could be encoded; the paired t-test needs at least 2.")

@@ -6,7 +6,8 @@
     <folder>/decoder_<tm>.keras    each output map's decoder alone: latent -> shape
     <folder>/merger.keras          the merge over the embeddings (``embed_<tm>`` inputs)
 
-Every file is written under a temporary name and renamed, so it is whole or absent.
+Every file is written under a temporary name and renamed, so it is whole or absent. Files load in Keras' safe
+mode; ml4ge's Keras classes are registered when Keras is imported (see :mod:`ml4ge`).
 
 Example:
     >>> save_model(model, run_folder, "my_run")
@@ -20,7 +21,6 @@ from pathlib import Path
 import keras
 
 from ml4ge.atomic import atomic_path
-from ml4ge.models.saving import load_keras
 from ml4ge.tensormap import TensorMap, keras_safe
 
 MERGER_FILE = "merger.keras"
@@ -31,10 +31,20 @@ def model_path(folder, run_id: str) -> Path:
     return Path(folder) / f"{run_id}.keras"
 
 
-def part_path(folder, kind: str, tm: TensorMap | str) -> Path:
-    """``<folder>/encoder_<tm>.keras`` or ``decoder_<tm>.keras`` (``tm`` a TensorMap or its name)."""
+def part_file(kind: str, tm: TensorMap | str) -> str:
+    """``encoder_<tm>.keras`` or ``decoder_<tm>.keras`` (``tm`` a TensorMap or its name)."""
     name = tm if isinstance(tm, str) else tm.name
-    return Path(folder) / f"{kind}_{keras_safe(name)}.keras"
+    return f"{kind}_{keras_safe(name)}.keras"
+
+
+def part_path(folder, kind: str, tm: TensorMap | str) -> Path:
+    """``<folder>/encoder_<tm>.keras`` or ``<folder>/decoder_<tm>.keras``."""
+    return Path(folder) / part_file(kind, tm)
+
+
+def load_keras(path, compile: bool = False) -> keras.Model:
+    """The model saved at ``path``, in safe mode."""
+    return keras.saving.load_model(path, compile=compile, safe_mode=True)
 
 
 def encoder_path(folder, tm) -> Path:
@@ -76,14 +86,14 @@ def save_model(model, folder, run_id: str) -> dict[str, Path]:
     return paths
 
 
-def load_model(model_file, compile: bool = False):
-    """The family model saved at ``model_file`` (safe mode).
+def load_model(model_file, compile: bool = True):
+    """The family model saved at ``model_file`` (safe mode); ``compile`` restores its loss and optimizer state.
 
     Raises:
         FileNotFoundError: if the file does not exist.
     """
     if not Path(model_file).is_file():
-        raise FileNotFoundError(f"model {str(model_file)!r} does not exist; pass the <id>.keras written by "
+        raise FileNotFoundError(f"model {str(model_file)!r} is missing; pass the <id>.keras written by "
                                 "--mode train.")
     return load_keras(model_file, compile=compile)
 

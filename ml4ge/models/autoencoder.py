@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import types
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import keras
 import ml4ge.models.conv  # noqa: F401  (registers the built-in blocks)
 import ml4ge.models.dense  # noqa: F401
 import ml4ge.models.merges  # noqa: F401
+from ml4ge.models.artifacts import load_keras, part_file
 from ml4ge.models.config import ModelConfig
 from ml4ge.models.family import FamilyModel, map_from_spec, map_spec
 from ml4ge.models.layers import ZeroAbsent
@@ -34,11 +36,6 @@ SAVED = "saved"  # the block name of a part taken from a saved .keras file
 def part_name(kind: str, tm: TensorMap) -> str:
     """Name of the nested part model: ``encode_<tm>`` or ``decode_<tm>``."""
     return f"{'encode' if kind == 'encoder' else 'decode'}_{keras_safe(tm.name)}"
-
-
-def part_file(kind: str, tm: TensorMap) -> str:
-    """File name of a saved part: ``encoder_<tm>.keras`` or ``decoder_<tm>.keras``."""
-    return f"{kind}_{keras_safe(tm.name)}.keras"
 
 
 @FAMILIES.register("autoencoder")
@@ -89,7 +86,7 @@ class AutoencoderModel(FamilyModel):
         kwargs.setdefault("name", "ml4ge_model")
         super().__init__(inputs=model_inputs, outputs=outputs, **kwargs)
         # === Config ===
-        self.spec = spec
+        self.set_spec(spec)
         self._merge = merge
 
     # Parts -------------------------------------------------------------------------------------------------
@@ -151,8 +148,8 @@ class AutoencoderModel(FamilyModel):
 
 def _part(entry: dict, kind: str, tm: TensorMap, config: ModelConfig, input_shape) -> keras.Model:
     """The ``encode_<tm>``/``decode_<tm>`` model of a spec entry: a registered block, or a saved part's config."""
-    if entry["block"] == SAVED:
-        return keras.saving.deserialize_keras_object(entry["model"])
+    if entry["block"] == SAVED:  # Keras consumes the config it deserializes: give it a copy
+        return keras.saving.deserialize_keras_object(copy.deepcopy(entry["model"]))
     block = (ENCODERS if kind == "encoder" else DECODERS).get(entry["block"]).from_config(config)
     input_name = tm.input_name if kind == "encoder" else f"latent_{keras_safe(tm.name)}"
     inputs = keras.Input(tuple(input_shape), name=input_name)
@@ -195,7 +192,7 @@ def _load_part(path, name: str, input_shape: tuple | None, output_shape: tuple |
     ``None`` shapes are not checked here (a decoder's input is checked against the merge's latent when the model
     is built).
     """
-    loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+    loaded = load_keras(path)
     got_in, got_out = tuple(loaded.input.shape[1:]), tuple(loaded.output.shape[1:])
     if (input_shape is not None and got_in != tuple(input_shape)) or (
             output_shape is not None and got_out != tuple(output_shape)):

@@ -15,6 +15,8 @@ from :meth:`FamilyModel.training_callbacks` (a KL-weight schedule) and compile a
 
 from __future__ import annotations
 
+import json
+
 import keras
 
 from ml4ge.tensormap import TensorMap
@@ -36,10 +38,20 @@ class FamilyModel(keras.Model):
     """Base of the model families: a Functional model with ``encode``/``decode`` and its spec as its config.
 
     Subclasses build in ``__init__(spec, **kwargs)``, call ``super().__init__(inputs=..., outputs=..., **kwargs)``
-    and set :attr:`spec`.
+    and then :meth:`set_spec`.
     """
 
     family = ""
+
+    def set_spec(self, spec: dict) -> None:
+        """Keep ``spec`` as plain JSON data. It is set past Keras' attribute tracking, which would turn its dicts
+        into tracked containers (and empty the nested Keras configs of saved parts)."""
+        object.__setattr__(self, "_spec_json", json.dumps(spec))
+
+    @property
+    def spec(self) -> dict:
+        """The model's whole spec (a new copy on every access)."""
+        return json.loads(self._spec_json)
 
     @property
     def input_maps(self) -> list[TensorMap]:

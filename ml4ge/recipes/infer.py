@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict every sample; returns 0."""
 
     from ml4ge.hd5 import open_sample
-    from ml4ge.models.saving import load_keras
+    from ml4ge.models.artifacts import load_keras
     from ml4ge.pipeline import SkippedSamples, iterate_batches
 
     folder = run_folder(args)

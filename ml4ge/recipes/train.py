@@ -3,8 +3,8 @@
 ``<output_folder>/<id>/`` receives the model files of :mod:`ml4ge.models.artifacts` (``<id>.keras``,
 ``encoder_<tmap>.keras``, ``decoder_<tmap>.keras``, ``merger.keras``), ``train.csv``/``valid.csv``/``test.csv``,
 ``training_log.csv``, ``tensorboard/``, ``learning_curves_<id>.png``, ``test_metrics.tsv``,
-``skipped_samples.tsv`` and, for autoencoders, ``reconstructions/`` (plus ``decoding_<output>_from_<input>/`` for pair models). Starting the same run again
-resumes from its last finished epoch (see :mod:`ml4ge.training`).
+``skipped_samples.tsv`` and, for autoencoders, ``reconstructions/`` (plus ``decoding_<output>_from_<input>/``
+for pair models). Starting the same run again resumes from its last finished epoch (see :mod:`ml4ge.training`).
 
 The model is built by the family ``--family`` names (default ``autoencoder``: ``--encoder_blocks``,
 ``--merge_blocks``, ``--decoder_blocks``) and trained with the training settings of the flags or of
