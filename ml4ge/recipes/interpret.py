@@ -25,13 +25,43 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_table
 from ml4ge.lookup import resolve_all
 from ml4ge.recipes.infer_encoders import check_model_file, encoder_path
+from ml4ge.recipes.settings import RunSettings
 from ml4ge.tensormap import keras_safe
 
 log = logging.getLogger(__name__)
+
+
+@flag_settings
+class InterpretSettings(RunSettings):
+    """The flags of ``--mode interpret``: the model, where the latents come from, the maps and the atlas."""
+
+    mode = "interpret"
+    model_file: str | None
+    tensors: str | None
+    input_tensors: tuple[str, ...]
+    output_tensors: tuple[str, ...]
+    tensormap_prefix: str | None
+    sample_csv: str | None
+    latent_tables: tuple[str, ...]
+    batch_size: int
+    interpret_samples: int
+    interpret_dimensions: tuple[int, ...]
+    perturb_sd: float
+    smooth_sigma: float
+    atlas: str | None
+    atlas_labels: str | None
+    merge_hemispheres: bool
+    interpret_mask: str | None
+    lightbox_slices: int
+    interpret_top_regions: int
+    interpret_memory_mb: float
+
+
+Settings = InterpretSettings
 
 
 def decoder_path(model_file, tm) -> Path:
@@ -100,7 +130,7 @@ def _check_images(args: argparse.Namespace) -> None:
                          "tensorize), or --interpret_mask / --atlas on the decoded volume's grid.")
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: InterpretSettings) -> None:
     """Refuse a bad combination of flags before any work.
 
     Raises:
@@ -122,7 +152,7 @@ def validate(args: argparse.Namespace) -> None:
     _check_images(args)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: InterpretSettings) -> int:
     """Write PerDI maps, lightboxes and region rankings for every chosen dimension. Returns 0."""
     from ml4ge.interpret.study import PerdiStudy
 
