@@ -314,11 +314,6 @@ def build_parser(settings_class: type | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Every flag of every mode parsed from ``argv``, unvalidated (for code that wants a namespace of all flags)."""
-    return build_parser().parse_args(argv)
-
-
 def run_folder(settings) -> Path:
     """``<output_folder>/<id>/``, created."""
     folder = Path(settings.output_folder) / settings.id

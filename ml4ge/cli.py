@@ -17,7 +17,7 @@ from ml4ge import recipes
 from ml4ge.arguments import FLAGS, FlagParser, add_flags, build_parser, flag_names, settings_from_namespace
 from ml4ge.modes import RECIPES
 from ml4ge.registry import UnknownNameError, closest_matches
-from ml4ge.runs import log_handler
+from ml4ge.runs import LOG_FORMAT, RerunError, log_handler
 
 log = logging.getLogger("ml4ge")
 REFUSED = (ValueError, KeyError, FileNotFoundError)
@@ -45,9 +45,16 @@ def modes_help() -> str:
 
 
 def refuse(message: str, hint: str = "ml4ge --help lists the modes.") -> None:
-    """Print what is wrong and where help is, and exit with status 2."""
+    """Print what is wrong and what to do (two lines), and exit with status 2."""
     sys.stderr.write(f"ml4ge: error: {message}\n{hint}\n")
     raise SystemExit(2)
+
+
+def refusal_hint(mode: str, error: Exception) -> str:
+    """The second line of a refusal: the ways out of a changed rerun, else where the mode's flags are listed."""
+    if isinstance(error, RerunError):
+        return "Rerun with the recorded flags to resume it, add --overwrite to replace it, or choose another --id."
+    return f"ml4ge --mode {mode} --help lists the flags of this mode."
 
 
 def find_mode(argv: list[str]) -> str:
@@ -108,7 +115,7 @@ def parse_settings(argv: list[str]):
     try:
         recipes.validate(command.settings)
     except REFUSED as error:
-        refuse(str(error), f"ml4ge --mode {command.settings.mode} --help lists the flags of this mode.")
+        refuse(str(error), refusal_hint(command.settings.mode, error))
     return command.settings
 
 
@@ -122,7 +129,7 @@ def configure_logging(folder) -> None:
         handler.close()
     for handler in handlers:
         handler.ml4ge_run = True
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
 
 
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except REFUSED as error:
         if command.unused:
             sys.stderr.write(f"ml4ge: warning: {command.unused_warning()}\n")
-        refuse(str(error), f"ml4ge --mode {settings.mode} --help lists the flags of this mode.")
+        refuse(str(error), refusal_hint(settings.mode, error))
     configure_logging(folder)
     log.info("--mode %s started in %s", settings.mode, folder)
     if command.unused:

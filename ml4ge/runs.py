@@ -62,8 +62,7 @@ def check_rerun(settings) -> None:
         return
     changed = changed_flags(settings, json.loads(path.read_text()))
     if changed:
-        raise RerunError(f"{path.parent} holds a --mode {settings.mode} run with other flags: {', '.join(changed)}.\n"
-                         "Rerun with its flags to resume it, add --overwrite to replace it, or choose another --id.")
+        raise RerunError(f"{path.parent} holds a --mode {settings.mode} run with other flags: {', '.join(changed)}.")
 
 
 def start_run(settings) -> Path:

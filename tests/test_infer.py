@@ -33,21 +33,21 @@ def infer_args(mode, tensors, output, run_id, model_file, *extra):
 
 
 def test_infer_encoders_refuses_without_a_trained_model(trained, tmp_path):
-    from ml4ge.arguments import build_parser, validate
+    from ml4ge.cli import parse
+    from ml4ge.recipes import validate
 
     _, tensors, model_file = trained
-    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", None))
+    settings = parse(infer_args("infer_encoders", tensors, tmp_path, "x", None)).settings
     with pytest.raises(ValueError, match="needs --model_file"):
-        validate(args)
+        validate(settings)
     lonely = tmp_path / "other.keras"
     lonely.write_bytes(model_file.read_bytes())  # a model file without its encoders beside it
-    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", lonely))
+    settings = parse(infer_args("infer_encoders", tensors, tmp_path, "x", lonely)).settings
     with pytest.raises(FileNotFoundError, match="encoder_t1_tiny.keras"):
-        validate(args)
-    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", model_file, "--shard",
-                                                "2/2"))
+        validate(settings)
+    settings = parse(infer_args("infer_encoders", tensors, tmp_path, "x", model_file, "--shard", "2/2")).settings
     with pytest.raises(ValueError, match="0 <= i < n"):
-        validate(args)
+        validate(settings)
 
 
 def test_shards_merge_to_the_whole_table(trained, tmp_path):
