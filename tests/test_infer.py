@@ -147,3 +147,22 @@ def test_latents_do_not_depend_on_reader_processes(trained, tmp_path):
     processes = pd.read_csv(tmp_path / "w2" / "hidden_t1_tiny_w2.tsv", sep="\t", dtype={"sample_id": str})
     assert len(in_process) == 12  # the corrupt file is skipped in both
     pd.testing.assert_frame_equal(in_process, processes)
+
+
+def test_infer_encoders_with_the_training_id_keeps_the_training_record(trained, capsys):
+    """The seed study's ml4h command lines: infer_encoders with the training run's --id and its --output_tensors."""
+    import json
+
+    from ml4ge.cli import main
+
+    root, tensors, model_file = trained
+    folder = model_file.parent
+    trained_record = (folder / "arguments_train.json").read_text()
+    argv = infer_args("infer_encoders", tensors, root / "runs", "sup", model_file, "--output_tensors", "brain.age")
+    assert main(argv) == 0
+    assert "--mode infer_encoders does not use --output_tensors; ignored." in capsys.readouterr().err
+    assert (folder / "arguments_train.json").read_text() == trained_record
+    assert json.loads((folder / "arguments_infer_encoders.json").read_text())["model_file"] == str(model_file)
+    assert (folder / "hidden_t1_tiny_sup.tsv").is_file()
+    log = (folder / "log.txt").read_text()
+    assert "--mode train started" in log and "--mode infer_encoders started" in log
