@@ -31,8 +31,8 @@ def volume_map(size: int):
 
 
 def make_encoder(tm, folder: Path) -> Path:
-    from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig
     from ml4ge.models.artifacts import save_model
+    from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig
     from ml4ge.models.factory import build_model
 
     config = ModelConfig(conv=ConvConfig(layers=(8,), stages=(16, 32), block_size=1),

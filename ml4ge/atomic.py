@@ -15,7 +15,7 @@ def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers infer the format); rename on success.
 
     The temporary name carries the process id: processes writing the same file (the workers of a multi-worker
-    run all save ``arguments.json``) each rename their own whole copy, and the last one stays.
+    run all save ``arguments_train.json``) each rename their own whole copy, and the last one stays.
     On an exception the temporary file is removed and the exception propagates; ``path`` is left untouched.
     """
     path = Path(path)

@@ -95,5 +95,6 @@ def test_mismatched_ids_and_missing_latents_fail_with_a_reason(cohort, tmp_path,
                           (folder / "with_nan.tsv", "1 samples have missing latent values")):
         args = _args(cohort, tmp_path)
         args[args.index("--latent_tables") + 1] = f"t1={path}"
+        args[args.index("--id") + 1] = path.stem  # one run per input: a changed rerun of one id is refused
         assert main(args) == 1
         assert message in capsys.readouterr().err

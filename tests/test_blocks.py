@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from ml4ge.arrays import center_crop_or_pad
+from ml4ge.models.artifacts import load_model, save_model
 from ml4ge.models.blocks import ACTIVATIONS, DECODERS, ENCODERS, MERGES, NORMALIZATIONS, REGULARIZATIONS, Namer
 from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig, PairConfig
 from ml4ge.models.conv import CentralCropPad
-from ml4ge.models.artifacts import load_model, save_model
 from ml4ge.models.factory import build_model, compile_model
 from ml4ge.registry import UnknownNameError
 from ml4ge.tensormap import Interpretation, TensorMap

@@ -1,3 +1,6 @@
+"""The command line: help per mode, short refusals, other modes' flags, typed settings, runs that share an id."""
+
+import dataclasses
 import json
 import subprocess
 import sys
@@ -5,24 +8,63 @@ from pathlib import Path
 
 import pytest
 
-from ml4ge.arguments import build_parser
-from ml4ge.cli import main
+from ml4ge.cli import main, parse, parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_help_is_grouped_and_lists_modes():
-    text = build_parser().format_help()
-    for group in ("run:", "data:", "model:", "training:", "inference and comparison:"):
-        assert group in text
-    assert "tensorize" in text and "infer_encoders" in text
-
-
-def test_unknown_mode_is_refused_with_closest_match(capsys):
+def refused(capsys, argv) -> str:
+    """stderr of a command that must exit with status 2 in at most two lines, without a usage dump."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["--mode", "tensorise"])
+        main(argv)
     assert exit_info.value.code == 2
-    assert "Did you mean 'tensorize'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) <= 2 and "usage:" not in err, err
+    return err
+
+
+def helped(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+# Help ---------------------------------------------------------------------------------------------------------
+def test_help_without_a_mode_lists_the_modes(capsys):
+    text = helped(capsys, ["--help"])
+    for mode in ("tensorize", "train", "infer_encoders", "compare", "associate", "interpret", "demo"):
+        assert f"  {mode} " in text
+    assert "--input_tensors" not in text and "--mode MODE --help" in text
+
+
+def test_mode_help_shows_only_the_flags_of_that_mode(capsys):
+    text = helped(capsys, ["--mode", "train", "--help"])
+    for flag in ("--output_folder", "--input_tensors", "--encoder_blocks", "--pairs", "--epochs", "--learning_rate"):
+        assert flag in text
+    for flag in ("--atlas", "--genotypes", "--demo_epochs", "--latent_tables", "--manifest", "--shard"):
+        assert flag not in text
+    assert text.index("run:") < text.index("data:") < text.index("model:") < text.index("training:")
+    encoders = helped(capsys, ["--mode", "infer_encoders", "--help"])
+    assert "--shard" in encoders and "--model_file" in encoders
+    assert "--epochs" not in encoders and "--output_tensors" not in encoders
+
+
+def test_recipes_py_runs_from_a_checkout():
+    result = subprocess.run([sys.executable, "recipes.py", "--mode", "train", "--help"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "--input_tensors" in result.stdout
+    result = subprocess.run([sys.executable, "recipes.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and "infer_encoders" in result.stdout
+
+
+# Refusals -----------------------------------------------------------------------------------------------------
+def test_unknown_mode_is_refused_with_closest_match(capsys):
+    assert "Did you mean 'tensorize'" in refused(capsys, ["--mode", "tensorise"])
+
+
+def test_missing_mode_is_refused(capsys):
+    assert "choose a recipe with --mode" in refused(capsys, ["--id", "x"])
 
 
 @pytest.mark.parametrize(
@@ -31,31 +73,117 @@ def test_unknown_mode_is_refused_with_closest_match(capsys):
         (["--model_file", "missing.keras"], "--model_file 'missing.keras' does not exist"),
         (["--valid_ratio", "0.6", "--test_ratio", "0.5"], "leave some samples for training"),
         (["--sample_csv", "nowhere.csv"], "--sample_csv 'nowhere.csv' does not exist"),
+        (["--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
+        (["--inptu_tensors", "t1"], "unknown flag --inptu_tensors. Did you mean --input_tensors"),
     ],
 )
 def test_bad_flags_are_refused_before_any_work(tmp_path, capsys, flags, message):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--mode", "tensorize", "--output_folder", str(tmp_path), *flags])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = refused(capsys, ["--mode", "train", "--output_folder", str(tmp_path), *flags])
+    assert message in err and "ml4ge --mode train --help" in err
     assert not any(tmp_path.iterdir()), "a refused run must not create its run folder"
 
 
-def test_recipes_py_runs_from_a_checkout():
-    result = subprocess.run([sys.executable, "recipes.py", "--help"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0 and "--input_tensors" in result.stdout
+# Typed settings -----------------------------------------------------------------------------------------------
+def test_settings_are_typed_and_frozen(tmp_path):
+    from ml4ge.arguments import FLAGS
+    from ml4ge.recipes.train import TrainSettings
+
+    settings = TrainSettings(input_tensors=["t1"], pairs=[["t1", "t2"]], tensors=tmp_path, conv_layers=[8])
+    assert settings.input_tensors == ("t1",) and settings.pairs == (("t1", "t2"),)
+    assert settings.tensors == str(tmp_path) and settings.conv_layers == (8,)
+    assert settings.learning_rate == FLAGS["learning_rate"].default and settings.mode == "train"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.epochs = 3
+    parsed = parse(["--mode", "train", "--input_tensors", "t1", "--pairs", "t1", "t2", "--conv_layers", "8",
+                    "--tensors", str(tmp_path)]).settings
+    assert parsed == settings
 
 
-def test_arguments_are_saved_as_json(tmp_path):
-    from ml4ge.arguments import parse_args, run_folder, save_arguments
+def test_every_mode_declares_settings_made_of_flags():
+    from ml4ge import recipes
+    from ml4ge.arguments import FLAGS, flag_names
+    from ml4ge.modes import RECIPES
 
-    latents, phenotypes = tmp_path / "hidden.tsv", tmp_path / "phenotypes.csv"
+    for mode in RECIPES.names():
+        settings_class = recipes.settings_class(mode)
+        assert settings_class.mode == mode
+        names = flag_names(settings_class)
+        assert {"output_folder", "id", "overwrite"} <= set(names) <= set(FLAGS)
+        defaults = settings_class()
+        assert all(getattr(defaults, name) == FLAGS[name].default for name in names), mode
+
+
+def test_model_config_reads_train_settings():
+    from ml4ge.models.config import ModelConfig
+    from ml4ge.recipes.train import TrainSettings
+
+    config = ModelConfig.from_args(TrainSettings(dense_layers=(64,), pairs=(("a", "b"),)))
+    assert config.dense.latent_size == 64 and config.pair.pairs == (("a", "b"),)
+
+
+def test_argument_definitions_do_not_import_recipes():
+    code = "import sys, ml4ge.arguments, ml4ge.modes; print(sorted(m for m in sys.modules if 'recipes' in m))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# Runs -----------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def phenotypes(tmp_path) -> Path:
+    path = tmp_path / "phenotypes.csv"
+    path.write_text("sample_id,age\n1,50\n2,61\n")
+    return path
+
+
+def tensorize_argv(tmp_path, phenotypes, *extra):
+    return ["--mode", "tensorize", "--phenotype_csv", str(phenotypes), "--tensors", str(tmp_path / "tensors"),
+            "--output_folder", str(tmp_path / "runs"), "--id", "shared", "--num_workers", "0", *extra]
+
+
+def test_flags_of_other_modes_are_named_in_one_warning(tmp_path, phenotypes, capsys):
+    assert main(tensorize_argv(tmp_path, phenotypes, "--output_tensors", "t1", "--epochs", "3")) == 0
+    warning = "--mode tensorize does not use --output_tensors --epochs; ignored."
+    assert [line for line in capsys.readouterr().err.splitlines() if "does not use" in line][0].endswith(warning)
+    assert warning in (tmp_path / "runs" / "shared" / "log.txt").read_text()
+
+
+def test_arguments_are_saved_per_mode(tmp_path, phenotypes):
+    from ml4ge.runs import start_run
+
+    latents = tmp_path / "hidden.tsv"
     latents.write_text("sample_id\tlatent_0\n1\t0.5\n")
-    phenotypes.write_text("sample_id,age\n1,50\n")
-    args = parse_args([
-        "--mode", "compare", "--output_folder", str(tmp_path), "--id", "run1", "--folds", "3",
-        "--latent_tables", f"t1={latents}", "--phenotypes", str(phenotypes),
-    ])
-    path = save_arguments(args, run_folder(args))
+    settings = parse_settings(["--mode", "compare", "--output_folder", str(tmp_path), "--id", "run1", "--folds",
+                               "3", "--latent_tables", f"t1={latents}", "--phenotypes", str(phenotypes)])
+    path = start_run(settings) / "arguments_compare.json"
     saved = json.loads(path.read_text())
     assert saved["mode"] == "compare" and saved["folds"] == 3 and path.parent == tmp_path / "run1"
+    assert saved["latent_tables"] == [f"t1={latents}"] and "epochs" not in saved
+
+
+def test_a_mode_keeps_the_records_of_other_modes_with_its_id(tmp_path):
+    from ml4ge.recipes.infer_encoders import InferEncodersSettings
+    from ml4ge.recipes.train import TrainSettings
+    from ml4ge.runs import start_run
+
+    common = {"output_folder": str(tmp_path), "id": "udip"}
+    folder = start_run(TrainSettings(input_tensors=("t1",), output_tensors=("t1",), epochs=3, **common))
+    trained = (folder / "arguments_train.json").read_text()
+    start_run(InferEncodersSettings(input_tensors=("t1",), model_file=str(folder / "udip.keras"), **common))
+    assert (folder / "arguments_train.json").read_text() == trained
+    assert json.loads((folder / "arguments_infer_encoders.json").read_text())["mode"] == "infer_encoders"
+    assert not (folder / "arguments.json").exists()
+
+
+def test_a_changed_rerun_is_refused_unless_overwrite(tmp_path, phenotypes, capsys):
+    record = tmp_path / "runs" / "shared" / "arguments_tensorize.json"
+    assert main(tensorize_argv(tmp_path, phenotypes)) == 0
+    before = record.read_text()
+    capsys.readouterr()
+    err = refused(capsys, tensorize_argv(tmp_path, phenotypes, "--resample"))
+    assert "--resample (was False, now True)" in err and "--overwrite" in err and "another --id" in err
+    assert record.read_text() == before
+    assert main(tensorize_argv(tmp_path, phenotypes, "--num_workers", "1")) == 0  # same settings: resumes
+    assert main(tensorize_argv(tmp_path, phenotypes, "--resample", "--overwrite")) == 0
+    assert json.loads(record.read_text())["resample"] is True
+    log = (tmp_path / "runs" / "shared" / "log.txt").read_text()
+    assert log.count("--mode tensorize started") == 3  # appended, never truncated

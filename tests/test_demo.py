@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml4ge.arguments import parse_args
-from ml4ge.cli import main
+from ml4ge.cli import main, parse_settings
 from ml4ge.demo.pipeline import (
     STAGES,
     DemoRun,
@@ -28,7 +27,7 @@ LATENT_SPACES = ("ae_t1", "ae_t2", "dropfuse_t1", "dropfuse_t2", "ae_deep")
 
 def refusal(capsys, *argv: str) -> str:
     with pytest.raises(SystemExit) as exit_info:
-        parse_args(["--mode", "demo", *argv])
+        parse_settings(["--mode", "demo", *argv])
     assert exit_info.value.code == 2
     return capsys.readouterr().err
 
@@ -76,12 +75,13 @@ def test_presets_follow_the_flags(tmp_path):
     from ml4ge.lookup import resolve
 
     def settings(*flags):
-        return demo_run_from_args(parse_args(["--mode", "demo", "--output_folder", str(tmp_path), *flags])).settings
+        return demo_run_from_args(parse_settings(["--mode", "demo", "--output_folder", str(tmp_path),
+                                                        *flags])).settings
 
     full = settings("--full_resolution")
     assert (full.voxel_mm, resolve(full.t1).shape, resolve(full.t2).shape) == (1.0, (182, 218, 182, 1),
                                                                               (182, 218, 182, 1))
-    assert "udip" in full.model_flags
+    assert full.model_flags["model_preset"] == "udip"
     quick = settings("--quick", "--demo_subjects", "40", "--demo_epochs", "1")
     assert (quick.preset, quick.subjects, quick.epochs, resolve(quick.t1).shape) == ("quick", 40, 1, (40, 48, 40, 1))
     assert settings().subjects == 300 and resolve(settings().t2).shape == (64, 80, 64, 1)
@@ -91,17 +91,17 @@ def test_presets_follow_the_flags(tmp_path):
 
 @pytest.mark.parametrize("preset", PRESETS.names())
 def test_every_preset_trains_models_with_valid_flags(preset, tmp_path):
-    from ml4ge.arguments import build_parser, validate
-    from ml4ge.demo.pipeline import MODELS, train_argv
+    from ml4ge import recipes
+    from ml4ge.demo.pipeline import MODELS, train_settings
 
     run = DemoRun(tmp_path, PRESETS.get(preset), seed=1, num_workers=0)
     run.tensors.mkdir()
     (run.tensors / "sub0001.hd5").write_bytes(b"")  # validation only checks that the folder holds .hd5 files
     for model in MODELS:
-        args = build_parser().parse_args(train_argv(run, model))
-        validate(args)
+        settings = train_settings(run, model)
+        recipes.validate(settings)
         factor = run.settings.deep_epoch_factor if model == "ae_deep" else 1
-        assert args.epochs == run.settings.epochs * factor and (args.pairs != []) == (model == "dropfuse")
+        assert settings.epochs == run.settings.epochs * factor and (settings.pairs != ()) == (model == "dropfuse")
 
 
 def test_stages_run_in_order_and_names_are_unique():

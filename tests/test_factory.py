@@ -6,10 +6,9 @@ import pytest
 
 from ml4ge.arguments import build_parser
 from ml4ge.hd5 import open_sample
-from ml4ge.models.config import DenseConfig, ModelConfig
 from ml4ge.models.artifacts import load_model, save_model
-from ml4ge.models.factory import build_model, compile_model
-from ml4ge.models.factory import build_family
+from ml4ge.models.config import DenseConfig, ModelConfig
+from ml4ge.models.factory import build_family, build_model, compile_model
 from ml4ge.models.presets import UDIP_LEARNING_RATES, preset_from_args, udip_config
 from ml4ge.recipes.train import model_settings
 from ml4ge.synthetic import write_cohort

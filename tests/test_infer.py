@@ -33,21 +33,21 @@ def infer_args(mode, tensors, output, run_id, model_file, *extra):
 
 
 def test_infer_encoders_refuses_without_a_trained_model(trained, tmp_path):
-    from ml4ge.arguments import build_parser, validate
+    from ml4ge.cli import parse
+    from ml4ge.recipes import validate
 
     _, tensors, model_file = trained
-    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", None))
+    settings = parse(infer_args("infer_encoders", tensors, tmp_path, "x", None)).settings
     with pytest.raises(ValueError, match="needs --model_file"):
-        validate(args)
+        validate(settings)
     lonely = tmp_path / "other.keras"
     lonely.write_bytes(model_file.read_bytes())  # a model file without its encoders beside it
-    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", lonely))
+    settings = parse(infer_args("infer_encoders", tensors, tmp_path, "x", lonely)).settings
     with pytest.raises(FileNotFoundError, match="encoder_t1_tiny.keras"):
-        validate(args)
-    args = build_parser().parse_args(infer_args("infer_encoders", tensors, tmp_path, "x", model_file, "--shard",
-                                                "2/2"))
+        validate(settings)
+    settings = parse(infer_args("infer_encoders", tensors, tmp_path, "x", model_file, "--shard", "2/2")).settings
     with pytest.raises(ValueError, match="0 <= i < n"):
-        validate(args)
+        validate(settings)
 
 
 def test_shards_merge_to_the_whole_table(trained, tmp_path):
@@ -147,3 +147,22 @@ def test_latents_do_not_depend_on_reader_processes(trained, tmp_path):
     processes = pd.read_csv(tmp_path / "w2" / "hidden_t1_tiny_w2.tsv", sep="\t", dtype={"sample_id": str})
     assert len(in_process) == 12  # the corrupt file is skipped in both
     pd.testing.assert_frame_equal(in_process, processes)
+
+
+def test_infer_encoders_with_the_training_id_keeps_the_training_record(trained, capsys):
+    """The seed study's ml4h command lines: infer_encoders with the training run's --id and its --output_tensors."""
+    import json
+
+    from ml4ge.cli import main
+
+    root, tensors, model_file = trained
+    folder = model_file.parent
+    trained_record = (folder / "arguments_train.json").read_text()
+    argv = infer_args("infer_encoders", tensors, root / "runs", "sup", model_file, "--output_tensors", "brain.age")
+    assert main(argv) == 0
+    assert "--mode infer_encoders does not use --output_tensors; ignored." in capsys.readouterr().err
+    assert (folder / "arguments_train.json").read_text() == trained_record
+    assert json.loads((folder / "arguments_infer_encoders.json").read_text())["model_file"] == str(model_file)
+    assert (folder / "hidden_t1_tiny_sup.tsv").is_file()
+    log = (folder / "log.txt").read_text()
+    assert "--mode train started" in log and "--mode infer_encoders started" in log

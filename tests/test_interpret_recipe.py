@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from recipe_helpers import TINY_MODEL, write_maps_package
 
-from ml4ge.arguments import parse_args
-from ml4ge.cli import main
+from ml4ge.cli import main, parse_settings
 from ml4ge.hd5 import write_tensor
 
 SHAPE = (8, 8, 8)
@@ -126,7 +125,7 @@ def test_merged_hemispheres_and_an_explicit_mask(tmp_path, maps_root):
 
 def refusal(capsys, argv) -> str:
     with pytest.raises(SystemExit) as exit_info:
-        parse_args(argv)
+        parse_settings(argv)
     assert exit_info.value.code == 2
     return capsys.readouterr().err
 
@@ -139,7 +138,7 @@ def test_refusals_before_any_work(tmp_path, maps_root, capsys):
             "--output_folder", str(tmp_path)]
     good = [*base, "--output_tensors", "brain.t1", "--latent_tables", str(table), "--atlas", str(atlas),
             "--atlas_labels", str(labels)]
-    assert parse_args(good).mode == "interpret"
+    assert parse_settings(good).mode == "interpret"
     assert "one --output_tensors" in refusal(capsys, base + ["--latent_tables", str(table)])
     assert "needs latents" in refusal(capsys, [*base, "--output_tensors", "brain.t1"])
     assert "go together" in refusal(capsys, [*base, "--output_tensors", "brain.t1", "--latent_tables", str(table),

@@ -28,11 +28,12 @@ def pair_args(tensors, output_folder, run_id="pair", *extra):
 
 
 def validation_error(argv):
-    from ml4ge.arguments import build_parser, validate
+    from ml4ge.cli import parse
+    from ml4ge.recipes import validate
 
-    args = build_parser().parse_args(argv)
+    settings = parse(argv).settings
     with pytest.raises((ValueError, KeyError, FileNotFoundError)) as caught:
-        validate(args)
+        validate(settings)
     return str(caught.value)
 
 
@@ -88,7 +89,7 @@ def test_train_pair_model_then_infer_encoders(cohort, tmp_path):
     run = tmp_path / "pair"
     for name in ("pair.keras", "encoder_t1_tiny.keras", "encoder_t2_tiny.keras", "decoder_t1_tiny.keras",
                  "decoder_t2_tiny.keras", "merger.keras", "train.csv", "valid.csv", "test.csv",
-                 "learning_curves_pair.png", "test_metrics.tsv", "arguments.json", "log.txt"):
+                 "learning_curves_pair.png", "test_metrics.tsv", "arguments_train.json", "log.txt"):
         assert (run / name).is_file(), name
     split = {name: set(pd.read_csv(run / f"{name}.csv", dtype=str)["sample_id"]) for name in ("train", "valid", "test")}
     assert [len(split[s]) for s in ("train", "valid", "test")] == [8, 4, 4]
@@ -121,13 +122,13 @@ def test_train_pair_model_then_infer_encoders(cohort, tmp_path):
 @pytest.fixture(scope="module")
 def saved_pair_model(cohort, tmp_path_factory):
     """An untrained T1/T2 pair model (contrastive, DropFuse) saved with all its parts, as --mode train saves it."""
-    from ml4ge.arguments import build_parser
+    from ml4ge.cli import parse
     from ml4ge.models.artifacts import save_model
     from ml4ge.models.factory import build_family, compile_model
     from ml4ge.recipes.train import model_settings, tensormaps
 
     folder = tmp_path_factory.mktemp("base")
-    args = build_parser().parse_args(pair_args(cohort, folder))
+    args = parse(pair_args(cohort, folder)).settings
     input_tmaps, output_tmaps = tensormaps(args)
     architecture, settings = model_settings(args, input_tmaps, output_tmaps)
     parts = build_family(architecture, input_tmaps, output_tmaps)

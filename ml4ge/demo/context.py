@@ -51,9 +51,9 @@ class DemoRun:
     def stage_record(self, name: str) -> Path:
         return self.folder / STAGE_RECORDS / f"{name}.json"
 
-    def common_flags(self) -> list[str]:
-        return ["--output_folder", str(self.folder), "--random_seed", str(self.seed),
-                "--num_workers", str(self.num_workers)]
+    def common_settings(self) -> dict:
+        """Run settings every recipe of the demo shares: its folder, seed and workers."""
+        return {"output_folder": str(self.folder), "random_seed": self.seed, "num_workers": self.num_workers}
 
 
 @dataclass(frozen=True)

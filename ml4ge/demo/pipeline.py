@@ -6,19 +6,19 @@ a deep-brain T1 autoencoder (a central crop) -> infer_encoders for each -> assoc
 baseline) -> interpret (PerDI of the dimensions the planted traits and SNPs select;
 :mod:`ml4ge.demo.truth_stages`) -> ``report.md`` (:mod:`ml4ge.demo.report`).
 
-Every stage has its own run folder ``<demo folder>/<stage>/`` (arguments.json, log.txt, outputs) and, when it
+Every stage has its own run folder ``<demo folder>/<stage>/`` (arguments_<mode>.json, log.txt, outputs) and, when it
 finishes, a record ``<demo folder>/stages/<stage>.json`` with its wall time and peak memory: a rerun of the demo
 skips recorded stages, and a stage stopped half-way resumes as its recipe does (tensorize skips written subjects,
 train continues from its last checkpoint).
 
-Adding a stage: write ``def run_x(run: DemoRun) -> None`` that calls
-:func:`run_recipe`, and register ``STAGES.register("x", Stage(order=..., kind="x", run=run_x, report=...))``;
+Adding a stage: write ``def run_x(run: DemoRun) -> None`` that calls :func:`run_recipe` with a recipe's settings
+(e.g. ``CompareSettings(..., **run.common_settings())``), and register
+``STAGES.register("x", Stage(order=..., kind="x", run=run_x, report=...))``;
 stages run by increasing ``order`` (compare is 50), and ``report`` returns the stage's markdown section.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -122,12 +122,14 @@ def demo_manifest(run: DemoRun) -> pd.DataFrame:
 
 
 def tensorize(run: DemoRun) -> None:
+    from ml4ge.recipes.tensorize import TensorizeSettings
+
     folder = run.folder / "tensorize"
     folder.mkdir(parents=True, exist_ok=True)
     manifest = write_table(demo_manifest(run), folder / "demo_manifest.csv", sep=",")
-    run_recipe(["--mode", "tensorize", "--manifest", str(manifest), "--phenotype_csv",
-                str(run.cohort / "phenotypes.csv"), "--tensors", str(run.tensors), "--id", "tensorize",
-                "--register_to", *registration_templates(run), *run.common_flags()])
+    run_recipe(TensorizeSettings(manifest=str(manifest), phenotype_csv=str(run.cohort / "phenotypes.csv"),
+                                 tensors=str(run.tensors), id="tensorize", register_to=registration_templates(run),
+                                 **run.common_settings()))
 
 
 def registration_templates(run: DemoRun) -> list[str]:
@@ -146,28 +148,32 @@ def registration_templates(run: DemoRun) -> list[str]:
     return pairs
 
 
-def train_argv(run: DemoRun, model: str) -> list[str]:
-    """The ``--mode train`` command line of one demo model."""
+def train_settings(run: DemoRun, model: str):
+    """The :class:`~ml4ge.recipes.train.TrainSettings` of one demo model."""
+    from ml4ge.recipes.train import TrainSettings
+
     inputs, spec, settings = model_inputs(run, model), MODELS[model], run.settings
-    merge = ["--merge_blocks", "pair", "--pairs", *inputs, *settings.pair_flags] if spec.paired else ["--merge_blocks"]
-    return ["--mode", "train", "--tensors", str(run.tensors), "--input_tensors", *inputs, "--output_tensors",
-            *inputs, *merge, *settings.model_flags, "--epochs", str(spec.epochs(settings)), "--batch_size",
-            str(settings.batch_size), "--id", model, *run.common_flags()]
+    merge = {"merge_blocks": ("pair",), "pairs": (tuple(inputs),), **settings.pair_flags} if spec.paired else {
+        "merge_blocks": ()}
+    return TrainSettings(tensors=str(run.tensors), input_tensors=inputs, output_tensors=inputs, **merge,
+                         **settings.model_flags, epochs=spec.epochs(settings), batch_size=settings.batch_size,
+                         id=model, **run.common_settings())
 
 
 def train(run: DemoRun, model: str) -> None:
-    run_recipe(train_argv(run, model))
+    run_recipe(train_settings(run, model))
     import keras
 
     keras.backend.clear_session()  # the next model starts from a clean graph and frees this one's memory
 
 
 def infer(run: DemoRun, model: str) -> None:
-    flags = run.common_flags()
-    flags[flags.index("--output_folder") + 1] = str(latent_folder(run))
-    run_recipe(["--mode", "infer_encoders", "--tensors", str(run.tensors), "--input_tensors",
-                *model_inputs(run, model), "--model_file", str(run.folder / model / f"{model}.keras"),
-                "--batch_size", str(run.settings.batch_size), "--id", model, *flags])
+    from ml4ge.recipes.infer_encoders import InferEncodersSettings
+
+    common = {**run.common_settings(), "output_folder": str(latent_folder(run))}
+    run_recipe(InferEncodersSettings(tensors=str(run.tensors), input_tensors=model_inputs(run, model),
+                                     model_file=str(run.folder / model / f"{model}.keras"),
+                                     batch_size=run.settings.batch_size, id=model, **common))
 
 
 def planted_traits(run: DemoRun) -> list[str]:
@@ -186,38 +192,38 @@ def baseline_table(run: DemoRun, folder: Path) -> Path:
 
 def compare(run: DemoRun) -> None:
     """Age, sex and the planted traits from every latent space and from brain volume alone."""
+    from ml4ge.recipes.compare import CompareSettings
+
     folder = run.folder / "compare"
     folder.mkdir(parents=True, exist_ok=True)
     spaces = {**latent_spaces(run), BASELINE_SPACE: baseline_table(run, folder)}
     pairs = [("ae_t1", "ae_t2"), ("dropfuse_t1", "ae_t1"), ("dropfuse_t2", "ae_t2"), ("ae_t1", BASELINE_SPACE)]
-    run_recipe(["--mode", "compare", "--phenotypes", str(run.cohort / "phenotypes.csv"),
-                "--output_tensors", "age", "sex", *planted_traits(run), "--folds", str(run.settings.folds),
-                "--latent_tables", *(f"{name}={path}" for name, path in spaces.items()),
-                *_pair_flags(pairs), *association_flags(run),
-                "--id", "compare", *run.common_flags()])
+    run_recipe(CompareSettings(phenotypes=str(run.cohort / "phenotypes.csv"),
+                               output_tensors=("age", "sex", *planted_traits(run)), folds=run.settings.folds,
+                               latent_tables=tuple(f"{name}={path}" for name, path in spaces.items()), pairs=pairs,
+                               association_counts=association_counts(run), id="compare", **run.common_settings()))
 
 
-def association_flags(run: DemoRun) -> list[str]:
+def association_counts(run: DemoRun) -> tuple[str, ...]:
     """``--association_counts`` of the associate stage, when it ran (its hit and locus counts join the table)."""
     counts = run.folder / "associate" / "associate_counts.tsv"
-    return ["--association_counts", str(counts)] if counts.is_file() else []
+    return (str(counts),) if counts.is_file() else ()
 
 
 def compare_adjusted(run: DemoRun) -> None:
     """The planted traits from every latent space plus age and sex, against the age + sex covariates alone."""
+    from ml4ge.recipes.compare import CompareSettings
+
     traits = planted_traits(run)
     if not traits:
         log.warning("the cohort names no planted-region traits; compare_adjusted has nothing to do")
         return
-    run_recipe(["--mode", "compare", "--phenotypes", str(run.cohort / "phenotypes.csv"),
-                "--output_tensors", *traits, "--covariates", "age", "sex", "--folds", str(run.settings.folds),
-                "--latent_tables", *(f"{name}={path}" for name, path in latent_spaces(run).items()),
-                *_pair_flags([(space, "covariates") for space in latent_spaces(run)]),
-                "--id", "compare_adjusted", *run.common_flags()])
-
-
-def _pair_flags(pairs) -> list[str]:
-    return [item for pair in pairs for item in ("--pairs", *pair)]
+    spaces = latent_spaces(run)
+    run_recipe(CompareSettings(phenotypes=str(run.cohort / "phenotypes.csv"), output_tensors=traits,
+                               covariates=("age", "sex"), folds=run.settings.folds,
+                               latent_tables=tuple(f"{name}={path}" for name, path in spaces.items()),
+                               pairs=[(space, "covariates") for space in spaces], id="compare_adjusted",
+                               **run.common_settings()))
 
 
 def _model_stage(function, model: str):
@@ -240,7 +246,7 @@ STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, repor
 STAGES.register("interpret", Stage(60, "interpret", truth_stages.interpret, truth_stages.interpret_section))
 
 
-def demo_run_from_args(args: argparse.Namespace) -> DemoRun:
+def demo_run_from_args(args) -> DemoRun:
     """The :class:`DemoRun` the demo flags describe (see :mod:`ml4ge.recipes.demo`)."""
     from dataclasses import replace
 

@@ -1,8 +1,9 @@
-"""Demo presets: cohort size and grid, the TensorMaps, and the train flags of the three demo models."""
+"""Demo presets: cohort size and grid, the TensorMaps, and the train settings of the demo models."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from ml4ge.registry import Registry
 
@@ -19,8 +20,9 @@ class DemoSettings:
         epochs, batch_size: training of each model.
         deep_epoch_factor: the deep-brain autoencoder trains this many times ``epochs``; its crop is about a tenth
             of the volume, and so is an epoch.
-        model_flags: the train recipe's model and optimizer flags, shared by every demo model.
-        pair_flags: extra flags of the DropFuse pair model.
+        model_flags: the train recipe's model and optimizer flags as ``{flag: value}`` (fields of
+            :class:`ml4ge.recipes.train.TrainSettings`), shared by every demo model.
+        pair_flags: extra flags of the DropFuse pair model, likewise.
         folds: cross-validation folds of compare.
     """
 
@@ -32,8 +34,9 @@ class DemoSettings:
     t1_deep: str
     epochs: int
     batch_size: int
-    model_flags: tuple[str, ...]
-    pair_flags: tuple[str, ...] = ("--pair_loss", "contrastive", "--pair_loss_weight", "0.1", "--pair_merge", "dropout")
+    model_flags: dict[str, Any]
+    pair_flags: dict[str, Any] = field(default_factory=lambda: {"pair_loss": "contrastive", "pair_loss_weight": 0.1,
+                                                                "pair_merge": "dropout"})
     snps: int = 2000
     folds: int = 5
     deep_epoch_factor: int = 3
@@ -44,7 +47,7 @@ class DemoSettings:
 
 
 def small_model(stages: tuple[int, ...], latents: int = 32, pool: str = "max",
-                normalize: str | None = None) -> tuple[str, ...]:
+                normalize: str | None = None) -> dict[str, Any]:
     """Train flags of a small 3-D conv autoencoder: no stem, one 3^3 convolution per pooling stage, and a decoder
     template that starts at the training mean (``--decoder_template``).
 
@@ -57,14 +60,13 @@ def small_model(stages: tuple[int, ...], latents: int = 32, pool: str = "max",
         normalize: ``--conv_normalize`` (``batch_norm``) or None.
 
     Returns:
-        The train recipe's model and optimizer flags.
+        The train recipe's model and optimizer flags as ``{flag: value}``.
     """
-    norm = ("--conv_normalize", normalize) if normalize else ()
-    return ("--encoder_blocks", "conv_encode", "--decoder_blocks", "conv_decode", "--conv_layers",
-            "--dense_blocks", *map(str, stages), "--block_size", "1", "--dense_layers", str(latents),
-            "--conv_x", "3", "--conv_y", "3", "--conv_z", "3", "--pool_x", "2", "--pool_y", "2", "--pool_z", "2",
-            "--pool_type", pool, *norm, "--decoder_template", "--activation", "swish", "--learning_rate", "1e-3",
-            "--patience", "4")
+    return {"encoder_blocks": ("conv_encode",), "decoder_blocks": ("conv_decode",), "conv_layers": (),
+            "dense_blocks": tuple(stages), "block_size": 1, "dense_layers": (latents,), "conv_x": (3,),
+            "conv_y": (3,), "conv_z": (3,), "pool_x": 2, "pool_y": 2, "pool_z": 2, "pool_type": pool,
+            "conv_normalize": normalize, "decoder_template": True, "activation": "swish", "learning_rate": 1e-3,
+            "patience": 4}
 
 
 PRESETS: Registry[DemoSettings] = Registry("demo preset")
@@ -80,4 +82,4 @@ PRESETS.register("quick", DemoSettings("quick", 80, 5.0, "ml4ge.demo.maps.t1_5mm
                                        model_flags=small_model((16, 32, 48))))
 PRESETS.register("full_resolution", DemoSettings(
     "full_resolution", 300, 1.0, "t1", "t2", "ml4ge.demo.maps.t1_deep_1mm", epochs=30, batch_size=4,
-    model_flags=("--model_preset", "udip", "--encoder_blocks", "conv_encode", "--decoder_blocks", "conv_decode")))
+    model_flags={"model_preset": "udip", "encoder_blocks": ("conv_encode",), "decoder_blocks": ("conv_decode",)}))

@@ -34,10 +34,12 @@ def associate_folder(run: DemoRun):
 
 def associate(run: DemoRun) -> None:
     """GWAS of every latent dimension of the demo, adjusted for age, sex and 4 genetic PCs; then the SNP truth."""
-    folder = run_recipe(["--mode", "associate", "--genotypes", str(run.cohort / "genotypes"),
-                         "--covariates_file", str(run.cohort / "covariates.tsv"), "--clump_kb", str(WINDOW_KB),
-                         "--latent_tables", *(f"{name}={path}" for name, path in latent_spaces(run).items()),
-                         "--id", "associate", *run.common_flags()])
+    from ml4ge.recipes.associate import AssociateSettings
+
+    folder = run_recipe(AssociateSettings(
+        genotypes=str(run.cohort / "genotypes"), covariates_file=str(run.cohort / "covariates.tsv"),
+        clump_kb=WINDOW_KB, latent_tables=tuple(f"{name}={path}" for name, path in latent_spaces(run).items()),
+        id="associate", **run.common_settings()))
     truth = truth_checks.load_truth(run.cohort)
     stats = truth_checks.planted_sumstats(folder / "sumstats", [snp["id"] for snp in truth["snps"]])
     write_table(stats, folder / "planted_sumstats.tsv")
@@ -63,6 +65,8 @@ def chosen_dimensions(run: DemoRun, model: str, given: str, truth: dict, stats: 
 
 def interpret(run: DemoRun) -> None:
     """PerDI of each autoencoder's dimensions chosen by :func:`chosen_dimensions`; ranks of the planted regions."""
+    from ml4ge.recipes.interpret import InterpretSettings
+
     truth = truth_checks.load_truth(run.cohort)
     stats = pd.read_csv(associate_folder(run) / "planted_sumstats.tsv", sep="\t", dtype={"ID": str})
     atlas, labels = run.cohort / "atlas.nii.gz", run.cohort / "atlas_labels.tsv"
@@ -70,13 +74,13 @@ def interpret(run: DemoRun) -> None:
     for model in INTERPRET_MODELS:
         given = getattr(run.settings, MODELS[model].inputs[0])
         chosen = chosen_dimensions(run, model, given, truth, stats)
-        folder = run_recipe([
-            "--mode", "interpret", "--latent_tables", str(latent_table(run, model, given)), "--output_tensors", given,
-            "--tensors", str(run.tensors), "--model_file", str(run.folder / model / f"{model}.keras"),
-            "--interpret_dimensions", *map(str, sorted(set(chosen.dimension))),
-            "--interpret_samples", str(min(MAX_INTERPRET_SAMPLES, run.settings.subjects)),
-            "--smooth_sigma", str(SMOOTH_SIGMA_VOXELS), "--batch_size", str(run.settings.batch_size),
-            "--atlas", str(atlas), "--atlas_labels", str(labels), "--id", f"interpret_{model}", *run.common_flags()])
+        folder = run_recipe(InterpretSettings(
+            latent_tables=(str(latent_table(run, model, given)),), output_tensors=(given,), tensors=str(run.tensors),
+            model_file=str(run.folder / model / f"{model}.keras"),
+            interpret_dimensions=tuple(int(d) for d in sorted(set(chosen.dimension))),
+            interpret_samples=min(MAX_INTERPRET_SAMPLES, run.settings.subjects), smooth_sigma=SMOOTH_SIGMA_VOXELS,
+            batch_size=run.settings.batch_size, atlas=str(atlas), atlas_labels=str(labels), id=f"interpret_{model}",
+            **run.common_settings()))
         maps = next(folder.glob("perdi_*/"))
         ranks.append(truth_checks.planted_ranks(maps, atlas, labels, chosen.assign(model=model), truth["regions"]))
     write_table(pd.concat(ranks, ignore_index=True), run.folder / "interpret_truth.tsv")

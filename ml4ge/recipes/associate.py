@@ -19,7 +19,6 @@ A1_FREQ N BETA SE T_STAT LOG10P``), ``associate_hits.tsv``, ``associate_loci.tsv
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_table, write_text
 from ml4ge.compare import load_latents
 from ml4ge.genetics.exports import write_exports
@@ -39,6 +38,7 @@ from ml4ge.genetics.plots import manhattan, miami
 from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan
 from ml4ge.readers import read_table
 from ml4ge.recipes.compare import latent_tables
+from ml4ge.recipes.settings import RunSettings
 from ml4ge.splits import read_ids
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,31 @@ GENOME_WIDE = 5e-8
 REPLICATION_ALPHA = 0.05
 
 
-def validate(args: argparse.Namespace) -> None:
+@flag_settings
+class AssociateSettings(RunSettings):
+    """The flags of ``--mode associate``: latents, genotypes, covariates, filters and replication."""
+
+    mode = "associate"
+    latent_tables: tuple[str, ...]
+    genotypes: str | None
+    covariates_file: str | None
+    covariates: tuple[str, ...]
+    sample_csv: str | None
+    replication_genotypes: str | None
+    replication_samples: str | None
+    maf: float
+    geno: float
+    rint: bool
+    impute: bool
+    snp_chunk: int
+    clump_kb: float
+    significance: float | None
+
+
+Settings = AssociateSettings
+
+
+def validate(args: AssociateSettings) -> None:
     """Raises ValueError/FileNotFoundError before any work when the flags cannot work."""
     if not latent_tables(args.latent_tables):
         raise ValueError("--mode associate needs --latent_tables name=path ... (TSVs written by infer_encoders).")
@@ -80,7 +104,7 @@ def validate(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {value} must be {wanted}.")
 
 
-def load_inputs(args: argparse.Namespace):
+def load_inputs(args: AssociateSettings):
     """The latent frames, the covariate frame and the sample filter of the flags."""
     latents = {name: load_latents(path) for name, path in latent_tables(args.latent_tables).items()}
     if args.covariates_file:
@@ -107,12 +131,12 @@ def discovery_and_replication_ids(args, genotype_ids, keep):
     return discovery, replication
 
 
-def settings_of(args: argparse.Namespace) -> ScanSettings:
+def settings_of(args: AssociateSettings) -> ScanSettings:
     return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
                         threads=max(1, args.num_workers))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: AssociateSettings) -> int:
     """Scan, find loci, replicate, plot, export; returns 0."""
     folder = run_folder(args)
     latents, covariates, keep = load_inputs(args)

@@ -19,7 +19,6 @@ Outputs in ``<output_folder>/<id>/``: ``compare_scores.tsv``, ``compare_summary.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from functools import partial
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_text
 from ml4ge.compare import (
     COVARIATES_SPACE,
@@ -42,8 +41,28 @@ from ml4ge.explore import SAMPLE_ERRORS, map_files, write_tsv
 from ml4ge.hd5 import hd5_paths, open_sample, sample_id_from_path
 from ml4ge.lookup import resolve_all
 from ml4ge.readers import read_table
+from ml4ge.recipes.settings import RunSettings
 
 log = logging.getLogger(__name__)
+
+
+@flag_settings
+class CompareSettings(RunSettings):
+    """The flags of ``--mode compare``: latent tables, phenotypes and the cross-validation."""
+
+    mode = "compare"
+    latent_tables: tuple[str, ...]
+    phenotypes: str | None
+    tensors: str | None
+    output_tensors: tuple[str, ...]
+    tensormap_prefix: str | None
+    covariates: tuple[str, ...]
+    folds: int
+    pairs: tuple[tuple[str, str], ...]
+    association_counts: tuple[str, ...]
+
+
+Settings = CompareSettings
 
 
 def latent_tables(specs: list[str]) -> dict[str, Path]:
@@ -63,7 +82,7 @@ def latent_tables(specs: list[str]) -> dict[str, Path]:
     return tables
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: CompareSettings) -> None:
     """Raises ValueError/FileNotFoundError/KeyError before any work when the flags cannot work."""
     tables = latent_tables(args.latent_tables)
     if not tables:
@@ -122,7 +141,7 @@ def phenotype_row(path, tmaps) -> tuple[dict, dict]:
     return values, errors
 
 
-def phenotypes_from_hd5(args: argparse.Namespace, folder: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
+def phenotypes_from_hd5(args: CompareSettings, folder: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Read ``--output_tensors`` and ``--covariates`` TensorMaps from ``--tensors``; failures go to a TSV."""
     targets = resolve_all(args.output_tensors, args.tensormap_prefix)
     covariates = resolve_all(args.covariates, args.tensormap_prefix)
@@ -143,7 +162,7 @@ def phenotypes_from_hd5(args: argparse.Namespace, folder: Path) -> tuple[pd.Data
     return frame, [c for tm in targets for c in columns(tm)], [c for tm in covariates for c in columns(tm)]
 
 
-def load_phenotypes(args: argparse.Namespace, folder: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
+def load_phenotypes(args: CompareSettings, folder: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The phenotype frame, the target columns and the covariate columns."""
     if not args.phenotypes:
         return phenotypes_from_hd5(args, folder)
@@ -152,7 +171,7 @@ def load_phenotypes(args: argparse.Namespace, folder: Path) -> tuple[pd.DataFram
     return frame, targets, list(args.covariates)
 
 
-def report(result: ComparisonResult, args: argparse.Namespace, n_samples: int,
+def report(result: ComparisonResult, args: CompareSettings, n_samples: int,
            genetics: pd.DataFrame | None = None) -> str:
     """A markdown summary: method, one table of mean ± SD per phenotype and space, the paired differences."""
     table = result.summary.assign(value=[f"{m:.3f} ± {s:.3f}" for m, s in zip(result.summary["mean"],
@@ -187,7 +206,7 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: CompareSettings) -> int:
     """Compare the latent tables and write the outputs; returns 0."""
     folder = run_folder(args)
     latents = {name: load_latents(path) for name, path in latent_tables(args.latent_tables).items()}

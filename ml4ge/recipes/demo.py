@@ -11,17 +11,34 @@ Flags: ``--quick`` (80 subjects at 5 mm, 3 epochs: a few minutes on a laptop CPU
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
+
+from ml4ge.arguments import flag_settings
+from ml4ge.recipes.settings import RunSettings
 
 log = logging.getLogger(__name__)
 COHORT_FILES = ("manifest.csv", "phenotypes.csv", "truth.json")
 MIN_SUBJECTS = 30  # train/valid/test splits and 5-fold comparison need a few dozen subjects
 
 
-def validate(args: argparse.Namespace) -> None:
+@flag_settings
+class DemoRecipeSettings(RunSettings):
+    """The flags of ``--mode demo``: the preset and its changes, a cohort to reuse."""
+
+    mode = "demo"
+    quick: bool
+    full_resolution: bool
+    demo_subjects: int | None
+    demo_epochs: int | None
+    demo_data: str | None
+
+
+Settings = DemoRecipeSettings
+
+
+def validate(args: DemoRecipeSettings) -> None:
     """Refuse impossible demo flags before any work.
 
     Raises:
@@ -56,7 +73,7 @@ def check_cohort(folder: Path, voxel_mm: float) -> None:
                          "add or drop --quick/--full_resolution to match, or let the demo generate its cohort.")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: DemoRecipeSettings) -> int:
     """Run every demo stage (finished ones are skipped) and print where the report is. Returns 0."""
     from ml4ge.demo.pipeline import demo_run_from_args, run_demo
 

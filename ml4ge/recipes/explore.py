@@ -10,25 +10,40 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.explore import error_column, explore, failure_counts, write_tsv
 from ml4ge.hd5 import hd5_paths, sample_id_from_path
 from ml4ge.lookup import resolve_all
 from ml4ge.readers import read_table
+from ml4ge.recipes.settings import RunSettings
 
 log = logging.getLogger(__name__)
 
 
-def _tmaps(args: argparse.Namespace):
+@flag_settings
+class ExploreSettings(RunSettings):
+    """The flags of ``--mode explore``: the cohort and the TensorMaps to summarise."""
+
+    mode = "explore"
+    tensors: str | None
+    input_tensors: tuple[str, ...]
+    output_tensors: tuple[str, ...]
+    tensormap_prefix: str | None
+    sample_csv: str | None
+
+
+Settings = ExploreSettings
+
+
+def _tmaps(args: ExploreSettings):
     names = list(dict.fromkeys([*args.input_tensors, *args.output_tensors]))
     return resolve_all(names, args.tensormap_prefix)
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: ExploreSettings) -> None:
     """Raises ValueError/FileNotFoundError/KeyError before any work when the flags cannot work."""
     if not args.tensors:
         raise ValueError("--mode explore needs --tensors, the folder of .hd5 files to explore.")
@@ -39,7 +54,7 @@ def validate(args: argparse.Namespace) -> None:
     _tmaps(args)
 
 
-def sample_paths(args: argparse.Namespace) -> list[Path]:
+def sample_paths(args: ExploreSettings) -> list[Path]:
     """The HD5 files of ``--tensors``, restricted to ``--sample_csv`` when given.
 
     Raises:
@@ -55,7 +70,7 @@ def sample_paths(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: ExploreSettings) -> int:
     """Explore the cohort and write the tables; returns 0.
 
     Raises:

@@ -11,24 +11,43 @@ or, with ``--inference_format hd5``, as ``inferred/<sample_id>.hd5``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.latents import cohort_paths, id_columns
 from ml4ge.lookup import resolve_all
 from ml4ge.progress import progress
 from ml4ge.recipes.infer_encoders import check_model_file
+from ml4ge.recipes.settings import RunSettings
 
 log = logging.getLogger(__name__)
 FORMATS = ("nifti", "hd5")
 
 
-def validate(args: argparse.Namespace) -> None:
+@flag_settings
+class InferSettings(RunSettings):
+    """The flags of ``--mode infer``."""
+
+    mode = "infer"
+    tensors: str | None
+    input_tensors: tuple[str, ...]
+    output_tensors: tuple[str, ...]
+    tensormap_prefix: str | None
+    sample_csv: str | None
+    model_file: str | None
+    batch_size: int
+    tsv_style: str
+    inference_format: str
+
+
+Settings = InferSettings
+
+
+def validate(args: InferSettings) -> None:
     """Raises ValueError/FileNotFoundError/KeyError before any work, with what to change."""
     check_model_file(args)
     if not args.input_tensors or not args.output_tensors:
@@ -108,7 +127,7 @@ def write_volume(tm, sample_id: str, prediction: np.ndarray, hd5, folder: Path, 
     return path
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: InferSettings) -> int:
     """Predict every sample; returns 0."""
 
     from ml4ge.hd5 import open_sample

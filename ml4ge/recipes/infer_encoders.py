@@ -23,14 +23,35 @@ from pathlib import Path
 
 import numpy as np
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.latents import LatentTableWriter, cohort_paths, parse_shard, table_name
 from ml4ge.lookup import resolve_all
 from ml4ge.progress import progress
+from ml4ge.recipes.settings import RunSettings
 
 log = logging.getLogger(__name__)
 SKIPPED_STEM = "skipped_samples"
 FUSED = "fused"  # the latent table of the fused latent: hidden_fused_<id>.tsv
+
+
+@flag_settings
+class InferEncodersSettings(RunSettings):
+    """The flags of ``--mode infer_encoders``; shards of one table may run with one ``--id``."""
+
+    mode = "infer_encoders"
+    rerun_may_change = RunSettings.rerun_may_change | {"shard"}
+    tensors: str | None
+    input_tensors: tuple[str, ...]
+    optional_tensors: tuple[str, ...]
+    tensormap_prefix: str | None
+    sample_csv: str | None
+    model_file: str | None
+    batch_size: int
+    tsv_style: str
+    shard: str | None
+
+
+Settings = InferEncodersSettings
 
 
 def check_model_file(args: argparse.Namespace) -> None:
@@ -47,7 +68,7 @@ def check_model_file(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--model_file {args.model_file!r} does not exist.")
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: InferEncodersSettings) -> None:
     """Checks before any work: model file and encoders, tensors folder, TensorMaps, shard.
 
     Raises:
@@ -72,7 +93,7 @@ def skipped_name(shard) -> str:
     return f"{SKIPPED_STEM}.tsv" if shard is None else f"{SKIPPED_STEM}.shard_{shard[0]}_of_{shard[1]}.tsv"
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: InferEncodersSettings) -> int:
     """Write one latent table per input TensorMap. Returns 0."""
     from ml4ge.pipeline import SkippedSamples
 

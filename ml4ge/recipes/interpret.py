@@ -25,14 +25,45 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_table
 from ml4ge.interpret.setup import decoder_path
 from ml4ge.lookup import resolve_all
-from ml4ge.recipes.infer_encoders import check_model_file, encoder_path
+from ml4ge.models.artifacts import missing_parts
+from ml4ge.recipes.infer_encoders import check_model_file
+from ml4ge.recipes.settings import RunSettings
 from ml4ge.tensormap import keras_safe
 
 log = logging.getLogger(__name__)
+
+
+@flag_settings
+class InterpretSettings(RunSettings):
+    """The flags of ``--mode interpret``: the model, where the latents come from, the maps and the atlas."""
+
+    mode = "interpret"
+    model_file: str | None
+    tensors: str | None
+    input_tensors: tuple[str, ...]
+    output_tensors: tuple[str, ...]
+    tensormap_prefix: str | None
+    sample_csv: str | None
+    latent_tables: tuple[str, ...]
+    batch_size: int
+    interpret_samples: int
+    interpret_dimensions: tuple[int, ...]
+    perturb_sd: float
+    smooth_sigma: float
+    atlas: str | None
+    atlas_labels: str | None
+    merge_hemispheres: bool
+    interpret_mask: str | None
+    lightbox_slices: int
+    interpret_top_regions: int
+    interpret_memory_mb: float
+
+
+Settings = InterpretSettings
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -70,10 +101,9 @@ def _check_latent_source(args: argparse.Namespace) -> None:
         raise ValueError("--mode interpret needs latents: --latent_tables hidden_<tmap>_<id>.tsv, or --tensors and "
                          "--input_tensors to compute them with the model's encoders.")
     cohort_paths(args.tensors, args.sample_csv)
-    for tm in resolve_all(args.input_tensors, args.tensormap_prefix):
-        if not encoder_path(args.model_file, tm).is_file():
-            raise FileNotFoundError(f"{encoder_path(args.model_file, tm)} is missing: no encoder for {tm.name!r} "
-                                    "beside --model_file.")
+    missing = missing_parts(args.model_file, "encoder", resolve_all(args.input_tensors, args.tensormap_prefix))
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} missing: no encoder for these maps beside --model_file.")
 
 
 def _check_images(args: argparse.Namespace) -> None:
@@ -93,7 +123,7 @@ def _check_images(args: argparse.Namespace) -> None:
                          "tensorize), or --interpret_mask / --atlas on the decoded volume's grid.")
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: InterpretSettings) -> None:
     """Refuse a bad combination of flags before any work.
 
     Raises:
@@ -115,7 +145,7 @@ def validate(args: argparse.Namespace) -> None:
     _check_images(args)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: InterpretSettings) -> int:
     """Write PerDI maps, lightboxes and region rankings for every chosen dimension. Returns 0."""
     from ml4ge.interpret.setup import study_from_args
 

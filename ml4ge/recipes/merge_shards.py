@@ -7,21 +7,32 @@ into ``skipped_samples.tsv``. Shard files are kept (remove them once the merged 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 from pathlib import Path
 
+from ml4ge.arguments import flag_settings
 from ml4ge.latents import find_shards, merge_table
+from ml4ge.recipes.settings import RunSettings
 
 log = logging.getLogger(__name__)
 
 
-def shard_folder(args: argparse.Namespace) -> Path:
+@flag_settings
+class MergeShardsSettings(RunSettings):
+    """The flags of ``--mode merge_shards``: the run folder holding the shards."""
+
+    mode = "merge_shards"
+
+
+Settings = MergeShardsSettings
+
+
+def shard_folder(args: MergeShardsSettings) -> Path:
     return Path(args.output_folder) / args.id
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: MergeShardsSettings) -> None:
     """Raises ValueError when the run folder holds no shard files."""
     if not find_shards(shard_folder(args)):
         raise ValueError(f"{shard_folder(args)} holds no hidden_*.shard_<i>_of_<n>.tsv files; run --mode "
@@ -35,7 +46,7 @@ def read_skipped(path: Path) -> list[tuple[str, str, str]]:
     return [tuple(row) for row in rows[1:] if len(row) == 3]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: MergeShardsSettings) -> int:
     """Merge every table's shards. Returns 0."""
     from ml4ge.skipped import SkippedSamples
 

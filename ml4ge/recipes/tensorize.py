@@ -25,9 +25,10 @@ from pathlib import Path
 import nibabel as nib
 import pandas as pd
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.lookup import catalogue, resolve
 from ml4ge.readers import read_table
+from ml4ge.recipes.settings import RunSettings
 from ml4ge.tensorize import (
     FAILED,
     REPORT_NAME,
@@ -42,6 +43,22 @@ from ml4ge.tensorize import (
 from ml4ge.tensormap import TensorMap
 
 log = logging.getLogger(__name__)
+
+
+@flag_settings
+class TensorizeSettings(RunSettings):
+    """The flags of ``--mode tensorize``: the inputs and the folder of HD5 files to write."""
+
+    mode = "tensorize"
+    tensors: str | None
+    tensormap_prefix: str | None
+    manifest: str | None
+    phenotype_csv: str | None
+    resample: bool
+    register_to: tuple[str, ...]
+
+
+Settings = TensorizeSettings
 
 MANIFEST_COLUMNS = ("sample_id", "tensor", "path")
 PHENOTYPE_GROUP = "phenotypes"
@@ -195,7 +212,7 @@ def scalar_inputs(path) -> dict[str, list[ScalarInput]]:
     return inputs
 
 
-def build_subjects(args) -> list[Subject]:
+def build_subjects(args: TensorizeSettings) -> list[Subject]:
     """One :class:`Subject` per sample id found in the manifest or the phenotype CSV, sorted by id."""
     volumes = {}
     if args.manifest:
@@ -210,7 +227,7 @@ def build_subjects(args) -> list[Subject]:
 
 
 # Recipe ---------------------------------------------------------------------------------------------------
-def validate(args) -> None:
+def validate(args: TensorizeSettings) -> None:
     """Check the flags and inputs before any work.
 
     Raises:
@@ -233,7 +250,7 @@ def validate(args) -> None:
         phenotype_targets(table)
 
 
-def run(args) -> int:
+def run(args: TensorizeSettings) -> int:
     """Tensorize every subject; write the report; 1 if any subject failed, else 0."""
     subjects = build_subjects(args)
     log.info("tensorize: %d subjects into %s with %d worker(s)", len(subjects), args.tensors, args.num_workers)

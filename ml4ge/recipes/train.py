@@ -27,12 +27,29 @@ import argparse
 import logging
 from pathlib import Path
 
-from ml4ge.arguments import run_folder
+from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.hd5 import hd5_paths
 from ml4ge.lookup import resolve_all
+from ml4ge.recipes.settings import FitSettings, ModelSettings, RunSettings, SplitSettings
 
 log = logging.getLogger(__name__)
 RECONSTRUCTED_SAMPLES = 3
+
+
+@flag_settings
+class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings):
+    """The flags of ``--mode train``: the data and its split, the architecture, and how it is fitted."""
+
+    mode = "train"
+    tensors: str | None
+    input_tensors: tuple[str, ...]
+    output_tensors: tuple[str, ...]
+    optional_tensors: tuple[str, ...]
+    tensormap_prefix: str | None
+    cache: bool
+
+
+Settings = TrainSettings
 
 
 def tensormaps(args: argparse.Namespace):
@@ -149,7 +166,7 @@ def check_model_file(args: argparse.Namespace, input_tmaps, output_tmaps) -> Non
         )
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: TrainSettings) -> None:
     """Checks before any work.
 
     Raises:
@@ -170,7 +187,7 @@ def validate(args: argparse.Namespace) -> None:
         check_model_file(args, input_tmaps, output_tmaps)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: TrainSettings) -> int:
     """Train, save the parts, plot, evaluate the test split. Returns the exit status (0)."""
     from ml4ge import strategy as strategies
 
