@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ml4ge.defaults import DEFAULT_SEED
+from ml4ge.models.config import ConvConfig, DenseConfig, PairConfig
 from ml4ge.modes import RECIPES
 from ml4ge.registry import UnknownNameError, closest_matches
 from ml4ge.training_settings import FLAG_DEFAULTS as TRAINING_DEFAULTS
 
+CONV, DENSE, PAIR = ConvConfig(), DenseConfig(), PairConfig()
 RUN, DATA, MODEL, TRAINING = "run", "data", "model", "training"
 INFERENCE, ASSOCIATION = "inference and comparison", "genetic association (associate)"
 INTERPRETATION, DEMO = "interpretation of latent dimensions (interpret)", "demo cohort and end-to-end demo (demo)"
@@ -97,7 +99,7 @@ FLAGS: dict[str, Flag] = {
     "register_to": Flag(DATA, (), "tensorize: rigidly register every volume of TENSOR to the skull-stripped NIfTI "
                                   "TEMPLATE (e.g. t1=MNI152_T1_1mm_brain.nii.gz) and store it on the template's "
                                   "grid.", metavar="TENSOR=TEMPLATE"),
-    # model
+    # model: the defaults are the block configs' own (one source for Python and the command line)
     "family": Flag(MODEL, "autoencoder", "Model family (autoencoder: encoders -> merge -> decoders, or encoders -> "
                                          "a supervised head)."),
     "encoder_blocks": Flag(MODEL, ("conv_encode",), "Encoder block names, or encoder_<tmap>.keras files of a "
@@ -107,37 +109,37 @@ FLAGS: dict[str, Flag] = {
                                                     "trained model."),
     "model_preset": Flag(MODEL, None, "A named architecture (e.g. udip)."),
     "model_file": Flag(MODEL, None, "A trained <id>.keras model (for inference or fine-tuning)."),
-    "activation": Flag(MODEL, "swish", "Activation of hidden layers."),
-    "conv_layers": Flag(MODEL, (32,), "Widths of the stem convolutions.", type=int),
-    "conv_width": Flag(MODEL, (71,), "Kernel size for 1-D maps.", type=int),
-    "conv_x": Flag(MODEL, (3,), "Kernel size along x.", type=int),
-    "conv_y": Flag(MODEL, (3,), "Kernel size along y.", type=int),
-    "conv_z": Flag(MODEL, (2,), "Kernel size along z.", type=int),
+    "activation": Flag(MODEL, CONV.activation, "Activation of hidden layers."),
+    "conv_layers": Flag(MODEL, CONV.layers, "Widths of the stem convolutions.", type=int),
+    "conv_width": Flag(MODEL, CONV.kernel_1d, "Kernel size for 1-D maps.", type=int),
+    "conv_x": Flag(MODEL, CONV.kernel_x, "Kernel size along x.", type=int),
+    "conv_y": Flag(MODEL, CONV.kernel_y, "Kernel size along y.", type=int),
+    "conv_z": Flag(MODEL, CONV.kernel_z, "Kernel size along z.", type=int),
     "conv_normalize": Flag(MODEL, None, "Normalization after convolutions (batch_norm, ...)."),
     "conv_regularize": Flag(MODEL, None, "Regularization after convolutions (dropout, ...)."),
     "conv_regularize_rate": Flag(MODEL, 0.0, "Rate of --conv_regularize."),
-    "dense_blocks": Flag(MODEL, (32, 32, 32), "Widths of conv stages.", type=int),
-    "block_size": Flag(MODEL, 3, "Convolutions per stage."),
-    "dense_layers": Flag(MODEL, (256,), "Dense widths after the convolutions; the last is the latent size.",
+    "dense_blocks": Flag(MODEL, CONV.stages, "Widths of conv stages.", type=int),
+    "block_size": Flag(MODEL, CONV.block_size, "Convolutions per stage."),
+    "dense_layers": Flag(MODEL, DENSE.widths, "Dense widths after the convolutions; the last is the latent size.",
                          type=int),
     "dense_normalize": Flag(MODEL, None, "Normalization after dense layers."),
     "dense_regularize": Flag(MODEL, None, "Regularization after dense layers."),
     "dense_regularize_rate": Flag(MODEL, 0.0, "Rate of --dense_regularize."),
-    "pool_type": Flag(MODEL, "max", "Pooling between stages.", choices=("max", "average")),
+    "pool_type": Flag(MODEL, CONV.pool_type, "Pooling between stages.", choices=("max", "average")),
     "decoder_template": Flag(MODEL, False, "Conv decoders add a learned template image to their output, set to the "
                                            "training split's mean volume before training (they start at the cohort "
                                            "mean), and conv encoders subtract that mean, frozen, from their input "
                                            "(they see differences from it)."),
-    "pool_x": Flag(MODEL, 2, "Pooling factor along x."),
-    "pool_y": Flag(MODEL, 2, "Pooling factor along y."),
-    "pool_z": Flag(MODEL, 1, "Pooling factor along z."),
+    "pool_x": Flag(MODEL, CONV.pool[0], "Pooling factor along x."),
+    "pool_y": Flag(MODEL, CONV.pool[1], "Pooling factor along y."),
+    "pool_z": Flag(MODEL, CONV.pool[2], "Pooling factor along z."),
     "pairs": Flag(MODEL, (), "train: input TensorMaps tied by the pair merge; compare: latent tables whose "
                              "fold-by-fold difference A - B is reported. Repeat for several pairs.",
                   nargs=2, metavar=("A", "B"), repeat=True),
-    "pair_loss": Flag(MODEL, "contrastive", "Loss tying paired embeddings.",
+    "pair_loss": Flag(MODEL, PAIR.loss, "Loss tying paired embeddings.",
                       choices=("contrastive", "cosine", "euclid")),
-    "pair_loss_weight": Flag(MODEL, 1.0, "Weight of the pair loss."),
-    "pair_merge": Flag(MODEL, "dropout", "Fusion of paired embeddings (dropout = DropFuse).",
+    "pair_loss_weight": Flag(MODEL, PAIR.weight, "Weight of the pair loss."),
+    "pair_merge": Flag(MODEL, PAIR.merge, "Fusion of paired embeddings (dropout = DropFuse).",
                        choices=("dropout", "average", "concat")),
     # training
     "batch_size": Flag(TRAINING, 8, "Global batch size (split across replicas)."),

@@ -22,13 +22,14 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES = 256  # evenly spaced training samples averaged
 
 
-def template_layers(parts) -> dict[str, list[tuple]]:
+def template_layers(model) -> dict[str, list[tuple]]:
     """``{TensorMap name: [(Template layer, sign), ...]}``: decoders add the mean (sign +1), encoders subtract it
     from their input (sign -1)."""
     from ml4ge.models.layers import Template
 
     found: dict[str, list[tuple]] = {}
-    for sign, models in ((-1.0, parts.encoders), (1.0, parts.decoders)):
+    kinds = {-1.0: getattr(model, "encoders", {}), 1.0: getattr(model, "decoders", {})}  # a family may have none
+    for sign, models in kinds.items():
         for name, model in models.items():
             found.setdefault(name, []).extend((layer, sign) for layer in model.layers if isinstance(layer, Template))
     return {name: layers for name, layers in found.items() if layers}
@@ -61,10 +62,10 @@ def mean_tensors(paths: Sequence[Path], tmaps, limit: int = MAX_SAMPLES) -> dict
     return {name: (sums[name] / counts[name]).astype(np.float32) for name in sums}
 
 
-def initialize_templates(parts, paths: Sequence[Path], tmaps) -> None:
+def initialize_templates(model, paths: Sequence[Path], tmaps) -> None:
     """Set every template to the mean of its map over the training ``paths``: decoders add it, encoders subtract it
     from their input (a no-op without templates). ``tmaps``: the model's input and output TensorMaps."""
-    layers = template_layers(parts)
+    layers = template_layers(model)
     if not layers:
         return
     tmaps = list({tm.name: tm for tm in tmaps if tm.name in layers}.values())

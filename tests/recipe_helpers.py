@@ -18,16 +18,107 @@ MAPS_MODULE = textwrap.dedent("""
     age = TensorMap("age_tiny", (1,), group="phenotypes", normalization=ZScore(50, 10))
 """)
 
+# A model family of the tests' own, loaded by --family <package>.families.AdversarialAutoencoder. It uses every
+# training hook: its own train_step (two optimizer steps per batch), a compute_loss with an extra term, a second
+# optimizer (the discriminator's) and a callback of its own (a per-epoch weight ramp, logged).
+FAMILY_MODULE = textwrap.dedent("""
+    import math
+
+    import keras
+    import tensorflow as tf
+    from keras import ops
+
+    from ml4ge.models.family import FamilyModel, map_from_spec, map_spec
+
+
+    class AdversaryRamp(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.model.adversary_weight.assign(min(1.0, 0.5 * epoch))
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["adversary_weight"] = float(self.model.adversary_weight.numpy())
+
+
+    @keras.saving.register_keras_serializable(package="ml4ge_tests")
+    class AdversarialAutoencoder(FamilyModel):
+        family = "adversarial_autoencoder"
+
+        @classmethod
+        def from_architecture(cls, architecture, input_tmaps, output_tmaps):
+            return cls({"family": cls.family, "inputs": [map_spec(input_tmaps[0])],
+                        "outputs": [map_spec(output_tmaps[0])]})
+
+        def __init__(self, spec, **kwargs):
+            source, target = map_from_spec(spec["inputs"][0]), map_from_spec(spec["outputs"][0])
+            inputs = keras.Input(source.shape, name=source.input_name)
+            latent = keras.layers.Dense(4, name="latent")(keras.layers.Flatten(name="flatten")(inputs))
+            decoded = keras.layers.Dense(math.prod(target.shape), name="decode")(latent)
+            outputs = keras.layers.Reshape(target.shape, name="reshape")(decoded)
+            super().__init__(inputs={source.input_name: inputs}, outputs={target.output_name: outputs}, **kwargs)
+            self.set_spec(spec)
+            self.encoder = keras.Model(inputs, latent, name="encoder")
+            self.discriminator = keras.Sequential(
+                [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)],
+                name="discriminator")
+            self.adversary_weight = keras.Variable(0.0, trainable=False, name="adversary_weight")
+            self.discriminator_loss = keras.metrics.Mean(name="discriminator_loss")
+
+        def encode(self, inputs, presence=None):
+            tm = self.input_maps[0]
+            return {tm.name: self.encoder(inputs[tm.input_name], training=False)}
+
+        def training_callbacks(self, settings):
+            return [AdversaryRamp()]
+
+        def compile_for_training(self, output_tmaps, settings, jit_compile="auto", run_eagerly=False):
+            super().compile_for_training(output_tmaps, settings, jit_compile, run_eagerly)
+            self.discriminator_optimizer = keras.optimizers.Adam(1e-2)
+            self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+            return self
+
+        @property
+        def metrics(self):
+            return [*super().metrics, self.discriminator_loss]
+
+        def _generator_variables(self):
+            excluded = {id(v) for v in self.discriminator.trainable_variables}
+            return [v for v in self.trainable_variables if id(v) not in excluded]
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+            fooled = self.discriminator(self.encoder(x[self.input_maps[0].input_name], training=training))
+            return loss + self.adversary_weight * ops.mean(ops.softplus(-fooled))
+
+        def train_step(self, data):
+            x, y = data[0], data[1]
+            latent = self.encoder(x[self.input_maps[0].input_name], training=True)
+            prior = keras.random.normal(ops.shape(latent))
+            with tf.GradientTape() as tape:
+                critic = ops.mean(ops.softplus(-self.discriminator(prior))) + ops.mean(
+                    ops.softplus(self.discriminator(latent)))
+            variables = self.discriminator.trainable_variables
+            self.discriminator_optimizer.apply_gradients(zip(tape.gradient(critic, variables), variables))
+            self.discriminator_loss.update_state(critic)
+            with tf.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self.compute_loss(x, y, y_pred, training=True)
+            variables = self._generator_variables()
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return self.compute_metrics(x, y, y_pred)
+""")
+
 TINY_MODEL = ["--conv_layers", "4", "--dense_blocks", "8", "--block_size", "1", "--dense_layers", "16",
               "--num_workers", "0"]
 
 
 def write_maps_package(root: Path, package: str) -> Path:
-    """``<root>/<package>/brain.py`` holding t1, t2 and age; returns ``root`` (to put on sys.path)."""
+    """``<root>/<package>/brain.py`` holding t1, t2 and age, and ``families.py`` with a test model family; returns
+    ``root`` (to put on sys.path)."""
     folder = root / package
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "__init__.py").write_text("")
     (folder / "brain.py").write_text(MAPS_MODULE)
+    (folder / "families.py").write_text(FAMILY_MODULE)
     return root
 
 

@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 from recipe_helpers import REPO, TINY_MODEL, subprocess_env, write_cohort, write_maps_package
 
+from ml4ge.schedules import PlateauSchedule
+from ml4ge.training_settings import TrainingSettings
+
 PACKAGE = "resume_maps"
 
 
@@ -41,14 +44,15 @@ def test_backup_restores_weights_optimizer_learning_rate_epoch_and_counters(tmp_
             self.model.optimizer.learning_rate = 0.00123
 
     first = tiny_model()
-    callbacks = training.make_callbacks(tmp_path, patience=4, write_outputs=False)
+    settings = TrainingSettings(patience=4, epochs=2, schedule=PlateauSchedule(patience=2))
+    callbacks = training.make_callbacks(tmp_path, settings, write_outputs=False)
     first.fit(tiny_data(), validation_data=tiny_data(), epochs=2, callbacks=[SetLearningRate(), *callbacks],
               verbose=0)
     plateau = next(c for c in callbacks if isinstance(c, keras.callbacks.ReduceLROnPlateau))
     stopping = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
 
     second = tiny_model()  # fresh weights, fresh optimizer, learning rate 0.01
-    history = training.fit(second, tiny_data(), tiny_data(), tmp_path, epochs=2, patience=4, write_outputs=False)
+    history = training.fit(second, tiny_data(), tiny_data(), tmp_path, settings, write_outputs=False)
     assert history.epoch == []  # both epochs were already done: nothing is repeated
     for a, b in zip(first.get_weights(), second.get_weights()):
         np.testing.assert_array_equal(a, b)

@@ -50,12 +50,13 @@ PACKAGE = "ml4ge"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("ml4ge.cli",)),
     ("recipes", ("ml4ge.recipes", "ml4ge.demo.pipeline", "ml4ge.demo.truth_stages", "ml4ge.demo.recipe_runner")),
-    ("arguments", ("ml4ge.arguments",)),
+    ("arguments", ("ml4ge.arguments", "ml4ge.runs")),
     ("analyses", ("ml4ge.compare", "ml4ge.plots_compare", "ml4ge.explore", "ml4ge.interpret", "ml4ge.genetics",
                   "ml4ge.demo")),
     ("engine", ("ml4ge.models", "ml4ge.pipeline", "ml4ge.workers", "ml4ge.training", "ml4ge.strategy",
                 "ml4ge.tensormaps", "ml4ge.lookup", "ml4ge.tensorize", "ml4ge.registration", "ml4ge.templates",
-                "ml4ge.splits", "ml4ge.latents", "ml4ge.synthetic", "ml4ge.plots")),
+                "ml4ge.splits", "ml4ge.latents", "ml4ge.synthetic", "ml4ge.plots", "ml4ge.schedules",
+                "ml4ge.training_settings")),
     ("foundation", ("ml4ge", "ml4ge.registry", "ml4ge.tensormap", "ml4ge.hd5", "ml4ge.atomic", "ml4ge.arrays",
                     "ml4ge.normalizers", "ml4ge.readers", "ml4ge.skipped", "ml4ge.progress", "ml4ge.defaults")),
 )

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 def decoder_path(model_file, tm) -> Path:
     """``--model_file`` itself when it is a ``decoder_*.keras`` file, else the model folder's decoder of ``tm``."""
-    from ml4ge.models.artifacts import decoder_path as folder_decoder
-    from ml4ge.models.artifacts import folder_of
+    from ml4ge.models.layout import decoder_path as folder_decoder
+    from ml4ge.models.layout import folder_of
 
     model_file = Path(model_file)
     if model_file.name.startswith("decoder_"):

@@ -1,4 +1,4 @@
-"""The files of a trained model folder, and the one module that writes and reads them.
+"""The one module that writes and reads a trained model folder (file names: :mod:`ml4ge.models.layout`).
 
     <folder>/<run id>.keras        the family model (it loads alone with ``keras.saving.load_model`` after
                                    ``import ml4ge``; its config names its family and blocks)
@@ -21,44 +21,14 @@ from pathlib import Path
 import keras
 
 from ml4ge.atomic import atomic_path
-from ml4ge.tensormap import TensorMap, keras_safe
-
-MERGER_FILE = "merger.keras"
-
-
-def model_path(folder, run_id: str) -> Path:
-    """``<folder>/<run id>.keras``."""
-    return Path(folder) / f"{run_id}.keras"
-
-
-def part_file(kind: str, tm: TensorMap | str) -> str:
-    """``encoder_<tm>.keras`` or ``decoder_<tm>.keras`` (``tm`` a TensorMap or its name)."""
-    name = tm if isinstance(tm, str) else tm.name
-    return f"{kind}_{keras_safe(name)}.keras"
-
-
-def part_path(folder, kind: str, tm: TensorMap | str) -> Path:
-    """``<folder>/encoder_<tm>.keras`` or ``<folder>/decoder_<tm>.keras``."""
-    return Path(folder) / part_file(kind, tm)
+from ml4ge.models.builtins import load_builtins
+from ml4ge.models.layout import MERGER_FILE, folder_of, model_path, part_path
 
 
 def load_keras(path, compile: bool = False) -> keras.Model:
-    """The model saved at ``path``, in safe mode."""
+    """The model saved at ``path``, in safe mode, with ml4ge's Keras classes registered."""
+    load_builtins()
     return keras.saving.load_model(path, compile=compile, safe_mode=True)
-
-
-def encoder_path(folder, tm) -> Path:
-    return part_path(folder, "encoder", tm)
-
-
-def decoder_path(folder, tm) -> Path:
-    return part_path(folder, "decoder", tm)
-
-
-def folder_of(model_file) -> Path:
-    """The model folder of ``--model_file`` (a ``<run id>.keras``), or the folder itself."""
-    path = Path(model_file)
-    return path if path.is_dir() else path.parent
 
 
 def _save(model: keras.Model, path: Path) -> Path:

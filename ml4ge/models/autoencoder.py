@@ -23,10 +23,10 @@ import keras
 import ml4ge.models.conv  # noqa: F401  (registers the built-in blocks)
 import ml4ge.models.dense  # noqa: F401
 import ml4ge.models.merges  # noqa: F401
-from ml4ge.models.artifacts import load_keras, part_file
 from ml4ge.models.config import ModelConfig
 from ml4ge.models.family import FamilyModel, map_from_spec, map_spec
 from ml4ge.models.layers import ZeroAbsent
+from ml4ge.models.layout import part_file
 from ml4ge.models.registries import DECODERS, ENCODERS, FAMILIES, MERGES
 from ml4ge.tensormap import TensorMap, keras_safe
 
@@ -192,7 +192,7 @@ def _load_part(path, name: str, input_shape: tuple | None, output_shape: tuple |
     ``None`` shapes are not checked here (a decoder's input is checked against the merge's latent when the model
     is built).
     """
-    loaded = load_keras(path)
+    loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
     got_in, got_out = tuple(loaded.input.shape[1:]), tuple(loaded.output.shape[1:])
     if (input_shape is not None and got_in != tuple(input_shape)) or (
             output_shape is not None and got_out != tuple(output_shape)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def load_builtins() -> None:
     """Register the built-in blocks and model families (idempotent; kept out of import time of the registries)."""
@@ -11,3 +13,20 @@ def load_builtins() -> None:
     import ml4ge.models.layers  # noqa: F401
     import ml4ge.models.losses  # noqa: F401
     import ml4ge.models.merges  # noqa: F401
+
+
+def register_keras_objects(keras_module) -> None:
+    """Run when Keras is imported (see :mod:`ml4ge`): register ml4ge's classes, so a saved model loads with plain
+    ``keras.saving.load_model``.
+
+    When an ml4ge module is itself importing Keras, registering now would re-enter that half-imported module;
+    ml4ge then registers where it loads models (:func:`ml4ge.models.artifacts.load_keras`) and builds them.
+    """
+    if not _ml4ge_module_importing():
+        load_builtins()
+
+
+def _ml4ge_module_importing() -> bool:
+    """Whether an ml4ge module is being executed by the import system right now."""
+    return any(getattr(getattr(module, "__spec__", None), "_initializing", False)
+               for name, module in list(sys.modules.items()) if name.startswith("ml4ge."))

@@ -53,6 +53,9 @@ class ConvConfig:
         kernel_x, kernel_y, kernel_z: kernel sizes per axis for images and volumes (``--conv_x/y/z``).
             The i-th convolution uses the i-th entry; the last entry repeats.
         pool: pooling factor per spatial axis (x, y, z) (``--pool_x/y/z``).
+
+    The defaults are ml4h's (kernel 3x3x2, no pooling along z) and are also the command line's: the flag table
+    reads them from here.
         pool_type: ``max`` or ``average`` (``--pool_type``).
         activation, normalize, regularize, regularize_rate: names looked up in :mod:`ml4ge.models.blocks`.
         upsample: ``upsampling`` (repeat voxels, as ml4h) or ``transpose`` (stride-``pool`` transposed
@@ -61,7 +64,7 @@ class ConvConfig:
 
     Example:
         >>> ConvConfig(layers=(16, 16), stages=(32, 64), block_size=2).kernel(3, 0)
-        (3, 3, 3)
+        (3, 3, 2)
     """
 
     layers: tuple[int, ...] = (32,)
@@ -70,8 +73,8 @@ class ConvConfig:
     kernel_1d: tuple[int, ...] = (71,)
     kernel_x: tuple[int, ...] = (3,)
     kernel_y: tuple[int, ...] = (3,)
-    kernel_z: tuple[int, ...] = (3,)
-    pool: tuple[int, int, int] = (2, 2, 2)
+    kernel_z: tuple[int, ...] = (2,)
+    pool: tuple[int, int, int] = (2, 2, 1)
     pool_type: str = "max"
     activation: str = "swish"
     normalize: str | None = None

@@ -9,10 +9,12 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 from ml4ge.models.builtins import load_builtins
 from ml4ge.models.config import ModelConfig
+from ml4ge.models.family import FamilyModel
 from ml4ge.models.registries import FAMILIES
 from ml4ge.training_settings import TrainingSettings
 
@@ -22,7 +24,8 @@ class Architecture:
     """What a family builds from: its name, block names per role, their configuration and the optional maps.
 
     Args:
-        family: a name in :data:`~ml4ge.models.registries.FAMILIES` (``--family``).
+        family: a name in :data:`~ml4ge.models.registries.FAMILIES`, or the import path of a family class of
+            your own (``--family``).
         encoder_blocks, merge_blocks, decoder_blocks: block names or saved part files (``--encoder_blocks``, ...).
         config: the blocks' :class:`ModelConfig`.
         optional: names of input maps a sample may lack (``--optional_tensors``).
@@ -36,6 +39,28 @@ class Architecture:
     optional: tuple[str, ...] = ()
 
 
+def family_class(name: str) -> type:
+    """The family registered as ``name``, or the class at the import path ``package.module.Class`` (a family of
+    your own; import its module before loading a model it saved).
+
+    Raises:
+        UnknownNameError: for an unknown registered name (with the closest names).
+        ValueError: for an import path that names no model family.
+    """
+    load_builtins()
+    if name in FAMILIES or "." not in name:
+        return FAMILIES.get(name)
+    module, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"--family {name!r}: cannot import it ({error}); give a registered family "
+                         f"({', '.join(FAMILIES.names())}) or package.module.Class on the Python path.") from None
+    if not (isinstance(found, type) and issubclass(found, FamilyModel)):
+        raise ValueError(f"--family {name!r} is not a model family (a subclass of ml4ge.models.family.FamilyModel).")
+    return found
+
+
 def build_family(architecture: Architecture, input_tmaps, output_tmaps):
     """The uncompiled model of ``architecture.family``, from its class's ``from_architecture``.
 
@@ -43,8 +68,8 @@ def build_family(architecture: Architecture, input_tmaps, output_tmaps):
         UnknownNameError: for an unknown family or block (with the closest names).
         ValueError, FileNotFoundError: from the family's checks.
     """
-    load_builtins()
-    return FAMILIES.get(architecture.family).from_architecture(architecture, list(input_tmaps), list(output_tmaps))
+    family = family_class(architecture.family)
+    return family.from_architecture(architecture, list(input_tmaps), list(output_tmaps))
 
 
 def build_model(input_tmaps, output_tmaps, encoder_blocks, merge_blocks, decoder_blocks,

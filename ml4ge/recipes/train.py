@@ -68,11 +68,10 @@ def check_tensors_folder(args: argparse.Namespace) -> None:
 
 def check_blocks(args: argparse.Namespace) -> None:
     """Unknown family or block names fail here, with the closest registered names (UnknownNameError, a KeyError)."""
-    from ml4ge.models.builtins import load_builtins
-    from ml4ge.models.registries import DECODERS, ENCODERS, FAMILIES, MERGES
+    from ml4ge.models.factory import family_class
+    from ml4ge.models.registries import DECODERS, ENCODERS, MERGES
 
-    load_builtins()
-    FAMILIES.get(getattr(args, "family", "autoencoder"))
+    family_class(args.family)
     for registry, names in ((ENCODERS, args.encoder_blocks), (MERGES, args.merge_blocks),
                             (DECODERS, args.decoder_blocks)):
         for name in names:
@@ -127,7 +126,7 @@ def model_settings(args: argparse.Namespace, input_tmaps, output_tmaps):
         names = {given: tm.name for given, tm in zip(args.input_tensors, input_tmaps)}
         pairs = tuple(tuple(names.get(member, member) for member in pair) for pair in args.pairs)
         config = replace(config, pair=replace(config.pair, pairs=pairs))
-    architecture = Architecture(getattr(args, "family", "autoencoder"), tuple(args.encoder_blocks),
+    architecture = Architecture(args.family, tuple(args.encoder_blocks),
                                 tuple(args.merge_blocks), tuple(args.decoder_blocks), config,
                                 optional_names(args, input_tmaps, output_tmaps))
     return architecture, training
