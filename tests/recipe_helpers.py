@@ -62,6 +62,7 @@ FAMILY_MODULE = textwrap.dedent("""
                 name="discriminator")
             self.adversary_weight = keras.Variable(0.0, trainable=False, name="adversary_weight")
             self.discriminator_loss = keras.metrics.Mean(name="discriminator_loss")
+            self.prior_seed = keras.random.SeedGenerator(0)  # its state variable exists before any tf.function
 
         def encode(self, inputs, presence=None):
             tm = self.input_maps[0]
@@ -92,7 +93,7 @@ FAMILY_MODULE = textwrap.dedent("""
         def train_step(self, data):
             x, y = data[0], data[1]
             latent = self.encoder(x[self.input_maps[0].input_name], training=True)
-            prior = keras.random.normal(ops.shape(latent))
+            prior = keras.random.normal(ops.shape(latent), seed=self.prior_seed)
             with tf.GradientTape() as tape:
                 critic = ops.mean(ops.softplus(-self.discriminator(prior))) + ops.mean(
                     ops.softplus(self.discriminator(latent)))
