@@ -134,7 +134,7 @@ def device_kind(strategy: tf.distribute.Strategy) -> str:
     return "gpu" if visible_gpus() else "cpu"
 
 
-# float16 on CPU is about 100x slower than float32 here; bfloat16 is supported by CPUs and TPUs.
+# float16 on CPU is far slower than float32 (docs/experiments.md); bfloat16 is supported by CPUs and TPUs.
 MIXED_POLICIES = {"tpu": "mixed_bfloat16", "cpu": "mixed_bfloat16", "gpu": "mixed_float16"}
 
 

@@ -30,7 +30,7 @@ DATA_ERRORS = (KeyError, ValueError, OSError, RuntimeError, IndexError)
 DEFAULT_CONTEXT = "forkserver"
 SHM_FOLDER = "/dev/shm"
 # Imported once by the fork server, so each worker forked from it starts with numpy, h5py and the TensorMap
-# code loaded (a pool then starts in about 0.2 s instead of 1.5 s here, which small cohorts notice).
+# code loaded: a pool then starts several times faster, which small cohorts notice (docs/experiments.md).
 FORKSERVER_PRELOAD = ["ml4ge.workers"]
 
 

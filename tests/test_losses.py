@@ -8,7 +8,6 @@ from ml4ge.models.losses import (
     LOSSES,
     PAIR_LOSSES,
     MaskedMeanSquaredError,
-    MaskedMeanSquaredErrorMetric,
     cosine_pair_loss,
     euclid_pair_loss,
     get_loss,
@@ -81,17 +80,6 @@ def test_masked_mse_of_an_all_zero_mask_is_zero_not_nan():
 def test_masked_mse_rejects_targets_without_a_packed_mask():
     with pytest.raises(ValueError, match="mask packed after the values"):
         MaskedMeanSquaredError()(np.zeros((2, 3, 1), "float32"), np.zeros((2, 3, 1), "float32"))
-
-
-def test_masked_mse_metric_accumulates_the_global_mean_over_batches():
-    values, mask, prediction = _masked_batch(np.random.default_rng(5), sizes=(5, 20, 0, 40, 7))
-    target = np.concatenate([values, mask], -1)
-    metric = MaskedMeanSquaredErrorMetric()
-    metric.update_state(target[:3], prediction[:3])
-    metric.update_state(target[3:], prediction[3:])
-    assert float(metric.result()) == pytest.approx(_numpy_masked_mse(values, mask, prediction), rel=1e-5)
-    metric.reset_state()
-    assert float(metric.result()) == 0.0
 
 
 def test_masked_mse_round_trips_through_keras_serialization():

@@ -70,8 +70,9 @@ def encoded_latents(model_file, input_tmaps, paths, batch_size: int, num_workers
         raise ValueError(f"the model fuses {names}, but --input_tensors gives {[tm.name for tm in input_tmaps]}; "
                          "give all of the model's inputs, or one input to decode its own embedding.")
     ids, latents = [], []
+    optional = model.optional if len(input_tmaps) > 1 else ()
     for sample_ids, inputs, _ in iterate_batches(paths, input_tmaps, [], batch_size, num_workers=num_workers,
-                                                 skipped=skipped):
+                                                 skipped=skipped, optional=optional):
         latents.append(np.asarray(model.latent(inputs), dtype=np.float32))
         ids.extend(sample_ids)
     if len(ids) < 2:

@@ -7,12 +7,12 @@ picks the typed sub-configs it needs (a conv encoder takes ``config.conv`` and `
   ``tm.shape`` to a flat embedding, a decoder maps the fused latent to ``tm.shape``. For each TensorMap the
   factory uses the first block of the list that can apply (``conv_encode`` passes over vectors, for example).
 * Merge blocks: ``can_apply(input_tmaps) -> bool`` and ``__call__(embeddings: dict[name, tensor]) -> tensor``.
-  A merge block creates its layers once and wires the same layers on every call, because the factory wires it
-  twice: in the stand-alone merger model and in the full model's own graph (so that metrics of its layers, such
-  as the pair loss, are reported by the full model; Keras does not report metrics of nested models).
+  A merge block creates its layers once and wires the same layers on every call: the family wires it in the
+  model's own graph (so that metrics of its layers, such as the pair loss, are reported by the model; Keras does
+  not report metrics of nested models) and again for the stand-alone merger and for fusing at inference.
 
-Activations, normalizations and regularizations are looked up by name in the registries below; each use makes
-a new layer (ml4h shares one PReLU instance across the network). PyTorch defaults are used where UDIP relies on
+Activations, normalizations and regularizations are looked up by name in the registries; each use makes a new
+layer. PyTorch defaults are used where UDIP relies on
 them: LeakyReLU slope 0.01, BatchNorm momentum 0.9 (PyTorch 0.1) and epsilon 1e-5.
 """
 

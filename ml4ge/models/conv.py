@@ -11,9 +11,8 @@ Decoder (the mirror): dense layers, a linear dense to the bottleneck, reshape, t
 transposed convolution with no norm or activation), the stem's convolutions mirrored, a 1x1 convolution with
 ``tm.activation``, and a central crop back to ``tm.shape``.
 
-Differences from ml4h: plain conv stacks instead of residual stems and DenseNet-style concatenating stages; the
-embedding is the linear dense output (ml4h activates it); stages are mirrored in reverse order; shapes the
-pooling does not divide are padded and cropped centrally instead of failing.
+Shapes the pooling does not divide are padded and cropped centrally. How these blocks differ from ml4h's:
+``docs/ml4h_differences.md``.
 """
 
 from __future__ import annotations

@@ -85,37 +85,6 @@ class MaskedMeanSquaredError(keras.losses.Loss):
         return batch_size * sse / ops.maximum(ops.sum(count), 1.0)
 
 
-@keras.saving.register_keras_serializable(package="ml4ge")
-class MaskedMeanSquaredErrorMetric(keras.metrics.Metric):
-    """Masked MSE accumulated over every batch seen: ``sum(sse) / sum(mask)`` over the whole epoch.
-
-    This is UDIP's global mean over all in-mask voxels of all samples evaluated, unlike averaging per-batch losses.
-    Sample weights, if given, scale each sample's squared errors and mask count.
-    """
-
-    def __init__(self, name="masked_mse", dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.squared_error = self.add_variable(shape=(), initializer="zeros", name="squared_error")
-        self.mask_count = self.add_variable(shape=(), initializer="zeros", name="mask_count")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
-        y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
-        sse, count = masked_squared_error_sums(y_true, y_pred)
-        if sample_weight is not None:
-            sample_weight = ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
-            sse, count = sse * sample_weight, count * sample_weight
-        self.squared_error.assign_add(ops.sum(sse))
-        self.mask_count.assign_add(ops.sum(count))
-
-    def result(self):
-        return self.squared_error / ops.maximum(self.mask_count, 1.0)
-
-    def reset_state(self):
-        self.squared_error.assign(0.0)
-        self.mask_count.assign(0.0)
-
-
 # ---------------------------------------------------------------------------------------------------- pair losses
 
 
@@ -150,10 +119,7 @@ def info_nce(a, b, temperature=0.07, weights=None):
     The batch size is read at run time, so any batch size works, including a partial last batch and B = 1
     (where the loss is 0: the only candidate is the match).
 
-    Differences from ml4h's ``contrastive_difference``: ml4h passes the softmax probabilities as ``y_true`` and the
-    identity as ``y_pred`` to ``categorical_crossentropy``, which evaluates to ``CE(P, I) ≈ 16.1 * mean_i(1 - P_ii)``,
-    a linear penalty on the diagonal softmax mass whose gradient vanishes as P_ii -> 0, not ``-mean log P_ii``;
-    and it builds ``eye(batch_size)`` at graph-construction time, so a batch of any other size fails.
+    How it differs from ml4h's ``contrastive_difference``: ``docs/ml4h_differences.md``.
 
     Args:
         a: ``[B, D]`` embeddings of the first modality.
@@ -183,9 +149,8 @@ def info_nce(a, b, temperature=0.07, weights=None):
 def cosine_pair_loss(a, b, weights=None):
     """Mean angle in radians between paired embeddings: ``mean_i arccos(clip(cos(a_i, b_i)))``.
 
-    As ml4h's ``pairwise_cosine_difference``, except that the cosine is clipped to ``[-1 + 1e-7, 1 - 1e-7]``
-    rather than ``[-1, 1]``: the gradient of arccos is infinite at ±1, so identical embeddings would give NaN
-    gradients. The clip adds at most arccos(1 - 1.2e-7) ≈ 5e-4 rad to a perfectly aligned pair.
+    The cosine is clipped to ``[-1 + 1e-7, 1 - 1e-7]``: the gradient of arccos is infinite at ±1, so identical
+    embeddings would give NaN gradients. The clip adds at most about 5e-4 rad to a perfectly aligned pair.
 
     Args:
         a, b: ``[B, D]`` paired embeddings.
@@ -202,9 +167,8 @@ def cosine_pair_loss(a, b, weights=None):
 def euclid_pair_loss(a, b, weights=None):
     """Mean per-sample Euclidean distance between paired embeddings: ``mean_i ||a_i - b_i||``.
 
-    ml4h's ``L2LossLayer`` takes the norm over the whole batch (``sqrt(sum_{i,d} (a - b)^2)``, the Frobenius
-    norm), which grows with sqrt(B); this is a per-sample mean, independent of the batch size. The squared
-    distance is floored at 1e-12 so that identical pairs have a finite (zero) gradient.
+    A per-sample mean, so it does not grow with the batch size. The squared distance is floored at 1e-12 so that
+    identical pairs have a finite (zero) gradient.
 
     Args:
         a, b: ``[B, D]`` paired embeddings.

@@ -131,13 +131,14 @@ def run(args: InferSettings) -> int:
     """Predict every sample; returns 0."""
 
     from ml4ge.hd5 import open_sample
-    from ml4ge.models.artifacts import load_keras
+    from ml4ge.models.artifacts import load_model
     from ml4ge.pipeline import SkippedSamples, iterate_batches
 
     folder = run_folder(args)
     input_tmaps = resolve_all(args.input_tensors, args.tensormap_prefix)
     output_tmaps = resolve_all(args.output_tensors, args.tensormap_prefix)
-    model = load_keras(args.model_file)
+    model = load_model(args.model_file, compile=False)
+    optional = getattr(model, "optional", ())  # a sample lacking an optional map is predicted from what it has
     scalars = [tm for tm in output_tmaps if tm.is_scalar]
     fmt = getattr(args, "inference_format", "nifti")
     paths = {Path(p).name[: -len(".hd5")]: p for p in cohort_paths(args.tensors, args.sample_csv)}
@@ -148,7 +149,8 @@ def run(args: InferSettings) -> int:
     with open(temporary, "w") as out, progress(total=len(paths), description="infer", unit="sample") as bar:
         out.write("\t".join([*ids, *(c for tm in scalars for c in columns(tm))]) + "\n")
         for sample_ids, inputs, _ in iterate_batches(list(paths.values()), input_tmaps, [], args.batch_size,
-                                                     num_workers=args.num_workers, skipped=skipped):
+                                                     num_workers=args.num_workers, skipped=skipped,
+                                                     optional=optional):
             predicted = model.predict_on_batch(inputs)
             for row, sample_id in enumerate(sample_ids):
                 with open_sample(paths[sample_id]) as hd5:
