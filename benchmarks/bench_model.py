@@ -2,12 +2,15 @@
 
 For each input size (64^3 and 96^3 by default, batch 4, float32, no XLA on CPU):
 
-* samples/s of a training step of the factory-built UDIP architecture (``udip_config`` through ``build_model``);
+* samples/s of a training step of the factory-built UDIP architecture (``udip_config`` through ``build_model``,
+  an ``autoencoder``-family model);
 * model FLOPs per step (convolution and dense multiply-adds counted analytically from the built layers, x2 for
   FLOPs, x3 for a training step: forward, gradient of the inputs, gradient of the weights) divided by the step
   time, as a fraction of the float32 matmul rate of this machine measured in the same run;
-* the same architecture written by hand with plain Keras layers, its steps alternating one by one with the
-  factory model's so that both see the same load; the ratio factory/hand should be within 5 %.
+* the same architecture written by hand with plain Keras layers, and the family model's own graph as a plain
+  Keras Functional model (what the factory built before model families: the same nested encoder and decoder),
+  their steps alternating one by one with the family model's so that all see the same load; the ratios
+  factory/hand and factory/functional should be within 5 %.
 
 Run: ``python benchmarks/bench_model.py [--sizes 64 96] [--steps 3]``. Keep runs short on shared machines and
 read the figures as measured under whatever contention there was (both models see the same).
@@ -117,10 +120,14 @@ def bench_size(size: int, batch: int, steps: int, peak: float) -> None:
     factory, tm = factory_udip(size)
     hand = udip_by_hand(size)
     assert factory.count_params() == hand.count_params(), (factory.count_params(), hand.count_params())
+    functional = keras.Model(factory.input, factory.output)  # the same layers, no family subclass
+    functional.compile(keras.optimizers.Adam(5.248e-4), loss={tm.output_name: MaskedMeanSquaredError()},
+                       jit_compile=False)
     rng = np.random.default_rng(0)
     volume = rng.normal(size=(batch, size, size, size, 1)).astype("float32")
     target = np.concatenate([volume, (rng.random(volume.shape) > 0.5).astype("float32")], axis=-1)
-    runs = {"factory": (factory, {tm.input_name: volume}, {tm.output_name: target}), "hand": (hand, volume, target)}
+    runs = {"factory": (factory, {tm.input_name: volume}, {tm.output_name: target}), "hand": (hand, volume, target),
+            "functional": (functional, {tm.input_name: volume}, {tm.output_name: target})}
     times = {name: [] for name in runs}
     for model, x, y in runs.values():
         model.train_on_batch(x, y)  # traces the step
@@ -135,7 +142,9 @@ def bench_size(size: int, batch: int, steps: int, peak: float) -> None:
         f"{size}^3 batch {batch}: params {factory.count_params() / 1e6:.1f} M | factory {best['factory']:.2f} s/step "
         f"(median {median['factory']:.2f}; {batch / best['factory']:.2f} samples/s) | hand {best['hand']:.2f} s/step "
         f"(median {median['hand']:.2f}) | factory/hand {best['factory'] / best['hand']:.3f} "
-        f"(medians {median['factory'] / median['hand']:.3f}) | {flops / 1e9:.0f} GFLOP/step -> {achieved:.0f} GFLOP/s "
+        f"(medians {median['factory'] / median['hand']:.3f}) | factory/functional "
+        f"{best['factory'] / best['functional']:.3f} (medians {median['factory'] / median['functional']:.3f}) | "
+        f"{flops / 1e9:.0f} GFLOP/step -> {achieved:.0f} GFLOP/s "
         f"= {achieved / peak:.0%} of matmul"
     )
 
