@@ -58,7 +58,8 @@ def throughput(folder: Path, n: int, size: int, workers: int, batch: int, rounds
     import statistics
 
     from ml4ge.hd5 import hd5_paths
-    from ml4ge.recipes.infer_encoders import load_encoder, write_latents
+    from ml4ge.models.artifacts import load_keras as load_encoder
+    from ml4ge.recipes.infer_encoders import write_latents
 
     tm = volume_map(size)
     encoder = load_encoder(folder / "encoder_bench_t1.keras")
@@ -83,7 +84,8 @@ def memory(folder: Path, n: int, size: int, workers: int, batch: int) -> dict:
     import resource
 
     from ml4ge.hd5 import hd5_paths
-    from ml4ge.recipes.infer_encoders import load_encoder, write_latents
+    from ml4ge.models.artifacts import load_keras as load_encoder
+    from ml4ge.recipes.infer_encoders import write_latents
 
     encoder = load_encoder(folder / "encoder_bench_t1.keras")
     paths = hd5_paths(folder / "tensors")[:n]

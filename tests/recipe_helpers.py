@@ -64,7 +64,7 @@ FAMILY_MODULE = textwrap.dedent("""
             self.discriminator_loss = keras.metrics.Mean(name="discriminator_loss")
             self.prior_seed = keras.random.SeedGenerator(0)  # its state variable exists before any tf.function
 
-        def encode(self, inputs, presence=None):
+        def encode(self, inputs):
             tm = self.input_maps[0]
             return {tm.name: self.encoder(inputs[tm.input_name], training=False)}
 

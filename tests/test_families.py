@@ -104,6 +104,12 @@ def test_a_family_of_ones_own_trains_through_the_train_recipe_with_its_hooks(coh
     importlib.import_module(f"{PACKAGE}.families")
     model = load_model(tmp_path / "adversarial" / "adversarial.keras", compile=False)
     assert type(model).__name__ == "AdversarialAutoencoder" and model.spec["family"] == "adversarial_autoencoder"
+    infer = ["--mode", "infer_encoders", "--tensors", str(cohort), "--output_folder", str(tmp_path), "--id",
+             "adversarial", "--tensormap_prefix", PACKAGE, "--input_tensors", "brain.t1", "--model_file",
+             str(tmp_path / "adversarial" / "adversarial.keras"), "--num_workers", "0"]
+    assert main(infer) == 0  # through the family's own encode
+    latents = pd.read_csv(tmp_path / "adversarial" / "hidden_t1_tiny_adversarial.tsv", sep="\t")
+    assert latents.shape == (12, 5) and np.isfinite(latents.iloc[:, 1:].to_numpy()).all()
 
 
 MIRRORED_FAMILY = textwrap.dedent("""

@@ -90,6 +90,24 @@ def load_decoder(folder, tm) -> keras.Model:
     return load_part(folder, "decoder", tm)
 
 
+def saves_parts(spec: dict) -> bool:
+    """Whether a family writes its encoders and decoders as files of their own (the autoencoder family does)."""
+    return "encoders" in spec
+
+
+def load_encoders(model_file, tmaps) -> dict:
+    """``{tm.name: Model from tm's input to its latent}``: the saved encoder files where the family writes them,
+    else the family model's own :meth:`encoder_of` (for a VAE: the mean).
+
+    Raises:
+        FileNotFoundError: for a missing model or part file.
+    """
+    if saves_parts(saved_spec(model_file)):
+        return {tm.name: load_encoder(model_file, tm) for tm in tmaps}
+    model = load_model(model_file, compile=False)
+    return {tm.name: model.encoder_of(tm) for tm in tmaps}
+
+
 def missing_parts(folder, kind: str, tmaps) -> list[str]:
     """The part files of ``tmaps`` that the model folder lacks."""
     return [str(part_path(folder_of(folder), kind, tm)) for tm in tmaps

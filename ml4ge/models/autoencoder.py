@@ -112,7 +112,7 @@ class AutoencoderModel(FamilyModel):
         return keras.Model(list(embeddings.values()), self._merge.fuse(embeddings), name="merger")
 
     # Encoding and decoding -----------------------------------------------------------------------------------
-    def encode(self, inputs: dict, presence: dict | None = None) -> dict:
+    def encode(self, inputs: dict) -> dict:
         """``{tm.name: embedding}`` of every input map found in ``inputs`` (keyed by ``tm.input_name``)."""
         return {tm.name: self.encoders[tm.name](inputs[tm.input_name], training=False)
                 for tm in self.input_maps if tm.input_name in inputs}
@@ -139,6 +139,10 @@ class AutoencoderModel(FamilyModel):
         """The fused latent of a batch of ``inputs`` (with ``present_<tm>`` flags for optional maps)."""
         presence = {tm.name: inputs[tm.presence_name] for tm in self.input_maps if tm.presence_name in inputs}
         return self.fuse(self.encode(inputs), presence)
+
+    def encoder_of(self, tm) -> keras.Model:
+        """The nested encoder of input map ``tm`` (a TensorMap or its name)."""
+        return self.encoders[tm if isinstance(tm, str) else tm.name]
 
     def decode(self, latent, tm):
         """The output map ``tm`` (a TensorMap or its name) decoded from ``latent``."""

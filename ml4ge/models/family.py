@@ -66,9 +66,14 @@ class FamilyModel(keras.Model):
         """Names of the input maps a sample may lack (they come with a presence flag)."""
         return tuple(self.spec.get("optional", ()))
 
-    def encode(self, inputs: dict, presence: dict | None = None) -> dict:
-        """``{tm.name: latent}`` of ``inputs`` keyed by input name (for a VAE: the mean)."""
+    def encode(self, inputs: dict) -> dict:
+        """``{tm.name: latent}`` of the maps found in ``inputs`` (keyed by input name; for a VAE: the mean)."""
         raise NotImplementedError(f"the {self.family} family does not encode")
+
+    def encoder_of(self, tm) -> keras.Model:
+        """A model from input map ``tm`` alone to its latent: :meth:`encode` traced on a symbolic input."""
+        inputs = keras.Input(tm.shape, name=tm.input_name)
+        return keras.Model(inputs, self.encode({tm.input_name: inputs})[tm.name], name=f"encoder_of_{tm.name}")
 
     def decode(self, latent, tm) -> object:
         """The output map ``tm`` decoded from ``latent``."""

@@ -1,6 +1,7 @@
 """``--mode infer_encoders``: latent tables ``hidden_<tmap>_<id>.tsv`` from a trained model's encoders.
 
-Each input TensorMap's encoder (``encoder_<tmap>.keras`` beside ``--model_file``) is run alone over every sample
+Each input TensorMap's encoder (``encoder_<tmap>.keras`` beside ``--model_file``, or the family model's own
+:meth:`encode` of that map for a family that writes no part files) is run alone over every sample
 of ``--tensors`` (filtered by ``--sample_csv``), batch by batch: memory does not grow with the cohort. Each
 modality is read on its own, so a sample missing one modality still gets its other latents; samples that fail
 to load are listed in ``skipped_samples.tsv``. Tables are written to a temporary name and renamed when whole.
@@ -81,12 +82,18 @@ def validate(args: InferEncodersSettings) -> None:
         raise ValueError("--mode infer_encoders needs --tensors, the folder of <sample_id>.hd5 files.")
     parse_shard(args.shard)
     cohort_paths(args.tensors, args.sample_csv)
-    from ml4ge.models.artifacts import missing_parts
+    from ml4ge.models.artifacts import missing_parts, saved_spec, saves_parts
 
-    missing = missing_parts(args.model_file, "encoder", resolve_all(args.input_tensors, args.tensormap_prefix))
+    spec, input_tmaps = saved_spec(args.model_file), resolve_all(args.input_tensors, args.tensormap_prefix)
+    inputs = [m["name"] for m in spec["inputs"]]
+    unknown = [tm.name for tm in input_tmaps if tm.name not in inputs]
+    if unknown:
+        raise ValueError(f"--input_tensors {', '.join(unknown)}: the model takes {', '.join(inputs)}; give maps it "
+                         "was trained with.")
+    missing = missing_parts(args.model_file, "encoder", input_tmaps) if saves_parts(spec) else []
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)} missing: --model_file's folder has no encoder for these maps; "
-                                "were they among the training --input_tensors?")
+                                "copy the whole model folder that --mode train wrote.")
 
 
 def skipped_name(shard) -> str:
@@ -102,14 +109,13 @@ def run(args: InferEncodersSettings) -> int:
     paths = cohort_paths(args.tensors, args.sample_csv, shard)
     skipped = SkippedSamples(folder / skipped_name(shard))
     input_tmaps = resolve_all(args.input_tensors, args.tensormap_prefix)
+    encoders = load_encoders(args.model_file, input_tmaps)
     for tm in input_tmaps:
-        encoder = load_encoder(args.model_file, tm)
         path = folder / table_name(tm.name, args.id, shard)
-        rows = write_latents(encoder, tm, paths, path, args.batch_size, args.num_workers, args.tsv_style, skipped)
+        rows = write_latents(encoders[tm.name], tm, paths, path, args.batch_size, args.num_workers,
+                             args.tsv_style, skipped)
         log.info("%s: %d of %d samples written to %s", tm.name, rows, len(paths), path)
     if fuses_all(args.model_file, input_tmaps):
-        from ml4ge.models.artifacts import load_model
-
         model = load_model(args.model_file)
         optional = set(model.optional) | set(optional_tensors(args, input_tmaps))
         path = folder / table_name(FUSED, args.id, shard)
@@ -122,11 +128,19 @@ def run(args: InferEncodersSettings) -> int:
     return 0
 
 
-def load_encoder(model_file, tm):
-    """The saved encoder of ``tm`` beside ``model_file`` (safe mode, not compiled)."""
-    from ml4ge.models.artifacts import load_encoder as load
+def load_encoders(model_file, input_tmaps) -> dict:
+    """``{tm.name: encoder Model}`` of the trained model (see :func:`ml4ge.models.artifacts.load_encoders`)."""
+    from ml4ge.models.artifacts import load_encoders as load
 
-    return load(model_file, tm)
+    return load(model_file, input_tmaps)
+
+
+def load_model(model_file):
+    """The trained family model (safe mode, not compiled); its :meth:`encode` gives the latents (for a VAE: the
+    means)."""
+    from ml4ge.models.artifacts import load_model as load
+
+    return load(model_file, compile=False)
 
 
 def fuses_all(model_file, input_tmaps) -> bool:
