@@ -83,3 +83,10 @@ def resolve_all(names: Iterable[str], prefix: str | None = None) -> list[TensorM
             raise ValueError(f"{given!r} and {seen[tm.name]!r} are both TensorMaps named {tm.name!r}; rename one.")
         seen[tm.name] = given
     return maps
+
+
+def tensormap_names(names: Iterable[str], given: Iterable[str], tmaps) -> dict[str, str]:
+    """``{name: TensorMap name}`` for names written either as on the command line (``given``, resolved in order to
+    ``tmaps``) or as TensorMap names; names that are neither are left out."""
+    known = {tm.name: tm.name for tm in tmaps} | {flag: tm.name for flag, tm in zip(given, tmaps)}
+    return {name: known[name] for name in names if name in known}

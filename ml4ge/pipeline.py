@@ -79,6 +79,9 @@ class TensorDataset:
         self.min_rows = int(min_rows)
         self.prefetch = prefetch or max(2 * num_workers, 1)
         self.optional = frozenset(optional)
+        # The inputs the model takes: its maps, and the presence flags of its optional input maps.
+        self.model_inputs = [tm.input_name for tm in self.input_tmaps]
+        self.model_inputs += [tm.presence_name for tm in self.input_tmaps if tm.name in self.optional]
         self.pool = WorkerPool(self.input_tmaps, self.output_tmaps, num_workers, self.batch_size, self.prefetch,
                                context, self.optional)
         self._cached: dict[int, tuple[str, dict, dict]] = {}
@@ -158,9 +161,8 @@ class TensorDataset:
         import tensorflow as tf
 
         rows = self.batch_size if self.drop_remainder else None
-        inputs = {tm.input_name: tf.TensorSpec((rows, *tm.shape), tf.float32) for tm in self.input_tmaps}
-        inputs |= {tm.presence_name: tf.TensorSpec((rows, 1), tf.float32)
-                   for tm in self.input_tmaps if tm.name in self.optional}
+        shapes = {tm.input_name: tm.shape for tm in self.input_tmaps}
+        inputs = {name: tf.TensorSpec((rows, *shapes.get(name, (1,))), tf.float32) for name in self.model_inputs}
         outputs = {tm.output_name: tf.TensorSpec((rows, *target_shape(tm)), tf.float32) for tm in self.output_tmaps}
         if not self.optional:
             return inputs, outputs
@@ -176,9 +178,7 @@ class TensorDataset:
         weights (the presence flag of the output's map, 1 for required maps)."""
         if not self.optional:
             return batch.inputs, batch.outputs
-        input_names = {tm.input_name for tm in self.input_tmaps}
-        input_names |= {tm.presence_name for tm in self.input_tmaps if tm.name in self.optional}
-        inputs = {name: array for name, array in batch.inputs.items() if name in input_names}
+        inputs = {name: batch.inputs[name] for name in self.model_inputs}
         rows = len(batch)
         weights = {tm.output_name: (batch.inputs[tm.presence_name][:, 0] if tm.name in self.optional
                                     else np.ones(rows, np.float32)) for tm in self.output_tmaps}

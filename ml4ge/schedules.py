@@ -38,6 +38,12 @@ class PlateauSchedule:
         if self.patience < 1:
             raise ValueError(f"the plateau schedule's patience must be >= 1 epoch, got {self.patience}.")
 
+    @classmethod
+    def from_flags(cls, args) -> PlateauSchedule:
+        """Without ``--lr_patience``, half the early-stopping patience: the rate is lowered before training stops."""
+        patience = args.lr_patience or max(1, int(args.patience) // 2)
+        return cls(factor=float(args.lr_factor), patience=int(patience), min_lr=float(args.lr_min))
+
     def callback(self, learning_rate: float, epochs: int):
         import keras
 
@@ -58,6 +64,10 @@ class StepSchedule:
         _check_factor(self.factor)
         if self.every < 1:
             raise ValueError(f"the step schedule's step must be >= 1 epoch, got {self.every}.")
+
+    @classmethod
+    def from_flags(cls, args) -> StepSchedule:
+        return cls(factor=float(args.lr_factor), every=int(args.lr_step_epochs), min_lr=float(args.lr_min))
 
     def rate(self, epoch: int, learning_rate: float, epochs: int) -> float:
         return max(self.min_lr, learning_rate * self.factor ** (epoch // self.every))
@@ -80,6 +90,10 @@ class CosineSchedule:
         if self.warmup_epochs < 0:
             raise ValueError(f"warm-up epochs must be >= 0, got {self.warmup_epochs}.")
 
+    @classmethod
+    def from_flags(cls, args) -> CosineSchedule:
+        return cls(warmup_epochs=int(args.lr_warmup_epochs), min_lr=float(args.lr_min))
+
     def rate(self, epoch: int, learning_rate: float, epochs: int) -> float:
         if epoch < self.warmup_epochs:
             return learning_rate * (epoch + 1) / self.warmup_epochs
@@ -97,6 +111,10 @@ class CosineSchedule:
 @dataclass(frozen=True)
 class ConstantSchedule:
     """The initial learning rate throughout (the rate is still logged every epoch)."""
+
+    @classmethod
+    def from_flags(cls, args) -> ConstantSchedule:
+        return cls()
 
     def rate(self, epoch: int, learning_rate: float, epochs: int) -> float:
         return learning_rate

@@ -70,7 +70,7 @@ def make_optimizer(name: str, learning_rate: float):
         raise ValueError(f"Unknown optimizer {name!r} (--optimizer): {error}") from error
 
 
-def schedule_from_args(args: argparse.Namespace, learning_rate: float):
+def schedule_from_args(args: argparse.Namespace):
     """The schedule ``--lr_schedule`` names, with ``--lr_factor``, ``--lr_patience``, ``--lr_min``,
     ``--lr_step_epochs`` and ``--lr_warmup_epochs``.
 
@@ -81,18 +81,7 @@ def schedule_from_args(args: argparse.Namespace, learning_rate: float):
         UnknownNameError: for an unknown schedule, with the closest names.
         ValueError: for out-of-range values.
     """
-    name = getattr(args, "lr_schedule", DEFAULT_SCHEDULE) or DEFAULT_SCHEDULE
-    SCHEDULES.get(name)
-    factor = float(getattr(args, "lr_factor", 0.5))
-    min_lr = float(getattr(args, "lr_min", 0.0))
-    if name == "plateau":
-        patience = getattr(args, "lr_patience", None) or max(1, int(args.patience) // 2)
-        return PlateauSchedule(factor=factor, patience=int(patience), min_lr=min_lr)
-    if name == "step":
-        return SCHEDULES.get(name)(factor=factor, every=int(getattr(args, "lr_step_epochs", 10)), min_lr=min_lr)
-    if name == "cosine":
-        return SCHEDULES.get(name)(warmup_epochs=int(getattr(args, "lr_warmup_epochs", 0)), min_lr=min_lr)
-    return SCHEDULES.get(name)()
+    return SCHEDULES.get(args.lr_schedule).from_flags(args)
 
 
 def training_settings_from_args(args: argparse.Namespace) -> TrainingSettings:
@@ -103,7 +92,7 @@ def training_settings_from_args(args: argparse.Namespace) -> TrainingSettings:
     """
     learning_rate = float(args.learning_rate)
     return TrainingSettings(optimizer=args.optimizer, learning_rate=learning_rate,
-                            schedule=schedule_from_args(args, learning_rate), patience=int(args.patience),
+                            schedule=schedule_from_args(args), patience=int(args.patience),
                             epochs=int(args.epochs), batch_size=int(args.batch_size))
 
 

@@ -95,7 +95,7 @@ def read_sample(path, input_tmaps, output_tmaps, augment: bool = False, rng: np.
                 absent.add(tm.name)
                 read[tm.name] = _absent(tm)
     presence = {tm.presence_name: np.float32([tm.name not in absent])
-                for tm in {tm.name: tm for tm in [*input_tmaps, *output_tmaps]}.values() if tm.name in optional}
+                for tm in optional_maps(input_tmaps, output_tmaps, optional)}
     inputs = {tm.input_name: read[tm.name][0] for tm in input_tmaps} | presence
     outputs = {tm.output_name: tm.target(*read[tm.name]).astype(np.float32, copy=False) for tm in output_tmaps}
     return inputs, outputs
@@ -138,10 +138,15 @@ class BatchResult:
     errors: list[tuple[int, SampleError]]  # (cohort position, error) of each skipped sample
 
 
-def presence_names(input_tmaps, output_tmaps, optional) -> list[str]:
-    """Presence-flag names of the optional maps among the inputs and outputs (each map once)."""
+def optional_maps(input_tmaps, output_tmaps, optional) -> list[TensorMap]:
+    """The optional maps among the inputs and outputs, each once."""
     maps = {tm.name: tm for tm in [*input_tmaps, *output_tmaps]}
-    return [tm.presence_name for tm in maps.values() if tm.name in optional]
+    return [tm for tm in maps.values() if tm.name in optional]
+
+
+def presence_names(input_tmaps, output_tmaps, optional) -> list[str]:
+    """Presence-flag names of the optional maps among the inputs and outputs."""
+    return [tm.presence_name for tm in optional_maps(input_tmaps, output_tmaps, optional)]
 
 
 def batch_shapes(input_tmaps, output_tmaps, rows: int, optional=()) -> dict[str, tuple[int, ...]]:

@@ -44,9 +44,11 @@ class FamilyModel(keras.Model):
     family = ""
 
     def set_spec(self, spec: dict) -> None:
-        """Keep ``spec`` as plain JSON data. It is set past Keras' attribute tracking, which would turn its dicts
-        into tracked containers (and empty the nested Keras configs of saved parts)."""
+        """Keep ``spec`` as plain JSON data, and the maps it describes. They are set past Keras' attribute tracking,
+        which would turn dicts into tracked containers (and empty the nested Keras configs of saved parts)."""
         object.__setattr__(self, "_spec_json", json.dumps(spec))
+        object.__setattr__(self, "_maps", ([map_from_spec(m) for m in spec["inputs"]],
+                                           [map_from_spec(m) for m in spec["outputs"]]))
 
     @property
     def spec(self) -> dict:
@@ -55,11 +57,11 @@ class FamilyModel(keras.Model):
 
     @property
     def input_maps(self) -> list[TensorMap]:
-        return [map_from_spec(m) for m in self.spec["inputs"]]
+        return list(self._maps[0])
 
     @property
     def output_maps(self) -> list[TensorMap]:
-        return [map_from_spec(m) for m in self.spec["outputs"]]
+        return list(self._maps[1])
 
     @property
     def optional(self) -> tuple[str, ...]:

@@ -110,7 +110,7 @@ def preset_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingSet
     preset = PRESETS.get(args.model_preset)(preset_modality(getattr(args, "input_tensors", ())))
     given = explicit_flags(args)
     learning_rate = float(args.learning_rate) if "learning_rate" in given else preset.training.learning_rate
-    schedule = schedule_from_args(args, learning_rate) if given & SCHEDULE_FLAGS else preset.schedule(learning_rate)
+    schedule = schedule_from_args(args) if given & SCHEDULE_FLAGS else preset.schedule(learning_rate)
     training = replace(
         preset.training, learning_rate=learning_rate, schedule=schedule,
         optimizer=args.optimizer if "optimizer" in given else preset.training.optimizer,

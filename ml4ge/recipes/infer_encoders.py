@@ -26,7 +26,7 @@ import numpy as np
 
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.latents import LatentTableWriter, cohort_paths, parse_shard, table_name
-from ml4ge.lookup import resolve_all
+from ml4ge.lookup import resolve_all, tensormap_names
 from ml4ge.progress import progress
 from ml4ge.recipes.settings import RunSettings
 
@@ -153,8 +153,7 @@ def fuses_all(model_file, input_tmaps) -> bool:
 
 def optional_tensors(args: argparse.Namespace, input_tmaps) -> list[str]:
     """TensorMap names of ``--optional_tensors`` (command-line names or TensorMap names of the inputs)."""
-    names = {given: tm.name for given, tm in zip(args.input_tensors, input_tmaps)}
-    return [names.get(name, name) for name in getattr(args, "optional_tensors", ()) or ()]
+    return list(tensormap_names(args.optional_tensors, args.input_tensors, input_tmaps).values())
 
 
 def write_fused(model, input_tmaps, paths, path: Path, batch_size: int, num_workers: int,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.hd5 import hd5_paths
-from ml4ge.lookup import resolve_all
+from ml4ge.lookup import resolve_all, tensormap_names
 from ml4ge.recipes.settings import FitSettings, ModelSettings, RunSettings, SplitSettings
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,13 @@ def optional_names(args: argparse.Namespace, input_tmaps, output_tmaps) -> tuple
     Raises:
         ValueError: for a name that is not among the input or output TensorMaps, or every input optional.
     """
-    given = list(getattr(args, "optional_tensors", ()) or ())
-    by_name = {name: tm.name for name, tm in zip([*args.input_tensors, *args.output_tensors],
-                                                  [*input_tmaps, *output_tmaps])}
-    by_name |= {tm.name: tm.name for tm in [*input_tmaps, *output_tmaps]}
+    given = list(args.optional_tensors)
+    by_name = tensormap_names(given, [*args.input_tensors, *args.output_tensors], [*input_tmaps, *output_tmaps])
     unknown = [name for name in given if name not in by_name]
     if unknown:
         raise ValueError(f"--optional_tensors {' '.join(unknown)}: not among --input_tensors or --output_tensors; "
                          "name maps the model takes or gives.")
-    names = tuple(dict.fromkeys(by_name[name] for name in given))
+    names = tuple(dict.fromkeys(by_name.values()))
     if input_tmaps and all(tm.name in names for tm in input_tmaps):
         raise ValueError("--optional_tensors names every input; keep at least one input required.")
     return names
@@ -123,7 +121,7 @@ def model_settings(args: argparse.Namespace, input_tmaps, output_tmaps):
 
     config, training = settings_from_args(args)
     if args.pairs:
-        names = {given: tm.name for given, tm in zip(args.input_tensors, input_tmaps)}
+        names = tensormap_names([member for pair in args.pairs for member in pair], args.input_tensors, input_tmaps)
         pairs = tuple(tuple(names.get(member, member) for member in pair) for pair in args.pairs)
         config = replace(config, pair=replace(config.pair, pairs=pairs))
     architecture = Architecture(args.family, tuple(args.encoder_blocks),
