@@ -30,6 +30,34 @@ GROUPS = (RUN, DATA, MODEL, TRAINING, INFERENCE, ASSOCIATION, INTERPRETATION, DE
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The values a numeric flag admits: ``low``/``high`` limits (None: none), each inclusive unless ``open_*``."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def admits(self, value: float) -> bool:
+        if value != value:  # NaN is within no bounds.
+            return False
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        """``at least 1``, ``above 0``, ``in [0, 1)``."""
+        if self.high is None:
+            return f"{'above' if self.open_low else 'at least'} {self.low:g}"
+        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+AT_LEAST_0, AT_LEAST_1, AT_LEAST_2 = Bounds(0), Bounds(1), Bounds(2)
+POSITIVE, RATE = Bounds(0, open_low=True), Bounds(0, 1, open_high=True)
+OPEN_UNIT = Bounds(0, 1, open_low=True, open_high=True)
+
+
+@dataclass(frozen=True)
 class Flag:
     """How one flag is read.
 
@@ -41,6 +69,8 @@ class Flag:
         nargs: argparse's nargs; ``"*"`` for a tuple default unless given.
         choices, metavar: as argparse's.
         repeat: the flag may be given several times, each adding one item (``--pairs A B --pairs C D``).
+        bounds: the values a number (each number of a list) may take; checked before any work
+            (:func:`out_of_bounds`).
     """
 
     group: str
@@ -51,6 +81,7 @@ class Flag:
     choices: tuple | None = None
     metavar: str | tuple | None = None
     repeat: bool = False
+    bounds: Bounds | None = None
 
     def argparse_options(self) -> dict[str, Any]:
         """Keywords of ``add_argument``: a False default makes a switch, a tuple default a list."""
@@ -63,6 +94,17 @@ class Flag:
                    "choices": self.choices, "metavar": self.metavar, "action": "append" if self.repeat else None}
         return {key: value for key, value in options.items() if value is not None or key == "default"}
 
+    def violation(self, name: str, value: Any) -> str | None:
+        """What is wrong with ``value`` for ``--name``, or None when it is within :attr:`bounds`."""
+        if self.bounds is None or value is None:
+            return None
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        bad = [item for item in values if isinstance(item, (int, float)) and not self.bounds.admits(item)]
+        if not bad:
+            return None
+        each = "each value of " if isinstance(value, (list, tuple)) else ""
+        return f"{each}--{name} must be {self.bounds.describe()}, got {bad[0]!r}."
+
 
 FLAGS: dict[str, Flag] = {
     # run
@@ -71,7 +113,8 @@ FLAGS: dict[str, Flag] = {
                              "each records its flags in arguments_<mode>.json and appends to log.txt."),
     "random_seed": Flag(RUN, DEFAULT_SEED, "Seed for splits, shuffling and init."),
     "num_workers": Flag(RUN, min(os.cpu_count() or 1, 4),
-                        "Worker processes for reading HD5 files and tensorizing (0: read in the main process)."),
+                        "Worker processes for reading HD5 files and tensorizing (0: read in the main process).",
+                        bounds=AT_LEAST_0),
     "overwrite": Flag(RUN, False, "Rerun a mode in its run folder with other flags, replacing its "
                                   "arguments_<mode>.json (without it such a rerun is refused); tensorize: also "
                                   "replace existing HD5 files."),
@@ -88,8 +131,8 @@ FLAGS: dict[str, Flag] = {
     "train_csv": Flag(DATA, None, "Samples assigned to train."),
     "valid_csv": Flag(DATA, None, "Samples assigned to valid."),
     "test_csv": Flag(DATA, None, "Samples assigned to test."),
-    "valid_ratio": Flag(DATA, 0.1, "Fraction of samples for validation."),
-    "test_ratio": Flag(DATA, 0.1, "Fraction of samples for testing."),
+    "valid_ratio": Flag(DATA, 0.1, "Fraction of samples for validation.", bounds=RATE),
+    "test_ratio": Flag(DATA, 0.1, "Fraction of samples for testing.", bounds=RATE),
     "cache": Flag(DATA, False, "Keep tensors in memory after the first epoch."),
     "manifest": Flag(DATA, None, "tensorize: CSV of sample_id, tensor, path[, instance] rows (paths relative to "
                                  "the manifest's folder)."),
@@ -110,58 +153,63 @@ FLAGS: dict[str, Flag] = {
     "model_preset": Flag(MODEL, None, "A named architecture (e.g. udip)."),
     "model_file": Flag(MODEL, None, "A trained <id>.keras model (for inference or fine-tuning)."),
     "activation": Flag(MODEL, CONV.activation, "Activation of hidden layers."),
-    "conv_layers": Flag(MODEL, CONV.layers, "Widths of the stem convolutions.", type=int),
-    "conv_width": Flag(MODEL, CONV.kernel_1d, "Kernel size for 1-D maps.", type=int),
-    "conv_x": Flag(MODEL, CONV.kernel_x, "Kernel size along x.", type=int),
-    "conv_y": Flag(MODEL, CONV.kernel_y, "Kernel size along y.", type=int),
-    "conv_z": Flag(MODEL, CONV.kernel_z, "Kernel size along z.", type=int),
+    "conv_layers": Flag(MODEL, CONV.layers, "Widths of the stem convolutions.", type=int, bounds=AT_LEAST_1),
+    "conv_width": Flag(MODEL, CONV.kernel_1d, "Kernel size for 1-D maps.", type=int, bounds=AT_LEAST_1),
+    "conv_x": Flag(MODEL, CONV.kernel_x, "Kernel size along x.", type=int, bounds=AT_LEAST_1),
+    "conv_y": Flag(MODEL, CONV.kernel_y, "Kernel size along y.", type=int, bounds=AT_LEAST_1),
+    "conv_z": Flag(MODEL, CONV.kernel_z, "Kernel size along z.", type=int, bounds=AT_LEAST_1),
     "conv_normalize": Flag(MODEL, None, "Normalization after convolutions (batch_norm, ...)."),
     "conv_regularize": Flag(MODEL, None, "Regularization after convolutions (dropout, ...)."),
-    "conv_regularize_rate": Flag(MODEL, 0.0, "Rate of --conv_regularize."),
-    "dense_blocks": Flag(MODEL, CONV.stages, "Widths of conv stages.", type=int),
-    "block_size": Flag(MODEL, CONV.block_size, "Convolutions per stage."),
+    "conv_regularize_rate": Flag(MODEL, 0.0, "Rate of --conv_regularize.", bounds=RATE),
+    "dense_blocks": Flag(MODEL, CONV.stages, "Widths of conv stages.", type=int, bounds=AT_LEAST_1),
+    "block_size": Flag(MODEL, CONV.block_size, "Convolutions per stage.", bounds=AT_LEAST_1),
     "dense_layers": Flag(MODEL, DENSE.widths, "Dense widths after the convolutions; the last is the latent size.",
-                         type=int),
+                         type=int, bounds=AT_LEAST_1),
     "dense_normalize": Flag(MODEL, None, "Normalization after dense layers."),
     "dense_regularize": Flag(MODEL, None, "Regularization after dense layers."),
-    "dense_regularize_rate": Flag(MODEL, 0.0, "Rate of --dense_regularize."),
+    "dense_regularize_rate": Flag(MODEL, 0.0, "Rate of --dense_regularize.", bounds=RATE),
     "pool_type": Flag(MODEL, CONV.pool_type, "Pooling between stages.", choices=("max", "average")),
     "decoder_template": Flag(MODEL, False, "Conv decoders add a learned template image to their output, set to the "
                                            "training split's mean volume before training (they start at the cohort "
                                            "mean), and conv encoders subtract that mean, frozen, from their input "
                                            "(they see differences from it)."),
-    "pool_x": Flag(MODEL, CONV.pool[0], "Pooling factor along x."),
-    "pool_y": Flag(MODEL, CONV.pool[1], "Pooling factor along y."),
-    "pool_z": Flag(MODEL, CONV.pool[2], "Pooling factor along z."),
+    "pool_x": Flag(MODEL, CONV.pool[0], "Pooling factor along x.", bounds=AT_LEAST_1),
+    "pool_y": Flag(MODEL, CONV.pool[1], "Pooling factor along y.", bounds=AT_LEAST_1),
+    "pool_z": Flag(MODEL, CONV.pool[2], "Pooling factor along z.", bounds=AT_LEAST_1),
     "pairs": Flag(MODEL, (), "train: input TensorMaps tied by the pair merge; compare: latent tables whose "
                              "fold-by-fold difference A - B is reported. Repeat for several pairs.",
                   nargs=2, metavar=("A", "B"), repeat=True),
     "pair_loss": Flag(MODEL, PAIR.loss, "Loss tying paired embeddings.",
                       choices=("contrastive", "cosine", "euclid")),
-    "pair_loss_weight": Flag(MODEL, PAIR.weight, "Weight of the pair loss."),
+    "pair_loss_weight": Flag(MODEL, PAIR.weight, "Weight of the pair loss.", bounds=AT_LEAST_0),
     "pair_merge": Flag(MODEL, PAIR.merge, "Fusion of paired embeddings (dropout = DropFuse).",
                        choices=("dropout", "average", "concat")),
     # training
-    "batch_size": Flag(TRAINING, 8, "Global batch size (split across replicas)."),
-    "epochs": Flag(TRAINING, 10, "Maximum number of epochs."),
-    "training_steps": Flag(TRAINING, 0, "Steps per epoch; 0 = one pass over train."),
-    "validation_steps": Flag(TRAINING, 0, "Validation steps; 0 = one pass."),
-    "test_steps": Flag(TRAINING, 0, "Test steps; 0 = one pass."),
-    "patience": Flag(TRAINING, 8, "Epochs without improvement before stopping."),
+    "batch_size": Flag(TRAINING, 8, "Global batch size (split across replicas).", bounds=AT_LEAST_1),
+    "epochs": Flag(TRAINING, 10, "Maximum number of epochs.", bounds=AT_LEAST_1),
+    "training_steps": Flag(TRAINING, 0, "Steps per epoch; 0 = one pass over train.", bounds=AT_LEAST_0),
+    "validation_steps": Flag(TRAINING, 0, "Validation steps; 0 = one pass.", bounds=AT_LEAST_0),
+    "test_steps": Flag(TRAINING, 0, "Test steps; 0 = one pass.", bounds=AT_LEAST_0),
+    "patience": Flag(TRAINING, 8, "Epochs without improvement before stopping.", bounds=AT_LEAST_0),
     "learning_rate": Flag(TRAINING, TRAINING_DEFAULTS["learning_rate"],
-                          "Initial learning rate (a --model_preset brings its own unless this is given)."),
+                          "Initial learning rate (a --model_preset brings its own unless this is given).",
+                          bounds=POSITIVE),
     "optimizer": Flag(TRAINING, TRAINING_DEFAULTS["optimizer"], "Keras optimizer name."),
     "lr_schedule": Flag(TRAINING, TRAINING_DEFAULTS["lr_schedule"],
                         "Learning-rate schedule: plateau (x --lr_factor after --lr_patience epochs without a lower "
                         "val_loss), step (x --lr_factor every --lr_step_epochs), cosine (warm-up of "
                         "--lr_warmup_epochs, then cosine decay to --lr_min) or constant."),
-    "lr_factor": Flag(TRAINING, TRAINING_DEFAULTS["lr_factor"], "plateau/step: factor applied to the learning rate."),
+    "lr_factor": Flag(TRAINING, TRAINING_DEFAULTS["lr_factor"], "plateau/step: factor applied to the learning rate.",
+                      bounds=OPEN_UNIT),
     "lr_patience": Flag(TRAINING, TRAINING_DEFAULTS["lr_patience"], "plateau: epochs without improvement before "
                                                                     "lowering (default: half of --patience).",
-                        type=int),
-    "lr_min": Flag(TRAINING, TRAINING_DEFAULTS["lr_min"], "Floor of the learning rate (plateau, step, cosine)."),
-    "lr_step_epochs": Flag(TRAINING, TRAINING_DEFAULTS["lr_step_epochs"], "step: epochs between reductions."),
-    "lr_warmup_epochs": Flag(TRAINING, TRAINING_DEFAULTS["lr_warmup_epochs"], "cosine: epochs of linear warm-up."),
+                        type=int, bounds=AT_LEAST_0),
+    "lr_min": Flag(TRAINING, TRAINING_DEFAULTS["lr_min"], "Floor of the learning rate (plateau, step, cosine).",
+                   bounds=AT_LEAST_0),
+    "lr_step_epochs": Flag(TRAINING, TRAINING_DEFAULTS["lr_step_epochs"], "step: epochs between reductions.",
+                           bounds=AT_LEAST_1),
+    "lr_warmup_epochs": Flag(TRAINING, TRAINING_DEFAULTS["lr_warmup_epochs"], "cosine: epochs of linear warm-up.",
+                             bounds=AT_LEAST_0),
     "strategy": Flag(TRAINING, "auto", "Distribution strategy.",
                      choices=("auto", "default", "mirrored", "multi_worker", "tpu")),
     "mixed_precision": Flag(TRAINING, False, "bfloat16 on CPU/TPU, float16 on GPU."),
@@ -175,7 +223,7 @@ FLAGS: dict[str, Flag] = {
     "latent_tables": Flag(INFERENCE, (), "compare: name=path latent TSVs."),
     "phenotypes": Flag(INFERENCE, None, "compare: CSV/TSV of phenotypes keyed by sample id."),
     "covariates": Flag(INFERENCE, (), "compare: phenotype columns used as covariates."),
-    "folds": Flag(INFERENCE, 5, "compare: cross-validation folds."),
+    "folds": Flag(INFERENCE, 5, "compare: cross-validation folds.", bounds=AT_LEAST_2),
     # genetic association
     "genotypes": Flag(ASSOCIATION, None, "associate: PLINK 1 prefix of a .bed/.bim/.fam trio (IID = sample id)."),
     "covariates_file": Flag(ASSOCIATION, None, "associate: CSV/TSV of covariates keyed by sample id; --covariates "
@@ -183,42 +231,44 @@ FLAGS: dict[str, Flag] = {
     "replication_genotypes": Flag(ASSOCIATION, None, "associate: PLINK 1 prefix of a replication cohort."),
     "replication_samples": Flag(ASSOCIATION, None, "associate: CSV of sample ids held out of discovery to "
                                                    "replicate the hits in."),
-    "maf": Flag(ASSOCIATION, 0.01, "associate: minimum minor-allele frequency."),
-    "geno": Flag(ASSOCIATION, 0.1, "associate: maximum missing-call rate per SNP."),
+    "maf": Flag(ASSOCIATION, 0.01, "associate: minimum minor-allele frequency.", bounds=Bounds(0, 0.5)),
+    "geno": Flag(ASSOCIATION, 0.1, "associate: maximum missing-call rate per SNP.", bounds=Bounds(0, 1)),
     "rint": Flag(ASSOCIATION, False, "associate: rank-inverse-normal transform latents."),
     "impute": Flag(ASSOCIATION, False, "associate: mean-impute missing calls (default: drop the sample for that "
                                        "SNP, as PLINK)."),
-    "snp_chunk": Flag(ASSOCIATION, 10_000, "associate: SNPs read and tested at once."),
-    "clump_kb": Flag(ASSOCIATION, 250.0, "associate: half-width of a locus (kb)."),
+    "snp_chunk": Flag(ASSOCIATION, 10_000, "associate: SNPs read and tested at once.", bounds=AT_LEAST_1),
+    "clump_kb": Flag(ASSOCIATION, 250.0, "associate: half-width of a locus (kb).", bounds=AT_LEAST_0),
     "significance": Flag(ASSOCIATION, None, "associate: P threshold of a hit (default 5e-8 / number of latent "
-                                            "dimensions).", type=float),
+                                            "dimensions).", type=float, bounds=OPEN_UNIT),
     "association_counts": Flag(ASSOCIATION, (), "compare: associate_counts.tsv of associate runs, to add their hit "
                                                 "and locus counts."),
     # interpretation
     "interpret_samples": Flag(INTERPRETATION, 500, "interpret: subjects whose latents are perturbed (the first N "
-                                                   "of the table or cohort)."),
+                                                   "of the table or cohort).", bounds=AT_LEAST_2),
     "interpret_dimensions": Flag(INTERPRETATION, (), "interpret: 0-based latent dimensions to map (default: all).",
                                  type=int),
     "perturb_sd": Flag(INTERPRETATION, 1.0, "interpret: shift of the perturbed dimension, in its standard "
-                                            "deviations."),
-    "smooth_sigma": Flag(INTERPRETATION, 3.0, "interpret: Gaussian sigma of the |t| maps, in voxels (0: none)."),
+                                            "deviations.", bounds=POSITIVE),
+    "smooth_sigma": Flag(INTERPRETATION, 3.0, "interpret: Gaussian sigma of the |t| maps, in voxels (0: none).",
+                         bounds=AT_LEAST_0),
     "atlas": Flag(INTERPRETATION, None, "interpret: NIfTI label image ranking regions (resampled, nearest "
                                         "neighbour, onto the map grid when it lies elsewhere)."),
     "atlas_labels": Flag(INTERPRETATION, None, "interpret: TSV of label, name[, hemisphere] for --atlas."),
     "merge_hemispheres": Flag(INTERPRETATION, False, "interpret: join left and right regions of one structure."),
     "interpret_mask": Flag(INTERPRETATION, None, "interpret: NIfTI brain mask (default: the atlas's labelled "
                                                  "voxels, else the nonzero voxels of the mean input image)."),
-    "lightbox_slices": Flag(INTERPRETATION, 8, "interpret: axial slices per lightbox PNG."),
+    "lightbox_slices": Flag(INTERPRETATION, 8, "interpret: axial slices per lightbox PNG.", bounds=AT_LEAST_1),
     "interpret_top_regions": Flag(INTERPRETATION, 10, "interpret: regions per dimension in the combined "
-                                                      "top-regions table."),
+                                                      "top-regions table.", bounds=AT_LEAST_1),
     "interpret_memory_mb": Flag(INTERPRETATION, 2048.0, "interpret: memory for running sums; more lets more "
-                                                        "dimensions share a decoding pass."),
+                                                        "dimensions share a decoding pass.", bounds=POSITIVE),
     # demo
     "quick": Flag(DEMO, False, "demo: 80 subjects at 5 mm and 3 epochs per model (a few minutes on a CPU)."),
     "full_resolution": Flag(DEMO, False, "demo: 1 mm volumes (182x218x182) and UDIP-sized models, for a machine "
                                          "with a GPU."),
-    "demo_subjects": Flag(DEMO, None, "demo: subjects to generate (default: 300, or 80 with --quick).", type=int),
-    "demo_epochs": Flag(DEMO, None, "demo: epochs per model (default: the preset's).", type=int),
+    "demo_subjects": Flag(DEMO, None, "demo: subjects to generate (default: 300, or 80 with --quick).", type=int,
+                          bounds=AT_LEAST_1),
+    "demo_epochs": Flag(DEMO, None, "demo: epochs per model (default: the preset's).", type=int, bounds=AT_LEAST_1),
     "demo_data": Flag(DEMO, None, "demo: reuse a cohort folder written by an earlier demo (<demo run>/data)."),
 }
 
@@ -284,6 +334,12 @@ def flag_settings(cls: type) -> type:
 def flag_names(settings_class) -> list[str]:
     """The flags of a settings class (or instance)."""
     return [item.name for item in dataclasses.fields(settings_class)]
+
+
+def out_of_bounds(settings) -> list[str]:
+    """A message for each flag of ``settings`` whose value is outside its :attr:`Flag.bounds`."""
+    messages = (FLAGS[name].violation(name, getattr(settings, name)) for name in flag_names(settings))
+    return [message for message in messages if message]
 
 
 def settings_from_namespace(settings_class: type, namespace: argparse.Namespace):

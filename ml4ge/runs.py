@@ -26,6 +26,10 @@ class RerunError(ValueError):
     """A mode rerun in its run folder with settings other than the recorded ones."""
 
 
+class RunFolderError(ValueError):
+    """The run folder cannot be created or written (a read-only or missing disk, a file in the way)."""
+
+
 def record_path(folder: Path, mode: str) -> Path:
     """``<folder>/arguments_<mode>.json``."""
     return Path(folder) / f"arguments_{mode}.json"
@@ -70,10 +74,16 @@ def start_run(settings) -> Path:
 
     Raises:
         RerunError: see :func:`check_rerun` (nothing is created then).
+        RunFolderError: when the folder or its record cannot be written.
     """
     check_rerun(settings)
-    folder = run_folder(settings)
-    write_text(record_path(folder, settings.mode), json.dumps(settings_record(settings), indent=2, sort_keys=True))
+    try:
+        folder = run_folder(settings)
+        write_text(record_path(folder, settings.mode), json.dumps(settings_record(settings), indent=2,
+                                                                  sort_keys=True))
+    except OSError as error:
+        raise RunFolderError(f"cannot write the run folder {Path(settings.output_folder) / settings.id}: "
+                             f"{error.strerror or error}; choose a writable --output_folder.") from None
     return folder
 
 

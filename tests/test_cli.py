@@ -75,12 +75,38 @@ def test_missing_mode_is_refused(capsys):
         (["--sample_csv", "nowhere.csv"], "--sample_csv 'nowhere.csv' does not exist"),
         (["--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
         (["--inptu_tensors", "t1"], "unknown flag --inptu_tensors. Did you mean --input_tensors"),
+        (["--learning_rate", "-0.001"], "--learning_rate must be above 0, got -0.001"),
+        (["--learning_rate", "0"], "--learning_rate must be above 0, got 0.0"),
+        (["--learning_rate", "nan"], "--learning_rate must be above 0, got nan"),
+        (["--num_workers", "-2"], "--num_workers must be at least 0, got -2"),
+        (["--dense_layers", "32", "0"], "each value of --dense_layers must be at least 1, got 0"),
+        (["--patience", "-1"], "--patience must be at least 0, got -1"),
+        (["--lr_factor", "1.5"], "--lr_factor must be in (0, 1), got 1.5"),
     ],
 )
 def test_bad_flags_are_refused_before_any_work(tmp_path, capsys, flags, message):
     err = refused(capsys, ["--mode", "train", "--output_folder", str(tmp_path), *flags])
     assert message in err and "ml4ge --mode train --help" in err
     assert not any(tmp_path.iterdir()), "a refused run must not create its run folder"
+
+
+def test_every_mode_refuses_numbers_out_of_bounds(tmp_path, capsys):
+    from ml4ge.arguments import FLAGS, flag_names
+    from ml4ge.modes import RECIPES
+
+    for mode in RECIPES.names():
+        settings_class = RECIPES.load(mode).Settings
+        if "num_workers" in flag_names(settings_class):
+            err = refused(capsys, ["--mode", mode, "--output_folder", str(tmp_path), "--num_workers", "-1"])
+            assert "--num_workers must be at least 0" in err, (mode, err)
+    assert FLAGS["learning_rate"].violation("learning_rate", 1e-3) is None
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys, phenotypes):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    err = refused(capsys, tensorize_argv(tmp_path, phenotypes, "--output_folder", str(blocker / "runs")))
+    assert "cannot write the run folder" in err and "choose a writable --output_folder" in err
 
 
 # Typed settings -----------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml4ge.arguments import Settings, flag_names, flag_settings
+from ml4ge.arguments import Settings, flag_names, flag_settings, out_of_bounds
 
 EXISTING_FILES = ("model_file", "sample_csv", "train_csv", "valid_csv", "test_csv", "manifest", "phenotype_csv",
                   "phenotypes")
@@ -100,11 +100,15 @@ class FitSettings(Settings):
 
 
 def check_common(settings) -> None:
-    """Checks of flags that several modes share, for the flags ``settings`` has: split ratios, existing files.
+    """Checks of flags that several modes share, for the flags ``settings`` has: each number within its flag's
+    bounds, split ratios, existing files.
 
     Raises:
         ValueError, FileNotFoundError: with a message saying what to change.
     """
+    violations = out_of_bounds(settings)
+    if violations:
+        raise ValueError(" ".join(violations))
     names = set(flag_names(settings))
     if "valid_ratio" in names:
         valid, test = settings.valid_ratio, settings.test_ratio
