@@ -116,6 +116,38 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         log.info("resumed from the backup of epoch %d (learning rate %.3g)", self.restored_epoch, lr)
 
 
+class NonFiniteLoss(RuntimeError):
+    """The training or validation loss became NaN or infinite; the run stops without saving that epoch."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises :class:`NonFiniteLoss` at the first batch, or the validation, whose loss is NaN or infinite.
+
+    First in the callback list: raising in ``on_epoch_end`` before the checkpoint and backup callbacks run keeps
+    the last good epoch's ``best.weights.h5`` and backup, and the recipe stops before saving the model.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check("loss", logs, f"batch {batch + 1} of epoch {self.epoch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name in ("loss", MONITOR):
+            self._check(name, logs, f"the end of epoch {epoch + 1}")
+
+    def _check(self, name: str, logs, where: str) -> None:
+        value = (logs or {}).get(name)
+        if value is None or math.isfinite(float(value)):
+            return
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        raise NonFiniteLoss(
+            f"the {name} is {float(value)} at {where}: training stopped, the model is not saved; the backup and "
+            f"best checkpoint of the last finished epoch are kept. Lower --learning_rate (now {rate:.3g}) and rerun "
+            "with --overwrite or another --id, or check the inputs for NaN or infinite values.")
+
+
 class EpochRate(keras.callbacks.Callback):
     """Sets the optimizer's learning rate at the start of each epoch from ``schedule.rate(epoch, ...)`` and logs it."""
 
@@ -139,7 +171,8 @@ def _jsonable(value):
 
 
 def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=()) -> list[keras.callbacks.Callback]:
-    """Early stopping, the learning-rate schedule, best-weights checkpoint, CSV log, TensorBoard and the backup.
+    """The NaN-loss guard, early stopping, the learning-rate schedule, best-weights checkpoint, CSV log, TensorBoard
+    and the backup.
 
     Args:
         folder: the run folder (or a scratch folder for non-chief workers).
@@ -148,7 +181,7 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=())
         extra: the family's own callbacks (a KL-weight schedule); they run before the logs are written.
 
     Returns:
-        The callbacks, :class:`RunBackup` last.
+        The callbacks, :class:`StopOnNonFiniteLoss` first and :class:`RunBackup` last.
     """
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings.patience, verbose=1)
@@ -157,7 +190,7 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=())
                                            save_weights_only=True, verbose=0)
     csv_path = folder / TRAINING_LOG
     logger = keras.callbacks.CSVLogger(str(csv_path), append=True)
-    callbacks = [*extra, stopping, plateau, best, logger]
+    callbacks = [StopOnNonFiniteLoss(), *extra, stopping, plateau, best, logger]
     if write_outputs:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False))
     callbacks.append(RunBackup(str(folder / BACKUP_FOLDER), stateful=[stopping, plateau, best]))
