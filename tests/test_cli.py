@@ -213,3 +213,50 @@ def test_a_changed_rerun_is_refused_unless_overwrite(tmp_path, phenotypes, capsy
     assert json.loads(record.read_text())["resample"] is True
     log = (tmp_path / "runs" / "shared" / "log.txt").read_text()
     assert log.count("--mode tensorize started") == 3  # appended, never truncated
+
+
+# Model files ml4ge will not load --------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["train", "infer", "infer_encoders", "interpret"])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("model.h5", b"\x89HDF\r\n\x1a\n", "is a legacy HDF5 model file: ml4ge loads only .keras archives"),
+        ("model.keras", b"just some text, not a zip\n", "is not a Keras model archive"),
+        ("model.pkl", b"\x80\x04K\x01.", "is not a .keras model file"),
+    ],
+)
+def test_model_files_that_are_not_keras_archives_are_refused(tmp_path, capsys, mode, name, content, message):
+    model_file = tmp_path / name
+    model_file.write_bytes(content)
+    outputs = ["--output_tensors", "t1"] if mode in ("train", "infer") else []
+    err = refused(capsys, ["--mode", mode, "--output_folder", str(tmp_path / "runs"), "--model_file",
+                           str(model_file), "--input_tensors", "t1", *outputs])
+    assert message in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_loading_refuses_legacy_and_non_archive_files(tmp_path):
+    from ml4ge.models.artifacts import load_keras
+
+    legacy = tmp_path / "encoder_t1.h5"
+    legacy.write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(ValueError, match="legacy HDF5 model file"):
+        load_keras(legacy)
+    text = tmp_path / "encoder_t1.keras"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="is not a Keras model archive"):
+        load_keras(text)
+
+
+def test_keras_is_required_without_the_published_safe_mode_bypasses():
+    """Keras before 3.11 has published safe_mode bypasses (CVE-2025-1550, -8747, -9906); setup.py and the Docker
+    images (which install through setup.py, keeping no Keras of their own) must not allow it."""
+    import re
+    from importlib.metadata import version
+
+    requirement = re.search(r'"keras>=([0-9.]+)', (ROOT / "setup.py").read_text())
+    assert requirement and tuple(map(int, requirement.group(1).split("."))) >= (3, 11)
+    assert tuple(map(int, version("keras").split(".")[:2])) >= (3, 11)
+    for dockerfile in (ROOT / "docker").glob("Dockerfile.*"):
+        text = dockerfile.read_text()
+        assert "pip install --no-cache-dir ." in text and "--no-deps" not in text and "keras==" not in text

@@ -22,11 +22,16 @@ import keras
 
 from ml4ge.atomic import atomic_path
 from ml4ge.models.builtins import load_builtins
-from ml4ge.models.layout import MERGER_FILE, folder_of, model_path, part_path
+from ml4ge.models.layout import MERGER_FILE, check_model_format, folder_of, model_path, part_path
 
 
 def load_keras(path, compile: bool = False) -> keras.Model:
-    """The model saved at ``path``, in safe mode, with ml4ge's Keras classes registered."""
+    """The model saved at ``path``, in safe mode, with ml4ge's Keras classes registered.
+
+    Raises:
+        ValueError: for a legacy HDF5 model or a file that is not a ``.keras`` archive.
+    """
+    check_model_format(path)
     load_builtins()
     return keras.saving.load_model(path, compile=compile, safe_mode=True)
 

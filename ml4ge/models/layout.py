@@ -11,11 +11,32 @@ without importing the module that loads (and registers) families.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 from ml4ge.tensormap import TensorMap, keras_safe
 
 MERGER_FILE = "merger.keras"
+LEGACY_SUFFIXES = (".h5", ".hdf5")  # Keras 2's HDF5 models: safe mode does not cover them (CVE-2025-9905).
+
+
+def check_model_format(path) -> None:
+    """Refuse a model file ml4ge will not load: a legacy HDF5 model, or anything but a ``.keras`` zip archive.
+
+    Raises:
+        ValueError: saying what the file is and what to pass instead.
+    """
+    path = Path(path)
+    if path.suffix.lower() in LEGACY_SUFFIXES:
+        raise ValueError(f"{str(path)!r} is a legacy HDF5 model file: ml4ge loads only .keras archives (Keras' safe "
+                         "mode does not protect HDF5 models); load it in a trusted session and model.save(...) it "
+                         "as .keras.")
+    if path.suffix != ".keras":
+        raise ValueError(f"{str(path)!r} is not a .keras model file; pass the <id>.keras that --mode train wrote.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{str(path)!r} is not a Keras model archive (a .keras file is the zip that model.save "
+                         "writes; this one is truncated or another kind of file); pass the <id>.keras that --mode "
+                         "train wrote.")
 
 
 def model_path(folder, run_id: str) -> Path:
