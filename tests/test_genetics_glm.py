@@ -5,7 +5,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from ml4ge.genetics.glm import associate_chunk, neg_log10_p, prepare_phenotypes
+from ml4ge.genetics.glm import associate_chunk, neg_log10_p, prepare_phenotypes, untestable_phenotypes
 from ml4ge.genetics.simulate import simulate_dosages
 
 
@@ -92,3 +92,24 @@ def test_bad_phenotypes_and_covariates_are_refused(data):
         prepare_phenotypes(phenotypes, collinear, ("age", "sex", "pc", "twice_age"))
     with pytest.raises(ValueError, match="constant after the covariates"):
         prepare_phenotypes(np.column_stack([phenotypes[:, 0], covariates[:, 0]]), covariates)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -3.7, 5e6, 1e-12])
+def test_constant_phenotype_is_untestable_whatever_its_value(data, value):
+    _, covariates, phenotypes = data
+    columns = np.column_stack([phenotypes[:, 0], np.full(len(phenotypes), value)])
+    assert untestable_phenotypes(columns, covariates) == {1: "constant (every sample has the same value)"}
+    with pytest.raises(ValueError, match=r"phenotype columns \[1\] are constant"):
+        prepare_phenotypes(columns, covariates)
+
+
+@pytest.mark.parametrize("offset", [0.0, 2.0, 1e6])
+def test_phenotype_that_the_covariates_explain_exactly_is_untestable(data, offset):
+    _, covariates, phenotypes = data
+    exact = offset + 0.03 * covariates[:, 0] - 0.5 * covariates[:, 1] + 1e-3 * covariates[:, 2]
+    columns = np.column_stack([exact, phenotypes[:, 1], offset + phenotypes[:, 2]])
+    assert untestable_phenotypes(columns, covariates) == {0: "constant after the covariates (an exact linear "
+                                                            "function of them)"}
+    with pytest.raises(ValueError, match=r"phenotype columns \[0\] are constant after the covariates"):
+        prepare_phenotypes(columns, covariates)
+    assert untestable_phenotypes(columns[:, 1:], covariates) == {}

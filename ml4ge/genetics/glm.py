@@ -22,7 +22,10 @@ LOG10 = np.log(10.0)
 SMALLEST_DIRECT_P = 1e-280  # below this -log10 P comes from the series of the incomplete beta function
 SERIES_TERMS = 200
 RANK_TOLERANCE = 1e-10
-CONSTANT_TOLERANCE = 1e-9
+CONSTANT_TOLERANCE = 1e-9  # a SNP's dosage sum of squares after the covariates, per sample (dosages are 0..2)
+UNTESTABLE_TOLERANCE = 1e-9  # a phenotype's residual RMS relative to its magnitude max |y|
+CONSTANT = "constant (every sample has the same value)"
+EXPLAINED_BY_COVARIATES = "constant after the covariates (an exact linear function of them)"
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,51 @@ def prepare_phenotypes(phenotypes: np.ndarray, covariates: np.ndarray | None = N
 
     Raises:
         ValueError: for non-finite values, covariates that are collinear (with each other or the intercept), too
-            few samples for the model, or a phenotype that the covariates explain completely.
+            few samples for the model, or a phenotype that is constant or that the covariates explain completely
+            (see :func:`untestable_phenotypes`).
+    """
+    y, q = _phenotypes_and_basis(phenotypes, covariates, covariate_names)
+    residuals = y - q @ (q.T @ y)
+    flat = _untestable(y, residuals)
+    if flat:
+        raise ValueError(f"phenotype columns {sorted(flat)} are {'; '.join(sorted(set(flat.values())))}; "
+                         "drop them.")
+    return PreparedPhenotypes(q, residuals, np.einsum("np,np->p", residuals, residuals))
+
+
+def untestable_phenotypes(phenotypes: np.ndarray, covariates: np.ndarray | None = None,
+                          covariate_names: tuple[str, ...] = ()) -> dict[int, str]:
+    """Columns of ``phenotypes`` that no SNP can be tested against, with the reason: constant, or constant after
+    the covariates (an exact linear function of them and the intercept).
+
+    The test is relative to each column's own magnitude ``max |y|``, so it holds for any value of a constant,
+    0 included: the residual root mean square must exceed ``UNTESTABLE_TOLERANCE * max |y|`` (round-off leaves
+    about 1e-16 of it; a float32 latent table resolves about 1e-7).
+
+    Example:
+        >>> untestable_phenotypes(np.column_stack([np.arange(12.0), np.ones(12)]))
+        {1: 'constant (every sample has the same value)'}
+    """
+    y, q = _phenotypes_and_basis(phenotypes, covariates, covariate_names)
+    return _untestable(y, y - q @ (q.T @ y))
+
+
+def _untestable(y: np.ndarray, residuals: np.ndarray) -> dict[int, str]:
+    magnitude = np.abs(y).max(axis=0)
+    spread = y.max(axis=0) - y.min(axis=0)
+    residual_rms = np.sqrt(np.mean(residuals * residuals, axis=0))
+    reasons = {}
+    for column in np.flatnonzero(residual_rms <= UNTESTABLE_TOLERANCE * magnitude):
+        reasons[int(column)] = (CONSTANT if spread[column] <= UNTESTABLE_TOLERANCE * magnitude[column]
+                                else EXPLAINED_BY_COVARIATES)
+    return reasons
+
+
+def _phenotypes_and_basis(phenotypes, covariates, covariate_names) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, Q)``: the phenotypes as (n, P) floats and an orthonormal basis of the intercept and covariates.
+
+    Raises:
+        ValueError: for non-finite values, collinear covariates or too few samples.
     """
     y = np.asarray(phenotypes, dtype=np.float64)
     y = y.reshape(len(y), -1)
@@ -90,13 +137,7 @@ def prepare_phenotypes(phenotypes: np.ndarray, covariates: np.ndarray | None = N
         bad = [names[i] if i < len(names) else f"column {i}" for i in np.flatnonzero(collinear)]
         raise ValueError(f"covariates {bad} are constant or collinear with the others on these {n} samples; "
                          "drop them from --covariates.")
-    residuals = y - q @ (q.T @ y)
-    residual_ss = np.einsum("np,np->p", residuals, residuals)
-    flat = residual_ss <= CONSTANT_TOLERANCE * np.maximum(np.einsum("np,np->p", y - y.mean(0), y - y.mean(0)), 1e-300)
-    if flat.any():
-        raise ValueError(f"phenotype columns {np.flatnonzero(flat).tolist()} are constant after the covariates; "
-                         "drop them.")
-    return PreparedPhenotypes(q, residuals, residual_ss)
+    return y, q
 
 
 def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: bool = False) -> ChunkStatistics:

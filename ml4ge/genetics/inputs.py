@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ from scipy import stats
 
 from ml4ge.compare import as_numeric
 from ml4ge.genetics.genotypes import match_samples
+from ml4ge.genetics.glm import untestable_phenotypes
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,13 @@ class Space:
         name: the latent table's name.
         phenotypes: (n, D) frame indexed by sample id, one column per latent dimension.
         covariates: (n, c) numeric frame on the same index (c may be 0).
+        untestable: dimensions left out of ``phenotypes`` -> why no SNP can be tested against them.
     """
 
     name: str
     phenotypes: pd.DataFrame
     covariates: pd.DataFrame
+    untestable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def dimensions(self) -> list[str]:
@@ -73,9 +76,12 @@ def assemble_spaces(latents: Mapping[str, pd.DataFrame], covariates: pd.DataFram
 
     Samples lacking a covariate are dropped with a warning, as PLINK does; a partial overlap is logged with counts.
 
+    Dimensions that are constant, or constant after the covariates, are left out of the space and listed in its
+    ``untestable`` with the reason (no p-value can mean anything for them).
+
     Raises:
-        ValueError: when a latent table shares no sample with the genotypes (or the filter), or when fewer than
-            10 samples remain.
+        ValueError: when a latent table shares no sample with the genotypes (or the filter), when fewer than
+            10 samples remain, or when no dimension of a table can be tested.
     """
     available = list(genotype_ids)
     if keep is not None:
@@ -97,5 +103,29 @@ def assemble_spaces(latents: Mapping[str, pd.DataFrame], covariates: pd.DataFram
         if rint:
             values = rank_inverse_normal(values)
         phenotypes = pd.DataFrame(values, index=pd.Index(ids, name="sample_id"), columns=frame.columns)
-        spaces[name] = Space(name, phenotypes, covariates.reindex(ids))
+        spaces[name] = testable_space(Space(name, phenotypes, covariates.reindex(ids)))
     return spaces
+
+
+def testable_space(space: Space) -> Space:
+    """``space`` without the dimensions no SNP can be tested against, which go to its ``untestable`` (logged).
+
+    Raises:
+        ValueError: when no dimension is left.
+    """
+    reasons = untestable_phenotypes(space.phenotypes.to_numpy(), space.covariates.to_numpy(),
+                                    tuple(space.covariates.columns))
+    untestable = {space.dimensions[column]: reason for column, reason in reasons.items()}
+    if len(untestable) == len(space.dimensions):
+        raise ValueError(f"no dimension of latent table {space.name!r} can be tested on its "
+                         f"{len(space.phenotypes)} samples: {_listed(untestable)}; check the table and the model "
+                         "that wrote it.")
+    if untestable:
+        log.warning("latent table %r: %d dimensions are not scanned: %s.", space.name, len(untestable),
+                    _listed(untestable))
+    kept = [c for c in space.phenotypes.columns if str(c) not in untestable]
+    return Space(space.name, space.phenotypes[kept], space.covariates, untestable)
+
+
+def _listed(untestable: Mapping[str, str]) -> str:
+    return "; ".join(f"{dimension} is {reason}" for dimension, reason in untestable.items())

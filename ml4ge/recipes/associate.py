@@ -14,6 +14,7 @@ Inputs:
 Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.tsv.gz`` (``CHROM POS ID A1 A2
 A1_FREQ N BETA SE T_STAT LOG10P``), ``associate_hits.tsv``, ``associate_loci.tsv``, ``associate_replication.tsv``
 (with a replication cohort), ``associate_counts.tsv`` and ``.json`` (the headline numbers that compare quotes),
+``associate_untestable.tsv`` (dimensions left out of the scan, e.g. constant ones, with the reason),
 ``manhattan_<space>.png``, ``miami_<space>.png`` and ``exports/`` (PLINK2/REGENIE phenotype and covariate files).
 """
 
@@ -140,13 +141,13 @@ def run(args: AssociateSettings) -> int:
     """Scan, find loci, replicate, plot, export; returns 0."""
     folder = run_folder(args)
     latents, covariates, keep = load_inputs(args)
-    dimensions = sum(frame.shape[1] for frame in latents.values())
-    significance = args.significance or GENOME_WIDE / dimensions
-    threshold = -np.log10(significance)
     with threadpool_limits(max(1, args.num_workers), user_api="blas"), \
             GenotypeFile(args.genotypes, max(1, args.num_workers)) as genotypes:
         discovery_ids, replication_ids = discovery_and_replication_ids(args, genotypes.sample_ids, keep)
         spaces = assemble_spaces(latents, covariates, genotypes.sample_ids, discovery_ids, args.rint)
+        dimensions = sum(len(space.dimensions) for space in spaces.values())  # the tested ones (Bonferroni)
+        significance = args.significance or GENOME_WIDE / dimensions
+        threshold = -np.log10(significance)
         log.info("scanning %d SNPs x %d latent dimensions (%s); hit threshold P < %.3g", genotypes.snp_count,
                  dimensions, ", ".join(f"{n}: {len(s.phenotypes)} samples" for n, s in spaces.items()), significance)
         results = scan(genotypes, spaces, settings_of(args), threshold, folder / "sumstats")
@@ -155,16 +156,25 @@ def run(args: AssociateSettings) -> int:
         hits, loci = clump(pd.concat([r.table("hits", HIT_COLUMNS) for r in results.values()], ignore_index=True),
                            args.clump_kb)
         replication = _replicate(args, genotypes, latents, covariates, replication_ids, hits, threshold)
-    facts = {name: {"dimensions": len(space.dimensions), "samples": len(space.phenotypes),
-                    **results[name].counts, "threshold_p": significance} for name, space in spaces.items()}
+    facts = {name: {"dimensions": len(space.dimensions), "dimensions_untestable": len(space.untestable),
+                    "samples": len(space.phenotypes), **results[name].counts, "threshold_p": significance}
+             for name, space in spaces.items()}
     if replication is not None:
         for name in facts:
             facts[name].update(replication_samples=replication["samples"].get(name, 0),
                                replication_threshold_p=replication["threshold_p"])
     counts = headline_counts(facts, hits, loci, None if replication is None else replication["table"])
+    write_table(untestable_table(spaces), folder / "associate_untestable.tsv")
     _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
     print(counts.to_string(index=False))
     return 0
+
+
+def untestable_table(spaces) -> pd.DataFrame:
+    """``space dimension reason`` of every dimension left out of the scan (header only when none was)."""
+    rows = [(name, dimension, reason) for name, space in spaces.items() for dimension, reason in
+            space.untestable.items()]
+    return pd.DataFrame(rows, columns=["space", "dimension", "reason"])
 
 
 def _replicate(args, genotypes, latents, covariates, replication_ids, hits, threshold) -> dict | None:
