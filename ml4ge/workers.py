@@ -25,8 +25,12 @@ from ml4ge.hd5 import open_sample, sample_id_from_path
 from ml4ge.skipped import FILE_TENSOR, SampleError
 from ml4ge.tensormap import TensorMap
 
-# Exceptions that mean "this sample's data is bad"; anything else is a bug and propagates.
-DATA_ERRORS = (KeyError, ValueError, OSError, RuntimeError, IndexError)
+# Any Exception raised while reading one sample is that sample's error: h5py alone raises KeyError, ValueError,
+# OSError, RuntimeError, IndexError and TypeError (compound dtypes, a group where a dataset should be) for bad
+# files, and normalizers and validators raise their own. Only errors of the run itself stop it: these, and what is
+# not an Exception (KeyboardInterrupt, SystemExit). Maps whose code fails for every sample fail every sample, and a
+# pass in which every sample failed stops with NoUsableSamplesError naming the commonest reasons.
+RUN_ERRORS = (MemoryError,)
 DEFAULT_CONTEXT = "forkserver"
 SHM_FOLDER = "/dev/shm"
 # Imported once by the fork server, so each worker forked from it starts with numpy, h5py and the TensorMap
@@ -79,7 +83,9 @@ def read_sample(path, input_tmaps, output_tmaps, augment: bool = False, rng: np.
     sample_id = sample_id_from_path(path)
     try:
         hd5 = open_sample(path)
-    except DATA_ERRORS as error:
+    except RUN_ERRORS:
+        raise
+    except Exception as error:
         raise SampleError(sample_id, FILE_TENSOR, failure_reason(error, path)) from error
     read: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     absent: set[str] = set()
@@ -112,10 +118,14 @@ def _read_tensor(tm: TensorMap, hd5, sample_id: str, path, augment: bool, rng):
         array, mask = tm.tensor(hd5, sample_id, augment=augment, rng=rng)
     except KeyError as error:
         raise MissingTensor(sample_id, tm.name, failure_reason(error, path)) from error
-    except DATA_ERRORS as error:
+    except RUN_ERRORS:
+        raise
+    except Exception as error:
         raise SampleError(sample_id, tm.name, failure_reason(error, path)) from error
     if array.shape != tm.shape:
         raise SampleError(sample_id, tm.name, f"ValueError: wrong shape {array.shape}, expected {tm.shape}")
+    if mask is not None and mask.shape != tm.shape:
+        raise SampleError(sample_id, tm.name, f"ValueError: mask of shape {mask.shape}, expected {tm.shape}")
     return array.astype(np.float32, copy=False), mask
 
 

@@ -166,3 +166,33 @@ def test_infer_encoders_with_the_training_id_keeps_the_training_record(trained, 
     assert (folder / "hidden_t1_tiny_sup.tsv").is_file()
     log = (folder / "log.txt").read_text()
     assert "--mode train started" in log and "--mode infer_encoders started" in log
+
+
+def _copy_cohort(tensors, folder):
+    import shutil
+
+    folder.mkdir()
+    for path in tensors.glob("*.hd5"):
+        if path.name != "broken.hd5":
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_infer_encoders_skips_files_h5py_raises_type_error_for(trained, tmp_path):
+    """A compound-dtype dataset and a group where the dataset should be (h5py: TypeError) are skipped samples."""
+    import h5py
+
+    from ml4ge.cli import main
+
+    _, tensors, model_file = trained
+    cohort = _copy_cohort(tensors, tmp_path / "tensors")
+    with h5py.File(cohort / "compound.hd5", "w") as hd5:
+        hd5.create_dataset("ukb_brain_mri/T1/instance_0", data=np.zeros((8, 8, 8), [("a", "f4"), ("b", "i4")]))
+    with h5py.File(cohort / "group.hd5", "w") as hd5:
+        hd5.create_group("ukb_brain_mri/T1/instance_0/slices")
+    assert main(infer_args("infer_encoders", cohort, tmp_path, "typed", model_file)) == 0
+    table = pd.read_csv(tmp_path / "typed" / "hidden_t1_tiny_typed.tsv", sep="\t", dtype={"sample_id": str})
+    assert len(table) == 12
+    skipped = pd.read_csv(tmp_path / "typed" / "skipped_samples.tsv", sep="\t").set_index("sample_id")
+    assert sorted(skipped.index) == ["compound", "group"]
+    assert skipped["reason"].str.startswith("TypeError: ").all()

@@ -56,6 +56,17 @@ def _volume(value=1.0):
     return np.full(SHAPE[:-1], value, np.float32)
 
 
+def _write_raw(path, make_node):
+    """A file whose ``mri/vol`` is whatever ``make_node(hd5)`` puts there (h5py's own calls, not write_tensor)."""
+    with h5py.File(path, "w") as hd5:
+        write_tensor(hd5, "phenotypes/age", [1.0], instance=0)
+        make_node(hd5)
+    return path
+
+
+COMPOUND = np.dtype([("a", "f4"), ("b", "i4")])
+
+
 # Each bad kind: how to make it, and a piece of the reason it must be listed with.
 BAD_KINDS = {
     "missing": (lambda p, good: _write(p, {"phenotypes/age": [1.0]}), "vol", "missing dataset 'mri/vol'"),
@@ -67,6 +78,11 @@ BAD_KINDS = {
                   "corrupt HDF5 file (truncated file)"),
     "not_hdf5": (lambda p, good: p.write_text("sample_id,age\n1,50\n"), "(file)", "not an HDF5 file"),
     "empty": (lambda p, good: p.write_bytes(b""), "(file)", "empty file"),
+    # h5py raises TypeError for these, which readers once let through and which stopped the whole run.
+    "compound_dtype": (lambda p, good: _write_raw(p, lambda f: f.create_dataset(
+        "mri/vol/instance_0", data=np.zeros(SHAPE[:-1], COMPOUND))), "vol", "TypeError: Cannot cast"),
+    "group_for_dataset": (lambda p, good: _write_raw(p, lambda f: f.create_group("mri/vol/instance_0/x")), "vol",
+                          "TypeError: Accessing a group"),
 }
 
 
@@ -317,3 +333,23 @@ def test_abandoned_pass_does_not_corrupt_the_next_and_frees_shared_memory(cohort
         from multiprocessing.shared_memory import SharedMemory
 
         SharedMemory(memory)
+
+
+def _out_of_memory(tm, hd5, sample_id):
+    raise MemoryError("cannot allocate")
+
+
+def _buggy_reader(tm, hd5, sample_id):
+    return None.shape  # a bug in a map's code: fails the same way for every sample
+
+
+def test_memory_error_stops_the_run_and_a_buggy_map_fails_every_sample_clearly(cohort):
+    """Errors of the run itself propagate; a map that fails for every sample ends the pass with the reason."""
+    starving = TensorMap("starving", (1,), reader=_out_of_memory)
+    with TensorDataset(cohort, [starving], [], 2, num_workers=0) as data:
+        with pytest.raises(MemoryError):
+            list(data.batches())
+    buggy = TensorMap("buggy", (1,), reader=_buggy_reader)
+    with TensorDataset(cohort, [buggy], [], 2, num_workers=1) as data:
+        with pytest.raises(NoUsableSamplesError, match="10 x AttributeError: 'NoneType' object has no attribute"):
+            list(data.batches())
