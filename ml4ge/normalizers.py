@@ -14,6 +14,38 @@ import numpy as np
 EPSILON = 1e-7
 
 
+class DegenerateSampleError(ValueError):
+    """A sample whose values cannot be normalised (no spread, or a spread that is not finite).
+
+    A ValueError, so that the readers skip the sample with this reason (ml4ge.workers) and tensorize reports it.
+    """
+
+
+# A spread below this fraction of the largest magnitude is float32 rounding, not signal: dividing by it would
+# blow the sample up by 1e5 or more (a binary mask given as T1 became latents of 1e7 and a loss of 3.9e8).
+RELATIVE_SPREAD = 1e-6
+
+
+def spread(values) -> tuple[float, float]:
+    """Mean and standard deviation of ``values``, computed in float64 (a float32 std of a voxel of 3e38 overflows).
+
+    Raises:
+        DegenerateSampleError: for no values, values or a spread that are not finite, or (near-)zero spread.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise DegenerateSampleError("cannot normalise: the array has no nonzero (brain) voxels")
+    finite = bool(np.all(np.isfinite(values)))
+    mean, std = (float(values.mean()), float(values.std())) if finite else (np.nan, np.nan)
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise DegenerateSampleError("cannot normalise: the intensities or their spread are not finite "
+                                    "(NaN, Inf or values beyond the float range); check the image's scaling")
+    if std <= RELATIVE_SPREAD * float(np.abs(values).max()):
+        raise DegenerateSampleError("cannot normalise: the intensities have no spread (all brain voxels equal); "
+                                    "a binary mask or a constant image is not an intensity image")
+    return mean, std
+
+
 def _as_float(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
@@ -96,12 +128,11 @@ class PerSampleZScore:
         x = _as_float(x)
         if mask is None and self.nonzero_only:
             mask = x != 0
-        values = x[mask.astype(bool)] if mask is not None else x
-        if values.size == 0:
-            raise ValueError("cannot normalise: the array has no nonzero (brain) voxels")
-        mean, std = float(values.mean()), float(values.std())
+        values = x[np.asarray(mask).astype(bool)] if mask is not None else x
+        mean, std = spread(values)
         self.last_stats = (mean, std)
-        return (x - mean) / (std + EPSILON)
+        # float64, so that a value near the float32 limit neither overflows (x - mean) nor ends as inf.
+        return ((x.astype(np.float64) - mean) / (std + EPSILON)).astype(np.float32)
 
     def inverse_transform(self, x, stats: tuple[float, float] | None = None) -> np.ndarray:
         """Undo a transform with ``stats`` (mean, std), by default those of the latest :meth:`transform`."""

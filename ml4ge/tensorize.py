@@ -57,6 +57,8 @@ class VolumeInput:
         resample: store the volume fitted to ``map_shape`` instead of as read.
         reference: a NIfTI template to register the volume to, rigidly, before anything else (the volume is
             then stored on the template's grid).
+        normalization: the TensorMap's normalizer; a volume it refuses (a binary mask or constant image given
+            where z-scoring needs spread) fails its subject here rather than every read later.
     """
 
     tensor: str
@@ -66,6 +68,7 @@ class VolumeInput:
     instance: int | None = None
     resample: bool = False
     reference: str | None = None
+    normalization: object | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
     """Read one NIfTI and bring it to what is stored: the array and its provenance attributes.
 
     Raises:
-        The errors of :func:`read_nifti`; ValueError if the volume's rank cannot take the map's shape.
+        The errors of :func:`read_nifti`; ValueError if the volume's rank cannot take the map's shape, or
+        (DegenerateSampleError) if the map's normalization refuses it.
     """
     volume, affine, zooms = read_nifti(volume_input.path)
     shape = volume_input.map_shape
@@ -159,6 +163,8 @@ def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
         zooms = tuple(float(np.linalg.norm(affine[:3, axis])) for axis in range(len(zooms)))
         volume = fit_to_shape(volume, shape, resize=True).astype(np.float32)
         attributes["resampled"] = True
+    if volume_input.normalization is not None:
+        volume_input.normalization.transform(volume)  # raises DegenerateSampleError for a volume without spread
     attributes.update(affine=affine, voxel_size=np.asarray(zooms))
     return volume, attributes
 

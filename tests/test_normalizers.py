@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ml4ge.normalizers import MinMax, PerSampleZScore, ZScore, brain_zscore
+from ml4ge.normalizers import DegenerateSampleError, MinMax, PerSampleZScore, ZScore, brain_zscore
 
 
 def _volume():
@@ -60,3 +60,32 @@ def test_per_sample_zscore_with_explicit_mask_and_empty_brain():
     assert y[mask.astype(bool)].mean() == pytest.approx(0.0, abs=1e-5)
     with pytest.raises(ValueError, match="no nonzero"):
         brain_zscore().transform(np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize(
+    "brain, why",
+    [
+        (np.ones((4, 4, 4), bool), "no spread"),  # a binary mask given as T1: every brain voxel is 1
+        (np.full((4, 4, 4), 7.0, np.float32), "no spread"),
+        (np.full((4, 4, 4), 1000.0, np.float32) + np.float32(1e-5) * np.arange(64).reshape(4, 4, 4), "no spread"),
+        (np.where(np.arange(64).reshape(4, 4, 4) == 5, np.inf, 1.0 + np.arange(64).reshape(4, 4, 4)), "not finite"),
+    ],
+)
+def test_brain_zscore_refuses_a_degenerate_brain(brain, why):
+    x = np.zeros((6, 6, 6), dtype=brain.dtype)
+    x[1:5, 1:5, 1:5] = brain
+    with pytest.raises(DegenerateSampleError, match=why):
+        brain_zscore().transform(x)
+    assert issubclass(DegenerateSampleError, ValueError)  # a data error: the readers skip the sample
+
+
+def test_brain_zscore_of_a_huge_voxel_keeps_its_spread():
+    """One voxel of 3e38 overflowed the float32 std to inf and zeroed the whole input; float64 keeps it finite."""
+    x = _volume()
+    x[2, 2, 2] = 3e38
+    y = brain_zscore().transform(x)
+    brain = x != 0
+    values = x[brain].astype(np.float64)
+    expected = (x.astype(np.float64) - values.mean()) / values.std()
+    assert np.all(np.isfinite(y)) and np.count_nonzero(y)
+    np.testing.assert_allclose(y, expected, rtol=1e-5)

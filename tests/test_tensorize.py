@@ -37,9 +37,12 @@ def user_maps(tmp_path_factory):
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "brain.py").write_text(textwrap.dedent("""
+        from ml4ge.normalizers import brain_zscore
         from ml4ge.tensormap import TensorMap
         vol = TensorMap("user_vol", (12, 14, 10, 1), group="mri", dataset="vol")
         small = TensorMap("user_small", (6, 6, 6, 1), group="mri", dataset="vol_small")
+        normed = TensorMap("user_normed", (12, 14, 10, 1), group="mri", dataset="normed",
+                           normalization=brain_zscore(), mask="nonzero")
     """))
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(root))
@@ -259,3 +262,23 @@ def test_two_worker_processes_write_the_same_files(tmp_path, user_maps):
     for sample_id, volume in volumes.items():
         with h5py.File(tmp_path / "tensors" / f"{sample_id}.hd5", "r") as hd5:
             np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volume)
+
+
+def test_a_volume_without_spread_fails_its_subject(tmp_path, user_maps):
+    """A binary mask given as T1 (or a constant image) cannot be z-scored: its subject fails with that reason."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[3:9, 3:9, 3:7] = 1
+    write_nifti(folder / "mask.nii.gz", mask)
+    write_nifti(folder / "flat.nii.gz", np.full(SHAPE, 50.0, np.float32))
+    write_nifti(folder / "good.nii.gz", np.random.default_rng(1).normal(100, 20, SHAPE).astype(np.float32))
+    manifest = folder / "m.csv"
+    manifest.write_text("sample_id,tensor,path\n" + "".join(f"{n},brain.normed,{n}.nii.gz\n"
+                                                            for n in ("mask", "flat", "good")))
+    assert run_cli(tmp_path, "--manifest", str(manifest)) == 1
+    report = read_report(tmp_path / "tensors" / REPORT_NAME).set_index("sample_id")
+    assert report.loc["good", "status"] == WRITTEN
+    for name in ("mask", "flat"):
+        assert report.loc[name, "status"] == FAILED and "no spread" in report.loc[name, "reason"]
+    assert [p.name for p in hd5_paths(tmp_path / "tensors")] == ["good.hd5"]

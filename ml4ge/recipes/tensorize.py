@@ -139,7 +139,7 @@ def volume_inputs(manifest_path, prefix: str | None, resample: bool,
         instance = int(row.instance) if row.instance else None
         inputs.setdefault(row.sample_id, []).append(
             VolumeInput(row.tensor, str(path), tm.key, tm.shape, instance, resample and tm.axial_slices is None,
-                        references.get(row.tensor))
+                        references.get(row.tensor), tm.normalization)
         )
     return inputs
 
