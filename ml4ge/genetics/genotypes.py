@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = (".bed", ".bim", ".fam")
 VARIANT_COLUMNS = ["CHROM", "POS", "ID", "A1", "A2"]
+BED_HEADER_BYTES = 3  # the magic number 0x6c 0x1b and the SNP-major mode byte
+SAMPLES_PER_BYTE = 4  # two bits per genotype call
 
 
 def genotype_prefix(path) -> Path:
@@ -33,6 +35,61 @@ def genotype_prefix(path) -> Path:
         raise FileNotFoundError(f"genotypes {str(path)!r}: missing {', '.join(missing)}; give the PLINK 1 prefix "
                                 "of a .bed/.bim/.fam trio.")
     return prefix
+
+
+def check_genotype_files(path) -> Path:
+    """The prefix of ``path`` after checking that its .bed/.bim/.fam are one file set (cheap: no genotype is read).
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for IIDs that repeat in the .fam (plink2 refuses them too: one subject's latents would meet
+            another's genotypes), or a .fam or .bim whose row count does not fit the .bed's size (truncated, or
+            from another file set), naming the file at fault where the sizes tell.
+    """
+    prefix = genotype_prefix(path)
+    iids = fam_sample_ids(prefix)
+    repeated = iids[iids.duplicated()].unique()
+    if len(repeated):
+        raise ValueError(f"{prefix}.fam: IIDs {sorted(repeated)[:10]} appear more than once ({len(repeated)} in "
+                         "all); the IID is the sample id, so give every sample its own IID.")
+    _check_bed_size(prefix, len(iids), _count_rows(Path(f"{prefix}.bim")))
+    return prefix
+
+
+def fam_sample_ids(prefix: Path) -> pd.Series:
+    """The IIDs (second column) of ``<prefix>.fam`` as strings, in file order."""
+    fam = pd.read_csv(f"{prefix}.fam", sep=r"\s+", header=None, dtype=str, usecols=[0, 1], keep_default_na=False)
+    return fam[1].reset_index(drop=True)
+
+
+def _count_rows(path: Path, block: int = 1 << 20) -> int:
+    """Non-empty lines of a text file, counted in blocks (a .bim may hold millions)."""
+    rows, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            rows += chunk.count(b"\n")
+            last = chunk[-1:]
+    return rows + (last != b"\n")
+
+
+def _check_bed_size(prefix: Path, samples: int, snps: int) -> None:
+    """Raise ValueError unless the .bed holds exactly ``snps`` x ``ceil(samples / 4)`` bytes after its header."""
+    body = Path(f"{prefix}.bed").stat().st_size - BED_HEADER_BYTES
+    per_snp = -(-samples // SAMPLES_PER_BYTE)
+    if body == per_snp * snps:
+        return
+    causes = []
+    if snps and body > 0 and body % snps == 0:
+        fits = body // snps
+        causes.append(f"the .fam lists {samples} samples, but the .bed's size fits {SAMPLES_PER_BYTE * fits - 3} "
+                      f"to {SAMPLES_PER_BYTE * fits} samples for the .bim's {snps} SNPs")
+    if per_snp and body > 0 and body % per_snp == 0:
+        causes.append(f"the .bim lists {snps} SNPs, but the .bed holds {body // per_snp} SNPs of the .fam's "
+                      f"{samples} samples")
+    cause = " or ".join(causes) or (f"the .bed holds {body + BED_HEADER_BYTES} bytes, but {samples} samples and "
+                                    f"{snps} SNPs need {BED_HEADER_BYTES + per_snp * snps}")
+    raise ValueError(f"genotypes {str(prefix)!r}: {cause}; a file is truncated or comes from another file set: "
+                     "use the .bed/.bim/.fam written together.")
 
 
 class GenotypeFile:
@@ -56,6 +113,7 @@ class GenotypeFile:
     def __enter__(self) -> GenotypeFile:
         from bed_reader import open_bed
 
+        check_genotype_files(self.prefix)
         self._bed = open_bed(str(self.prefix) + ".bed", count_A1=True, num_threads=self.num_threads)
         return self
 

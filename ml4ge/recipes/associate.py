@@ -32,7 +32,7 @@ from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_table, write_text
 from ml4ge.compare import load_latents
 from ml4ge.genetics.exports import write_exports
-from ml4ge.genetics.genotypes import GenotypeFile, genotype_prefix
+from ml4ge.genetics.genotypes import GenotypeFile, check_genotype_files
 from ml4ge.genetics.inputs import assemble_spaces, covariate_frame
 from ml4ge.genetics.loci import clump, headline_counts, replicate
 from ml4ge.genetics.plots import manhattan, miami
@@ -78,11 +78,11 @@ def validate(args: AssociateSettings) -> None:
         raise ValueError("--mode associate needs --latent_tables name=path ... (TSVs written by infer_encoders).")
     if not args.genotypes:
         raise ValueError("--mode associate needs --genotypes PREFIX (PLINK 1 .bed/.bim/.fam).")
-    genotype_prefix(args.genotypes)
+    check_genotype_files(args.genotypes)
     if args.replication_genotypes and args.replication_samples:
         raise ValueError("give --replication_genotypes or --replication_samples, not both.")
     if args.replication_genotypes:
-        genotype_prefix(args.replication_genotypes)
+        check_genotype_files(args.replication_genotypes)
     if args.replication_samples and not Path(args.replication_samples).is_file():
         raise FileNotFoundError(f"--replication_samples {args.replication_samples!r} does not exist.")
     if args.covariates_file:
