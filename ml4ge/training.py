@@ -35,6 +35,15 @@ TRAINING_LOG = "training_log.csv"
 MONITOR = "val_loss"
 
 
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras' global seed generator (``--random_seed``).
+
+    Called before a model is built, so its initialisers, dropout and noise layers draw the same numbers in every
+    run with this seed (see the README on how far a run is reproducible on CPU and GPU).
+    """
+    keras.utils.set_random_seed(int(seed))
+
+
 def steps_or_none(steps: int | None) -> int | None:
     """``--training_steps``-style flags: 0 or None mean one full pass over the split (None for Keras)."""
     return int(steps) if steps else None

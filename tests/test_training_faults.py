@@ -88,3 +88,23 @@ def test_train_recipe_with_a_diverging_rate_exits_1_without_saving_a_model(cohor
     assert not (run / "diverged.keras").exists()
     err = capsys.readouterr().err
     assert "--learning_rate" in err and ("nan" in err.lower() or "inf" in err.lower())
+
+
+# Item 6: --random_seed seeds the weight initialisation -----------------------------------------------------------
+def trained_weights(cohort, folder, run_id, seed):
+    from ml4ge.cli import main
+    from ml4ge.models.artifacts import load_model
+
+    assert main(train_argv(cohort, folder, run_id, "--random_seed", str(seed))) == 0
+    return load_model(folder / run_id / f"{run_id}.keras").get_weights()
+
+
+@pytest.mark.slow
+def test_one_seed_trains_the_same_model_and_another_seed_a_different_one(cohort, tmp_path):
+    first = trained_weights(cohort, tmp_path, "first", 7)
+    again = trained_weights(cohort, tmp_path, "again", 7)
+    other = trained_weights(cohort, tmp_path, "other", 8)
+    assert len(first) == len(again) == len(other)
+    for a, b in zip(first, again):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # CPU: equal up to float summation order
+    assert any(a.shape == b.shape and not np.allclose(a, b, atol=1e-3) for a, b in zip(first, other))

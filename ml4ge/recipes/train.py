@@ -215,6 +215,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     architecture, settings = model_settings(args, input_tmaps, output_tmaps)
     multi_worker = is_multi_worker(distribution)
 
+    training.set_seed(args.random_seed)  # before the model is built: its initial weights follow --random_seed
     with strategy_scope(distribution):
         if args.model_file:
             log.info("fine-tuning %s (its architecture replaces the block flags)", args.model_file)
