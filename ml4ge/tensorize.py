@@ -108,16 +108,30 @@ def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
 
     Raises:
         FileNotFoundError, OSError, EOFError, zlib.error, ImageFileError: for missing, truncated or non-NIfTI files.
-        ValueError: if the volume holds NaN or Inf.
+        ValueError: if the volume has more than one frame (4-D), or holds NaN or Inf.
     """
     image = nib.load(str(path))
-    volume = image.get_fdata(dtype=np.float32)
-    while volume.ndim > 3 and volume.shape[-1] == 1:
-        volume = volume[..., 0]
+    shape = spatial_shape(image.shape)
+    volume = image.get_fdata(dtype=np.float32).reshape(shape)
     if not np.all(np.isfinite(volume)):
         raise ValueError(f"volume contains NaN or Inf ({np.count_nonzero(~np.isfinite(volume))} voxels)")
     zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
     return volume, np.asarray(image.affine, dtype=np.float64), zooms
+
+
+def spatial_shape(shape) -> tuple[int, ...]:
+    """``shape`` without trailing singleton axes past the third (a 4-D file of one frame is a 3-D volume).
+
+    Raises:
+        ValueError: for a 4-D (or higher) shape with more than one frame: no frame is chosen silently.
+    """
+    shape = tuple(int(n) for n in shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 3:
+        raise ValueError(f"{len(shape)}-D NIfTI of shape {shape} ({int(np.prod(shape[3:]))} frames); tensorize "
+                         "stores 3-D volumes: extract one frame (e.g. fslroi) or average the frames first")
+    return shape
 
 
 def fitted_affine(affine: np.ndarray, source_shape, target_shape) -> np.ndarray:

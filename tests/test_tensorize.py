@@ -282,3 +282,17 @@ def test_a_volume_without_spread_fails_its_subject(tmp_path, user_maps):
     for name in ("mask", "flat"):
         assert report.loc[name, "status"] == FAILED and "no spread" in report.loc[name, "reason"]
     assert [p.name for p in hd5_paths(tmp_path / "tensors")] == ["good.hd5"]
+
+
+def test_a_4d_nifti_is_refused_and_a_trailing_single_frame_is_3d(tmp_path):
+    """A 4-D file was stored whole and read back as its middle frame; one frame (a trailing 1) is a 3-D volume."""
+    frames = np.random.default_rng(2).normal(100, 20, (*SHAPE, 3)).astype(np.float32)
+    write_nifti(tmp_path / "frames.nii.gz", frames)
+    write_nifti(tmp_path / "single.nii.gz", frames[..., :1])
+    subjects = [Subject(name, (VolumeInput("a", str(tmp_path / f"{name}.nii.gz"), "mri/a", (*SHAPE, 1)),))
+                for name in ("frames", "single")]
+    rows = {r.sample_id: r for r in tensorize_subjects(subjects, tmp_path / "t")}
+    assert rows["frames"].status == FAILED and "4-D" in rows["frames"].reason and "3 frames" in rows["frames"].reason
+    assert rows["single"].status == WRITTEN
+    with h5py.File(tmp_path / "t" / "single.hd5", "r") as hd5:
+        np.testing.assert_array_equal(read_dataset(hd5, "mri/a"), frames[..., 0])
