@@ -36,6 +36,14 @@ from ml4ge.progress import progress
 from ml4ge.registration import prepare_reference, register_to, resample_rigid
 
 TEMPORARY_SUFFIX = ".tmp"
+# A file name is at most 255 bytes (NAME_MAX on Linux and macOS file systems); the temporary name of
+# ``<id>.hd5`` adds ``.<pid>.tmp`` (pids have at most 7 digits), so ids are kept to what leaves room for both.
+NAME_MAX_BYTES = 255
+MAX_SAMPLE_ID_BYTES = NAME_MAX_BYTES - len(".hd5") - len(".4194304") - len(TEMPORARY_SUFFIX)
+# A header is believed only if its data can be in the file: deflate compresses at most 1032:1, so a .gz file of
+# n bytes holds at most 1032 n bytes of data; and no volume of more than 2^30 voxels (4 GiB as float32) is read.
+MAX_DEFLATE_RATIO = 1032
+MAX_VOXELS = 2**30
 REPORT_NAME = "tensorize_report.tsv"
 REPORT_COLUMNS = ("sample_id", "tensor", "path", "status", "reason")
 WRITTEN, SKIPPED_EXISTING, FAILED, NOT_WRITTEN = "written", "skipped_existing", "failed", "not_written"
@@ -111,12 +119,31 @@ def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
         ValueError: if the volume has more than one frame (4-D), or holds NaN or Inf.
     """
     image = nib.load(str(path))
+    check_data_size(image)
     shape = spatial_shape(image.shape)
     volume = image.get_fdata(dtype=np.float32).reshape(shape)
     if not np.all(np.isfinite(volume)):
         raise ValueError(f"volume contains NaN or Inf ({np.count_nonzero(~np.isfinite(volume))} voxels)")
     zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
     return volume, np.asarray(image.affine, dtype=np.float64), zooms
+
+
+def check_data_size(image) -> None:
+    """Refuse, from the header alone, a volume whose data cannot be in its file or is too large to read.
+
+    Raises:
+        ValueError: naming the claimed shape and what the file can hold (a corrupt header or a truncated file).
+    """
+    voxels = int(np.prod([int(n) for n in image.shape], dtype=object))
+    data_path = image.file_map["image"].filename
+    claimed = voxels * image.header.get_data_dtype().itemsize
+    offset = int(image.header.get_data_offset()) if hasattr(image.header, "get_data_offset") else 0
+    size = os.path.getsize(data_path)
+    room = size * MAX_DEFLATE_RATIO if str(data_path).endswith(".gz") else size - offset
+    if claimed > room or voxels > MAX_VOXELS:
+        raise ValueError(f"the header claims shape {tuple(image.shape)} ({claimed} bytes of data) but the file holds "
+                         f"{size} bytes (at most {MAX_VOXELS} voxels are read); the header is corrupt or the file "
+                         "truncated")
 
 
 def spatial_shape(shape) -> tuple[int, ...]:

@@ -296,3 +296,39 @@ def test_a_4d_nifti_is_refused_and_a_trailing_single_frame_is_3d(tmp_path):
     assert rows["single"].status == WRITTEN
     with h5py.File(tmp_path / "t" / "single.hd5", "r") as hd5:
         np.testing.assert_array_equal(read_dataset(hd5, "mri/a"), frames[..., 0])
+
+
+def claim_shape(path, shape):
+    """Rewrite the header's dims of a NIfTI file (plain or gzip) in place: the data stays as it was."""
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        data = bytearray(handle.read())
+    data[40:56] = np.array([len(shape), *shape, *[1] * (7 - len(shape))], "<i2").tobytes()
+    with opener(path, "wb") as handle:
+        handle.write(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("name", ["huge.nii", "huge.nii.gz"])
+def test_a_header_claiming_a_huge_volume_is_refused_before_reading(tmp_path, name):
+    """A header of 30000^3 voxels raised MemoryError and aborted the run without a report."""
+    path = claim_shape(write_nifti(tmp_path / name, np.ones(SHAPE, np.float32)), (30000, 30000, 30000))
+    good = write_nifti(tmp_path / "good.nii.gz", np.ones(SHAPE, np.float32))
+    subjects = [Subject(n, (VolumeInput("a", str(p), "mri/a", (*SHAPE, 1)),))
+                for n, p in (("huge", path), ("ok", good))]
+    rows = {r.sample_id: r for r in tensorize_subjects(subjects, tmp_path / "t")}
+    assert rows["huge"].status == FAILED and "header claims" in rows["huge"].reason
+    assert rows["ok"].status == WRITTEN
+
+
+def test_a_sample_id_too_long_for_a_file_name_is_refused_before_any_work(tmp_path, user_maps, capsys):
+    """An id of 300 characters failed every write with ENAMETOOLONG and aborted the run without a report."""
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"sample_id": ["a", "x" * 300], "age": [50, 51]}).to_csv(csv, index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(tmp_path, "--phenotype_csv", str(csv))
+    assert exit_info.value.code == 2
+    assert "too long" in capsys.readouterr().err
+    assert not (tmp_path / "tensors").exists()

@@ -31,6 +31,7 @@ from ml4ge.readers import read_table
 from ml4ge.recipes.settings import RunSettings
 from ml4ge.tensorize import (
     FAILED,
+    MAX_SAMPLE_ID_BYTES,
     REPORT_NAME,
     ScalarInput,
     Subject,
@@ -101,9 +102,15 @@ def read_manifest(path) -> pd.DataFrame:
 
 
 def _check_sample_ids(ids: pd.Series, where: str) -> None:
-    unusable = ids[ids.str.contains(r"[/\\]") | ids.isin(["", ".", ".."])]
+    unusable = ids[ids.str.contains(r"[/\\\x00]") | ids.isin(["", ".", ".."])]
     if not unusable.empty:
-        raise ValueError(f"{where}: sample id {unusable.iloc[0]!r} cannot be a file name; use ids without slashes.")
+        raise ValueError(f"{where}: sample id {unusable.iloc[0]!r} cannot be a file name; "
+                         "use ids without slashes (or NUL).")
+    long = ids[ids.map(lambda sample_id: len(sample_id.encode("utf-8", "surrogatepass"))) > MAX_SAMPLE_ID_BYTES]
+    if not long.empty:
+        raise ValueError(f"{where}: sample id {long.iloc[0][:40]!r}... is too long for a file name "
+                         f"({len(long.iloc[0].encode('utf-8', 'surrogatepass'))} bytes); keep ids to "
+                         f"{MAX_SAMPLE_ID_BYTES} bytes.")
 
 
 def manifest_tensormaps(frame: pd.DataFrame, prefix: str | None) -> dict[str, TensorMap]:
