@@ -135,3 +135,15 @@ def test_a_table_without_a_testable_dimension_is_refused(cohort, tmp_path, capsy
     assert main(_with_table(cohort, tmp_path, table, "all_constant")) == 1
     assert "no dimension of latent table 't1' can be tested" in capsys.readouterr().err
     assert not (tmp_path / "all_constant/sumstats").exists()
+
+
+def test_an_empty_covariate_is_refused_before_work_with_its_name(cohort, tmp_path, capsys):
+    simulated, _ = cohort
+    covariates = pd.read_csv(simulated.covariates, sep="\t").assign(PC2=np.nan)
+    covariates.to_csv(tmp_path / "empty_pc2.tsv", sep="\t", index=False)
+    args = _args(cohort, tmp_path, "--covariates", "age", "PC2")
+    args[args.index("--covariates_file") + 1] = str(tmp_path / "empty_pc2.tsv")
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    assert "covariate 'PC2' has no value for any sample" in capsys.readouterr().err

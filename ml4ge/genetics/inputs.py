@@ -59,15 +59,33 @@ def covariate_frame(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """Numeric covariates ``names`` of ``table`` (all non-id columns when empty); two-level text coded 0/1.
 
     Raises:
-        ValueError: naming covariates the table lacks, or text columns with more than two levels.
+        ValueError: naming covariates the table lacks, covariates without any value (every sample would be left
+            out), text columns with more than two levels, or ids that repeat once their spaces are stripped.
     """
     names = list(names) or [c for c in table.columns if c not in ID_COLUMNS]
     missing = [c for c in names if c not in table.columns]
     if missing:
         raise ValueError(f"covariates {missing} are not in the covariate table; it has "
                          f"{', '.join(map(str, table.columns))}.")
-    frame = pd.DataFrame({c: as_numeric(table[c], "covariate") for c in names}, index=table.index.astype(str))
-    return frame
+    frame = pd.DataFrame({c: as_numeric(table[c], "covariate") for c in names}, index=table.index)
+    for name in frame.columns[frame.isna().all()]:
+        raise ValueError(f"covariate {name!r} has no value for any sample (every cell is empty or NA); fill it "
+                         "or leave it out of --covariates.")
+    return stripped_ids(frame, "the covariate table")
+
+
+def stripped_ids(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``frame`` indexed by its sample ids as strings without surrounding spaces (as --sample_csv is read), so
+    ``" 1001"`` in one table and ``1001`` in the .fam are one subject.
+
+    Raises:
+        ValueError: when two rows have the same id once stripped.
+    """
+    index = frame.index.astype(str).str.strip()
+    if index.duplicated().any():
+        raise ValueError(f"{what}: sample id {index[index.duplicated()][0]!r} appears more than once (surrounding "
+                         "spaces do not count); keep one row per sample.")
+    return frame.set_axis(index.rename(frame.index.name), axis=0)
 
 
 def assemble_spaces(latents: Mapping[str, pd.DataFrame], covariates: pd.DataFrame, genotype_ids: Sequence[str],
@@ -90,21 +108,35 @@ def assemble_spaces(latents: Mapping[str, pd.DataFrame], covariates: pd.DataFram
     if len(complete) < len(covariates):
         log.warning("%d of %d samples lack a covariate value and are left out.", len(covariates) - len(complete),
                     len(covariates))
-    spaces = {}
-    for name, frame in latents.items():
-        ids = match_samples(frame.index, available, f"latent table {name!r}", "the genotypes (after --sample_csv)")
-        ids = match_samples(ids, complete, f"latent table {name!r}", "the covariates (with complete rows)") \
-            if covariates.shape[1] else ids
-        ids = [i for i in available if i in set(ids)]
-        if len(ids) < 10:
-            raise ValueError(f"latent table {name!r}: only {len(ids)} samples have genotypes and covariates; an "
-                             "association scan needs many more.")
-        values = frame.loc[ids].to_numpy(dtype=np.float64)
-        if rint:
-            values = rank_inverse_normal(values)
-        phenotypes = pd.DataFrame(values, index=pd.Index(ids, name="sample_id"), columns=frame.columns)
-        spaces[name] = testable_space(Space(name, phenotypes, covariates.reindex(ids)))
-    return spaces
+    return {name: _space(name, stripped_ids(frame, f"latent table {name!r}"), available, complete, covariates, rint)
+            for name, frame in latents.items()}
+
+
+def _space(name: str, frame: pd.DataFrame, available: list[str], complete: pd.Index, covariates: pd.DataFrame,
+           rint: bool) -> Space:
+    """The :class:`Space` of one latent table on the genotyped samples with complete covariates."""
+    ids = match_samples(frame.index, available, f"latent table {name!r}", "the genotypes (after --sample_csv)")
+    if covariates.shape[1]:
+        _check_covariates_cover(name, ids, covariates)
+        ids = match_samples(ids, complete, f"latent table {name!r}", "the covariates (with complete rows)")
+    ids = [i for i in available if i in set(ids)]
+    if len(ids) < 10:
+        raise ValueError(f"latent table {name!r}: only {len(ids)} samples have genotypes and covariates; an "
+                         "association scan needs many more.")
+    values = frame.loc[ids].to_numpy(dtype=np.float64)
+    if rint:
+        values = rank_inverse_normal(values)
+    phenotypes = pd.DataFrame(values, index=pd.Index(ids, name="sample_id"), columns=frame.columns)
+    return testable_space(Space(name, phenotypes, covariates.reindex(ids)))
+
+
+def _check_covariates_cover(name: str, ids, covariates: pd.DataFrame) -> None:
+    """Raise ValueError naming the covariates that have no value for any of ``ids`` (the true cause of an empty
+    intersection, rather than "no sample id is in the covariates")."""
+    empty = [str(c) for c in covariates.columns[covariates.reindex(ids).isna().all()]]
+    if empty:
+        raise ValueError(f"latent table {name!r}: covariates {empty} have no value for any of its {len(ids)} "
+                         "genotyped samples; fill them or leave them out of --covariates.")
 
 
 def testable_space(space: Space) -> Space:

@@ -85,16 +85,7 @@ def validate(args: AssociateSettings) -> None:
         check_genotype_files(args.replication_genotypes)
     if args.replication_samples and not Path(args.replication_samples).is_file():
         raise FileNotFoundError(f"--replication_samples {args.replication_samples!r} does not exist.")
-    if args.covariates_file:
-        if not Path(args.covariates_file).is_file():
-            raise FileNotFoundError(f"--covariates_file {args.covariates_file!r} does not exist.")
-        columns = read_table(str(args.covariates_file)).columns
-        missing = [c for c in args.covariates if c not in columns]
-        if missing:
-            raise ValueError(f"--covariates {missing} are not columns of {args.covariates_file}; it has "
-                             f"{', '.join(map(str, columns))}.")
-    elif args.covariates:
-        raise ValueError("--covariates names columns of --covariates_file; give that file.")
+    _validate_covariates(args)
     checks = [("--maf", args.maf, 0 <= args.maf < 0.5, "in [0, 0.5)"), ("--geno", args.geno, 0 <= args.geno <= 1,
               "in [0, 1]"), ("--snp_chunk", args.snp_chunk, args.snp_chunk >= 1, "at least 1"),
               ("--clump_kb", args.clump_kb, args.clump_kb >= 0, "0 or more")]
@@ -103,6 +94,22 @@ def validate(args: AssociateSettings) -> None:
     for flag, value, ok, wanted in checks:
         if not ok:
             raise ValueError(f"{flag} {value} must be {wanted}.")
+
+
+def _validate_covariates(args: AssociateSettings) -> None:
+    """The covariate file exists and its chosen columns can be used (named, numeric or two-level, not empty)."""
+    if not args.covariates_file:
+        if args.covariates:
+            raise ValueError("--covariates names columns of --covariates_file; give that file.")
+        return
+    if not Path(args.covariates_file).is_file():
+        raise FileNotFoundError(f"--covariates_file {args.covariates_file!r} does not exist.")
+    table = read_table(str(args.covariates_file))
+    missing = [c for c in args.covariates if c not in table.columns]
+    if missing:
+        raise ValueError(f"--covariates {missing} are not columns of {args.covariates_file}; it has "
+                         f"{', '.join(map(str, table.columns))}.")
+    covariate_frame(table, args.covariates)
 
 
 def load_inputs(args: AssociateSettings):
