@@ -16,6 +16,15 @@ from pathlib import Path
 SKIPPED_FILE = "skipped_samples.tsv"
 COLUMNS = ("sample_id", "tensor", "reason")
 FILE_TENSOR = "(file)"  # the tensor column when the whole file is unreadable
+# Longest reason kept: an error message may quote a value from the file (a 10 MB attribute), which must not be
+# copied into the list, the log and every traceback.
+MAX_REASON = 300
+
+
+def shorten(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class SampleError(Exception):
@@ -24,10 +33,12 @@ class SampleError(Exception):
     Args:
         sample_id: the file's sample id.
         tensor: name of the TensorMap that failed, or ``"(file)"`` when the file itself is unreadable.
-        reason: short description, free of sample-specific text so that reasons can be counted.
+        reason: short description, free of sample-specific text so that reasons can be counted; cut to
+            :data:`MAX_REASON` characters.
     """
 
     def __init__(self, sample_id: str, tensor: str, reason: str):
+        reason = shorten(reason)
         super().__init__(f"sample {sample_id!r}, tensor {tensor!r}: {reason}")
         self.sample_id, self.tensor, self.reason = sample_id, tensor, reason
 

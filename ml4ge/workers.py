@@ -16,13 +16,14 @@ import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
 from ml4ge.hd5 import open_sample, sample_id_from_path
-from ml4ge.skipped import FILE_TENSOR, SampleError
+from ml4ge.skipped import FILE_TENSOR, SampleError, shorten
 from ml4ge.tensormap import TensorMap
 
 # Any Exception raised while reading one sample is that sample's error: h5py alone raises KeyError, ValueError,
@@ -44,14 +45,31 @@ def target_shape(tm: TensorMap) -> tuple[int, ...]:
 
 
 def failure_reason(error: BaseException, path) -> str:
-    """``"<ErrorType>: <message>"`` without the file's path, so that equal causes give equal reasons."""
+    """``"<ErrorType>: <message>"`` without the file's path, so that equal causes give equal reasons, and cut to
+    :data:`~ml4ge.skipped.MAX_REASON` characters (a message may quote a huge value from the file)."""
     args = getattr(error, "args", ())
     message = args[0] if len(args) == 1 and isinstance(args[0], str) else str(error)
     message = message.replace(repr(str(path)), "").replace(str(path), "").strip().rstrip(":").strip()
     opening = re.match(r"Unable to (?:synchronously )?open file \(([^:()]+)", message)
     if opening:  # h5py's message carries byte offsets that differ per file
         message = f"corrupt HDF5 file ({opening.group(1).strip()})"
-    return f"{type(error).__name__}: {message}"
+    return shorten(f"{type(error).__name__}: {message}")
+
+
+@contextmanager
+def sample_errors(sample_id: str, tensor: str, path):
+    """Turn any exception raised inside into ``SampleError(sample_id, tensor, reason)``, except run errors.
+
+    Example:
+        >>> with sample_errors("1001", "t1", path):
+        ...     affine = stored_affine(hd5)
+    """
+    try:
+        yield
+    except (SampleError, *RUN_ERRORS):
+        raise
+    except Exception as error:
+        raise SampleError(sample_id, tensor, failure_reason(error, path)) from error
 
 
 class MissingTensor(SampleError):

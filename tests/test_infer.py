@@ -196,3 +196,52 @@ def test_infer_encoders_skips_files_h5py_raises_type_error_for(trained, tmp_path
     skipped = pd.read_csv(tmp_path / "typed" / "skipped_samples.tsv", sep="\t").set_index("sample_id")
     assert sorted(skipped.index) == ["compound", "group"]
     assert skipped["reason"].str.startswith("TypeError: ").all()
+
+
+def _spoil_affine(path, value):
+    """Replace the T1 tensor's ``affine`` attribute (latest file format: attributes over 64 KiB need it)."""
+    import h5py
+
+    with h5py.File(path, "a", libver="latest") as hd5:
+        hd5["ukb_brain_mri/T1/instance_0"].attrs["affine"] = value
+
+
+HUGE_AFFINE = "1," * 500_000  # a megabyte of text where 16 numbers belong
+
+
+@pytest.mark.slow
+def test_infer_skips_a_sample_with_a_malformed_affine_and_keeps_the_log_short(trained, tmp_path):
+    from ml4ge.cli import main
+
+    _, tensors, model_file = trained
+    cohort = _copy_cohort(tensors, tmp_path / "tensors")
+    _spoil_affine(cohort / "3.hd5", HUGE_AFFINE)
+    _spoil_affine(cohort / "4.hd5", np.arange(5.0))  # numbers, but not 4 x 4
+    argv = infer_args("infer", cohort, tmp_path, "aff", model_file, "--output_tensors", "brain.age", "brain.t1")
+    assert main(argv) == 0
+    folder = tmp_path / "aff"
+    table = pd.read_csv(folder / "inference_aff.tsv", sep="\t", dtype={"sample_id": str})
+    assert len(table) == 10 and not {"3", "4"} & set(table["sample_id"])
+    skipped = pd.read_csv(folder / "skipped_samples.tsv", sep="\t", dtype={"sample_id": str}).set_index("sample_id")
+    assert sorted(skipped.index) == ["3", "4"] and (skipped["tensor"] == "t1_tiny").all()
+    assert skipped["reason"].str.contains("affine").all() and skipped["reason"].str.len().max() < 500
+    assert not (folder / "inferred" / "3_t1_tiny.nii.gz").exists()
+    assert (folder / "log.txt").stat().st_size < 20_000
+    assert not [p.name for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.mark.slow
+def test_failed_infer_leaves_no_temporary_table(trained, tmp_path):
+    from ml4ge.cli import main
+
+    _, tensors, model_file = trained
+    cohort = _copy_cohort(tensors, tmp_path / "tensors")
+    for path in cohort.glob("*.hd5"):
+        _spoil_affine(path, HUGE_AFFINE)
+    argv = infer_args("infer", cohort, tmp_path, "bad", model_file, "--output_tensors", "brain.age", "brain.t1")
+    assert main(argv) == 1
+    folder = tmp_path / "bad"
+    assert not (folder / "inference_bad.tsv").exists()
+    assert not [p.name for p in folder.rglob("*") if ".tmp" in p.name]
+    assert "none of the 12 samples" in (folder / "log.txt").read_text()
+    assert (folder / "log.txt").stat().st_size < 20_000

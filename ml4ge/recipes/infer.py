@@ -18,11 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from ml4ge.arguments import flag_settings, run_folder
+from ml4ge.atomic import atomic_path
 from ml4ge.latents import cohort_paths, id_columns
 from ml4ge.lookup import resolve_all
 from ml4ge.progress import progress
 from ml4ge.recipes.infer_encoders import check_model_file
 from ml4ge.recipes.settings import RunSettings
+from ml4ge.skipped import FILE_TENSOR, SampleError
+from ml4ge.workers import sample_errors
 
 log = logging.getLogger(__name__)
 FORMATS = ("nifti", "hd5")
@@ -91,7 +94,11 @@ def descale(tm, prediction: np.ndarray) -> np.ndarray:
 
 
 def affine_of(tm, hd5) -> np.ndarray:
-    """The ``affine`` attribute stored with a tensor (or its fallback's), else the identity."""
+    """The ``affine`` attribute stored with a tensor (or its fallback's), else the identity.
+
+    Raises:
+        ValueError: if the stored attribute is not 16 finite numbers.
+    """
     from ml4ge.hd5 import select_instance
 
     for source in (tm, tm.fallback):
@@ -99,11 +106,22 @@ def affine_of(tm, hd5) -> np.ndarray:
             node = hd5[source.key]
             dataset = node if hasattr(node, "shape") else select_instance(node, source.instance)
             if "affine" in dataset.attrs:
-                return np.asarray(dataset.attrs["affine"], dtype=np.float64).reshape(4, 4)
+                return _affine(dataset.attrs["affine"])
     return np.eye(4)
 
 
-def write_volume(tm, sample_id: str, prediction: np.ndarray, hd5, folder: Path, fmt: str) -> Path:
+def _affine(stored) -> np.ndarray:
+    try:
+        affine = np.asarray(stored, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"malformed affine attribute ({error})") from error
+    if affine.size != 16 or not np.all(np.isfinite(affine)):
+        raise ValueError(f"malformed affine attribute: {affine.size} values of shape {affine.shape}, expected 16 "
+                         "finite numbers (4 x 4)")
+    return affine.reshape(4, 4)
+
+
+def write_volume(tm, sample_id: str, prediction: np.ndarray, affine: np.ndarray, folder: Path, fmt: str) -> Path:
     """One sample's predicted volume/image as NIfTI (with the source affine) or into ``<sample_id>.hd5``."""
     folder.mkdir(parents=True, exist_ok=True)
     values = prediction[..., 0] if prediction.shape[-1] == 1 else prediction
@@ -112,7 +130,7 @@ def write_volume(tm, sample_id: str, prediction: np.ndarray, hd5, folder: Path, 
 
         path = folder / f"{sample_id}_{tm.name}.nii.gz"
         temporary = folder / f".{sample_id}_{tm.name}.tmp.nii.gz"
-        nib.save(nib.Nifti1Image(values.astype(np.float32), affine_of(tm, hd5)), temporary)
+        nib.save(nib.Nifti1Image(values.astype(np.float32), affine), temporary)
         os.replace(temporary, path)
         return path
     import h5py
@@ -123,55 +141,95 @@ def write_volume(tm, sample_id: str, prediction: np.ndarray, hd5, folder: Path, 
     with h5py.File(path, "a") as out:
         if f"{tm.name}_prediction" in out:
             del out[f"{tm.name}_prediction"]
-        write_tensor(out, f"{tm.name}_prediction", values, instance=0, attributes={"affine": affine_of(tm, hd5)})
+        write_tensor(out, f"{tm.name}_prediction", values, instance=0, attributes={"affine": affine})
     return path
 
 
 def run(args: InferSettings) -> int:
-    """Predict every sample; returns 0."""
+    """Predict every sample; returns 0.
 
-    from ml4ge.hd5 import open_sample
+    A sample whose stored values cannot be read (inputs, actual values, a volume's affine) is skipped and listed
+    in ``skipped_samples.tsv``; the table is written under a temporary name, removed if the run fails.
+
+    Raises:
+        NoUsableSamplesError: if no sample could be predicted.
+    """
     from ml4ge.models.artifacts import load_model
-    from ml4ge.pipeline import SkippedSamples, iterate_batches
+    from ml4ge.pipeline import NoUsableSamplesError, SkippedSamples
 
     folder = run_folder(args)
     input_tmaps = resolve_all(args.input_tensors, args.tensormap_prefix)
     output_tmaps = resolve_all(args.output_tensors, args.tensormap_prefix)
     model = load_model(args.model_file, compile=False)
-    optional = getattr(model, "optional", ())  # a sample lacking an optional map is predicted from what it has
-    scalars = [tm for tm in output_tmaps if tm.is_scalar]
-    fmt = getattr(args, "inference_format", "nifti")
     paths = {Path(p).name[: -len(".hd5")]: p for p in cohort_paths(args.tensors, args.sample_csv)}
     skipped = SkippedSamples(folder)
     table = folder / f"inference_{args.id}.tsv"
-    temporary = table.with_name(table.name + ".tmp")
-    ids = id_columns(args.tsv_style)
-    with open(temporary, "w") as out, progress(total=len(paths), description="infer", unit="sample") as bar:
+    try:
+        with atomic_path(table) as temporary:
+            rows = _predict(model, args, input_tmaps, output_tmaps, paths, temporary, skipped)
+            if not rows:
+                raise NoUsableSamplesError.from_reasons(skipped.reasons(), len(paths))
+    finally:
+        skipped.write()
+    log.info("predictions of %d samples written to %s", rows, table)
+    return 0
+
+
+def _predict(model, args, input_tmaps, output_tmaps, paths: dict, table: Path, skipped) -> int:
+    """Write the predictions of every readable sample to ``table``; returns the rows written."""
+    from ml4ge.pipeline import iterate_batches
+
+    optional = getattr(model, "optional", ())  # a sample lacking an optional map is predicted from what it has
+    scalars = [tm for tm in output_tmaps if tm.is_scalar]
+    ids, rows = id_columns(args.tsv_style), 0
+    with open(table, "w") as out, progress(total=len(paths), description="infer", unit="sample") as bar:
         out.write("\t".join([*ids, *(c for tm in scalars for c in columns(tm))]) + "\n")
         for sample_ids, inputs, _ in iterate_batches(list(paths.values()), input_tmaps, [], args.batch_size,
                                                      num_workers=args.num_workers, skipped=skipped,
                                                      optional=optional):
             predicted = model.predict_on_batch(inputs)
             for row, sample_id in enumerate(sample_ids):
-                with open_sample(paths[sample_id]) as hd5:
-                    cells = _scalar_cells(scalars, predicted, row, hd5, sample_id)
-                    for tm in output_tmaps:
-                        if not tm.is_scalar:
-                            write_volume(tm, sample_id, np.asarray(predicted[tm.output_name][row], np.float32),
-                                         hd5, folder / "inferred", fmt)
+                try:
+                    cells, affines = _stored(scalars, output_tmaps, predicted, row, paths[sample_id], sample_id)
+                except SampleError as error:
+                    skipped.record_error(error)
+                    continue
+                for tm, affine in affines.items():
+                    write_volume(tm, sample_id, np.asarray(predicted[tm.output_name][row], np.float32), affine,
+                                 Path(table).parent / "inferred", getattr(args, "inference_format", "nifti"))
                 out.write("\t".join([*[sample_id] * len(ids), *cells]) + "\n")
+                rows += 1
             bar.update(len(sample_ids))
-    os.replace(temporary, table)
-    skipped.write()
-    log.info("predictions of %d samples written to %s", len(paths) - len(skipped.sample_ids), table)
-    return 0
+    return rows
 
 
-def _scalar_cells(scalars, predicted, row: int, hd5, sample_id: str) -> list[str]:
+def _stored(scalars, output_tmaps, predicted, row: int, path, sample_id: str) -> tuple[list[str], dict]:
+    """What a sample's rows need from its file: the scalar cells and each volume output's affine.
+
+    Raises:
+        SampleError: naming the map whose stored values cannot be read.
+    """
+    from ml4ge.hd5 import open_sample
+
+    with sample_errors(sample_id, FILE_TENSOR, path):
+        hd5 = open_sample(path)
+    with hd5:
+        cells = []
+        for tm in scalars:
+            with sample_errors(sample_id, tm.name, path):
+                cells += _scalar_cells(tm, predicted, row, hd5, sample_id)
+        affines = {}
+        for tm in output_tmaps:
+            if not tm.is_scalar:
+                with sample_errors(sample_id, tm.name, path):
+                    affines[tm] = affine_of(tm, hd5)
+    return cells, affines
+
+
+def _scalar_cells(tm, predicted, row: int, hd5, sample_id: str) -> list[str]:
+    prediction = descale(tm, np.asarray(predicted[tm.output_name][row], np.float64).reshape(-1))
+    truth = actual(tm, hd5, sample_id)
     cells = []
-    for tm in scalars:
-        prediction = descale(tm, np.asarray(predicted[tm.output_name][row], np.float64).reshape(-1))
-        truth = actual(tm, hd5, sample_id)
-        for i, value in enumerate(prediction):
-            cells += [f"{value:.7g}", "NA" if truth is None else f"{float(truth[i]):.7g}"]
+    for i, value in enumerate(prediction):
+        cells += [f"{value:.7g}", "NA" if truth is None else f"{float(truth[i]):.7g}"]
     return cells
