@@ -147,3 +147,19 @@ def test_an_empty_covariate_is_refused_before_work_with_its_name(cohort, tmp_pat
         main(args)
     assert stop.value.code == 2
     assert "covariate 'PC2' has no value for any sample" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_rerun_with_fewer_dimensions_leaves_no_output_of_the_old_run(cohort, tmp_path):
+    simulated, folder = cohort
+    table = pd.read_csv(simulated.latents, sep="\t")
+    args = _with_table(cohort, tmp_path, table, "rerun", "--replication_samples", str(folder / "replication.csv"))
+    assert main(args) == 0
+    run = tmp_path / "rerun"
+    assert len(list((run / "sumstats").iterdir())) == 4 and (run / "miami_t1.png").is_file()
+    args = _with_table(cohort, tmp_path, table[["sample_id", "latent_0", "latent_1"]], "rerun", "--overwrite")
+    assert main(args) == 0
+    assert sorted(p.name for p in (run / "sumstats").iterdir()) == ["t1.latent_0.glm.linear.tsv.gz",
+                                                                     "t1.latent_1.glm.linear.tsv.gz"]
+    assert not (run / "miami_t1.png").exists() and not (run / "associate_replication.tsv").exists()
+    assert (run / "manhattan_t1.png").is_file()

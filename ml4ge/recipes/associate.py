@@ -36,7 +36,7 @@ from ml4ge.genetics.genotypes import GenotypeFile, check_genotype_files
 from ml4ge.genetics.inputs import assemble_spaces, covariate_frame
 from ml4ge.genetics.loci import clump, headline_counts, replicate
 from ml4ge.genetics.plots import manhattan, miami
-from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan
+from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan, sumstats_path
 from ml4ge.readers import read_table
 from ml4ge.recipes.compare import latent_tables
 from ml4ge.recipes.settings import RunSettings
@@ -173,8 +173,32 @@ def run(args: AssociateSettings) -> int:
     counts = headline_counts(facts, hits, loci, None if replication is None else replication["table"])
     write_table(untestable_table(spaces), folder / "associate_untestable.tsv")
     _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
+    remove_stale_outputs(folder, spaces, replication is not None)
     print(counts.to_string(index=False))
     return 0
+
+
+STALE_PATTERNS = ("sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png", "exports/*.pheno.tsv",
+                  "exports/covariates.tsv", "associate_replication.tsv")  # the per-space and optional outputs
+
+
+def remove_stale_outputs(folder: Path, spaces, replicated: bool) -> None:
+    """Delete the outputs of an earlier run in ``folder`` that this one did not write (a rerun with fewer
+    dimensions, other tables, no covariates or no replication), so no table beside the new ones is out of date."""
+    current = set()
+    if any(space.covariates.shape[1] for space in spaces.values()):
+        current.add(folder / "exports/covariates.tsv")
+    if replicated:
+        current |= {folder / "associate_replication.tsv", *(folder / f"miami_{name}.png" for name in spaces)}
+    for name, space in spaces.items():
+        current |= {folder / f"manhattan_{name}.png", folder / "exports" / f"{name}.pheno.tsv",
+                    *(sumstats_path(folder / "sumstats", name, dimension) for dimension in space.dimensions)}
+    stale = sorted({path for pattern in STALE_PATTERNS for path in folder.glob(pattern)} - current)
+    for path in stale:
+        path.unlink()
+    if stale:
+        log.info("removed %d outputs of an earlier run that this run does not write: %s", len(stale),
+                 ", ".join(str(path.relative_to(folder)) for path in stale[:10]))
 
 
 def untestable_table(spaces) -> pd.DataFrame:
