@@ -1,6 +1,6 @@
 """Write one ``<sample_id>.hd5`` per subject from NIfTI volumes and phenotype values.
 
-Each subject is written under a temporary name (``<sample_id>.hd5.tmp``) and renamed when complete, so a
+Each subject is written under a temporary name (``<sample_id>.hd5.<pid>.tmp``) and renamed when complete, so a
 folder never holds a half-written ``.hd5``: a subject is written whole or not at all. A subject whose file
 exists is skipped unless ``overwrite`` is set. An unreadable input (missing, truncated, not NIfTI, NaN/Inf
 values, a shape the TensorMap cannot take, a phenotype value that is not a number or category) fails only its
@@ -302,6 +302,24 @@ def _write_inputs(hd5: h5py.File, subject: Subject) -> tuple[object, str] | None
     return None
 
 
+def temporary_path(final: Path) -> Path:
+    """``<id>.hd5.<pid>.tmp``: each process writes its own file (two runs on one folder shared ``<id>.hd5.tmp`` and
+    deleted or truncated each other's), under a name that readers, which list ``*.hd5``, never take for a sample."""
+    return final.with_name(f"{final.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+
+
+def _check_complete(temporary: Path, subject: Subject) -> None:
+    """Reopen the written file and check that it holds every input, so that no incomplete file is renamed into place.
+
+    Raises:
+        OSError: if the file cannot be opened or lacks an input.
+    """
+    with h5py.File(temporary, "r") as hd5:
+        missing = [item.key for item in (*subject.volumes, *subject.scalars) if item.key not in hd5]
+    if missing:
+        raise OSError(f"{temporary} is incomplete after writing (no {', '.join(missing)}); it was not kept")
+
+
 def _sync(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
@@ -317,7 +335,7 @@ def write_subject(subject: Subject, folder, overwrite: bool = False) -> list[Rep
     final = Path(folder) / f"{subject.sample_id}{HD5_SUFFIX}"
     if final.exists() and not overwrite:
         return subject_rows(subject, SKIPPED_EXISTING, "file exists; pass --overwrite to replace it")
-    temporary = final.with_name(final.name + TEMPORARY_SUFFIX)
+    temporary = temporary_path(final)
     try:
         with h5py.File(temporary, "w") as hd5:
             failure = _write_inputs(hd5, subject)
@@ -325,6 +343,7 @@ def write_subject(subject: Subject, folder, overwrite: bool = False) -> list[Rep
             which, reason = failure
             return subject_rows(subject, FAILED, reason, failed=which)
         _sync(temporary)
+        _check_complete(temporary, subject)
         if final.exists() and not overwrite:  # another run finished it meanwhile
             return subject_rows(subject, SKIPPED_EXISTING, "file appeared while writing; kept the existing one")
         os.replace(temporary, final)

@@ -332,3 +332,47 @@ def test_a_sample_id_too_long_for_a_file_name_is_refused_before_any_work(tmp_pat
     assert exit_info.value.code == 2
     assert "too long" in capsys.readouterr().err
     assert not (tmp_path / "tensors").exists()
+
+
+def test_another_runs_temporary_file_is_left_alone(tmp_path):
+    """Two runs on one folder shared the name <id>.hd5.tmp and deleted (or truncated) each other's files."""
+    volume = write_nifti(tmp_path / "v.nii", np.ones(SHAPE, np.float32) + np.arange(SHAPE[2]))
+    folder = tmp_path / "t"
+    folder.mkdir()
+    foreign = [folder / "x.hd5.tmp", folder / "x.hd5.1.tmp"]  # the old shared name; another process's name
+    for path in foreign:
+        path.write_bytes(b"another run is writing this")
+    rows = tensorize_subjects([Subject("x", (VolumeInput("a", str(volume), "mri/a", (*SHAPE, 1)),))], folder)
+    assert [r.status for r in rows] == [WRITTEN]
+    assert [path.read_bytes() for path in foreign] == [b"another run is writing this"] * 2
+    assert sorted(p.name for p in folder.iterdir()) == ["x.hd5", "x.hd5.1.tmp", "x.hd5.tmp"]
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_folder_write_whole_files(tmp_path, user_maps):
+    """Two tensorize processes with --overwrite on one folder: every file they leave is whole, none is left over."""
+    import subprocess
+    import sys
+
+    from recipe_helpers import REPO, subprocess_env
+
+    folder, rng = tmp_path / "in", np.random.default_rng(5)
+    folder.mkdir()
+    volumes = {f"s{i}": rng.normal(100, 20, SHAPE).astype(np.float32) for i in range(12)}
+    for sample_id, volume in volumes.items():
+        write_nifti(folder / f"{sample_id}.nii.gz", volume)
+    manifest = folder / "m.csv"
+    manifest.write_text("sample_id,tensor,path\n" + "".join(f"{i},brain.vol,{i}.nii.gz\n" for i in volumes))
+    command = [sys.executable, str(REPO / "recipes.py"), "--mode", "tensorize", "--tensors", str(tmp_path / "tensors"),
+               "--tensormap_prefix", PREFIX, "--manifest", str(manifest), "--overwrite", "--num_workers", "0"]
+    for trial in range(3):
+        runs = [subprocess.Popen([*command, "--output_folder", str(tmp_path / f"runs{trial}"), "--id", f"r{i}"],
+                                 env=subprocess_env(user_maps), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                for i in range(2)]
+        errors = [run.communicate()[1].decode() for run in runs]
+        assert [run.returncode for run in runs] == [0, 0], errors
+        expected = sorted([*(f"{sample_id}.hd5" for sample_id in volumes), REPORT_NAME])
+        assert sorted(p.name for p in (tmp_path / "tensors").iterdir()) == expected
+        for sample_id, volume in volumes.items():
+            with h5py.File(tmp_path / "tensors" / f"{sample_id}.hd5", "r") as hd5:
+                np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volume)
