@@ -163,3 +163,15 @@ def test_a_rerun_with_fewer_dimensions_leaves_no_output_of_the_old_run(cohort, t
                                                                      "t1.latent_1.glm.linear.tsv.gz"]
     assert not (run / "miami_t1.png").exists() and not (run / "associate_replication.tsv").exists()
     assert (run / "manhattan_t1.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "..", ".hidden", "t1;touch x", "$(id)", "", "t 1"])
+def test_table_names_that_are_not_file_names_are_refused_before_work(cohort, tmp_path, capsys, name):
+    simulated, _ = cohort
+    args = _args(cohort, tmp_path)
+    args[args.index("--latent_tables") + 1] = f"{name}={simulated.latents}"
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    assert f"--latent_tables name {name!r} cannot name files" in capsys.readouterr().err
+    assert not (tmp_path / "gwas").exists() and not (tmp_path.parent / "outside.pheno.tsv").exists()

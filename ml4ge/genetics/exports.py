@@ -6,6 +6,7 @@ missing-phenotype code; a value that would print as -9 is written as -8.9999999 
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -63,17 +64,20 @@ def _write(table: pd.DataFrame, path: Path) -> Path:
 
 
 def _commands(spaces: Mapping[str, Space], genotypes: Path, has_covariates: bool) -> str:
-    """Example PLINK2 and REGENIE command lines for these files."""
+    """Example PLINK2 and REGENIE command lines for these files; every value is shell-quoted."""
     lines = ["#!/usr/bin/env bash", "# Mixed-model or reference GWAS of the exported latent dimensions.", ""]
+    bfile = shlex.quote(str(genotypes))
     for name in spaces:
+        pheno, step1 = shlex.quote(f"{name}.pheno.tsv"), shlex.quote(f"{name}_step1")
         covar = " --covar covariates.tsv" if has_covariates else ""
         regenie_covar = " --covarFile covariates.tsv" if has_covariates else ""
         lines += [f"# {name}: PLINK2 OLS (the statistics ml4ge associate computes)",
-                  f"plink2 --bfile {genotypes} --pheno {name}.pheno.tsv{covar} "
-                  f"--glm omit-ref hide-covar allow-no-covars --out {name}",
+                  f"plink2 --bfile {bfile} --pheno {pheno}{covar} "
+                  f"--glm omit-ref hide-covar allow-no-covars --out {shlex.quote(name)}",
                   f"# {name}: REGENIE step 1 and 2",
-                  f"regenie --step 1 --bed {genotypes} --phenoFile {name}.pheno.tsv{regenie_covar} --qt "
-                  f"--bsize 1000 --out {name}_step1",
-                  f"regenie --step 2 --bed {genotypes} --phenoFile {name}.pheno.tsv{regenie_covar} --qt "
-                  f"--bsize 400 --pred {name}_step1_pred.list --out {name}_step2", ""]
+                  f"regenie --step 1 --bed {bfile} --phenoFile {pheno}{regenie_covar} --qt "
+                  f"--bsize 1000 --out {step1}",
+                  f"regenie --step 2 --bed {bfile} --phenoFile {pheno}{regenie_covar} --qt "
+                  f"--bsize 400 --pred {shlex.quote(f'{name}_step1_pred.list')} "
+                  f"--out {shlex.quote(f'{name}_step2')}", ""]
     return "\n".join(lines)

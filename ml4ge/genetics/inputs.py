@@ -5,6 +5,7 @@ the optional rank-based inverse normal transform.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from ml4ge.genetics.glm import untestable_phenotypes
 log = logging.getLogger(__name__)
 
 BLOM_OFFSET = 3 / 8
+SPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a file-name stem: no path, no shell syntax
 ID_COLUMNS = ("sample_id", "FID", "IID")
 
 
@@ -41,6 +43,19 @@ class Space:
     @property
     def dimensions(self) -> list[str]:
         return list(map(str, self.phenotypes.columns))
+
+
+def check_space_name(name: str) -> str:
+    """``name`` if it can start the names of a scan's files (``sumstats/<name>.<dimension>...``, exports).
+
+    Raises:
+        ValueError: for a name that is empty, holds a path or a character other than letters, digits, ``.``,
+            ``_`` and ``-``, or starts with ``.`` or ``-``.
+    """
+    if not SPACE_NAME.fullmatch(str(name)):
+        raise ValueError(f"--latent_tables name {name!r} cannot name files: use letters, digits, '.', '_' and "
+                         "'-', starting with a letter or digit (e.g. t1=hidden_t1.tsv).")
+    return name
 
 
 def rank_inverse_normal(values: np.ndarray) -> np.ndarray:
@@ -108,8 +123,8 @@ def assemble_spaces(latents: Mapping[str, pd.DataFrame], covariates: pd.DataFram
     if len(complete) < len(covariates):
         log.warning("%d of %d samples lack a covariate value and are left out.", len(covariates) - len(complete),
                     len(covariates))
-    return {name: _space(name, stripped_ids(frame, f"latent table {name!r}"), available, complete, covariates, rint)
-            for name, frame in latents.items()}
+    return {check_space_name(name): _space(name, stripped_ids(frame, f"latent table {name!r}"), available,
+                                           complete, covariates, rint) for name, frame in latents.items()}
 
 
 def _space(name: str, frame: pd.DataFrame, available: list[str], complete: pd.Index, covariates: pd.DataFrame,

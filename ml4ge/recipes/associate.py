@@ -33,7 +33,7 @@ from ml4ge.atomic import write_table, write_text
 from ml4ge.compare import load_latents
 from ml4ge.genetics.exports import write_exports
 from ml4ge.genetics.genotypes import GenotypeFile, check_genotype_files
-from ml4ge.genetics.inputs import assemble_spaces, covariate_frame
+from ml4ge.genetics.inputs import assemble_spaces, check_space_name, covariate_frame
 from ml4ge.genetics.loci import clump, headline_counts, replicate
 from ml4ge.genetics.plots import manhattan, miami
 from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan, sumstats_path
@@ -74,8 +74,11 @@ Settings = AssociateSettings
 
 def validate(args: AssociateSettings) -> None:
     """Raises ValueError/FileNotFoundError before any work when the flags cannot work."""
-    if not latent_tables(args.latent_tables):
+    names = latent_tables(args.latent_tables)
+    if not names:
         raise ValueError("--mode associate needs --latent_tables name=path ... (TSVs written by infer_encoders).")
+    for name in names:
+        check_space_name(name)
     if not args.genotypes:
         raise ValueError("--mode associate needs --genotypes PREFIX (PLINK 1 .bed/.bim/.fam).")
     check_genotype_files(args.genotypes)
