@@ -63,7 +63,7 @@ def rank_inverse_normal(values: np.ndarray) -> np.ndarray:
 
     Example:
         >>> np.round(rank_inverse_normal(np.array([[3.0], [1.0], [2.0]]))[:, 0], 3)
-        array([ 0.842, -0.842,  0.   ])
+        array([ 0.869, -0.869,  0.   ])
     """
     values = np.asarray(values, dtype=np.float64)
     ranks = stats.rankdata(values, axis=0)
