@@ -52,6 +52,16 @@ def test_a_short_bim_is_named_as_the_cause(genotypes):
         check_genotype_files(genotypes)
 
 
+def test_blank_lines_are_refused(genotypes):
+    _edit(genotypes, ".fam", lambda rows: [*rows, "\n"])  # bed-reader would read an 11th sample with IID ''
+    with pytest.raises(ValueError, match=r"g\.fam has 1 blank lines"):
+        check_genotype_files(genotypes)
+    _edit(genotypes, ".fam", lambda rows: rows[:-1])
+    _edit(genotypes, ".bim", lambda rows: [*rows, "\n"])
+    with pytest.raises(ValueError, match=r"the \.bim lists 8 SNPs, but the \.bed holds 7 SNPs"):
+        check_genotype_files(genotypes)
+
+
 def test_associate_refuses_repeated_iids_before_any_work(tmp_path, capsys):
     cohort = write_simulated_cohort(tmp_path / "cohort", samples=40, snps=20, dimensions=2, planted=())
     _edit(cohort.genotypes, ".fam", lambda rows: [rows[0], rows[0], *rows[2:]])  # sub00001 becomes sub00000

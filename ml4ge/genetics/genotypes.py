@@ -43,11 +43,15 @@ def check_genotype_files(path) -> Path:
     Raises:
         FileNotFoundError: for a missing file.
         ValueError: for IIDs that repeat in the .fam (plink2 refuses them too: one subject's latents would meet
-            another's genotypes), or a .fam or .bim whose row count does not fit the .bed's size (truncated, or
-            from another file set), naming the file at fault where the sizes tell.
+            another's genotypes), blank lines in the .fam, or a .fam or .bim whose row count does not fit the
+            .bed's size (truncated, or from another file set), naming the file at fault where the sizes tell.
     """
     prefix = genotype_prefix(path)
     iids = fam_sample_ids(prefix)
+    blank = _count_rows(Path(f"{prefix}.fam")) - len(iids)
+    if blank:
+        raise ValueError(f"{prefix}.fam has {blank} blank lines; remove them (bed-reader reads each line as a "
+                         "sample, so the genotypes would be shifted or misread).")
     repeated = iids[iids.duplicated()].unique()
     if len(repeated):
         raise ValueError(f"{prefix}.fam: IIDs {sorted(repeated)[:10]} appear more than once ({len(repeated)} in "
@@ -63,7 +67,8 @@ def fam_sample_ids(prefix: Path) -> pd.Series:
 
 
 def _count_rows(path: Path, block: int = 1 << 20) -> int:
-    """Non-empty lines of a text file, counted in blocks (a .bim may hold millions)."""
+    """Lines of a text file, blank ones included (as bed-reader counts rows), in blocks (a .bim may hold
+    millions); a last line without a newline counts."""
     rows, last = 0, b"\n"
     with open(path, "rb") as handle:
         while chunk := handle.read(block):
