@@ -4,7 +4,8 @@ Each subject is written under a temporary name (``<sample_id>.hd5.<pid>.tmp``) a
 folder never holds a half-written ``.hd5``: a subject is written whole or not at all. A subject whose file
 exists is skipped unless ``overwrite`` is set. An unreadable input (missing, truncated, not NIfTI, NaN/Inf
 values, a shape the TensorMap cannot take, a phenotype value that is not a number or category) fails only its
-subject, and the reason goes in the report.
+subject, and the reason goes in the report. A file that cannot be written (a full disk) is no subject's fault: it
+stops the run with :class:`OutputError`, which carries the report rows of what was done.
 
 Volumes are stored as read (full resolution) unless a target shape is given (``--resample``), in which case
 they are resampled with one isotropic zoom factor and centred in that shape (:func:`ml4ge.arrays.fit_to_shape`),
@@ -312,37 +313,67 @@ def _check_complete(temporary: Path, subject: Subject) -> None:
     """Reopen the written file and check that it holds every input, so that no incomplete file is renamed into place.
 
     Raises:
-        OSError: if the file cannot be opened or lacks an input.
+        OutputError: if the file lacks an input.
     """
     with h5py.File(temporary, "r") as hd5:
         missing = [item.key for item in (*subject.volumes, *subject.scalars) if item.key not in hd5]
     if missing:
-        raise OSError(f"{temporary} is incomplete after writing (no {', '.join(missing)}); it was not kept")
+        raise OutputError(f"{temporary} is incomplete after writing (no {', '.join(missing)}); it was not kept")
 
 
-def _sync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+class OutputError(OSError):
+    """The output folder cannot take a file (disk full, quota, file size limit): no subject's fault, so the run
+    stops. ``rows`` holds the report rows of the subjects finished before it (set by :func:`tensorize_subjects`)."""
+
+    rows: list = []
+
+
+def _file_image(subject: Subject, name: Path) -> tuple[bytes | None, tuple[object, str] | None]:
+    """``(bytes of the subject's HD5 file, None)``, or ``(None, (which, reason))`` for its first bad input.
+
+    The file is built in memory so that the HDF5 library never meets a failing disk write: after one (a full disk)
+    h5py could not close the file and the interpreter crashed at exit (exit 139, no report).
+    """
+    with h5py.File(name, "w", driver="core", backing_store=False) as hd5:
+        failure = _write_inputs(hd5, subject)
+        hd5.flush()
+        return (None, failure) if failure is not None else (hd5.id.get_file_image(), None)
+
+
+def _write_bytes(path: Path, data: bytes, final: Path) -> None:
+    """Write and fsync ``data`` to ``path``.
+
+    Raises:
+        OutputError: for any failed write, saying what to do.
+    """
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise OutputError(f"cannot write {final}: {error.strerror or error}; free space on the disk of --tensors "
+                          "(or raise its quota or file size limit) and rerun: the files written so far are kept "
+                          "and skipped") from error
 
 
 def write_subject(subject: Subject, folder, overwrite: bool = False) -> list[ReportRow]:
     """Write ``<folder>/<sample_id>.hd5`` atomically; return its report rows.
 
     Raises:
-        OSError: only when the temporary file cannot be created (an unwritable folder stops the run); bad
-            inputs are reported in the rows instead.
+        OutputError: when the file cannot be written (a full disk stops the run); bad inputs are reported in the
+            rows instead.
     """
     final = Path(folder) / f"{subject.sample_id}{HD5_SUFFIX}"
     if final.exists() and not overwrite:
         return subject_rows(subject, SKIPPED_EXISTING, "file exists; pass --overwrite to replace it")
     temporary = temporary_path(final)
+    image, failure = _file_image(subject, temporary)
+    if failure is not None:
+        which, reason = failure
+        return subject_rows(subject, FAILED, reason, failed=which)
     try:
-        with h5py.File(temporary, "w") as hd5:
-            failure = _write_inputs(hd5, subject)
-        if failure is not None:
-            which, reason = failure
-            return subject_rows(subject, FAILED, reason, failed=which)
-        _sync(temporary)
+        _write_bytes(temporary, image, final)
         _check_complete(temporary, subject)
         if final.exists() and not overwrite:  # another run finished it meanwhile
             return subject_rows(subject, SKIPPED_EXISTING, "file appeared while writing; kept the existing one")
@@ -360,6 +391,9 @@ def tensorize_subjects(subjects: Sequence[Subject], folder, overwrite: bool = Fa
 
     Returns:
         Report rows sorted by sample id.
+
+    Raises:
+        OutputError: when a file cannot be written (a full disk); its ``rows`` are those of the subjects done.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -370,19 +404,38 @@ def tensorize_subjects(subjects: Sequence[Subject], folder, overwrite: bool = Fa
             rows.extend(subject_rows(subject, SKIPPED_EXISTING, "file exists; pass --overwrite to replace it"))
         else:
             todo.append(subject)
+    try:
+        _write_all(todo, folder, overwrite, num_workers, rows)
+    except OutputError as error:
+        error.rows = _in_order(rows, subjects)  # the report keeps what was done before the disk failed
+        raise
+    return _in_order(rows, subjects)
+
+
+def _write_all(todo: Sequence[Subject], folder: Path, overwrite: bool, num_workers: int,
+               rows: list[ReportRow]) -> None:
+    """Write ``todo``, adding each subject's rows to ``rows`` as it finishes; the first OutputError stops it."""
     with progress(total=len(todo), description="tensorize", unit="subject") as bar:
         if num_workers <= 1:
             for subject in todo:
                 rows.extend(write_subject(subject, folder, overwrite))
                 bar.update()
-        else:
-            # spawn: workers start clean even when the parent has imported TensorFlow or holds threads.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
-                futures = [pool.submit(write_subject, subject, folder, overwrite) for subject in todo]
+            return
+        # spawn: workers start clean even when the parent has imported TensorFlow or holds threads.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
+            futures = [pool.submit(write_subject, subject, folder, overwrite) for subject in todo]
+            try:
                 for future in as_completed(futures):
                     rows.extend(future.result())
                     bar.update()
+            except OutputError:
+                for future in futures:
+                    future.cancel()  # subjects not started stay unwritten; running ones finish
+                raise
+
+
+def _in_order(rows: Sequence[ReportRow], subjects: Sequence[Subject]) -> list[ReportRow]:
     order = {subject.sample_id: i for i, subject in enumerate(sorted(subjects, key=lambda s: s.sample_id))}
     return sorted(rows, key=lambda row: order[row.sample_id])
 

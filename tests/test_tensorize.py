@@ -376,3 +376,40 @@ def test_two_runs_on_one_folder_write_whole_files(tmp_path, user_maps):
         for sample_id, volume in volumes.items():
             with h5py.File(tmp_path / "tensors" / f"{sample_id}.hd5", "r") as hd5:
                 np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volume)
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from ml4ge.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_with_a_clear_error_and_keeps_the_report(tmp_path, user_maps):
+    """A failed write segfaulted tensorize (exit 139) after "No space left on device", with no report."""
+    import subprocess
+    import sys
+
+    from recipe_helpers import subprocess_env
+
+    folder, rng = tmp_path / "in", np.random.default_rng(4)
+    folder.mkdir()
+    for sample_id, shape in (("a", SHAPE), ("b", SHAPE), ("c", (40, 40, 40)), ("d", SHAPE)):
+        write_nifti(folder / f"{sample_id}.nii.gz", rng.normal(100, 20, shape).astype(np.float32))
+    manifest = folder / "m.csv"
+    manifest.write_text("sample_id,tensor,path\n" + "".join(f"{i},brain.vol,{i}.nii.gz\n" for i in "abcd"))
+    tensors = tmp_path / "tensors"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, "100000", "--mode", "tensorize", "--tensors", str(tensors),
+                           "--output_folder", str(tmp_path / "runs"), "--id", "full", "--tensormap_prefix", PREFIX,
+                           "--manifest", str(manifest), "--num_workers", "0"],
+                          env=subprocess_env(user_maps), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert "File too large" in last_line and "disk" in last_line and "c.hd5" in last_line
+    report = read_report(tensors / REPORT_NAME)
+    assert list(zip(report.sample_id, report.status)) == [("a", WRITTEN), ("b", WRITTEN)]
+    assert (tmp_path / "runs" / "full" / REPORT_NAME).exists()
+    assert sorted(p.name for p in tensors.iterdir()) == ["a.hd5", "b.hd5", REPORT_NAME]

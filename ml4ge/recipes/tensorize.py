@@ -13,7 +13,8 @@ store the category index; labels such as ``male`` are accepted); any other colum
 
 Run one tensorize per subject set with both inputs: a subject's file is written whole, and existing files are
 skipped (``--overwrite`` replaces them). The report ``tensorize_report.tsv`` (sample_id, tensor, path, status,
-reason) goes in ``--tensors`` and in the run folder; the exit status is 1 if any subject failed.
+reason) goes in ``--tensors`` and in the run folder; the exit status is 1 if any subject failed, or if the disk
+filled (the run stops there, and the report lists what was done).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ml4ge.tensorize import (
     FAILED,
     MAX_SAMPLE_ID_BYTES,
     REPORT_NAME,
+    OutputError,
     ScalarInput,
     Subject,
     VolumeInput,
@@ -257,13 +259,23 @@ def validate(args: TensorizeSettings) -> None:
         phenotype_targets(table)
 
 
+def write_reports(rows, args: TensorizeSettings) -> Path:
+    """The report in ``--tensors`` and in the run folder; returns the first."""
+    write_report(rows, run_folder(args) / REPORT_NAME)
+    return write_report(rows, Path(args.tensors) / REPORT_NAME)
+
+
 def run(args: TensorizeSettings) -> int:
     """Tensorize every subject; write the report; 1 if any subject failed, else 0."""
     subjects = build_subjects(args)
     log.info("tensorize: %d subjects into %s with %d worker(s)", len(subjects), args.tensors, args.num_workers)
-    rows = tensorize_subjects(subjects, args.tensors, overwrite=args.overwrite, num_workers=args.num_workers)
-    report = write_report(rows, Path(args.tensors) / REPORT_NAME)
-    write_report(rows, run_folder(args) / REPORT_NAME)
+    try:
+        rows = tensorize_subjects(subjects, args.tensors, overwrite=args.overwrite, num_workers=args.num_workers)
+    except OutputError as error:  # a full disk: report what was done, then fail the run with the error
+        log.error("tensorize stopped: %s", error)
+        write_reports(error.rows, args)
+        raise
+    report = write_reports(rows, args)
     counts = status_counts(rows)
     log.info("tensorize: %d written, %d skipped (file exists), %d failed; report %s",
              counts["written"], counts["skipped_existing"], counts[FAILED], report)
