@@ -231,7 +231,8 @@ FLAGS: dict[str, Flag] = {
     "replication_genotypes": Flag(ASSOCIATION, None, "associate: PLINK 1 prefix of a replication cohort."),
     "replication_samples": Flag(ASSOCIATION, None, "associate: CSV of sample ids held out of discovery to "
                                                    "replicate the hits in."),
-    "maf": Flag(ASSOCIATION, 0.01, "associate: minimum minor-allele frequency.", bounds=Bounds(0, 0.5)),
+    "maf": Flag(ASSOCIATION, 0.01, "associate: minimum minor-allele frequency.",
+                bounds=Bounds(0, 0.5, open_high=True)),
     "geno": Flag(ASSOCIATION, 0.1, "associate: maximum missing-call rate per SNP.", bounds=Bounds(0, 1)),
     "rint": Flag(ASSOCIATION, False, "associate: rank-inverse-normal transform latents."),
     "impute": Flag(ASSOCIATION, False, "associate: mean-impute missing calls (default: drop the sample for that "
