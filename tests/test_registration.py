@@ -144,10 +144,17 @@ def test_tensorize_registers_volumes_to_the_template(registration_inputs):
     ("brain.other={template}", "not a tensor of --manifest"),
     ("brain.vol={folder}/missing.nii.gz", "no template file"),
     ("brain.vol={folder}/four_d.nii.gz", "give a 3-D volume"),
+    ("brain.vol={folder}/text.nii.gz", "template cannot be used"),  # was a raw traceback
+    ("brain.vol={folder}/truncated.nii.gz", "template cannot be used"),  # was blamed on every subject
+    ("brain.vol={folder}/zeros.nii.gz", "all zeros"),
 ])
 def test_bad_register_to_is_refused_before_any_work(registration_inputs, capsys, pair, message):
     folder, manifest, _ = registration_inputs
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4, 2), np.float32), AFFINE), str(folder / "four_d.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.float32), AFFINE), str(folder / "zeros.nii.gz"))
+    (folder / "text.nii.gz").write_text("not a NIfTI file")
+    template = (folder / "template.nii.gz").read_bytes()
+    (folder / "truncated.nii.gz").write_bytes(template[: len(template) // 2])
     pair = pair.format(folder=folder, template=folder / "template.nii.gz")
     with pytest.raises(SystemExit) as exit_info:
         tensorize(folder, manifest, "--register_to", pair)

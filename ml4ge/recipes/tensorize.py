@@ -32,6 +32,7 @@ from ml4ge.readers import read_table
 from ml4ge.recipes.settings import RunSettings
 from ml4ge.tensorize import (
     FAILED,
+    INPUT_ERRORS,
     MAX_SAMPLE_ID_BYTES,
     REPORT_NAME,
     OutputError,
@@ -39,6 +40,8 @@ from ml4ge.tensorize import (
     Subject,
     VolumeInput,
     commonest_reasons,
+    describe,
+    read_reference,
     status_counts,
     tensorize_subjects,
     write_report,
@@ -172,11 +175,28 @@ def registration_templates(pairs, manifest: pd.DataFrame | None) -> dict[str, st
                              "use a name from its tensor column.")
         if not Path(path).is_file():
             raise ValueError(f"--register_to {pair!r}: no template file {path!r}.")
-        shape = nib.load(path).shape
-        if len([n for n in shape if n > 1]) != 3:
-            raise ValueError(f"--register_to {pair!r}: the template has shape {shape}; give a 3-D volume.")
         templates[tensor] = str(Path(path).resolve())
+        _check_template(pair, templates[tensor])
     return templates
+
+
+def _check_template(pair: str, path: str) -> None:
+    """Read the template whole (and prepare it, once per process), so that a file that is not NIfTI, is
+    truncated or is empty is refused here rather than blamed on every subject.
+
+    Raises:
+        ValueError: saying what is wrong with the template.
+    """
+    try:
+        shape = nib.load(path).shape
+        three_d = len([n for n in shape if n > 1]) == 3
+        if three_d:
+            read_reference(path)
+    except INPUT_ERRORS as error:
+        raise ValueError(f"--register_to {pair!r}: the template cannot be used: {describe(error)}. Give a whole "
+                         "3-D NIfTI file (.nii or .nii.gz) of a skull-stripped brain.") from error
+    if not three_d:
+        raise ValueError(f"--register_to {pair!r}: the template has shape {shape}; give a 3-D volume.")
 
 
 # Phenotypes -----------------------------------------------------------------------------------------------
