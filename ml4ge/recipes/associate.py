@@ -88,15 +88,7 @@ def validate(args: AssociateSettings) -> None:
         check_genotype_files(args.replication_genotypes)
     if args.replication_samples and not Path(args.replication_samples).is_file():
         raise FileNotFoundError(f"--replication_samples {args.replication_samples!r} does not exist.")
-    _validate_covariates(args)
-    checks = [("--maf", args.maf, 0 <= args.maf < 0.5, "in [0, 0.5)"), ("--geno", args.geno, 0 <= args.geno <= 1,
-              "in [0, 1]"), ("--snp_chunk", args.snp_chunk, args.snp_chunk >= 1, "at least 1"),
-              ("--clump_kb", args.clump_kb, args.clump_kb >= 0, "0 or more")]
-    if args.significance is not None:
-        checks.append(("--significance", args.significance, 0 < args.significance < 1, "in (0, 1)"))
-    for flag, value, ok, wanted in checks:
-        if not ok:
-            raise ValueError(f"{flag} {value} must be {wanted}.")
+    _validate_covariates(args)  # --maf, --geno, --snp_chunk, ...: the flags' bounds (arguments.py)
 
 
 def _validate_covariates(args: AssociateSettings) -> None:
