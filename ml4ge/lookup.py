@@ -2,8 +2,10 @@
 
 Plain names (``t1``, ``age``) come from the built-in catalogue. Dotted names follow ml4h: with
 ``--tensormap_prefix my.maps``, ``brain.t1_custom`` is the attribute ``t1_custom`` of module
-``my.maps.brain``; without a prefix the dotted name is ``module.attribute`` itself. Catalogue modules are
-imported only when a name is looked up, and importing them reads no files.
+``my.maps.brain``; without a prefix the dotted name is ``module.attribute`` itself. Importing a module runs its
+code, so a name read from a data file (a manifest's tensor column) imports only modules under the prefix or of
+ml4ge (``ml4ge.demo.maps.t1_3mm``). Catalogue modules are imported only when a name is looked up, and importing
+them reads no files.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ml4ge.registry import UnknownNameError, closest_matches
 from ml4ge.tensormap import TensorMap
 
 CATALOGUE_MODULES = ("ml4ge.tensormaps.brain_mri", "ml4ge.tensormaps.phenotypes")
+OWN_PACKAGE = "ml4ge"  # dotted names without --tensormap_prefix may name modules of this package only
 
 
 def module_tensormaps(module) -> dict[str, TensorMap]:
@@ -37,9 +40,33 @@ def catalogue() -> dict[str, TensorMap]:
     return maps
 
 
-def _from_module(name: str, prefix: str | None) -> TensorMap:
+def _module_name(name: str, prefix: str | None, from_data: bool) -> str:
+    """The module a dotted name's map lives in: under ``prefix``; without one the name's own module, which for a
+    name read from a data file must be one of ml4ge's (the demo's maps).
+
+    Importing runs a module's code, and a data file (a manifest's tensor column) may come from anyone: its names
+    import only modules of the package the user named with --tensormap_prefix, or of ml4ge.
+
+    Raises:
+        UnknownNameError: for a name that is not ``module.variable`` in Python names, or a name from data that
+            would import a module outside those packages.
+    """
     module_part, _, attribute = name.rpartition(".")
-    module_name = f"{prefix}.{module_part}" if prefix else module_part
+    if not all(part.isidentifier() for part in [*module_part.split("."), attribute]):
+        raise UnknownNameError(f"TensorMap {name!r}: write module.variable in Python names (with --tensormap_prefix "
+                               "naming the package the module is in).")
+    if prefix:
+        return f"{prefix}.{module_part}"
+    if not from_data or module_part.split(".")[0] == OWN_PACKAGE:
+        return module_part
+    raise UnknownNameError(f"TensorMap {name!r}: dotted names in data files are looked up under --tensormap_prefix, "
+                           "and only modules under it are imported; pass --tensormap_prefix <your package> and name "
+                           "the map module.variable within it.")
+
+
+def _from_module(name: str, prefix: str | None, from_data: bool = False) -> TensorMap:
+    module_part, _, attribute = name.rpartition(".")
+    module_name = _module_name(name, prefix, from_data)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -55,14 +82,15 @@ def _from_module(name: str, prefix: str | None) -> TensorMap:
     return maps[attribute]
 
 
-def resolve(name: str, prefix: str | None = None) -> TensorMap:
-    """The TensorMap called ``name``.
+def resolve(name: str, prefix: str | None = None, from_data: bool = False) -> TensorMap:
+    """The TensorMap called ``name``; ``from_data``: the name was read from a file (a manifest), so that without
+    ``prefix`` it may name ml4ge's own modules only.
 
     Raises:
         UnknownNameError: naming the closest catalogue names or module attributes.
     """
     if "." in name:
-        return _from_module(name, prefix)
+        return _from_module(name, prefix, from_data)
     maps = catalogue()
     if name not in maps:
         hint = closest_matches(name, maps)

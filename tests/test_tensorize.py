@@ -413,3 +413,32 @@ def test_a_full_disk_stops_with_a_clear_error_and_keeps_the_report(tmp_path, use
     assert list(zip(report.sample_id, report.status)) == [("a", WRITTEN), ("b", WRITTEN)]
     assert (tmp_path / "runs" / "full" / REPORT_NAME).exists()
     assert sorted(p.name for p in tensors.iterdir()) == ["a.hd5", "b.hd5", REPORT_NAME]
+
+
+@pytest.mark.parametrize("tensor, prefix", [("ml4ge_test_evil.t1", None), ("ml4ge_test_evil.t1", PREFIX),
+                                            (".ml4ge_test_evil.t1", PREFIX), ("brain..t1", PREFIX)])
+def test_a_manifest_imports_only_modules_under_the_prefix(tmp_path, user_maps, capsys, monkeypatch, tensor, prefix):
+    """The tensor column went to importlib.import_module: ``this.t1`` imported any module and ran its code."""
+    marker = tmp_path / "imported"
+    (tmp_path / "ml4ge_test_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"sample_id,tensor,path\na,{tensor},a.nii\n")
+    flags = ["--tensormap_prefix", prefix] if prefix else []
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--mode", "tensorize", "--tensors", str(tmp_path / "tensors"), "--output_folder", str(tmp_path / "runs"),
+              "--manifest", str(manifest), *flags])
+    assert exit_info.value.code == 2
+    assert "--tensormap_prefix" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_dotted_names_from_data_without_a_prefix_resolve_in_ml4ge_only():
+    from ml4ge.lookup import resolve
+    from ml4ge.registry import UnknownNameError
+
+    assert resolve("ml4ge.demo.maps.t1_3mm", from_data=True).name == "t1_3mm"  # the demo's manifest needs no prefix
+    with pytest.raises(UnknownNameError, match="--tensormap_prefix"):
+        resolve("json.decoder", from_data=True)
+    with pytest.raises(UnknownNameError, match="Python names"):
+        resolve("brain..t1", "some_prefix")

@@ -125,7 +125,7 @@ def manifest_tensormaps(frame: pd.DataFrame, prefix: str | None) -> dict[str, Te
         UnknownNameError: for an unknown name, with the closest matches.
         ValueError: for maps that cannot hold a NIfTI volume (scalars, maps computed by a reader).
     """
-    maps = {name: resolve(name, prefix) for name in sorted(frame["tensor"].unique())}
+    maps = {name: resolve(name, prefix, from_data=True) for name in sorted(frame["tensor"].unique())}
     for name, tm in maps.items():
         if tm.reader is not None:
             raise ValueError(f"--manifest: TensorMap {name!r} is computed on read by {tm.reader!r}; "
