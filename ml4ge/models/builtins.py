@@ -13,6 +13,8 @@ def load_builtins() -> None:
     import ml4ge.models.layers  # noqa: F401
     import ml4ge.models.losses  # noqa: F401
     import ml4ge.models.merges  # noqa: F401
+    import ml4ge.models.vit  # noqa: F401
+    import ml4ge.models.vit_loss  # noqa: F401
 
 
 def register_keras_objects(keras_module) -> None:

@@ -11,6 +11,8 @@ import argparse
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from ml4ge.models.vit_config import ViTConfig
+
 
 def _ints(values, flag: str, allow_empty: bool = False) -> tuple[int, ...]:
     values = tuple(int(v) for v in (values or ()))
@@ -164,6 +166,7 @@ class ModelConfig:
     conv: ConvConfig = field(default_factory=ConvConfig)
     dense: DenseConfig = field(default_factory=DenseConfig)
     pair: PairConfig = field(default_factory=PairConfig)
+    vit: ViTConfig = field(default_factory=ViTConfig)
     preset: str | None = None
 
     @property
@@ -184,6 +187,7 @@ class ModelConfig:
             conv=_typed(ConvConfig, data.get("conv", {})),
             dense=_typed(DenseConfig, data.get("dense", {})),
             pair=_typed(PairConfig, data.get("pair", {})),
+            vit=_typed(ViTConfig, data.get("vit", {})),
             preset=data.get("preset"),
         )
 
