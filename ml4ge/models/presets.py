@@ -20,8 +20,9 @@ import argparse
 from dataclasses import dataclass, replace
 
 from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig, pair_from_args
+from ml4ge.models.vit_config import ViTConfig
 from ml4ge.registry import Registry
-from ml4ge.schedules import PlateauSchedule
+from ml4ge.schedules import PlateauSchedule, StepSchedule
 from ml4ge.training_settings import SCHEDULE_FLAGS, TrainingSettings, explicit_flags, schedule_from_args
 
 # Adam learning rates of the published UDIP runs (learning-rate-finder values).
@@ -126,3 +127,41 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingS
     if getattr(args, "model_preset", None):
         return preset_from_args(args)
     return ModelConfig.from_args(args), training_settings_from_args(args)
+
+
+# UDIP-ViT (REFERENCE_SEEDS.md section B): AdamW 1e-3 (PyTorch weight decay 0.01), x0.5 every 3 epochs, floor 1e-5.
+UDIP_VIT_LEARNING_RATE = 1e-3
+UDIP_VIT_BATCH_SIZE = 2
+UDIP_VIT_EPOCHS = 300
+
+
+def _vit_training(epochs: int, batch_size: int) -> TrainingSettings:
+    return TrainingSettings(
+        optimizer="adamw", learning_rate=UDIP_VIT_LEARNING_RATE,
+        schedule=StepSchedule(factor=0.5, every=3, min_lr=1e-5), epochs=epochs, batch_size=batch_size,
+    )
+
+
+@PRESETS.register("udip_vit")
+def udip_vit_preset(modality: str = "t1") -> Preset:
+    """UDIP-ViT: the vision-transformer autoencoder of T1 (Islam et al.; REFERENCE_SEEDS.md section B).
+
+    A 182x218x182 volume is padded centrally to 182x224x182, cut into 13x14x13 = 2,366 patches of 14x16x14 voxels
+    (embedded by a convolution), of which the brain patches are kept; width 128, 12 pre-LN blocks with 8 heads,
+    latent = mean of the kept tokens (128); decoder width 64, 12 blocks with 8 heads, a linear map to 3,136 voxels
+    per patch. 3,593,088 trainable parameters at full size. AdamW at 1e-3, x0.5 every 3 epochs with floor 1e-5,
+    batch 2. Use it with ``--encoder_blocks vit_encode --decoder_blocks vit_decode`` (and the loss
+    ``patch_masked_mse`` for the seed's loss). ``modality`` is accepted for the preset interface (T1 only).
+    """
+    model = ModelConfig(vit=ViTConfig(), dense=DenseConfig(widths=(ViTConfig().width,)), preset="udip_vit")
+    return Preset(model, _vit_training(UDIP_VIT_EPOCHS, UDIP_VIT_BATCH_SIZE))
+
+
+@PRESETS.register("udip_vit_small")
+def udip_vit_small_preset(modality: str = "t1") -> Preset:
+    """UDIP-ViT reduced for the demo's 3 mm volumes (64x80x64) on a CPU: 8x8x8 patches (8x10x8 = 640 tokens),
+    width 64, 4 blocks with 4 heads, decoder width 32 with 2 blocks and 4 heads; the seed's optimizer and
+    schedule, batch 4."""
+    vit = ViTConfig(patch=(8, 8, 8), width=64, depth=4, heads=4, decoder_width=32, decoder_depth=2, decoder_heads=4)
+    model = ModelConfig(vit=vit, dense=DenseConfig(widths=(vit.width,)), preset="udip_vit_small")
+    return Preset(model, _vit_training(30, 4))
