@@ -29,6 +29,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError, ImageDataError
 
 from ml4ge.arrays import fit_to_shape
 from ml4ge.atomic import write_table
@@ -48,9 +49,11 @@ MAX_VOXELS = 2**30
 REPORT_NAME = "tensorize_report.tsv"
 REPORT_COLUMNS = ("sample_id", "tensor", "path", "status", "reason")
 WRITTEN, SKIPPED_EXISTING, FAILED, NOT_WRITTEN = "written", "skipped_existing", "failed", "not_written"
-# What a bad input raises: nibabel (ImageFileError, EOFError / zlib.error for truncated gzip, OSError for short
-# files or missing ones), our own checks (ValueError), h5py (OSError, ValueError, KeyError, RuntimeError).
-INPUT_ERRORS = (OSError, EOFError, zlib.error, ImageFileError, ValueError, KeyError, RuntimeError)
+# What a bad input raises: nibabel (ImageFileError, HeaderDataError / ImageDataError for a header it cannot use,
+# EOFError / zlib.error for truncated gzip, OSError for short files or missing ones), our own checks (ValueError),
+# h5py (OSError, ValueError, KeyError, RuntimeError).
+INPUT_ERRORS = (OSError, EOFError, zlib.error, ImageFileError, HeaderDataError, ImageDataError, ValueError, KeyError,
+                RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
         ValueError: if the volume has more than one frame (4-D), or holds NaN or Inf.
     """
     image = nib.load(str(path))
-    check_data_size(image)
+    check_header(image)
     shape = spatial_shape(image.shape)
     volume = image.get_fdata(dtype=np.float32).reshape(shape)
     if not np.all(np.isfinite(volume)):
@@ -129,8 +132,25 @@ def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     return volume, np.asarray(image.affine, dtype=np.float64), zooms
 
 
+def check_header(image) -> None:
+    """Refuse, from the header alone, a volume without voxels, of a type that is not one real number per voxel,
+    or whose data cannot be in its file or is too large to read.
+
+    Raises:
+        ValueError: naming what the header claims (a corrupt header or a truncated file).
+    """
+    shape = tuple(int(n) for n in image.shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"the header claims shape {shape}; every axis needs at least one voxel (a corrupt header)")
+    dtype = image.header.get_data_dtype()
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
+        raise ValueError(f"the header's data type {dtype} is not one real number per voxel (RGB, complex or a "
+                         "corrupt header); store intensities")
+    check_data_size(image)
+
+
 def check_data_size(image) -> None:
-    """Refuse, from the header alone, a volume whose data cannot be in its file or is too large to read.
+    """Refuse a volume whose data, by its header, cannot be in its file or is too large to read.
 
     Raises:
         ValueError: naming the claimed shape and what the file can hold (a corrupt header or a truncated file).

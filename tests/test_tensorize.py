@@ -442,3 +442,16 @@ def test_dotted_names_from_data_without_a_prefix_resolve_in_ml4ge_only():
         resolve("json.decoder", from_data=True)
     with pytest.raises(UnknownNameError, match="Python names"):
         resolve("brain..t1", "some_prefix")
+
+
+@pytest.mark.parametrize("text, message", [("sample_id,age\n", "0 rows"), ("sample_id\na\nb\n", "0 value columns"),
+                                           ("sample_id,age\n,50\nb,51\n", "row 2 has no sample id")])
+def test_a_phenotype_csv_without_rows_values_or_ids_is_refused(tmp_path, capsys, text, message):
+    """Found by the property tests: no rows passed validation and wrote nothing; an empty id cell crashed it."""
+    csv = tmp_path / "p.csv"
+    csv.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(tmp_path, "--phenotype_csv", str(csv))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "tensors").exists()

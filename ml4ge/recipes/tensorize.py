@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 
 from ml4ge.arguments import flag_settings, run_folder
@@ -107,6 +108,9 @@ def read_manifest(path) -> pd.DataFrame:
 
 
 def _check_sample_ids(ids: pd.Series, where: str) -> None:
+    if ids.isna().any():  # an empty id cell reads as NaN
+        raise ValueError(f"{where}: row {int(np.flatnonzero(ids.isna())[0]) + 2} has no sample id; give every row one.")
+    ids = ids.astype(object).map(str)
     unusable = ids[ids.str.contains(r"[/\\\x00]") | ids.isin(["", ".", ".."])]
     if not unusable.empty:
         raise ValueError(f"{where}: sample id {unusable.iloc[0]!r} cannot be a file name; "
@@ -260,7 +264,7 @@ def validate(args: TensorizeSettings) -> None:
     """Check the flags and inputs before any work.
 
     Raises:
-        ValueError: without --tensors, without any input, for a bad manifest or phenotype CSV.
+        ValueError: without --tensors, without any input, for a bad manifest or phenotype CSV (or one without rows).
         UnknownNameError: for an unknown TensorMap in the manifest, with the closest names.
     """
     if not args.tensors:
@@ -275,6 +279,9 @@ def validate(args: TensorizeSettings) -> None:
     registration_templates(args.register_to, manifest)
     if args.phenotype_csv:
         table = read_table(str(args.phenotype_csv))
+        if len(table.index) == 0 or len(table.columns) == 0:
+            raise ValueError(f"--phenotype_csv {args.phenotype_csv} has {len(table.index)} rows and "
+                             f"{len(table.columns)} value columns; give one row per sample and a column per value.")
         _check_sample_ids(pd.Series(table.index.astype(str)), f"--phenotype_csv {args.phenotype_csv}")
         phenotype_targets(table)
 
