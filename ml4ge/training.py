@@ -1,7 +1,8 @@
 """Fitting a compiled model: callbacks, steps, resumable runs and the streamed test evaluation.
 
-Resume. A run folder holds ``checkpoints/backup/`` written at the end of every epoch by :class:`RunBackup`
-(Keras' ``BackupAndRestore`` with atomic writes). Starting the same run again restores, before the first epoch:
+Resume. A run folder holds ``checkpoints/backup/`` written at the end of every epoch by
+:class:`~ml4ge.checkpoints.RunBackup` (weights and epoch committed together; see :mod:`ml4ge.checkpoints`).
+Starting the same run again restores, before the first epoch:
 
 * the model weights and the optimizer state (Adam moments, iteration counter and the learning rate, which is an
   optimizer variable and so carries ReduceLROnPlateau's reductions);
@@ -10,6 +11,10 @@ Resume. A run folder holds ``checkpoints/backup/`` written at the end of every e
   and the best-model checkpoint (``best``), kept beside the weights in ``training_metadata.json``;
 * the CSV log, trimmed to the finished epochs so an epoch cut short is not listed twice.
 
+An unreadable latest backup falls back to the one before it; with none readable the run refuses to resume
+(:class:`~ml4ge.checkpoints.ResumeError`). A loss that turns NaN or infinite stops the run
+(:class:`NonFiniteLoss`) before that epoch's checkpoints are written.
+
 Not restored: the position inside an epoch (a killed epoch is redone from its start), the shuffling order of the
 input pipeline, and EarlyStopping's ``best_weights`` (not used: the best weights come from the checkpoint file).
 """
@@ -17,15 +22,14 @@ input pipeline, and EarlyStopping's ``best_weights`` (not used: the best weights
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import keras
 
 from ml4ge.atomic import atomic_path, write_text
+from ml4ge.checkpoints import BestCheckpoint, RunBackup, discard_unreadable, read_metadata, resume_record, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -64,65 +68,8 @@ def trim_csv_log(path: Path, epochs: int) -> None:
 
 def backed_up_epoch(folder: Path) -> int:
     """Epochs finished according to the run folder's backup (0 without one)."""
-    metadata = folder / BACKUP_FOLDER / "training_metadata.json"
-    return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
-
-
-STATE_ATTRIBUTES = {
-    "EarlyStopping": ("wait", "best", "stopped_epoch"),
-    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
-    "ModelCheckpoint": ("best",),
-}
-
-
-class RunBackup(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` that writes atomically and also keeps the other callbacks' counters.
-
-    Put it last in the callback list: it restores the counters after the other callbacks reset them in their
-    own ``on_train_begin``.
-
-    Args:
-        backup_dir: folder for ``latest.weights.h5`` and ``training_metadata.json``.
-        stateful: callbacks whose counters (:data:`STATE_ATTRIBUTES`) are saved and restored.
-    """
-
-    def __init__(self, backup_dir, stateful=()):
-        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
-        self.stateful = list(stateful)
-        self.restored_epoch = 0
-
-    def _states(self) -> list[dict]:
-        states = []
-        for callback in self.stateful:
-            names = STATE_ATTRIBUTES.get(type(callback).__name__, ())
-            states.append({name: _jsonable(getattr(callback, name, None)) for name in names})
-        return states
-
-    def _save_model(self):
-        folder = Path(self.backup_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        weights, metadata = Path(self._weights_path), Path(self._training_metadata_path)
-        temporary = weights.with_name("writing.weights.h5")  # save_weights needs the .weights.h5 suffix
-        self.model.save_weights(str(temporary), overwrite=True)
-        if weights.exists():
-            os.replace(weights, self._prev_weights_path)
-        os.replace(temporary, weights)
-        record = {"epoch": self._current_epoch, "batch": 0, "callbacks": self._states()}
-        write_text(metadata, json.dumps(record))
-
-    def _load_model(self):
-        super()._load_model()
-        metadata = Path(self._training_metadata_path)
-        if not metadata.exists():
-            return
-        record = json.loads(metadata.read_text())
-        self.restored_epoch = int(record["epoch"])
-        for callback, state in zip(self.stateful, record.get("callbacks", [])):
-            for name, value in state.items():
-                if value is not None:
-                    setattr(callback, name, value)
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        log.info("resumed from the backup of epoch %d (learning rate %.3g)", self.restored_epoch, lr)
+    record = read_metadata(folder / BACKUP_FOLDER)
+    return int(record["epoch"]) if record else 0
 
 
 class NonFiniteLoss(RuntimeError):
@@ -172,14 +119,8 @@ class EpochRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def _jsonable(value):
-    if value is None:
-        return None
-    value = float(keras.ops.convert_to_numpy(value)) if not isinstance(value, int | float) else value
-    return None if isinstance(value, float) and math.isinf(value) else value
-
-
-def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=()) -> list[keras.callbacks.Callback]:
+def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=(),
+                   resume: dict | None = None) -> list[keras.callbacks.Callback]:
     """The NaN-loss guard, early stopping, the learning-rate schedule, best-weights checkpoint, CSV log, TensorBoard
     and the backup.
 
@@ -188,6 +129,7 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=())
         settings: a :class:`~ml4ge.training_settings.TrainingSettings` (patience, schedule).
         write_outputs: False leaves out TensorBoard (non-chief workers in multi-worker training).
         extra: the family's own callbacks (a KL-weight schedule); they run before the logs are written.
+        resume: the backup record to restore (:func:`~ml4ge.checkpoints.resume_record`), None for a fresh run.
 
     Returns:
         The callbacks, :class:`StopOnNonFiniteLoss` first and :class:`RunBackup` last.
@@ -195,14 +137,13 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=())
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings.patience, verbose=1)
     plateau = settings.schedule_callback()
-    best = keras.callbacks.ModelCheckpoint(str(folder / BEST_WEIGHTS), monitor=MONITOR, save_best_only=True,
-                                           save_weights_only=True, verbose=0)
+    best = BestCheckpoint(folder / BEST_WEIGHTS, monitor=MONITOR)
     csv_path = folder / TRAINING_LOG
     logger = keras.callbacks.CSVLogger(str(csv_path), append=True)
     callbacks = [StopOnNonFiniteLoss(), *extra, stopping, plateau, best, logger]
     if write_outputs:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False))
-    callbacks.append(RunBackup(str(folder / BACKUP_FOLDER), stateful=[stopping, plateau, best]))
+    callbacks.append(RunBackup(folder / BACKUP_FOLDER, stateful=[stopping, plateau, best], resume=resume))
     return callbacks
 
 
@@ -229,17 +170,26 @@ def fit(model, train, valid, folder: Path, settings, training_steps: int | None 
         train = train.repeat()
     if validation_steps:
         valid = valid.repeat()
-    # Before CSVLogger opens the log: rows of an epoch cut short by the kill are dropped, as the epoch is redone.
-    trim_csv_log(folder / TRAINING_LOG, backed_up_epoch(folder))
-    callbacks = make_callbacks(folder, settings, write_outputs, callbacks)
+    resume = resume_record(folder / BACKUP_FOLDER)
+    initial_epoch = int(resume["epoch"]) if resume else 0
+    discard_unreadable(folder / BEST_WEIGHTS)
+    # Before CSVLogger opens the log: rows of epochs after the restored one are dropped, as they are redone.
+    trim_csv_log(folder / TRAINING_LOG, initial_epoch)
+    callbacks = make_callbacks(folder, settings, write_outputs, callbacks, resume)
     return model.fit(train, validation_data=valid, epochs=settings.epochs, steps_per_epoch=training_steps,
-                     validation_steps=validation_steps, callbacks=callbacks, verbose=2)
+                     validation_steps=validation_steps, callbacks=callbacks, verbose=2, initial_epoch=initial_epoch)
 
 
 def load_best_weights(model, folder: Path) -> bool:
-    """Load the best-validation weights saved during training into ``model``; False when none were saved."""
+    """Load the best-validation weights saved during training into ``model``; False when none were saved or the
+    file is unreadable (a warning says so; ``model`` keeps its weights)."""
     path = folder / BEST_WEIGHTS
     if not path.exists():
+        return False
+    problem = unreadable(path)
+    if problem:
+        log.warning("%s is unreadable (%s): treated as absent; the model keeps its last epoch's weights", path,
+                    problem)
         return False
     model.load_weights(str(path))
     return True

@@ -2,6 +2,8 @@
 seed that must make two trainings alike. Real Keras models and real ``.weights.h5`` files throughout."""
 
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,3 +110,184 @@ def test_one_seed_trains_the_same_model_and_another_seed_a_different_one(cohort,
     for a, b in zip(first, again):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # CPU: equal up to float summation order
     assert any(a.shape == b.shape and not np.allclose(a, b, atol=1e-3) for a, b in zip(first, other))
+
+
+# Item 7: resume after a death inside the backup write, or from a corrupt backup ----------------------------------
+class Killed(BaseException):
+    """Stands in for SIGKILL at one instant: nothing after it runs, nothing catches it."""
+
+
+def weights_by_epoch(store, kill_replace_at=None, kill_epoch=None):
+    """A callback that records the weights at each epoch end (``store[epochs finished]``), and, from the end of
+    epoch ``kill_epoch`` on, makes the ``kill_replace_at``-th ``os.replace`` raise :class:`Killed` (a death in
+    the middle of writing that epoch's checkpoints)."""
+    import os
+
+    import keras
+
+    real_replace = os.replace
+
+    class Recorder(keras.callbacks.Callback):
+        calls = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            store[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
+            if kill_epoch is not None and epoch + 1 == kill_epoch:
+                os.replace = self.replace
+
+        def replace(self, *args, **kwargs):
+            Recorder.calls += 1
+            if Recorder.calls == kill_replace_at:
+                os.replace = real_replace
+                raise Killed
+            return real_replace(*args, **kwargs)
+
+        def on_train_end(self, logs=None):
+            os.replace = real_replace
+
+    return Recorder()
+
+
+def resumed_epoch(caplog) -> int:
+    messages = [r.getMessage() for r in caplog.records if "resumed from the backup of epoch" in r.getMessage()]
+    assert messages, "no resume was logged"
+    return int(messages[-1].split("resumed from the backup of epoch ")[1].split()[0])
+
+
+def assert_weights_equal(model, expected):
+    for a, b in zip(model.get_weights(), expected):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kill_replace_at", [1, 2, 3, 4])
+def test_a_death_while_the_backup_is_written_resumes_with_that_epochs_weights(tmp_path, caplog, kill_replace_at):
+    import os
+
+    from ml4ge import training
+
+    real_replace, store = os.replace, {}
+    settings = TrainingSettings(patience=10, epochs=3)
+    try:
+        with pytest.raises(Killed):
+            training.fit(tiny_model(), tiny_data(), tiny_data(), tmp_path, settings, write_outputs=False,
+                         callbacks=[weights_by_epoch(store, kill_replace_at, kill_epoch=3)])
+    except pytest.fail.Exception:
+        assert kill_replace_at > 2  # fewer renames than that: the kill came after the backup was whole
+    finally:
+        os.replace = real_replace
+    caplog.set_level("INFO")
+    resumed = tiny_model()
+    assert training.fit(resumed, tiny_data(), tiny_data(), tmp_path, settings.with_changes(epochs=2),
+                        write_outputs=False).epoch == []
+    epoch = resumed_epoch(caplog)
+    assert epoch in (2, 3)
+    assert_weights_equal(resumed, store[epoch])  # never fresh (or other epochs') weights with this epoch count
+    training.fit(resumed, tiny_data(), tiny_data(), tmp_path, settings.with_changes(epochs=4), write_outputs=False)
+    assert list(pd.read_csv(tmp_path / training.TRAINING_LOG)["epoch"]) == [0, 1, 2, 3]
+
+
+def latest_backup_weights(folder):
+    from ml4ge import training
+
+    record = json.loads((folder / training.BACKUP_FOLDER / "training_metadata.json").read_text())
+    return folder / training.BACKUP_FOLDER / record.get("weights", "latest.weights.h5")
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_corrupt_latest_backup_falls_back_to_the_previous_epoch_with_its_counter(tmp_path, caplog):
+    from ml4ge import training
+
+    store, settings = {}, TrainingSettings(patience=10, epochs=3)
+    training.fit(tiny_model(), tiny_data(), tiny_data(), tmp_path, settings, write_outputs=False,
+                 callbacks=[weights_by_epoch(store)])
+    truncate(latest_backup_weights(tmp_path))
+    caplog.set_level("INFO")
+    resumed = tiny_model()
+    assert training.fit(resumed, tiny_data(), tiny_data(), tmp_path, settings.with_changes(epochs=2),
+                        write_outputs=False).epoch == []
+    assert resumed_epoch(caplog) == 2
+    assert_weights_equal(resumed, store[2])
+    assert any("unreadable" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    history = training.fit(resumed, tiny_data(), tiny_data(), tmp_path, settings.with_changes(epochs=5),
+                           write_outputs=False)
+    assert history.epoch == [2, 3, 4]
+    assert list(pd.read_csv(tmp_path / training.TRAINING_LOG)["epoch"]) == [0, 1, 2, 3, 4]
+
+
+def test_no_readable_backup_refuses_to_resume_and_says_how_to_start_again(tmp_path):
+    from ml4ge import training
+    from ml4ge.checkpoints import ResumeError
+
+    settings = TrainingSettings(patience=10, epochs=3)
+    training.fit(tiny_model(), tiny_data(), tiny_data(), tmp_path, settings, write_outputs=False)
+    for path in (tmp_path / training.BACKUP_FOLDER).glob("*.weights.h5*"):
+        truncate(path)
+    model = tiny_model()
+    before = [np.array(w) for w in model.get_weights()]
+    with pytest.raises(ResumeError) as caught:
+        training.fit(model, tiny_data(), tiny_data(), tmp_path, settings.with_changes(epochs=5),
+                     write_outputs=False)
+    message = str(caught.value)
+    assert "cannot resume" in message and "--overwrite" in message and "epoch 3" in message
+    assert_weights_equal(model, before)
+    assert list(pd.read_csv(tmp_path / training.TRAINING_LOG)["epoch"]) == [0, 1, 2]
+
+
+# Item 12: the best checkpoint is replaced atomically; an unreadable one is treated as absent --------------------
+def test_unreadable_best_checkpoint_is_treated_as_absent_and_written_again(tmp_path, caplog):
+    from ml4ge import training
+    from ml4ge.checkpoints import unreadable
+
+    settings = TrainingSettings(patience=10, epochs=2)
+    training.fit(tiny_model(), tiny_data(), tiny_data(), tmp_path, settings, write_outputs=False)
+    best = tmp_path / training.BEST_WEIGHTS
+    truncate(best)
+    model = tiny_model()
+    before = [np.array(w) for w in model.get_weights()]
+    caplog.set_level("WARNING")
+    assert training.load_best_weights(model, tmp_path) is False
+    assert_weights_equal(model, before)
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+    training.fit(model, tiny_data(), tiny_data(), tmp_path, settings.with_changes(epochs=3), write_outputs=False)
+    assert unreadable(best) is None and training.load_best_weights(tiny_model(), tmp_path)
+
+
+FULL_DISK_FIT = """
+import resource, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_training_faults import tiny_data, tiny_model
+from ml4ge import training
+from ml4ge.training_settings import TrainingSettings
+
+folder = Path(sys.argv[1])
+training.fit(tiny_model(), tiny_data(), tiny_data(), folder, TrainingSettings(patience=10, epochs=2),
+             write_outputs=False)
+size = (folder / training.BEST_WEIGHTS).stat().st_size
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, resource.RLIM_INFINITY))
+training.fit(tiny_model(), tiny_data(), tiny_data(), folder, TrainingSettings(patience=10, epochs=4),
+             write_outputs=False)
+"""
+
+
+def test_a_write_cut_short_leaves_the_previous_best_checkpoint_whole(tmp_path):
+    import subprocess
+    import sys
+
+    from recipe_helpers import REPO, subprocess_env
+
+    from ml4ge import training
+    from ml4ge.checkpoints import unreadable
+
+    script = tmp_path / "full_disk.py"
+    script.write_text(FULL_DISK_FIT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), str(REPO / "tests")],
+                          capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=120)
+    assert done.returncode == 1 and "Error" in done.stderr, done.stderr[-3000:]
+    assert unreadable(tmp_path / "run" / training.BEST_WEIGHTS) is None
+    assert training.load_best_weights(tiny_model(), tmp_path / "run")
