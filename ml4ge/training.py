@@ -22,8 +22,10 @@ input pipeline, and EarlyStopping's ``best_weights`` (not used: the best weights
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -46,6 +48,23 @@ def set_seed(seed: int) -> None:
     run with this seed (see the README on how far a run is reproducible on CPU and GPU).
     """
     keras.utils.set_random_seed(int(seed))
+
+
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # no space, file too large, quota exceeded
+
+
+@contextmanager
+def disk_errors(folder: Path):
+    """Re-raise a full-disk OSError that does not say what to do, naming ``folder`` and the way out (free space,
+    or another ``--output_folder``, then rerun to resume); other errors pass unchanged."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL or "free disk space" in str(error):
+            raise
+        where = error.filename or folder
+        raise OSError(error.errno, f"cannot write in {where}: {error.strerror or error}; free disk space there or "
+                      "choose another --output_folder, then rerun to resume") from error
 
 
 def steps_or_none(steps: int | None) -> int | None:

@@ -291,3 +291,55 @@ def test_a_write_cut_short_leaves_the_previous_best_checkpoint_whole(tmp_path):
     assert done.returncode == 1 and "Error" in done.stderr, done.stderr[-3000:]
     assert unreadable(tmp_path / "run" / training.BEST_WEIGHTS) is None
     assert training.load_best_weights(tiny_model(), tmp_path / "run")
+
+
+# Item 14: a full disk ends train with a clear error and status 1, not a segfault ----------------------------------
+def limit_file_size(limit):
+    """For ``preexec_fn``: writes past ``limit`` bytes fail with EFBIG, as writes to a full disk fail."""
+    import resource
+    import signal
+
+    def limit_writes():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return limit_writes
+
+
+def test_a_full_disk_error_names_the_folder_and_the_way_out(tmp_path):
+    import resource
+    import signal
+
+    from ml4ge import training
+
+    before, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, before[1]))
+        with pytest.raises(OSError) as caught, training.disk_errors(tmp_path):
+            (tmp_path / "big.bin").write_bytes(bytes(5000))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
+        signal.signal(signal.SIGXFSZ, handler)
+    message = str(caught.value)
+    assert str(tmp_path) in message and "free disk space" in message and "--output_folder" in message
+    with pytest.raises(OSError, match="No such file"), training.disk_errors(tmp_path):  # other errors unchanged
+        (tmp_path / "absent" / "file").write_text("x")
+
+
+@pytest.mark.slow
+def test_train_on_a_full_disk_exits_1_naming_the_file_and_resumes_once_there_is_room(cohort, tmp_path):
+    import subprocess
+    import sys
+
+    from recipe_helpers import REPO, subprocess_env
+
+    argv = [sys.executable, str(REPO / "recipes.py"), *train_argv(cohort, tmp_path, "full")]
+    env = subprocess_env(cohort.parent)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240,
+                          preexec_fn=limit_file_size(20_000))  # smaller than the model's weights
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "File too large" in done.stderr and "free disk space" in done.stderr
+    assert "checkpoints" in done.stderr.splitlines()[-1]  # the last line names the file that could not be written
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "full" / "full.keras").is_file()

@@ -197,7 +197,10 @@ def run(args: TrainSettings) -> int:
         folder = folder / "workers" / f"worker_{strategies.worker_index(distribution)}"
         folder.mkdir(parents=True, exist_ok=True)
     log.info("training in %s (precision %s, chief %s)", folder, policy, chief)
-    return _train(args, distribution, folder, chief)
+    from ml4ge.training import disk_errors
+
+    with disk_errors(folder):
+        return _train(args, distribution, folder, chief)
 
 
 def _train(args, distribution, folder: Path, chief: bool) -> int:
