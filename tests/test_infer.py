@@ -245,3 +245,68 @@ def test_failed_infer_leaves_no_temporary_table(trained, tmp_path):
     assert not [p.name for p in folder.rglob("*") if ".tmp" in p.name]
     assert "none of the 12 samples" in (folder / "log.txt").read_text()
     assert (folder / "log.txt").stat().st_size < 20_000
+
+
+def _model_copy(model_file, folder):
+    """The model's .keras files copied to ``folder``; returns the copied model file."""
+    import shutil
+
+    folder.mkdir()
+    for path in model_file.parent.glob("*.keras"):
+        shutil.copy(path, folder / path.name)
+    return folder / model_file.name
+
+
+def _save_encoder(path, input_name, shape):
+    import keras
+
+    inputs = keras.Input(shape, name=input_name)
+    keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs))).save(path)
+
+
+def test_infer_encoders_refuses_an_encoder_file_of_another_map(trained, tmp_path):
+    from ml4ge.cli import parse
+    from ml4ge.recipes import validate
+
+    _, tensors, model_file = trained
+    copy = _model_copy(model_file, tmp_path / "model")
+    settings = parse(infer_args("infer_encoders", tensors, tmp_path, "x", copy)).settings
+    validate(settings)  # the model's own encoder passes
+    _save_encoder(copy.parent / "encoder_t1_tiny.keras", "input_t2_tiny", (8, 8, 8, 1))
+    with pytest.raises(ValueError, match=r"encoder_t1_tiny.keras takes input_t2_tiny \(8, 8, 8, 1\).*t1_tiny"):
+        validate(settings)
+    _save_encoder(copy.parent / "encoder_t1_tiny.keras", "input_t1_tiny", (4, 4, 4, 1))
+    with pytest.raises(ValueError, match=r"takes input_t1_tiny \(4, 4, 4, 1\).*\(8, 8, 8, 1\)"):
+        validate(settings)
+
+
+WIDE_MAPS = """
+from ml4ge.tensormap import TensorMap
+
+t1 = TensorMap("t1_tiny", (16, 16, 16, 1), group="ukb_brain_mri", dataset="T1")
+age = TensorMap("age_tiny", (1,), group="phenotypes")
+"""
+
+
+def test_infer_and_infer_encoders_refuse_maps_the_model_was_not_trained_on(trained, tmp_path, monkeypatch):
+    """A map of the same name but another shape, or a map the model never saw, is refused before any work."""
+    from ml4ge.cli import parse
+    from ml4ge.recipes import validate
+
+    _, tensors, model_file = trained
+    (tmp_path / "wide_maps").mkdir()
+    (tmp_path / "wide_maps" / "__init__.py").write_text("")
+    (tmp_path / "wide_maps" / "brain.py").write_text(WIDE_MAPS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    wide = ["--tensormap_prefix", "wide_maps"]
+    for mode, extra in (("infer_encoders", []), ("infer", ["--output_tensors", "brain.age"])):
+        settings = parse(infer_args(mode, tensors, tmp_path, "x", model_file, *extra, *wide)).settings
+        with pytest.raises(ValueError, match=r"t1_tiny .*\(16, 16, 16, 1\).*\(8, 8, 8, 1\)"):
+            validate(settings)
+    unknown = infer_args("infer", tensors, tmp_path, "x", model_file, "--output_tensors", "brain.t2")
+    with pytest.raises(ValueError, match=r"--output_tensors t2_tiny: the model .* gives age_tiny, t1_tiny"):
+        validate(parse(unknown).settings)
+    lacking = infer_args("infer", tensors, tmp_path, "x", model_file, "--output_tensors", "brain.age",
+                         "--input_tensors", "brain.t2")
+    with pytest.raises(ValueError, match=r"--input_tensors t2_tiny: the model .* takes t1_tiny"):
+        validate(parse(lacking).settings)

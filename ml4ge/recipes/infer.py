@@ -22,7 +22,7 @@ from ml4ge.atomic import atomic_path
 from ml4ge.latents import cohort_paths, id_columns
 from ml4ge.lookup import resolve_all
 from ml4ge.progress import progress
-from ml4ge.recipes.infer_encoders import check_model_file
+from ml4ge.recipes.infer_encoders import check_maps, check_model_file
 from ml4ge.recipes.settings import RunSettings
 from ml4ge.skipped import FILE_TENSOR, SampleError
 from ml4ge.workers import sample_errors
@@ -60,8 +60,8 @@ def validate(args: InferSettings) -> None:
     if getattr(args, "inference_format", "nifti") not in FORMATS:
         raise ValueError(f"--inference_format must be one of {FORMATS}, got {args.inference_format!r}.")
     cohort_paths(args.tensors, args.sample_csv)
-    resolve_all(args.input_tensors, args.tensormap_prefix)
-    resolve_all(args.output_tensors, args.tensormap_prefix)
+    check_maps(args.model_file, resolve_all(args.input_tensors, args.tensormap_prefix),
+               resolve_all(args.output_tensors, args.tensormap_prefix), every_input=True)
 
 
 def columns(tm) -> list[str]:

@@ -84,16 +84,83 @@ def validate(args: InferEncodersSettings) -> None:
     cohort_paths(args.tensors, args.sample_csv)
     from ml4ge.models.artifacts import missing_parts, saved_spec, saves_parts
 
-    spec, input_tmaps = saved_spec(args.model_file), resolve_all(args.input_tensors, args.tensormap_prefix)
-    inputs = [m["name"] for m in spec["inputs"]]
-    unknown = [tm.name for tm in input_tmaps if tm.name not in inputs]
-    if unknown:
-        raise ValueError(f"--input_tensors {', '.join(unknown)}: the model takes {', '.join(inputs)}; give maps it "
-                         "was trained with.")
-    missing = missing_parts(args.model_file, "encoder", input_tmaps) if saves_parts(spec) else []
+    input_tmaps = resolve_all(args.input_tensors, args.tensormap_prefix)
+    check_maps(args.model_file, input_tmaps)
+    if not saves_parts(saved_spec(args.model_file)):
+        return  # the family model's own encoders: check_maps covered them
+    missing = missing_parts(args.model_file, "encoder", input_tmaps)
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)} missing: --model_file's folder has no encoder for these maps; "
                                 "copy the whole model folder that --mode train wrote.")
+    check_encoder_files(args.model_file, input_tmaps)
+
+
+def check_maps(model_file, input_tmaps, output_tmaps=(), every_input: bool = False) -> None:
+    """Refuse maps the saved model was not trained with, or that read another shape than it was trained on.
+
+    Args:
+        every_input: also refuse ``input_tmaps`` that lack one of the model's inputs (a whole model needs all).
+
+    Raises:
+        ValueError: naming the run's map and what the model takes, with what to change.
+    """
+    from ml4ge.models.artifacts import saved_spec
+
+    spec = saved_spec(model_file)
+    _check_against(spec["inputs"], input_tmaps, "--input_tensors", "takes", model_file)
+    _check_against(spec["outputs"], output_tmaps, "--output_tensors", "gives", model_file)
+    lacking = [m["name"] for m in spec["inputs"] if m["name"] not in {tm.name for tm in input_tmaps}]
+    if every_input and lacking:
+        raise ValueError(f"--input_tensors lacks {', '.join(lacking)}: the model {str(model_file)!r} takes "
+                         f"{', '.join(m['name'] for m in spec['inputs'])}; give all of them.")
+
+
+def _check_against(saved: list[dict], tmaps, flag: str, verb: str, model_file) -> None:
+    shapes = {m["name"]: tuple(m["shape"]) for m in saved}
+    for tm in tmaps:
+        if tm.name not in shapes:
+            raise ValueError(f"{flag} {tm.name}: the model {str(model_file)!r} {verb} {', '.join(shapes)}; give maps "
+                             "it was trained with.")
+        if shapes[tm.name] != tm.shape:
+            raise ValueError(f"{flag} {tm.name} reads shape {tm.shape}, but the model was trained on {tm.name} of "
+                             f"shape {shapes[tm.name]}; use the TensorMaps (--tensormap_prefix) it was trained with.")
+
+
+def check_encoder_files(model_file, input_tmaps) -> None:
+    """Refuse an ``encoder_<tm>.keras`` whose input is not ``tm``'s (a file of another map or model).
+
+    Raises:
+        ValueError: naming the file's input and the run's map, with their shapes.
+    """
+    from ml4ge.models.layout import folder_of, part_path
+
+    for tm in input_tmaps:
+        path = part_path(folder_of(model_file), "encoder", tm)
+        inputs = saved_inputs(path)
+        if inputs != {tm.input_name: tm.shape}:
+            taken = ", ".join(f"{name} {shape}" for name, shape in inputs.items())
+            raise ValueError(f"{path.name} takes {taken}, but --input_tensors reads {tm.name} as {tm.input_name} "
+                             f"{tm.shape}: the file belongs to another map or model; copy the whole model folder "
+                             "that --mode train wrote.")
+
+
+def saved_inputs(path) -> dict[str, tuple]:
+    """``{input name: shape without the batch axis}`` of a saved Functional ``.keras`` file, read from its config.
+
+    Raises:
+        ValueError: if the file holds no readable model config.
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            layers = json.loads(archive.read("config.json"))["config"]["layers"]
+        return {layer["config"]["name"]: tuple(layer["config"]["batch_shape"][1:]) for layer in layers
+                if layer["class_name"] == "InputLayer"}
+    except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(path)!r} holds no model config that names its inputs ({type(error).__name__}: "
+                         f"{error}); copy the whole model folder that --mode train wrote.") from None
 
 
 def skipped_name(shard) -> str:
