@@ -25,6 +25,7 @@ class TrainingSettings:
         patience: epochs without a lower validation loss before training stops.
         epochs: the maximum number of epochs.
         batch_size: the global batch size.
+        weight_decay: the optimizer's weight decay (a preset's; None: the Keras optimizer's own default).
 
     Example:
         >>> TrainingSettings(learning_rate=1e-3).make_optimizer().learning_rate
@@ -36,6 +37,7 @@ class TrainingSettings:
     patience: int = 8
     epochs: int = 10
     batch_size: int = 8
+    weight_decay: float | None = None
 
     def __post_init__(self):
         if self.learning_rate <= 0:
@@ -47,7 +49,7 @@ class TrainingSettings:
         Raises:
             ValueError: for a name Keras does not know.
         """
-        return make_optimizer(self.optimizer, self.learning_rate)
+        return make_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
 
     def schedule_callback(self):
         return self.schedule.callback(self.learning_rate, self.epochs)
@@ -56,8 +58,8 @@ class TrainingSettings:
         return replace(self, **changes)
 
 
-def make_optimizer(name: str, learning_rate: float):
-    """A Keras optimizer by name with ``learning_rate``.
+def make_optimizer(name: str, learning_rate: float, weight_decay: float | None = None):
+    """A Keras optimizer by name with ``learning_rate`` (and ``weight_decay`` when given).
 
     Raises:
         ValueError: for a name Keras does not know.
@@ -65,7 +67,10 @@ def make_optimizer(name: str, learning_rate: float):
     import keras
 
     try:
-        return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+        config = {"learning_rate": learning_rate}
+        if weight_decay is not None:
+            config["weight_decay"] = weight_decay
+        return keras.optimizers.get({"class_name": name, "config": config})
     except (ValueError, TypeError) as error:
         raise ValueError(f"Unknown optimizer {name!r} (--optimizer): {error}") from error
 

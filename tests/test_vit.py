@@ -245,3 +245,18 @@ def test_a_fresh_process_loads_a_saved_vit_model_in_safe_mode(kept_model, tmp_pa
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) == model.count_params()
+
+
+def test_udip_vit_trains_with_adamw_at_the_seed_weight_decay():
+    """PyTorch's AdamW decays weights by 0.01; Keras' AdamW by 0.004 unless told."""
+    optimizer = PRESETS.get("udip_vit")("t1").training.make_optimizer()
+    assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == pytest.approx(0.01)
+
+
+def test_an_explicit_optimizer_drops_the_presets_weight_decay():
+    from ml4ge.arguments import build_parser
+    from ml4ge.models.presets import preset_from_args
+
+    base = ["--mode", "train", "--model_preset", "udip_vit"]
+    assert preset_from_args(build_parser().parse_args(base))[1].weight_decay == 0.01
+    assert preset_from_args(build_parser().parse_args([*base, "--optimizer", "sgd"]))[1].weight_decay is None

@@ -115,6 +115,7 @@ def preset_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingSet
     training = replace(
         preset.training, learning_rate=learning_rate, schedule=schedule,
         optimizer=args.optimizer if "optimizer" in given else preset.training.optimizer,
+        weight_decay=None if "optimizer" in given else preset.training.weight_decay,  # the preset's optimizer's
         patience=int(args.patience), epochs=int(args.epochs), batch_size=int(args.batch_size),
     )
     return preset.model.with_changes(pair=pair_from_args(args)), training
@@ -132,6 +133,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingS
 # UDIP-ViT (REFERENCE_SEEDS.md section B): AdamW 1e-3 (PyTorch weight decay 0.01), x0.5 every 3 epochs, floor 1e-5.
 UDIP_VIT_LEARNING_RATE = 1e-3
 UDIP_VIT_BATCH_SIZE = 2
+UDIP_VIT_WEIGHT_DECAY = 0.01  # PyTorch's AdamW default (Keras' is 0.004)
 UDIP_VIT_EPOCHS = 300
 
 
@@ -139,6 +141,7 @@ def _vit_training(epochs: int, batch_size: int) -> TrainingSettings:
     return TrainingSettings(
         optimizer="adamw", learning_rate=UDIP_VIT_LEARNING_RATE,
         schedule=StepSchedule(factor=0.5, every=3, min_lr=1e-5), epochs=epochs, batch_size=batch_size,
+        weight_decay=UDIP_VIT_WEIGHT_DECAY,
     )
 
 
