@@ -149,7 +149,7 @@ def test_model_file_that_is_not_a_keras_model_is_refused(cohort, tmp_path):
     fake = tmp_path / "fake.keras"
     fake.write_text("not a zip")
     message = validation_error([*pair_args(cohort, tmp_path), "--model_file", str(fake)])
-    assert "fake.keras" in message and "not a model saved by --mode train" in message
+    assert "fake.keras" in message and "is not a Keras model archive" in message
 
 
 @pytest.mark.slow
