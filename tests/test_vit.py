@@ -1,7 +1,9 @@
 """The vision-transformer blocks (vit_encode / vit_decode), their layers, the patch-masked MSE, the brain-token set
 and the UDIP-ViT presets (issue #15 items 1, 2, 3, 6)."""
 
+import json
 import math
+import os
 import subprocess
 import sys
 
@@ -10,7 +12,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from recipe_helpers import write_cohort, write_maps_package
+from recipe_helpers import REPO, write_cohort, write_maps_package
 
 from ml4ge.models.artifacts import load_model, save_model
 from ml4ge.models.config import ModelConfig
@@ -260,3 +262,36 @@ def test_an_explicit_optimizer_drops_the_presets_weight_decay():
     base = ["--mode", "train", "--model_preset", "udip_vit"]
     assert preset_from_args(build_parser().parse_args(base))[1].weight_decay == 0.01
     assert preset_from_args(build_parser().parse_args([*base, "--optimizer", "sgd"]))[1].weight_decay is None
+
+
+VIT_JAX_SCRIPT = """
+import json
+import keras
+import numpy as np
+from ml4ge.models.config import ModelConfig
+from ml4ge.models.factory import build_model, compile_model
+from ml4ge.models.vit_config import ViTConfig
+from ml4ge.models.vit_loss import PatchMaskedMeanSquaredError
+from ml4ge.tensormap import TensorMap
+from ml4ge.training_settings import TrainingSettings
+
+vit = ViTConfig(patch=(8, 8, 8), width=16, depth=2, heads=2, decoder_width=8, decoder_depth=1, decoder_heads=2)
+tm = TensorMap("t1", (16, 16, 16, 1), mask="nonzero", loss=PatchMaskedMeanSquaredError((8, 8, 8)))
+config = ModelConfig(vit=vit.with_kept("t1", [0, 3]))
+model = build_model([tm], [tm], ["vit_encode"], ["concat"], ["vit_decode"], config)
+compile_model(model, [tm], settings=TrainingSettings(optimizer="adamw", learning_rate=1e-3, weight_decay=0.01))
+x = np.random.default_rng(0).normal(size=(4, 16, 16, 16, 1)).astype("float32")
+y = tm.target(x, (x > 0).astype("float32"))
+history = model.fit({tm.input_name: x}, {tm.output_name: y}, epochs=2, batch_size=2, verbose=0)
+print(json.dumps([keras.backend.backend(), history.history["loss"]]))
+"""
+
+
+def test_vit_trains_two_epochs_on_jax():
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", VIT_JAX_SCRIPT], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    backend, losses = json.loads(done.stdout.strip().splitlines()[-1])
+    assert backend == "jax" and len(losses) == 2 and np.isfinite(losses).all()
