@@ -115,9 +115,10 @@ FLAGS: dict[str, Flag] = {
     "num_workers": Flag(RUN, min(os.cpu_count() or 1, 4),
                         "Worker processes for reading HD5 files and tensorizing (0: read in the main process).",
                         bounds=AT_LEAST_0),
-    "overwrite": Flag(RUN, False, "Rerun a mode in its run folder with other flags, replacing its "
-                                  "arguments_<mode>.json (without it such a rerun is refused); tensorize: also "
-                                  "replace existing HD5 files."),
+    "overwrite": Flag(RUN, False, "Start a mode over in its run folder, with the same or other flags (without it "
+                                  "a rerun with other flags is refused, one with the same flags resumes): replace "
+                                  "its arguments_<mode>.json; train: remove the checkpoints, training log and split "
+                                  "it would resume from; tensorize: replace existing HD5 files."),
     # data
     "tensors": Flag(DATA, None, "Folder of <sample_id>.hd5 files (the output folder for tensorize)."),
     "input_tensors": Flag(DATA, (), "TensorMaps fed to the model."),
@@ -302,11 +303,14 @@ class Settings:
     """Base of the settings classes: lists given in Python become tuples and paths str, as the parser gives them.
 
     ``mode`` names the recipe a class belongs to; ``rerun_may_change`` names flags that a rerun in the same run
-    folder may change (how the work is done, not what it is).
+    folder may change (how the work is done, not what it is); ``state_files`` names the files and folders of the
+    run folder that a rerun resumes from, which ``--overwrite`` removes (the mode starts over instead of resuming
+    a state that may belong to other flags).
     """
 
     mode: ClassVar[str] = ""
     rerun_may_change: ClassVar[frozenset[str]] = frozenset({"num_workers", "overwrite"})
+    state_files: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from ml4ge.arguments import run_folder
 from ml4ge.atomic import write_text
 
+log = logging.getLogger(__name__)
 LOG_NAME = "log.txt"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -69,8 +71,24 @@ def check_rerun(settings) -> None:
         raise RerunError(f"{path.parent} holds a --mode {settings.mode} run with other flags: {', '.join(changed)}.")
 
 
+def discard_state(folder: Path, names) -> list[Path]:
+    """Remove the named files and folders of ``folder`` (what a rerun would resume from); returns those removed."""
+    removed = []
+    for name in names:
+        path = Path(folder) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 def start_run(settings) -> Path:
-    """Check a rerun, create the run folder and write this mode's record; returns the folder.
+    """Check a rerun, create the run folder and write this mode's record; returns the folder. With ``--overwrite``
+    the mode starts over: its :attr:`~ml4ge.arguments.Settings.state_files` are removed first.
 
     Raises:
         RerunError: see :func:`check_rerun` (nothing is created then).
@@ -79,6 +97,10 @@ def start_run(settings) -> Path:
     check_rerun(settings)
     try:
         folder = run_folder(settings)
+        removed = discard_state(folder, settings.state_files) if settings.overwrite else []
+        if removed:
+            log.warning("--overwrite: %s removed; --mode %s starts over in %s.",
+                        ", ".join(path.name for path in removed), settings.mode, folder)
         write_text(record_path(folder, settings.mode), json.dumps(settings_record(settings), indent=2,
                                                                   sort_keys=True))
     except OSError as error:

@@ -215,6 +215,25 @@ def test_a_changed_rerun_is_refused_unless_overwrite(tmp_path, phenotypes, capsy
     assert log.count("--mode tensorize started") == 3  # appended, never truncated
 
 
+def test_overwrite_starts_training_over(tmp_path):
+    from ml4ge.recipes.train import TrainSettings
+    from ml4ge.runs import start_run
+
+    common = dict(output_folder=str(tmp_path), id="r", input_tensors=("t1",), output_tensors=("t1",))
+    folder = start_run(TrainSettings(dense_layers=(16,), **common))
+    for name in ("checkpoints/backup/epoch_0002.weights.h5", "training_log.csv", "train.csv", "valid.csv",
+                 "test.csv", "r.keras"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("state of the 16-wide model")
+    start_run(TrainSettings(dense_layers=(16,), **common))  # same flags: resumes, keeps its state
+    assert (folder / "training_log.csv").is_file() and (folder / "checkpoints").is_dir()
+    start_run(TrainSettings(dense_layers=(8,), overwrite=True, **common))
+    assert not (folder / "checkpoints").exists() and not (folder / "train.csv").exists()
+    assert not (folder / "training_log.csv").exists()
+    assert (folder / "r.keras").is_file()  # outputs are replaced when the new run writes them, not before
+    assert json.loads((folder / "arguments_train.json").read_text())["dense_layers"] == [8]
+
+
 # Model files ml4ge will not load --------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["train", "infer", "infer_encoders", "interpret"])
 @pytest.mark.parametrize(

@@ -41,6 +41,8 @@ class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings):
     """The flags of ``--mode train``: the data and its split, the architecture, and how it is fitted."""
 
     mode = "train"
+    # What a rerun resumes from; --overwrite removes it and the run starts over.
+    state_files = ("checkpoints", "training_log.csv", "train.csv", "valid.csv", "test.csv")
     tensors: str | None
     input_tensors: tuple[str, ...]
     output_tensors: tuple[str, ...]
