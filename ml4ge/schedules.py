@@ -10,7 +10,7 @@ Keras callback.
 
 Importing this module does not import Keras (the argument parser reads its defaults). Epoch-based schedules are
 functions of the epoch number alone, so a resumed run continues them exactly; the
-plateau's counters are kept by :class:`ml4ge.training.RunBackup`.
+plateau's counters are kept by :class:`ml4ge.checkpoints.RunBackup`.
 """
 
 from __future__ import annotations
