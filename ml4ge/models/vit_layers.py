@@ -161,7 +161,7 @@ class TransformerBlock(keras.layers.Layer):
         layer_index: position of the block in its stack, from 1.
 
     Example:
-        >>> TransformerBlock(64, 4, 4, 1)(keras.ops.ones((2, 10, 64))).shape
+        >>> tuple(TransformerBlock(64, 4, 4, 1)(keras.ops.ones((2, 10, 64))).shape)
         (2, 10, 64)
     """
 

@@ -4,8 +4,9 @@ The volumes are registered to one grid, so the set is taken once, from the union
 and stored in the model config (``ViTConfig.kept_tokens``): shapes stay static, and the model's cost scales with
 the brain tokens (about 40-45 % of the grid in MNI space), not with the whole grid.
 
-Example (what the train recipe does before it builds the model):
-    >>> config = with_brain_tokens(config, paths["train"], [*input_tmaps, *output_tmaps])
+What the train recipe does before it builds the model (with ``paths`` its split)::
+
+    config = with_brain_tokens(config, paths["train"], [*input_tmaps, *output_tmaps])
 """
 
 from __future__ import annotations
