@@ -19,6 +19,9 @@ INSTANCE_PREFIX = "instance_"
 AXIAL_PREFIX = "axial_"
 COMPRESSION = "gzip"
 COMPRESSION_LEVEL = 4
+# Largest dataset read into memory. A corrupt header can claim terabytes; reading it would end the whole run (out
+# of memory) instead of skipping the one sample. A 182x218x182 float64 volume is 58 MB.
+MAX_DATASET_BYTES = 2 * 1024**3
 
 
 def sample_id_from_path(path) -> str:
@@ -96,11 +99,27 @@ def read_dataset(hd5: h5py.File, key: str, instance: str | int = "first") -> np.
         raise KeyError(f"missing dataset {key!r}")
     node = hd5[key]
     if isinstance(node, h5py.Dataset):
-        return node[()]
+        return values(node)
     slices = _numbered(node.keys(), AXIAL_PREFIX)
     if slices:
-        return np.stack([select_instance(node[name], instance)[()] for _, name in slices], axis=-1)
-    return select_instance(node, instance)[()]
+        return np.stack([values(select_instance(node[name], instance)) for _, name in slices], axis=-1)
+    return values(select_instance(node, instance))
+
+
+def values(node) -> np.ndarray:
+    """The whole array of a dataset, refusing what is not one or claims more than :data:`MAX_DATASET_BYTES`.
+
+    Raises:
+        TypeError: if ``node`` is a group.
+        ValueError: if the dataset claims more bytes than :data:`MAX_DATASET_BYTES` (a corrupt header).
+    """
+    if not isinstance(node, h5py.Dataset):
+        raise TypeError(f"{node.name!r} is a group, not a dataset")
+    size = (node.size or 0) * node.dtype.itemsize
+    if size > MAX_DATASET_BYTES:
+        raise ValueError(f"dataset {node.name!r} claims shape {node.shape} of {node.dtype} ({size} bytes), more "
+                         f"than {MAX_DATASET_BYTES}; the file is corrupt or not a tensor of one sample")
+    return node[()]
 
 
 def read_axial_slices(hd5: h5py.File, key: str, indices, instance: str | int = "first") -> np.ndarray:
@@ -109,7 +128,7 @@ def read_axial_slices(hd5: h5py.File, key: str, indices, instance: str | int = "
     if node is None:
         raise KeyError(f"missing dataset {key!r}")
     if isinstance(node, h5py.Group) and _numbered(node.keys(), AXIAL_PREFIX):
-        return np.stack([select_instance(node[f"{AXIAL_PREFIX}{i}"], instance)[()] for i in indices], axis=-1)
+        return np.stack([values(select_instance(node[f"{AXIAL_PREFIX}{i}"], instance)) for i in indices], axis=-1)
     volume = read_dataset(hd5, key, instance)
     return np.take(volume, list(indices), axis=-1)
 
@@ -124,7 +143,8 @@ def write_tensor(
     """Write ``value`` at ``/<key>/instance_<k>``; arrays chunked and gzip-compressed, scalars as 1 element.
 
     ``instance`` defaults to the next free instance number. Provenance goes in ``attributes`` (source path,
-    affine, voxel size); a ``date`` attribute (seconds since the epoch) is added when absent.
+    affine, voxel size); a ``date`` attribute (seconds since the epoch) is added when absent. Values carry Fletcher32
+    checksums; open the file with ``libver="latest"`` to checksum its metadata too.
     """
     group = hd5.require_group(key)
     if instance is None:
@@ -132,11 +152,14 @@ def write_tensor(
         instance = existing[-1][0] + 1 if existing else 0
     array = np.asarray(value)
     name = f"{INSTANCE_PREFIX}{int(instance)}"
+    # Fletcher32 checksums make a flipped bit in the stored values an error on read instead of a wrong value
+    # (they need chunked storage, so scalars are one chunk of one element).
     if array.ndim == 0 or array.size == 1:
-        dataset = group.create_dataset(name, data=array.reshape(1))
+        dataset = group.create_dataset(name, data=array.reshape(1), chunks=(1,), fletcher32=True)
     else:
         dataset = group.create_dataset(
-            name, data=array, chunks=True, compression=COMPRESSION, compression_opts=COMPRESSION_LEVEL
+            name, data=array, chunks=True, compression=COMPRESSION, compression_opts=COMPRESSION_LEVEL,
+            fletcher32=True,
         )
     for attribute, attribute_value in {"date": time.time(), **(attributes or {})}.items():
         dataset.attrs[attribute] = attribute_value

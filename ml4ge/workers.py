@@ -151,7 +151,11 @@ def _read_tensor(tm: TensorMap, hd5, sample_id: str, path, augment: bool, rng):
         raise SampleError(sample_id, tm.name, f"ValueError: wrong shape {array.shape}, expected {tm.shape}")
     if mask is not None and mask.shape != tm.shape:
         raise SampleError(sample_id, tm.name, f"ValueError: mask of shape {mask.shape}, expected {tm.shape}")
-    return array.astype(np.float32, copy=False), mask
+    array = array.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(array)):  # finite stored values can overflow float32, or a normalizer's division
+        raise SampleError(sample_id, tm.name, "ValueError: NaN or Inf after reading (float32 overflow or "
+                          "normalization)")
+    return array, mask
 
 
 @dataclass(frozen=True)

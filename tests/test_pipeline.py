@@ -82,7 +82,13 @@ BAD_KINDS = {
     "compound_dtype": (lambda p, good: _write_raw(p, lambda f: f.create_dataset(
         "mri/vol/instance_0", data=np.zeros(SHAPE[:-1], COMPOUND))), "vol", "TypeError: Cannot cast"),
     "group_for_dataset": (lambda p, good: _write_raw(p, lambda f: f.create_group("mri/vol/instance_0/x")), "vol",
-                          "TypeError: Accessing a group"),
+                          "is a group, not a dataset"),
+    # A corrupt header claiming terabytes: reading it would end the run out of memory.
+    "huge": (lambda p, good: _write_raw(p, lambda f: f.create_dataset(
+        "mri/vol/instance_0", shape=(2**16, 2**16, 2**10), dtype="f4", chunks=SHAPE[:-1])), "vol", "claims shape"),
+    # Finite as stored (float64), infinite as the model's float32.
+    "overflow": (lambda p, good: _write(p, {"mri/vol": _volume() + np.eye(8)[:, :, None], "phenotypes/age": [1e300]}),
+                 "age", "NaN or Inf after reading"),
 }
 
 

@@ -24,7 +24,7 @@ from ml4ge.lookup import resolve_all
 from ml4ge.progress import progress
 from ml4ge.recipes.infer_encoders import check_maps, check_model_file
 from ml4ge.recipes.settings import RunSettings
-from ml4ge.skipped import FILE_TENSOR, SampleError
+from ml4ge.skipped import FILE_TENSOR, SampleError, shorten
 from ml4ge.workers import sample_errors
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def _affine(stored) -> np.ndarray:
     try:
         affine = np.asarray(stored, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"malformed affine attribute ({error})") from error
+        raise ValueError(f"malformed affine attribute ({shorten(str(error), 100)})") from error
     if affine.size != 16 or not np.all(np.isfinite(affine)):
         raise ValueError(f"malformed affine attribute: {affine.size} values of shape {affine.shape}, expected 16 "
                          "finite numbers (4 x 4)")
