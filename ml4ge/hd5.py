@@ -107,15 +107,17 @@ def read_dataset(hd5: h5py.File, key: str, instance: str | int = "first") -> np.
 
 
 def values(node) -> np.ndarray:
-    """The whole array of a dataset, refusing what is not one or claims more than :data:`MAX_DATASET_BYTES`.
+    """The whole array of a dataset, refusing what is not one, is empty or claims more than :data:`MAX_DATASET_BYTES`.
 
     Raises:
         TypeError: if ``node`` is a group.
-        ValueError: if the dataset claims more bytes than :data:`MAX_DATASET_BYTES` (a corrupt header).
+        ValueError: if the dataset is empty or claims more bytes than :data:`MAX_DATASET_BYTES` (a corrupt header).
     """
     if not isinstance(node, h5py.Dataset):
         raise TypeError(f"{node.name!r} is a group, not a dataset")
-    size = (node.size or 0) * node.dtype.itemsize
+    if not node.size:  # fitting an empty array to a map's shape would make a volume of padding
+        raise ValueError(f"dataset {node.name!r} is empty (shape {node.shape})")
+    size = node.size * node.dtype.itemsize
     if size > MAX_DATASET_BYTES:
         raise ValueError(f"dataset {node.name!r} claims shape {node.shape} of {node.dtype} ({size} bytes), more "
                          f"than {MAX_DATASET_BYTES}; the file is corrupt or not a tensor of one sample")
