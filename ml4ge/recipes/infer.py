@@ -130,8 +130,11 @@ def write_volume(tm, sample_id: str, prediction: np.ndarray, affine: np.ndarray,
 
         path = folder / f"{sample_id}_{tm.name}.nii.gz"
         temporary = folder / f".{sample_id}_{tm.name}.tmp.nii.gz"
-        nib.save(nib.Nifti1Image(values.astype(np.float32), affine), temporary)
-        os.replace(temporary, path)
+        try:
+            nib.save(nib.Nifti1Image(values.astype(np.float32), affine), temporary)
+            os.replace(temporary, path)
+        finally:  # a failed save leaves no temporary file
+            temporary.unlink(missing_ok=True)
         return path
     import h5py
 
