@@ -67,3 +67,34 @@ def test_sigkilled_run_leaves_no_worker_and_no_shared_memory(cohort, context):
         for child in children:
             if child.is_running():
                 child.kill()
+
+
+@pytest.mark.slow
+def test_sigkilled_train_run_leaves_no_process(tmp_path):
+    """The real thing: ``--mode train`` reading with two workers from tf.data's threads, SIGKILLed mid-training."""
+    from recipe_helpers import TINY_MODEL, subprocess_env, write_maps_package
+    from recipe_helpers import write_cohort as write_recipe_cohort
+
+    write_maps_package(tmp_path, "fault_maps")
+    tensors = write_recipe_cohort(tmp_path, "fault_maps", 8)
+    argv = ["--mode", "train", "--tensors", str(tensors), "--output_folder", str(tmp_path / "runs"), "--id", "k",
+            "--tensormap_prefix", "fault_maps", "--input_tensors", "brain.t1", "--output_tensors", "brain.t1",
+            "--batch_size", "2", "--epochs", "500", *TINY_MODEL, "--num_workers", "2"]
+    run = subprocess.Popen([sys.executable, "-c", "from ml4ge.cli import console_main; console_main()", *argv],
+                           env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = []
+    try:
+        deadline = time.monotonic() + 180
+        while len(children) < 4 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)  # tracker, fork server and two workers, once the first epoch reads
+            children = psutil.Process(run.pid).children(recursive=True)
+        assert len(children) >= 4, f"the run did not start its workers (exit code {run.poll()})"
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        survivors = _gone_within(children, 30)
+        assert not survivors, [" ".join(p.cmdline())[-80:] for p in survivors]
+    finally:
+        run.kill()
+        for child in children:
+            if child.is_running():
+                child.kill()
