@@ -18,11 +18,12 @@ from typing import Any, ClassVar
 
 from ml4ge.defaults import DEFAULT_SEED
 from ml4ge.models.config import ConvConfig, DenseConfig, PairConfig
+from ml4ge.models.vit_config import ViTConfig
 from ml4ge.modes import RECIPES
 from ml4ge.registry import UnknownNameError, closest_matches
 from ml4ge.training_settings import FLAG_DEFAULTS as TRAINING_DEFAULTS
 
-CONV, DENSE, PAIR = ConvConfig(), DenseConfig(), PairConfig()
+CONV, DENSE, PAIR, VIT = ConvConfig(), DenseConfig(), PairConfig(), ViTConfig()
 RUN, DATA, MODEL, TRAINING = "run", "data", "model", "training"
 INFERENCE, ASSOCIATION = "inference and comparison", "genetic association (associate)"
 INTERPRETATION, DEMO = "interpretation of latent dimensions (interpret)", "demo cohort and end-to-end demo (demo)"
@@ -177,6 +178,19 @@ FLAGS: dict[str, Flag] = {
     "pool_x": Flag(MODEL, CONV.pool[0], "Pooling factor along x.", bounds=AT_LEAST_1),
     "pool_y": Flag(MODEL, CONV.pool[1], "Pooling factor along y.", bounds=AT_LEAST_1),
     "pool_z": Flag(MODEL, CONV.pool[2], "Pooling factor along z.", bounds=AT_LEAST_1),
+    "vit_patch": Flag(MODEL, VIT.patch, "vit_encode/vit_decode: patch size along x, y, z (a 2-D map uses x y, a "
+                                        "1-D map x).", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                      bounds=AT_LEAST_1),
+    "vit_width": Flag(MODEL, VIT.width, "vit_encode: token width, also the latent size (mean of the tokens).",
+                      bounds=AT_LEAST_1),
+    "vit_depth": Flag(MODEL, VIT.depth, "vit_encode: transformer blocks.", bounds=AT_LEAST_1),
+    "vit_heads": Flag(MODEL, VIT.heads, "vit_encode: attention heads (must divide --vit_width).", bounds=AT_LEAST_1),
+    "vit_mlp_ratio": Flag(MODEL, VIT.mlp_ratio, "vit_encode/vit_decode: MLP width as a multiple of the token width.",
+                          bounds=AT_LEAST_1),
+    "vit_decoder_width": Flag(MODEL, VIT.decoder_width, "vit_decode: token width.", bounds=AT_LEAST_1),
+    "vit_decoder_depth": Flag(MODEL, VIT.decoder_depth, "vit_decode: transformer blocks.", bounds=AT_LEAST_1),
+    "vit_decoder_heads": Flag(MODEL, VIT.decoder_heads, "vit_decode: attention heads (must divide "
+                                                        "--vit_decoder_width).", bounds=AT_LEAST_1),
     "pairs": Flag(MODEL, (), "train: input TensorMaps tied by the pair merge; compare: latent tables whose "
                              "fold-by-fold difference A - B is reported. Repeat for several pairs.",
                   nargs=2, metavar=("A", "B"), repeat=True),

@@ -43,6 +43,19 @@ def pair_from_args(args: argparse.Namespace) -> PairConfig:
     )
 
 
+def vit_from_args(args: argparse.Namespace) -> ViTConfig:
+    """The ViT blocks' settings of the ``--vit_*`` flags (ViTConfig's defaults where a namespace lacks them).
+
+    Raises:
+        ValueError: for a non-positive size or a width that is not a multiple of its heads.
+    """
+    names = [f.name for f in fields(ViTConfig) if f.name != "kept_tokens"]
+    given = {name: getattr(args, f"vit_{name}") for name in names if getattr(args, f"vit_{name}", None) is not None}
+    if "patch" in given:
+        given["patch"] = _ints(given["patch"], "--vit_patch")
+    return ViTConfig(**given)
+
+
 @dataclass(frozen=True)
 class ConvConfig:
     """Convolutional encoder/decoder settings.
@@ -222,4 +235,4 @@ class ModelConfig:
             regularize=args.dense_regularize,
             regularize_rate=float(args.dense_regularize_rate),
         )
-        return cls(conv=conv, dense=dense, pair=pair_from_args(args))
+        return cls(conv=conv, dense=dense, pair=pair_from_args(args), vit=vit_from_args(args))

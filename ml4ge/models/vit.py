@@ -14,10 +14,16 @@ crop back to ``tm.shape``.
 
 Tokens outside the kept set are never computed nor attended to, so a model's cost scales with the kept tokens;
 the set is part of the model's config (and so of its saved ``.keras`` file).
+
+Two optional block hooks carry this into training without the train recipe knowing about ViTs:
+``prepare(config, train_paths, tmaps)`` (before building: the kept tokens of each masked map from the union of
+the training masks) and ``training_loss(tm)`` (the decoder trains a masked map with the patch-masked MSE of
+UDIP-ViT instead of the voxel-level ``masked_mse`` default).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import keras
@@ -34,7 +40,11 @@ from ml4ge.models.vit_layers import (
     TransformerBlock,
     initializer,
 )
+from ml4ge.models.vit_loss import PatchMaskedMeanSquaredError
+from ml4ge.models.vit_tokens import with_brain_tokens
 from ml4ge.tensormap import TensorMap, keras_safe
+
+log = logging.getLogger(__name__)
 
 
 def vit_rank(tm: TensorMap) -> int:
@@ -52,6 +62,20 @@ class _ViTBlock:
 
     def can_apply(self, tm: TensorMap) -> bool:
         return 2 <= len(tm.shape) <= 4
+
+    @classmethod
+    def prepare(cls, config, train_paths, tmaps):
+        """``config`` whose ViT keeps, for each masked map of ``tmaps`` it applies to, the patches holding brain in
+        the union of the masks of ``train_paths`` (the training split), read once: a map that already has a kept
+        set (the other ViT block of an autoencoder prepared it) keeps it."""
+        block = cls.from_config(config)
+        new = [tm for tm in tmaps if block.can_apply(tm) and tm.mask is not None and config.vit.kept(tm.name) is None]
+        for tm in new:
+            if tm.augmentations:
+                log.warning("ViT %s: its brain tokens come from the training masks without augmentation; brain an "
+                            "augmentation moves out of them is not seen by the encoder, is predicted as 0 and still "
+                            "counts in the patch loss. Keep augmentations within the kept patches.", tm.name)
+        return with_brain_tokens(config, train_paths, new) if new else config
 
     def layout(self, tm: TensorMap) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], list[int] | None]:
         """``(patch, grid, padded spatial shape, kept token indices or None)`` of ``tm``."""
@@ -88,6 +112,11 @@ class ViTEncoder(_ViTBlock):
 @DECODERS.register("vit_decode")
 class ViTDecoder(_ViTBlock):
     """Vision-transformer decoder; see the module docstring. Output ``tm.shape``."""
+
+    def training_loss(self, tm: TensorMap):
+        """The loss ``tm`` trains with: the patch-masked MSE at this block's patch size in place of the voxel-level
+        ``masked_mse`` (the default of masked continuous maps); any other loss of ``tm`` as it is."""
+        return PatchMaskedMeanSquaredError(self.vit.patch) if tm.loss == "masked_mse" else tm.loss
 
     def __call__(self, latent, tm: TensorMap):
         namer, channels = Namer(f"decode_{tm.name}"), tm.shape[-1]

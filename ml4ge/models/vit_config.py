@@ -46,10 +46,11 @@ class ViTConfig:
                  "decoder_depth": (self.decoder_depth,), "decoder_heads": (self.decoder_heads,)}
         for name, values in sizes.items():
             if not values or any(int(v) < 1 for v in values):
-                raise ValueError(f"ViTConfig.{name} must be positive, got {values}.")
+                raise ValueError(f"ViTConfig.{name} (--vit_{name}) must be positive, got {values}.")
         for width, heads, role in ((self.width, self.heads, ""), (self.decoder_width, self.decoder_heads, "decoder_")):
             if width % heads:
-                raise ValueError(f"ViTConfig.{role}width ({width}) must be a multiple of {role}heads ({heads}).")
+                raise ValueError(f"ViTConfig.{role}width ({width}) must be a multiple of {role}heads ({heads}): "
+                                 f"change --vit_{role}width or --vit_{role}heads.")
 
     def patch_size(self, rank: int) -> tuple[int, ...]:
         """Patch size of a map with ``rank`` spatial axes."""

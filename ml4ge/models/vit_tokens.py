@@ -4,7 +4,8 @@ The volumes are registered to one grid, so the set is taken once, from the union
 and stored in the model config (``ViTConfig.kept_tokens``): shapes stay static, and the model's cost scales with
 the brain tokens (about 40-45 % of the grid in MNI space), not with the whole grid.
 
-What the train recipe does before it builds the model (with ``paths`` its split)::
+The train recipe takes it before it builds the model, through the ViT blocks' ``prepare`` hook
+(:func:`ml4ge.recipes.train.prepared_architecture`); from Python (with ``paths`` a split)::
 
     config = with_brain_tokens(config, paths["train"], [*input_tmaps, *output_tmaps])
 """

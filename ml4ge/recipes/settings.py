@@ -70,6 +70,14 @@ class ModelSettings(Settings):
     pool_x: int
     pool_y: int
     pool_z: int
+    vit_patch: tuple[int, ...]
+    vit_width: int
+    vit_depth: int
+    vit_heads: int
+    vit_mlp_ratio: int
+    vit_decoder_width: int
+    vit_decoder_depth: int
+    vit_decoder_heads: int
     pairs: tuple[tuple[str, str], ...]
     pair_loss: str
     pair_loss_weight: float

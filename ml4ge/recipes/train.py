@@ -218,6 +218,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     paths = split_for_run(args, folder)
     skipped = SkippedSamples(folder)
     architecture, settings = model_settings(args, input_tmaps, output_tmaps)
+    if not args.model_file:  # a resumed run rebuilds the same: its split, and so its training samples, is reused
+        architecture = prepared_architecture(architecture, paths["train"], input_tmaps, output_tmaps)
     multi_worker = is_multi_worker(distribution)
 
     training.set_seed(args.random_seed)  # before the model is built: its initial weights follow --random_seed
@@ -227,7 +229,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
             model = load_model(args.model_file)
         else:
             model = build_family(architecture, input_tmaps, output_tmaps)
-        model.compile_for_training(output_tmaps, settings)
+        model.compile_for_training(block_losses(model, output_tmaps), settings)
     log.info("%s model; %s at learning rate %.3g; schedule %s", model.family, settings.optimizer,
              settings.learning_rate, settings.schedule)
 
@@ -267,6 +269,51 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         log.warning("the test split is empty (--test_ratio 0 and no --test_csv): no test metrics or reconstructions")
     skipped.write()
     return 0
+
+
+def prepared_architecture(architecture, train_paths, input_tmaps, output_tmaps):
+    """``architecture`` with what its blocks take from the training data before the model is built.
+
+    A block class may define ``prepare(config, train_paths, tmaps) -> config``; it is called with the maps of its
+    role (inputs for encoders, outputs for decoders), in the order the blocks are named. The ViT blocks take their
+    brain tokens this way (:meth:`ml4ge.models.vit.ViTEncoder.prepare`). (The conv decoder template is not such a
+    step: it is a weight, set after building by :func:`ml4ge.templates.initialize_templates`.)
+    """
+    from dataclasses import replace
+
+    from ml4ge.models.builtins import load_builtins
+    from ml4ge.models.registries import DECODERS, ENCODERS
+
+    load_builtins()
+    config = architecture.config
+    for registry, names, tmaps in ((ENCODERS, architecture.encoder_blocks, input_tmaps),
+                                   (DECODERS, architecture.decoder_blocks, output_tmaps)):
+        for name in names:
+            prepare = None if str(name).endswith(".keras") else getattr(registry.get(name), "prepare", None)
+            if prepare is not None:
+                config = prepare(config, list(train_paths), list(tmaps))
+    return replace(architecture, config=config)
+
+
+def block_losses(model, output_tmaps) -> list:
+    """``output_tmaps`` with the loss each trains with: its decoder block's ``training_loss(tm)`` where the block
+    defines one (the ViT decoder: the patch-masked MSE at its patch size in place of ``masked_mse``), else its own.
+
+    Read from the model's spec, so a model loaded to fine-tune gets the loss of the blocks it was built from.
+    """
+    from dataclasses import replace
+
+    from ml4ge.models.config import ModelConfig
+    from ml4ge.models.registries import DECODERS
+
+    spec = getattr(model, "spec", {})
+    config = ModelConfig.from_dict(spec.get("config", {}))
+    tmaps = []
+    for tm in output_tmaps:
+        block = spec.get("decoders", {}).get(tm.name, {}).get("block")
+        decoder = DECODERS.get(block).from_config(config) if block in DECODERS else None
+        tmaps.append(replace(tm, loss=decoder.training_loss(tm)) if hasattr(decoder, "training_loss") else tm)
+    return tmaps
 
 
 def _distributable(dataset, multi_worker: bool):
