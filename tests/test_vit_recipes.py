@@ -223,3 +223,19 @@ def test_a_keras_loss_of_a_loaded_vit_is_the_patch_loss(cohort, tmp_path):
     assert isinstance(t1.loss, PatchMaskedMeanSquaredError) and t1.loss.patch == (4, 4, 4)
     assert isinstance(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(t1.loss)),
                       PatchMaskedMeanSquaredError)
+
+
+def test_an_augmented_map_is_warned_that_its_brain_tokens_come_from_unaugmented_masks(cohort, caplog):
+    from dataclasses import replace
+
+    maps, tensors = cohort
+    shifted = replace(maps.t1, augmentations=(lambda x, rng: np.roll(x, int(rng.integers(-2, 3)), axis=0),))
+    config = ModelConfig(vit=ViTConfig(patch=(2, 2, 2), width=8, depth=1, heads=2, decoder_width=8,
+                                       decoder_depth=1, decoder_heads=2))
+    vit = Architecture("autoencoder", ("vit_encode",), ("concat",), ("vit_decode",), config)
+    paths = sorted(tensors.glob("*.hd5"))[:4]
+    with caplog.at_level("WARNING", logger="ml4ge.models.vit"):
+        prepared = prepared_architecture(vit, paths, [shifted], [shifted]).config.vit
+    assert prepared.kept("t1_tiny") == tuple(brain_tokens(union_mask(paths, maps.t1), (2, 2, 2)).tolist())
+    warnings = [r.getMessage() for r in caplog.records if "without augmentation" in r.getMessage()]
+    assert len(warnings) == 1 and "t1_tiny" in warnings[0]  # once per map: the decoder finds its set taken
