@@ -220,8 +220,8 @@ def test_brain_tokens_from_the_training_masks(cohort):
 
 @pytest.mark.slow
 def test_train_and_infer_encoders_with_vit_blocks(cohort, tmp_path):
-    """The train recipe builds the ViT blocks from the registry (here through the reduced preset) with no recipe
-    change; infer_encoders writes a latent table of the preset's width."""
+    """The train recipe builds the ViT blocks from the registry (here through the reduced preset); infer_encoders
+    writes a latent table of the preset's width."""
     from ml4ge.cli import main
 
     common = ["--tensors", str(cohort), "--output_folder", str(tmp_path), "--tensormap_prefix", PACKAGE,

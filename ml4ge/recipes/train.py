@@ -9,7 +9,9 @@ for pair models). Starting the same run again resumes from its last finished epo
 The model is built by the family ``--family`` names (default ``autoencoder``: ``--encoder_blocks``,
 ``--merge_blocks``, ``--decoder_blocks``) and trained with the training settings of the flags or of
 ``--model_preset`` (:mod:`ml4ge.training_settings`), through the family's own compile and callbacks. Maps named by
-``--optional_tensors`` may be missing from a sample: it is kept, with zeros and a presence flag.
+``--optional_tensors`` may be missing from a sample: it is kept, with zeros and a presence flag. Blocks may take
+what they need from the training split before the model is built (:func:`prepared_architecture`: the ViT blocks'
+brain tokens) and choose their outputs' loss (:func:`block_losses`: the ViT decoder's patch-masked MSE).
 
 With ``--model_file <trained>.keras`` the recipe fine-tunes that model instead of building one from the block
 flags: the model is loaded (it must take ``--input_tensors`` and give ``--output_tensors``, checked before any
