@@ -180,7 +180,7 @@ def test_recipe_validation(cohort, tmp_path, capsys):
     cases = {"does not exist": ["--latent_tables", f"t1={tmp_path / 'missing.tsv'}"],
              "needs --latent_tables": [],
              "--pairs names ['t2']": ["--latent_tables", f"t1={t1}", "--pairs", "t1", "t2"],
-             "at least 2 folds": ["--latent_tables", f"t1={t1}", "--folds", "1"],
+             "--folds must be at least 2": ["--latent_tables", f"t1={t1}", "--folds", "1"],
              "no column height": ["--latent_tables", f"t1={t1}", "--output_tensors", "height"],
              "no column pc1": ["--latent_tables", f"t1={t1}", "--covariates", "pc1"]}
     for message, extra in cases.items():

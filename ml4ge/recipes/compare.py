@@ -87,8 +87,6 @@ def validate(args: CompareSettings) -> None:
     tables = latent_tables(args.latent_tables)
     if not tables:
         raise ValueError("--mode compare needs --latent_tables name=path ... (TSVs written by infer_encoders).")
-    if args.folds < 2:
-        raise ValueError(f"--folds {args.folds}: cross-validation needs at least 2 folds.")
     if not args.phenotypes and not args.tensors:
         raise ValueError("--mode compare needs --phenotypes table.csv, or --tensors with --output_tensors age ...")
     if args.phenotypes:
