@@ -264,7 +264,7 @@ FLAGS: dict[str, Flag] = {
     "interpret_dimensions": Flag(INTERPRETATION, (), "interpret: 0-based latent dimensions to map (default: all).",
                                  type=int),
     "perturb_sd": Flag(INTERPRETATION, 1.0, "interpret: shift of the perturbed dimension, in its standard "
-                                            "deviations.", bounds=POSITIVE),
+                                            "deviations (negative: the other way; not 0)."),
     "smooth_sigma": Flag(INTERPRETATION, 3.0, "interpret: Gaussian sigma of the |t| maps, in voxels (0: none).",
                          bounds=AT_LEAST_0),
     "atlas": Flag(INTERPRETATION, None, "interpret: NIfTI label image ranking regions (resampled, nearest "

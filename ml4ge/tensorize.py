@@ -53,7 +53,7 @@ WRITTEN, SKIPPED_EXISTING, FAILED, NOT_WRITTEN = "written", "skipped_existing", 
 # EOFError / zlib.error for truncated gzip, OSError for short files or missing ones), our own checks (ValueError),
 # h5py (OSError, ValueError, KeyError, RuntimeError).
 INPUT_ERRORS = (OSError, EOFError, zlib.error, ImageFileError, HeaderDataError, ImageDataError, ValueError, KeyError,
-                RuntimeError)
+                RuntimeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,9 @@ def check_data_size(image) -> None:
     voxels = int(np.prod([int(n) for n in image.shape], dtype=object))
     data_path = image.file_map["image"].filename
     claimed = voxels * image.header.get_data_dtype().itemsize
-    offset = int(image.header.get_data_offset()) if hasattr(image.header, "get_data_offset") else 0
+    # The offset the reader will use: nibabel's proxy keeps the header's raw vox_offset even where the header
+    # object reports a "fixed" 0 (a corrupt offset of 2^63 otherwise overflows numpy's memmap).
+    offset = int(getattr(image.dataobj, "offset", 0))
     size = os.path.getsize(data_path)
     room = size * MAX_DEFLATE_RATIO if str(data_path).endswith(".gz") else size - offset
     if claimed > room or voxels > MAX_VOXELS:

@@ -94,11 +94,13 @@ def what_the_file_says(path):
 @given(dtype=st.sampled_from([np.int16, np.float32, np.uint8]), compressed=st.booleans(), corruption=CORRUPTIONS,
        normalized=st.booleans())
 # What the search found, kept as fixed examples: an unknown data code (HeaderDataError escaped), RGB24 (a numpy
-# DTypePromotionError escaped), complex64 (its imaginary part would be dropped), a negative dim (OverflowError).
+# DTypePromotionError escaped), complex64 (its imaginary part would be dropped), a negative dim (OverflowError), a
+# vox_offset of 2^63 (numpy's memmap overflowed).
 @example(dtype=np.int16, compressed=False, corruption=("dtype", 0, 0), normalized=False)
 @example(dtype=np.float32, compressed=False, corruption=("dtype", 128, 0), normalized=False)
 @example(dtype=np.float32, compressed=True, corruption=("dtype", 32, 64), normalized=False)
 @example(dtype=np.int16, compressed=False, corruption=("header", 43, b"\x80"), normalized=False)
+@example(dtype=np.int16, compressed=False, corruption=("header", 110, b"\x00_"), normalized=False)  # offset 2^63
 def test_a_corrupted_nifti_is_reported_or_stored_as_it_reads(folder, dtype, compressed, corruption, normalized):
     data = corrupt(valid_nifti(dtype), corruption)
     path = folder / f"v{next(names)}.nii{'.gz' if compressed else ''}"

@@ -42,7 +42,8 @@ def validate(args: DemoRecipeSettings) -> None:
     """Refuse impossible demo flags before any work.
 
     Raises:
-        ValueError: for --quick with --full_resolution, too few subjects or epochs, a cohort on another grid.
+        ValueError: for --quick with --full_resolution, too few subjects, a cohort on another grid (the
+            flags' bounds refuse --demo_epochs 0 before this).
         FileNotFoundError: for a --demo_data folder without the cohort files.
     """
     from ml4ge.demo.pipeline import check_settings, demo_run_from_args
@@ -51,8 +52,6 @@ def validate(args: DemoRecipeSettings) -> None:
         raise ValueError("--quick and --full_resolution contradict each other; give one of them.")
     if args.demo_subjects is not None and args.demo_subjects < MIN_SUBJECTS:
         raise ValueError(f"--demo_subjects {args.demo_subjects}: the demo needs at least {MIN_SUBJECTS} subjects.")
-    if args.demo_epochs is not None and args.demo_epochs < 1:
-        raise ValueError(f"--demo_epochs {args.demo_epochs} must be at least 1.")
     run = demo_run_from_args(args)
     if run.data is not None:
         check_cohort(run.data, run.settings.voxel_mm)

@@ -67,15 +67,11 @@ Settings = InterpretSettings
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
+    """What the flags' bounds (``arguments.FLAGS``) cannot say: a shift of either sign but not 0, distinct
+    dimensions."""
     checks = [
-        (args.interpret_samples >= 2, f"--interpret_samples {args.interpret_samples} must be at least 2"),
         (math.isfinite(args.perturb_sd) and args.perturb_sd != 0, f"--perturb_sd {args.perturb_sd} must be a "
                                                                    "nonzero number of SDs"),
-        (args.smooth_sigma >= 0, f"--smooth_sigma {args.smooth_sigma} must be >= 0 voxels (0: no smoothing)"),
-        (args.lightbox_slices >= 1, f"--lightbox_slices {args.lightbox_slices} must be at least 1"),
-        (args.interpret_top_regions >= 1, f"--interpret_top_regions {args.interpret_top_regions} must be >= 1"),
-        (args.interpret_memory_mb > 0, f"--interpret_memory_mb {args.interpret_memory_mb} must be positive"),
-        (args.batch_size >= 1, f"--batch_size {args.batch_size} must be at least 1"),
         (all(d >= 0 for d in args.interpret_dimensions), f"--interpret_dimensions {args.interpret_dimensions} "
                                                          "must be 0-based latent indices"),
         (len(set(args.interpret_dimensions)) == len(args.interpret_dimensions),
