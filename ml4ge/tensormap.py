@@ -181,8 +181,14 @@ class TensorMap:
             return self.fallback.read_raw(hd5, sample_id)
 
     def fit_shape(self, raw: np.ndarray) -> np.ndarray:
-        """Fit a raw array to :attr:`shape` (one-hot for categorical indices, crop/pad or resample otherwise)."""
+        """Fit a raw array to :attr:`shape` (one-hot for categorical indices, crop/pad or resample otherwise).
+
+        Raises:
+            ValueError: for complex values (a cast to real would drop their imaginary part silently).
+        """
         raw = np.asarray(raw)
+        if np.iscomplexobj(raw):
+            raise ValueError(f"{self.name}: the stored values are complex ({raw.dtype}); store real numbers")
         if self.channel_map is not None and raw.size == 1 and self.shape[-1] > 1:
             return self._one_hot(raw)
         if self.is_scalar:
