@@ -9,7 +9,7 @@ stops the run with :class:`OutputError`, which carries the report rows of what w
 
 Volumes are stored as read (full resolution) unless a target shape is given (``--resample``), in which case
 they are resampled with one isotropic zoom factor and centred in that shape (:func:`ml4ge.arrays.fit_to_shape`),
-and the stored affine and voxel size describe the resampled grid.
+and the stored affine and voxel size describe the resampled grid (:func:`ml4ge.grids.fitted_affine`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from nibabel.spatialimages import HeaderDataError, ImageDataError
 
 from ml4ge.arrays import fit_to_shape
 from ml4ge.atomic import write_table
+from ml4ge.grids import fitted_affine, voxel_size
 from ml4ge.hd5 import HD5_SUFFIX, write_tensor
 from ml4ge.progress import progress
 from ml4ge.registration import prepare_reference, register_to, resample_rigid
@@ -184,28 +185,6 @@ def spatial_shape(shape) -> tuple[int, ...]:
     return shape
 
 
-def fitted_affine(affine: np.ndarray, source_shape, target_shape) -> np.ndarray:
-    """The affine of a volume after :func:`ml4ge.arrays.resample` from ``source_shape`` to ``target_shape``.
-
-    Both shapes are spatial (at most 3 axes). Mirrors ``resample``: one zoom factor ``min(want / have)``,
-    ``ndimage.zoom`` with ``grid_mode=True`` (output voxel ``j`` samples input coordinate
-    ``(j + 0.5) * have / zoomed - 0.5``), then a centred crop/pad.
-    """
-    source_shape = tuple(int(s) for s in source_shape)
-    target_shape = tuple(int(s) for s in target_shape)
-    if source_shape == target_shape:
-        return np.asarray(affine, dtype=np.float64)
-    factor = min(want / have for want, have in zip(target_shape, source_shape, strict=True))
-    index_to_source = np.eye(4)
-    for axis, (have, want) in enumerate(zip(source_shape, target_shape, strict=True)):
-        zoomed = int(round(have * factor))
-        offset = max((zoomed - want) // 2, 0) - max((want - zoomed) // 2, 0)
-        scale = have / zoomed
-        index_to_source[axis, axis] = scale
-        index_to_source[axis, 3] = (offset + 0.5) * scale - 0.5
-    return np.asarray(affine, dtype=np.float64) @ index_to_source
-
-
 def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
     """Read one NIfTI and bring it to what is stored: the array and its provenance attributes.
 
@@ -224,7 +203,7 @@ def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
     if volume_input.resample:
         spatial = volume.shape if volume.ndim == len(shape) - 1 else volume.shape[:-1]
         affine = fitted_affine(affine, spatial, shape[:-1])
-        zooms = tuple(float(np.linalg.norm(affine[:3, axis])) for axis in range(len(zooms)))
+        zooms = voxel_size(affine, len(zooms))
         volume = fit_to_shape(volume, shape, resize=True).astype(np.float32)
         attributes["resampled"] = True
     if volume_input.normalization is not None:

@@ -5,7 +5,8 @@ Writes ``<output_folder>/<id>/inference_<id>.tsv`` with the id column(s) (``samp
 ``<output>_<label>_prediction``/``_actual``, for categorical outputs). Continuous predictions are mapped back to
 the stored scale with the TensorMap's normalizer; actual values are the stored values, ``NA`` where a sample has
 none (predictions need only the inputs). Volume and image outputs are written per sample as NIfTI
-(``inferred/<sample_id>_<output>.nii.gz``, with the affine stored beside the source tensor when there is one)
+(``inferred/<sample_id>_<output>.nii.gz``, on the map's grid: the affine stored beside the source tensor carried
+through the map's crop/pad or resampling, :mod:`ml4ge.grids`)
 or, with ``--inference_format hd5``, as ``inferred/<sample_id>.hd5``.
 """
 
@@ -19,12 +20,13 @@ import numpy as np
 
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import atomic_path
+from ml4ge.grids import map_affine
 from ml4ge.latents import cohort_paths, id_columns
 from ml4ge.lookup import resolve_all
 from ml4ge.progress import progress
 from ml4ge.recipes.infer_encoders import check_maps, check_model_file
 from ml4ge.recipes.settings import RunSettings
-from ml4ge.skipped import FILE_TENSOR, SampleError, shorten
+from ml4ge.skipped import FILE_TENSOR, SampleError
 from ml4ge.workers import sample_errors
 
 log = logging.getLogger(__name__)
@@ -94,35 +96,21 @@ def descale(tm, prediction: np.ndarray) -> np.ndarray:
 
 
 def affine_of(tm, hd5) -> np.ndarray:
-    """The ``affine`` attribute stored with a tensor (or its fallback's), else the identity.
+    """The affine of ``tm``'s grid in one sample's file (:func:`ml4ge.grids.map_affine`: the stored affine carried
+    through the map's crop/pad or resampling), else the identity (the data carries none).
 
     Raises:
         ValueError: if the stored attribute is not 16 finite numbers.
     """
-    from ml4ge.hd5 import select_instance
-
-    for source in (tm, tm.fallback):
-        if source is not None and source.key in hd5:
-            node = hd5[source.key]
-            dataset = node if hasattr(node, "shape") else select_instance(node, source.instance)
-            if "affine" in dataset.attrs:
-                return _affine(dataset.attrs["affine"])
-    return np.eye(4)
-
-
-def _affine(stored) -> np.ndarray:
-    try:
-        affine = np.asarray(stored, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"malformed affine attribute ({shorten(str(error), 100)})") from error
-    if affine.size != 16 or not np.all(np.isfinite(affine)):
-        raise ValueError(f"malformed affine attribute: {affine.size} values of shape {affine.shape}, expected 16 "
-                         "finite numbers (4 x 4)")
-    return affine.reshape(4, 4)
+    affine = map_affine(tm, hd5)
+    if affine is None:
+        log.debug("%s: no affine stored with its data; its NIfTI predictions get the identity", tm.name)
+        return np.eye(4)
+    return affine
 
 
 def write_volume(tm, sample_id: str, prediction: np.ndarray, affine: np.ndarray, folder: Path, fmt: str) -> Path:
-    """One sample's predicted volume/image as NIfTI (with the source affine) or into ``<sample_id>.hd5``."""
+    """One sample's predicted volume/image as NIfTI (with ``affine``, its grid's) or into ``<sample_id>.hd5``."""
     folder.mkdir(parents=True, exist_ok=True)
     values = prediction[..., 0] if prediction.shape[-1] == 1 else prediction
     if fmt == "nifti":
