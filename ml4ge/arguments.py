@@ -286,6 +286,10 @@ FLAGS: dict[str, Flag] = {
                           bounds=AT_LEAST_1),
     "demo_epochs": Flag(DEMO, None, "demo: epochs per model (default: the preset's).", type=int, bounds=AT_LEAST_1),
     "demo_data": Flag(DEMO, None, "demo: reuse a cohort folder written by an earlier demo (<demo run>/data)."),
+    # the names of ml4ge.demo.studies.STUDIES (a test checks that they match)
+    "study": Flag(DEMO, "default", "demo: which models to train and compare: default (T1, T2, DropFuse and "
+                                   "deep-brain autoencoders) or vit (the CNN and the UDIP-ViT autoencoder of T1, "
+                                   "each given the same CPU time).", choices=("default", "vit")),
 }
 
 

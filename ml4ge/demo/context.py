@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml4ge.demo.presets import DemoSettings
+from ml4ge.demo.studies import DEFAULT_STUDY, MODELS, STUDIES, Study
 
 STAGE_RECORDS = "stages"
 
@@ -27,6 +28,7 @@ class DemoRun:
         seed: cohort seed and ``--random_seed`` of every recipe.
         num_workers: ``--num_workers`` of every recipe.
         data: an existing cohort folder (``--demo_data``), or None to generate one in ``<folder>/data``.
+        study: the name of its :class:`~ml4ge.demo.studies.Study` (``--study``): which models it trains.
     """
 
     folder: Path
@@ -34,6 +36,7 @@ class DemoRun:
     seed: int
     num_workers: int
     data: Path | None = None
+    study: str = DEFAULT_STUDY
     timings: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -46,7 +49,13 @@ class DemoRun:
 
     def fingerprint(self) -> dict:
         """The settings, seed and cohort folder: what must match for this folder to be resumed."""
-        return json.loads(json.dumps({**self.settings.fingerprint(), "seed": self.seed, "data": str(self.cohort)}))
+        return json.loads(json.dumps({**self.settings.fingerprint(), "seed": self.seed, "data": str(self.cohort),
+                                      "study": self.study}))
+
+    @property
+    def plan(self) -> Study:
+        """Its study: the models it trains, interprets and compares."""
+        return STUDIES.get(self.study)
 
     def stage_record(self, name: str) -> Path:
         return self.folder / STAGE_RECORDS / f"{name}.json"
@@ -65,36 +74,14 @@ class Stage:
         kind: what the stage is, for the timing table (generate, tensorize, train, infer, compare, ...).
         run: does the work; raises on failure.
         report: returns the stage's markdown section for ``report.md`` (or None).
+        model: the model (of :data:`MODELS`) this stage trains or infers: it runs only in a study naming it.
     """
 
     order: int
     kind: str
     run: Callable[[DemoRun], None]
     report: Callable[[DemoRun], str] | None = None
-
-
-@dataclass(frozen=True)
-class DemoModel:
-    """One demo model: the settings attributes naming its input TensorMaps, whether it is a pair (DropFuse) model,
-    and the settings attribute multiplying its epochs, if any."""
-
-    inputs: tuple[str, ...]
-    paired: bool = False
-    epoch_factor: str | None = None
-
-    def epochs(self, settings: DemoSettings) -> int:
-        return settings.epochs * (getattr(settings, self.epoch_factor) if self.epoch_factor else 1)
-
-
-# The whole-brain autoencoders mirror the ml4h registration study; their latents are dominated by the cortex's
-# variance (atrophy, head size). ae_deep sees only the central 96 mm cube, at a fraction of the cost per epoch, so
-# that a latent space carries the deep grey structures where the demo plants effects (docs/experiments.md).
-MODELS = {
-    "ae_t1": DemoModel(("t1",)),
-    "ae_t2": DemoModel(("t2",)),
-    "dropfuse": DemoModel(("t1", "t2"), paired=True),
-    "ae_deep": DemoModel(("t1_deep",), epoch_factor="deep_epoch_factor"),
-}
+    model: str | None = None
 
 
 def tensormap_name(given: str) -> str:
@@ -118,9 +105,11 @@ def latent_table(run: DemoRun, model: str, given: str) -> Path:
 
 
 def latent_spaces(run: DemoRun) -> dict[str, Path]:
-    """``{space name: latent table}``: ``ae_t1``, ``ae_t2``, ``dropfuse_t1``, ``dropfuse_t2``, ``ae_deep``."""
+    """``{space name: latent table}`` of the study's models: the model's name, ``<model>_<input>`` for a pair model
+    (the default study: ``ae_t1``, ``ae_t2``, ``dropfuse_t1``, ``dropfuse_t2``, ``ae_deep``)."""
     spaces = {}
-    for model, spec in MODELS.items():
+    for model in run.plan.models:
+        spec = MODELS[model]
         for attribute in spec.inputs:
             name = f"{model}_{attribute}" if spec.paired else model
             spaces[name] = latent_table(run, model, getattr(run.settings, attribute))

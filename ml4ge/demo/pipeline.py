@@ -1,7 +1,8 @@
 """The end-to-end demo as a list of registered stages, each one an existing recipe run in this process.
 
-generate (the MNI152 demo cohort) -> tensorize -> train a T1 and a T2 autoencoder, a T1/T2 DropFuse pair model and
-a deep-brain T1 autoencoder (a central crop) -> infer_encoders for each -> associate (GWAS of every latent space)
+generate (the MNI152 demo cohort) -> tensorize -> train the study's models (:mod:`ml4ge.demo.studies`; by default a
+T1 and a T2 autoencoder, a T1/T2 DropFuse pair model and a deep-brain T1 autoencoder (a central crop); ``--study
+vit``: the CNN and the ViT autoencoder of T1) -> infer_encoders for each -> associate (GWAS of every latent space)
 -> compare the latent spaces (age, sex, planted-region traits, GWAS counts; a phenotype-only and a covariates-only
 baseline) -> interpret (PerDI of the dimensions the planted traits and SNPs select;
 :mod:`ml4ge.demo.truth_stages`) -> ``report.md`` (:mod:`ml4ge.demo.report`).
@@ -14,7 +15,8 @@ train continues from its last checkpoint).
 Adding a stage: write ``def run_x(run: DemoRun) -> None`` that calls :func:`run_recipe` with a recipe's settings
 (e.g. ``CompareSettings(..., **run.common_settings())``), and register
 ``STAGES.register("x", Stage(order=..., kind="x", run=run_x, report=...))``;
-stages run by increasing ``order`` (compare is 50), and ``report`` returns the stage's markdown section.
+stages run by increasing ``order`` (compare is 50), and ``report`` returns the stage's markdown section. A stage
+of one model (``Stage(model=...)``) runs only in the studies that name that model.
 """
 
 from __future__ import annotations
@@ -33,20 +35,23 @@ from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spa
 from ml4ge.demo.meter import ResourceMeter
 from ml4ge.demo.presets import PRESETS
 from ml4ge.demo.recipe_runner import run_recipe
+from ml4ge.demo.studies import BASELINE_SPACE, DEFAULT_STUDY, STUDIES
 from ml4ge.registry import Registry
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "demo.json"
-BASELINE_SPACE = "brain_volume_only"
 
 
 STAGES: Registry[Stage] = Registry("demo stage")
 
 
-def ordered_stages() -> list[tuple[str, Stage]]:
-    """Registered stages in the order they run."""
-    return sorted(((name, STAGES.get(name)) for name in STAGES.names()), key=lambda item: item[1].order)
+def ordered_stages(study: str = DEFAULT_STUDY) -> list[tuple[str, Stage]]:
+    """The registered stages of ``study`` (those of no model, and those of its models) in the order they run."""
+    models = STUDIES.get(study).models
+    stages = ((name, STAGES.get(name)) for name in STAGES.names())
+    return sorted(((name, stage) for name, stage in stages if stage.model is None or stage.model in models),
+                  key=lambda item: item[1].order)
 
 
 # Running recipes in this process -----------------------------------------------------------------------------
@@ -78,7 +83,8 @@ def check_settings(run: DemoRun) -> None:
     path = run.folder / SETTINGS_FILE
     if not path.is_file():
         return
-    saved = json.loads(path.read_text()).get("settings", {})
+    # a folder written before studies existed holds the default study
+    saved = {"study": DEFAULT_STUDY, **json.loads(path.read_text()).get("settings", {})}
     wanted = run.fingerprint()
     different = sorted(key for key in wanted if saved.get(key) != wanted[key])
     if different:
@@ -91,10 +97,11 @@ def run_demo(run: DemoRun) -> Path:
     check_settings(run)
     run.folder.mkdir(parents=True, exist_ok=True)
     write_text(run.folder / SETTINGS_FILE, json.dumps({"settings": run.fingerprint()}, indent=2))
-    for name, stage in ordered_stages():
+    stages = ordered_stages(run.study)
+    for name, stage in stages:
         run.timings[name] = run_stage(run, name, stage)
     write_table(pd.DataFrame(list(run.timings.values())), run.folder / "demo_timings.tsv")
-    return report.write_report(run, ordered_stages())
+    return report.write_report(run, stages)
 
 
 # Stages ------------------------------------------------------------------------------------------------------
@@ -156,7 +163,7 @@ def train_settings(run: DemoRun, model: str):
     merge = {"merge_blocks": ("pair",), "pairs": (tuple(inputs),), **settings.pair_flags} if spec.paired else {
         "merge_blocks": ()}
     return TrainSettings(tensors=str(run.tensors), input_tensors=inputs, output_tensors=inputs, **merge,
-                         **settings.model_flags, epochs=spec.epochs(settings), batch_size=settings.batch_size,
+                         **spec.train_flags(settings), epochs=spec.epochs(settings), batch_size=settings.batch_size,
                          id=model, **run.common_settings())
 
 
@@ -197,7 +204,7 @@ def compare(run: DemoRun) -> None:
     folder = run.folder / "compare"
     folder.mkdir(parents=True, exist_ok=True)
     spaces = {**latent_spaces(run), BASELINE_SPACE: baseline_table(run, folder)}
-    pairs = [("ae_t1", "ae_t2"), ("dropfuse_t1", "ae_t1"), ("dropfuse_t2", "ae_t2"), ("ae_t1", BASELINE_SPACE)]
+    pairs = list(run.plan.pairs)
     run_recipe(CompareSettings(phenotypes=str(run.cohort / "phenotypes.csv"),
                                output_tensors=("age", "sex", *planted_traits(run)), folds=run.settings.folds,
                                latent_tables=tuple(f"{name}={path}" for name, path in spaces.items()), pairs=pairs,
@@ -238,8 +245,8 @@ STAGES.register("generate", Stage(0, "generate", generate, report.cohort_section
 STAGES.register("tensorize", Stage(10, "tensorize", tensorize))
 for _offset, _model in enumerate(MODELS):
     STAGES.register(f"train_{_model}", Stage(20 + _offset, "train", _model_stage(train, _model),
-                                             report.model_section(_model)))
-    STAGES.register(f"infer_{_model}", Stage(30 + _offset, "infer", _model_stage(infer, _model)))
+                                             report.model_section(_model), model=_model))
+    STAGES.register(f"infer_{_model}", Stage(30 + _offset, "infer", _model_stage(infer, _model), model=_model))
 STAGES.register("associate", Stage(40, "associate", truth_stages.associate, truth_stages.associate_section))
 STAGES.register("compare", Stage(50, "compare", compare, report.compare_section))
 STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, report.adjusted_section))
@@ -256,4 +263,4 @@ def demo_run_from_args(args) -> DemoRun:
                if value is not None}
     return DemoRun(folder=Path(args.output_folder) / args.id, settings=replace(settings, **changes),
                    seed=args.random_seed, num_workers=args.num_workers,
-                   data=Path(args.demo_data) if args.demo_data else None)
+                   data=Path(args.demo_data) if args.demo_data else None, study=args.study)

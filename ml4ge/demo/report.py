@@ -218,14 +218,42 @@ def _bars(axis, rows: pd.DataFrame, label: str) -> None:
     axis.set_ylabel(label)
 
 
+def side_by_side_section(run: DemoRun) -> str:
+    """The study's models side by side (:func:`ml4ge.demo.study_table.study_table`); also written to
+    ``<demo>/study_table.tsv``."""
+    from ml4ge.atomic import write_table
+    from ml4ge.demo.study_table import TABLE_NAME, WINDOW_KB, study_table
+
+    table = study_table(run)
+    write_table(table, run.folder / TABLE_NAME)
+    return "\n".join([
+        f"## The models side by side (study `{run.study}`)", "",
+        "Training: epochs run, wall and CPU time of the train stage (the ViT's epochs give it about the CNN's "
+        "training time). GWAS hits: latent dimensions of the space with a hit (P below 5e-8 over the number of "
+        f"dimensions) within {WINDOW_KB:g} kb of the planted SNP, and the SNP's best -log10 P. R^2 with age + sex: "
+        "cross-validated ridge R^2 of the latents plus age and sex (`covariates`: age and sex alone). PerDI rank: "
+        "the planted region's rank (left and right merged) among the atlas regions for the dimension most "
+        "correlated with the trait and the one most associated with the SNP.", "", markdown_table(table)])
+
+
+def preset_line(run: DemoRun) -> str:
+    """The preset, study, cohort size and grid, epochs (and the models that train for other epochs), batch, seed."""
+    from ml4ge.demo.studies import DEFAULT_STUDY, MODELS
+
+    settings = run.settings
+    others = ", ".join(f"{MODELS[m].epochs(settings)} for `{m}`" for m in run.plan.models
+                       if MODELS[m].epochs(settings) != settings.epochs)
+    study = "" if run.study == DEFAULT_STUDY else f", study `{run.study}` ({', '.join(run.plan.models)})"
+    return (f"Preset `{settings.preset}`{study}: {settings.subjects} subjects at {settings.voxel_mm} mm, "
+            f"{settings.epochs} epochs per model{f' ({others})' if others else ''}, batch {settings.batch_size}, "
+            f"seed {run.seed}.")
+
+
 def write_report(run: DemoRun, stages: list[tuple[str, Stage]]) -> Path:
     """Write ``<demo folder>/report.md`` from the finished stages; returns its path."""
-    settings = run.settings
-    lines = [f"# ml4ge demo: {run.folder.name}", "",
-             f"Preset `{settings.preset}`: {settings.subjects} subjects at {settings.voxel_mm} mm, "
-             f"{settings.epochs} epochs per model ({settings.epochs * settings.deep_epoch_factor} for the "
-             f"deep-brain `ae_deep`), batch {settings.batch_size}, seed {run.seed}.", "",
-             headline(run)]
+    lines = [f"# ml4ge demo: {run.folder.name}", "", preset_line(run), "", headline(run)]
+    if run.plan.side_by_side:
+        lines += ["", side_by_side_section(run)]
     overview = overview_figure(run, run.folder / OVERVIEW_NAME)
     if overview is not None:
         lines += ["", image(run, overview, "overview: a reconstruction and the comparison")]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+WINDOW_KB = 250.0  # a planted SNP counts as found when a hit lies within this distance (associate's --clump_kb)
 SNP_TRUTH_COLUMNS = ["id", "chrom", "pos", "trait", "hit", "hit_snp", "best_log10p", "best_space", "best_dimension"]
 
 

@@ -3,9 +3,9 @@ latent dimensions the planted traits and SNPs select), each with a truth table a
 
 associate -> ``<demo>/associate/`` (the recipe's outputs) plus ``truth_snps.tsv`` (per planted SNP: hit or not,
 best -log10 P, where) and ``planted_sumstats.tsv`` (every dimension's statistics of the planted SNPs).
-interpret -> ``<demo>/interpret_<model>/`` per autoencoder plus ``<demo>/interpret_truth.tsv`` (rank of each
-planted region among the atlas regions, per hemisphere and left/right merged, for the dimensions most correlated
-with each planted trait and those most associated with each planted SNP).
+interpret -> ``<demo>/interpret_<model>/`` per autoencoder the study interprets plus ``<demo>/interpret_truth.tsv``
+(rank of each planted region among the atlas regions, per hemisphere and left/right merged, for the dimensions most
+correlated with each planted trait and those most associated with each planted SNP).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from ml4ge.demo import truth as truth_checks
 from ml4ge.demo.context import MODELS, DemoRun, latent_spaces, latent_table
 from ml4ge.demo.recipe_runner import run_recipe
 
-WINDOW_KB = 250.0  # a planted SNP counts as found when a hit lies within this distance (associate's --clump_kb)
-INTERPRET_MODELS = ("ae_t1", "ae_deep")  # a whole-brain and the deep-brain autoencoder
+WINDOW_KB = truth_checks.WINDOW_KB
 MAX_INTERPRET_SAMPLES = 500
 # PerDI smooths with a 3 mm kernel at 1 mm; the demo's grid is 3 mm (5 mm quick), so that is one voxel. The
 # recipe's default of 3 voxels would be 9 mm here, wider than the thalamus and putamen are thick.
@@ -71,7 +70,7 @@ def interpret(run: DemoRun) -> None:
     stats = pd.read_csv(associate_folder(run) / "planted_sumstats.tsv", sep="\t", dtype={"ID": str})
     atlas, labels = run.cohort / "atlas.nii.gz", run.cohort / "atlas_labels.tsv"
     ranks = []
-    for model in INTERPRET_MODELS:
+    for model in run.plan.interpret:
         given = getattr(run.settings, MODELS[model].inputs[0])
         chosen = chosen_dimensions(run, model, given, truth, stats)
         folder = run_recipe(InterpretSettings(
@@ -126,7 +125,7 @@ def interpret_section(run: DemoRun) -> str:
              "`snp`, the dimension with the smallest association P of the planted SNP. Rank 1 is the region the "
              "map is most enriched in (KS statistic) among all atlas regions; `merged` joins left and right.", "",
              markdown_table(ranks[[c for c in RANK_COLUMNS if c in ranks]], 2)]
-    for model in INTERPRET_MODELS:
+    for model in run.plan.interpret:
         for picture in sorted((run.folder / f"interpret_{model}").glob("perdi_*/dim_*.png")):
             lines += ["", image(run, picture, f"PerDI {model} {picture.stem}")]
     return "\n".join(lines)

@@ -1,7 +1,9 @@
 """``--mode demo``: the whole method on the embedded MNI152 demo cohort, end to end, in one command.
 
-generate -> tensorize -> train (T1 AE, T2 AE, T1/T2 DropFuse pair model) -> infer_encoders -> compare ->
-``<output_folder>/<id>/report.md`` (stages: :mod:`ml4ge.demo.pipeline`, report: :mod:`ml4ge.demo.report`).
+generate -> tensorize -> train (T1 AE, T2 AE, T1/T2 DropFuse pair model, deep-brain T1 AE) -> infer_encoders ->
+associate -> compare -> interpret -> ``<output_folder>/<id>/report.md`` (stages: :mod:`ml4ge.demo.pipeline`,
+report: :mod:`ml4ge.demo.report`). ``--study vit`` trains the CNN and the UDIP-ViT autoencoder of T1 instead, each
+for about the same CPU time, and the report sets them side by side (:mod:`ml4ge.demo.studies`).
 
 Flags: ``--quick`` (80 subjects at 5 mm, 3 epochs: a few minutes on a laptop CPU), ``--full_resolution``
 (1 mm, UDIP-sized models: for a GPU), the default (300 subjects at 3 mm), ``--demo_subjects N`` and
@@ -33,6 +35,7 @@ class DemoRecipeSettings(RunSettings):
     demo_subjects: int | None
     demo_epochs: int | None
     demo_data: str | None
+    study: str
 
 
 Settings = DemoRecipeSettings

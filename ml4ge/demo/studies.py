@@ -1,0 +1,120 @@
+"""The demo's studies: which models one demo trains, interprets and compares (``--study``).
+
+A :class:`DemoModel` says how one model trains (its input maps, its train flags, its epochs); :data:`MODELS` holds
+every model any study uses, and a :class:`Study` names the models of one demo. The stages are the same for every
+study (:mod:`ml4ge.demo.pipeline` runs a model's train and infer stages only when the study names it), so a new
+study is one registration here, not a new pipeline:
+
+- ``default``: the T1 and T2 autoencoders, the T1/T2 DropFuse pair model and the deep-brain T1 autoencoder.
+- ``vit``: the CNN autoencoder of T1 (the default's ``ae_t1``) beside the UDIP-ViT autoencoder of the same T1
+  volumes (``vit_t1``), each given the same CPU time for training (:data:`VIT_EPOCH_FACTORS`); the second seed
+  study's claim that a ViT's latents find loci the CNN's miss (the hippocampal left-right asymmetry) is the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ml4ge.registry import Registry
+
+if TYPE_CHECKING:
+    from ml4ge.demo.presets import DemoSettings
+
+DEFAULT_STUDY = "default"
+BASELINE_SPACE = "brain_volume_only"
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """One demo model.
+
+    Args:
+        inputs: the settings attributes naming its input TensorMaps.
+        paired: a pair (DropFuse) model of two inputs.
+        epoch_factor: its epochs as a multiple of the preset's (rounded, at least 1); None: the preset's.
+        flags: its own train flags (model and optimizer) instead of the preset's ``model_flags``; None: the preset's.
+    """
+
+    inputs: tuple[str, ...]
+    paired: bool = False
+    epoch_factor: Callable[[DemoSettings], float] | None = None
+    flags: Callable[[DemoSettings], dict[str, Any]] | None = None
+
+    def epochs(self, settings: DemoSettings) -> int:
+        factor = self.epoch_factor(settings) if self.epoch_factor else 1
+        return max(1, round(settings.epochs * factor))
+
+    def train_flags(self, settings: DemoSettings) -> dict[str, Any]:
+        return self.flags(settings) if self.flags else settings.model_flags
+
+
+def deep_epochs(settings: DemoSettings) -> float:
+    """The deep-brain crop is about a tenth of the volume, and so is an epoch: it trains ``deep_epoch_factor``
+    times the epochs."""
+    return settings.deep_epoch_factor
+
+
+# The UDIP-ViT of each demo preset: the reduced preset on the 3 mm and 5 mm grids (8x8x8 patches), the full one at
+# 1 mm. Same batch and patience as the CNN; the preset brings the seed's AdamW and step schedule.
+VIT_MODEL_PRESETS = {"default": "udip_vit_small", "quick": "udip_vit_small", "full_resolution": "udip_vit"}
+# Epochs of the ViT per epoch of the CNN T1 autoencoder, so that both train for about the same CPU time: the
+# measured seconds per epoch of the CNN over those of the ViT on a 2-core CPU (README, "The demo"). At 1 mm no
+# measurement: the same epochs.
+VIT_EPOCH_FACTORS = {"default": 1.0, "quick": 1.0, "full_resolution": 1.0}
+
+
+def vit_flags(settings: DemoSettings) -> dict[str, Any]:
+    """Train flags of the demo's UDIP-ViT autoencoder on the preset's grid."""
+    return {"model_preset": VIT_MODEL_PRESETS[settings.preset], "encoder_blocks": ("vit_encode",),
+            "decoder_blocks": ("vit_decode",), "patience": settings.model_flags.get("patience", 4)}
+
+
+def vit_epochs(settings: DemoSettings) -> float:
+    return VIT_EPOCH_FACTORS[settings.preset]
+
+
+# The whole-brain autoencoders mirror the ml4h registration study; their latents are dominated by the cortex's
+# variance (atrophy, head size). ae_deep sees only the central 96 mm cube, at a fraction of the cost per epoch, so
+# that a latent space carries the deep grey structures where the demo plants effects (docs/experiments.md).
+MODELS = {
+    "ae_t1": DemoModel(("t1",)),
+    "ae_t2": DemoModel(("t2",)),
+    "dropfuse": DemoModel(("t1", "t2"), paired=True),
+    "ae_deep": DemoModel(("t1_deep",), epoch_factor=deep_epochs),
+    "vit_t1": DemoModel(("t1",), epoch_factor=vit_epochs, flags=vit_flags),
+}
+
+
+@dataclass(frozen=True)
+class Study:
+    """The models of one demo.
+
+    Args:
+        models: names in :data:`MODELS`, trained and inferred in this order.
+        interpret: the autoencoders whose trait- and SNP-selected dimensions PerDI maps.
+        pairs: ``--pairs`` of the compare stage: latent spaces (model names, ``<model>_<input>`` for a pair model)
+            or :data:`BASELINE_SPACE`.
+        side_by_side: ``report.md`` opens with a table of the models side by side (:mod:`ml4ge.demo.study_table`).
+    """
+
+    models: tuple[str, ...]
+    interpret: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...]
+    side_by_side: bool = False
+
+    def __post_init__(self):
+        unknown = sorted(set(self.models + self.interpret) - set(MODELS))
+        if unknown or not set(self.interpret) <= set(self.models):
+            raise ValueError(f"a study names models of MODELS ({', '.join(MODELS)}) and interprets some of its own; "
+                             f"got models {self.models}, interpret {self.interpret}.")
+
+
+STUDIES: Registry[Study] = Registry("demo study")
+STUDIES.register(DEFAULT_STUDY, Study(
+    models=("ae_t1", "ae_t2", "dropfuse", "ae_deep"), interpret=("ae_t1", "ae_deep"),
+    pairs=(("ae_t1", "ae_t2"), ("dropfuse_t1", "ae_t1"), ("dropfuse_t2", "ae_t2"), ("ae_t1", BASELINE_SPACE))))
+STUDIES.register("vit", Study(
+    models=("ae_t1", "vit_t1"), interpret=("ae_t1", "vit_t1"),
+    pairs=(("vit_t1", "ae_t1"), ("ae_t1", BASELINE_SPACE), ("vit_t1", BASELINE_SPACE)), side_by_side=True))
