@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ml4ge.genetics.simulate import write_simulated_cohort
+from ml4ge.genetics.sumstats import read_sumstats
 
 CHILD = """
 import resource, subprocess, sys, time
@@ -66,11 +66,11 @@ def largest_differences(run: Path, plink_prefix: Path, dims: int) -> dict[str, f
     """Max |ours - PLINK2| over every table, for BETA, SE, LOG10P (relative for SE and LOG10P > 1)."""
     worst = {"BETA": 0.0, "SE (relative)": 0.0, "LOG10P": 0.0}
     for d in range(dims):
-        ours = pd.read_csv(run / f"sumstats/t1.latent_{d}.glm.linear.tsv.gz", sep="\t").set_index("ID")
-        theirs = pd.read_csv(f"{plink_prefix}.latent_{d}.glm.linear", sep="\t").set_index("ID").loc[ours.index]
-        worst["BETA"] = max(worst["BETA"], float(np.max(np.abs(ours.BETA - theirs.BETA))))
-        worst["SE (relative)"] = max(worst["SE (relative)"], float(np.max(np.abs(ours.SE / theirs.SE - 1))))
-        worst["LOG10P"] = max(worst["LOG10P"], float(np.max(np.abs(ours.LOG10P - theirs.LOG10_P))))
+        ours = read_sumstats(run / f"sumstats/t1.latent_{d}.glm.linear.gz").set_index("ID")  # both PLINK2 tables
+        theirs = read_sumstats(f"{plink_prefix}.latent_{d}.glm.linear").set_index("ID").loc[ours.index]
+        worst["BETA"] = max(worst["BETA"], float(np.nanmax(np.abs(ours.BETA - theirs.BETA))))
+        worst["SE (relative)"] = max(worst["SE (relative)"], float(np.nanmax(np.abs(ours.SE / theirs.SE - 1))))
+        worst["LOG10P"] = max(worst["LOG10P"], float(np.nanmax(np.abs(ours.LOG10P - theirs.LOG10P))))
     return worst
 
 

@@ -252,6 +252,8 @@ FLAGS: dict[str, Flag] = {
     "rint": Flag(ASSOCIATION, False, "associate: rank-inverse-normal transform latents."),
     "impute": Flag(ASSOCIATION, False, "associate: mean-impute missing calls (default: drop the sample for that "
                                        "SNP, as PLINK)."),
+    "log10_p": Flag(ASSOCIATION, False, "associate: write LOG10_P (-log10 P) instead of P in the summary "
+                                        "statistics, as plink2 --glm log10."),
     "snp_chunk": Flag(ASSOCIATION, 10_000, "associate: SNPs read and tested at once.", bounds=AT_LEAST_1),
     "clump_kb": Flag(ASSOCIATION, 250.0, "associate: half-width of a locus (kb).", bounds=AT_LEAST_0),
     "significance": Flag(ASSOCIATION, None, "associate: P threshold of a hit (default 5e-8 / number of latent "

@@ -10,6 +10,7 @@ from matplotlib.image import imread
 
 from ml4ge.cli import main
 from ml4ge.genetics.simulate import write_simulated_cohort
+from ml4ge.genetics.sumstats import read_sumstats
 
 PLANTED = ((10, 0, 0.9), (700, 2, 0.9), (701, 2, 0.9))  # rs701 and rs702 lie 1 kb apart: one locus
 
@@ -45,10 +46,10 @@ def test_associate_finds_planted_snps_replicates_them_and_compare_quotes_the_cou
     assert counts["space"] == "t1" and counts["samples"] == 500 and counts["replication_samples"] == 300
     assert counts["significant_pairs"] == len(hits) and counts["loci"] == len(loci)
     assert counts["replicated_pairs"] >= 2 and counts["snps_tested"] == 1200
-    sumstats = pd.read_csv(run / "sumstats/t1.latent_2.glm.linear.tsv.gz", sep="\t")
-    assert list(sumstats.columns) == ["CHROM", "POS", "ID", "A1", "A2", "A1_FREQ", "N", "BETA", "SE", "T_STAT",
-                                      "LOG10P"]
-    assert len(sumstats) == 1200 and 450 < sumstats.N.min() and sumstats.N.max() <= 500  # 2% missing calls
+    sumstats = read_sumstats(run / "sumstats/t1.latent_2.glm.linear.gz")  # PLINK2 --glm's table, LOG10P added
+    assert list(sumstats.columns) == ["#CHROM", "POS", "ID", "REF", "ALT", "A1", "A1_FREQ", "TEST", "OBS_CT", "BETA",
+                                      "SE", "T_STAT", "P", "ERRCODE", "LOG10P"]
+    assert len(sumstats) == 1200 and 450 < sumstats.OBS_CT.min() and sumstats.OBS_CT.max() <= 500  # 2% missing
     assert np.median(sumstats.T_STAT.drop(index=[700, 701]) ** 2) == pytest.approx(0.455, abs=0.08)
     for name in ("manhattan_t1.png", "miami_t1.png"):
         assert imread(run / name).shape[1] > 800
@@ -119,7 +120,7 @@ def test_constant_dimension_is_reported_untestable_and_never_gets_p_values(cohor
     untestable = pd.read_csv(run / "associate_untestable.tsv", sep="\t")
     assert untestable.to_dict("records") == [{"space": "t1", "dimension": "latent_3",
                                               "reason": "constant (every sample has the same value)"}]
-    assert sorted(p.name for p in (run / "sumstats").iterdir()) == [f"t1.latent_{d}.glm.linear.tsv.gz"
+    assert sorted(p.name for p in (run / "sumstats").iterdir()) == [f"t1.latent_{d}.glm.linear.gz"
                                                                      for d in range(3)]
     hits = pd.read_csv(run / "associate_hits.tsv", sep="\t")
     assert "latent_3" not in set(hits.dimension) and len(hits) <= 5
@@ -159,8 +160,8 @@ def test_a_rerun_with_fewer_dimensions_leaves_no_output_of_the_old_run(cohort, t
     assert len(list((run / "sumstats").iterdir())) == 4 and (run / "miami_t1.png").is_file()
     args = _with_table(cohort, tmp_path, table[["sample_id", "latent_0", "latent_1"]], "rerun", "--overwrite")
     assert main(args) == 0
-    assert sorted(p.name for p in (run / "sumstats").iterdir()) == ["t1.latent_0.glm.linear.tsv.gz",
-                                                                     "t1.latent_1.glm.linear.tsv.gz"]
+    assert sorted(p.name for p in (run / "sumstats").iterdir()) == ["t1.latent_0.glm.linear.gz",
+                                                                     "t1.latent_1.glm.linear.gz"]
     assert not (run / "miami_t1.png").exists() and not (run / "associate_replication.tsv").exists()
     assert (run / "manhattan_t1.png").is_file()
 

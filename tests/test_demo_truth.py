@@ -15,9 +15,9 @@ TRUTH = {"snps": [{"id": "rs1", "chrom": 1, "pos": 1_000_000, "trait": "thalamus
 
 def write_sumstats(folder, space, dimension, log10p):
     folder.mkdir(exist_ok=True)
-    table = pd.DataFrame({"CHROM": ["1", "2", "2"], "POS": [1_000_000, 5_000_000, 9_000_000],
-                          "ID": ["rs1", "rs2", "rs3"], "BETA": [0.1, -0.2, 0.0], "LOG10P": log10p})
-    with gzip.open(folder / f"{space}.{dimension}.glm.linear.tsv.gz", "wt") as handle:
+    table = pd.DataFrame({"#CHROM": ["1", "2", "2"], "POS": [1_000_000, 5_000_000, 9_000_000],
+                          "ID": ["rs1", "rs2", "rs3"], "BETA": [0.1, -0.2, 0.0], "P": [10.0 ** -q for q in log10p]})
+    with gzip.open(folder / f"{space}.{dimension}.glm.linear.gz", "wt") as handle:  # PLINK2's columns
         table.to_csv(handle, sep="\t", index=False)
 
 

@@ -1,5 +1,6 @@
 """The scan's numbers against PLINK2 --glm on the same files (skipped only where plink2 is not installed)."""
 
+import os
 import shutil
 import subprocess
 
@@ -43,3 +44,102 @@ def test_scan_matches_plink2_glm(tmp_path):
             np.testing.assert_allclose(mine[column].to_numpy(), theirs[their_column].to_numpy(), rtol=2e-5,
                                        atol=1e-6, err_msg=f"{dimension} {column}")
     assert ours.set_index(["dimension", "ID"]).loc[("latent_1", "rs21"), "LOG10P"] > 8
+
+
+PLINK2 = pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 is not installed (.ci/run installs it)")
+
+
+def _with_untestable_snps(cohort, covariates_file, prefix):
+    """The cohort's genotypes with SNPs that PLINK2 writes as NA rows: rs1 constant, rs2 called in 5 samples (fewer
+    than the model's predictors), rs4 equal to the sex covariate (collinear)."""
+    from bed_reader import open_bed, to_bed
+
+    with open_bed(f"{cohort.genotypes}.bed") as bed:
+        dosages = bed.read(dtype="float32")
+        properties = {key: getattr(bed, key) for key in ("fid", "iid", "father", "mother", "sex", "pheno",
+                                                         "chromosome", "sid", "cm_position", "bp_position",
+                                                         "allele_1", "allele_2")}
+    sex = pd.read_csv(covariates_file, sep="\t", dtype={"IID": str}).set_index("IID").loc[properties["iid"], "sex"]
+    dosages[:, 0] = 2.0
+    dosages[:, 1] = np.nan
+    dosages[:5, 1] = 1.0
+    dosages[:, 3] = sex.to_numpy() - sex.min()
+    to_bed(f"{prefix}.bed", dosages, properties=properties)
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def plink_and_ours(tmp_path_factory):
+    """One cohort scanned by ml4ge (P and log10 tables) and by plink2 --glm (the same two), no SNP filters."""
+    from ml4ge.genetics.scan import scan
+
+    root = tmp_path_factory.mktemp("sumstats")
+    cohort = write_simulated_cohort(root / "cohort", samples=120, snps=60, dimensions=2, missing=0.04,
+                                    planted=((20, 1, 1.5),), seed=5)
+    latents = load_latents(cohort.latents)
+    covariates = covariate_frame(read_table(str(cohort.covariates)), ["age", "sex", "PC1", "PC2"])
+    with GenotypeFile(cohort.genotypes) as genotypes:
+        spaces = assemble_spaces({"t1": latents}, covariates, genotypes.sample_ids)
+        write_exports(root / "exports", spaces, dict(zip(genotypes.sample_ids, genotypes.family_ids)),
+                      root / "modified")
+    bfile = _with_untestable_snps(cohort, root / "exports/covariates.tsv", root / "modified")
+    with GenotypeFile(bfile) as genotypes:
+        for log10 in (False, True):
+            scan(genotypes, spaces, ScanSettings(maf=0.0, geno=1.0, chunk=16, log10=log10), threshold_log10=99.0,
+                 sumstats_folder=root / f"ours_log10_{log10}")
+    for log10 in (False, True):
+        subprocess.run(["plink2", "--bfile", str(bfile), "--pheno", str(root / "exports/t1.pheno.tsv"),
+                        "--covar", str(root / "exports/covariates.tsv"), "--glm", "omit-ref", "hide-covar",
+                        "cols=+a1freq", *(["log10"] if log10 else []), "--threads", "1",
+                        "--out", str(root / f"plink_log10_{log10}")], check=True, capture_output=True)
+    return root
+
+
+@PLINK2
+@pytest.mark.parametrize("log10", [False, True])
+def test_sumstats_are_plink2_glm_tables(plink_and_ours, log10):
+    """ml4ge's and plink2's tables read by the same parser: same file names, columns, rows, NA rows and values."""
+    from ml4ge.genetics.sumstats import columns, file_name, read_sumstats
+
+    root = plink_and_ours
+    for dimension in ("latent_0", "latent_1"):
+        ours_path = root / f"ours_log10_{log10}" / file_name("t1", dimension)
+        assert ours_path.name == f"t1.{dimension}.glm.linear.gz"
+        mine = read_sumstats(ours_path)
+        theirs = read_sumstats(root / f"plink_log10_{log10}.{dimension}.glm.linear")
+        assert list(mine.columns) == list(theirs.columns) == [*columns(log10), "LOG10P"]
+        assert len(mine) == len(theirs) == 60
+        for column in ("#CHROM", "POS", "ID", "REF", "ALT", "A1", "TEST", "OBS_CT", "ERRCODE"):
+            assert mine[column].tolist() == theirs[column].tolist(), column
+        assert {"CONST_OMITTED_ALLELE", "SAMPLE_CT<=PREDICTOR_CT", "CORR_TOO_HIGH"} <= set(mine.ERRCODE)
+        numbers = ["A1_FREQ", "BETA", "SE", "T_STAT", "LOG10_P" if log10 else "P", "LOG10P"]
+        for column in numbers:
+            np.testing.assert_allclose(mine[column].to_numpy(float), theirs[column].to_numpy(float), rtol=2e-5,
+                                       atol=1e-6, equal_nan=True, err_msg=f"{dimension} {column}")
+        assert mine.loc[mine.ERRCODE != ".", "BETA"].isna().all() and mine.loc[mine.ERRCODE == ".", "P" if not log10
+                                                                                else "LOG10_P"].notna().all()
+
+
+@PLINK2
+def test_exported_commands_run_from_any_folder(plink_and_ours, tmp_path):
+    """commands.sh, run from an unrelated folder, finds its inputs and writes beside itself (regenie, not
+    installed here, is a stand-in that checks the paths it is given exist and writes step 1's prediction list)."""
+    from ml4ge.genetics.sumstats import columns, read_sumstats
+
+    root = plink_and_ours
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "regenie").write_text(
+        '#!/usr/bin/env bash\nset -e\nwhile [ $# -gt 0 ]; do case "$1" in\n'
+        '  --bed) test -f "$2.bed"; shift 2;;\n  --phenoFile|--covarFile|--pred) test -f "$2"; shift 2;;\n'
+        '  --out) out="$2"; shift 2;;\n  *) shift;;\nesac; done\ntouch "${out}_pred.list"\n')
+    (tools / "regenie").chmod(0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"}
+    subprocess.run(["bash", str(root / "exports/commands.sh")], cwd=elsewhere, env=env, check=True,
+                   capture_output=True)
+    assert not list(elsewhere.iterdir())
+    table = read_sumstats(root / "exports/t1.latent_0.glm.linear")
+    assert list(table.columns) == [*columns(), "LOG10P"]
+    assert (root / "exports/t1_step1_pred.list").is_file()

@@ -31,21 +31,23 @@ def dimension_index(name) -> int:
 
 
 def planted_sumstats(sumstats: Path, snp_ids) -> pd.DataFrame:
-    """Rows of every ``<space>.<dimension>.glm.linear.tsv.gz`` in ``sumstats`` for the SNPs ``snp_ids``.
+    """Rows of every ``<space>.<dimension>.glm.linear.gz`` (PLINK2's format) in ``sumstats`` for the SNPs ``snp_ids``.
 
     Returns:
-        ``space, dimension (int), ID, LOG10P, BETA`` for each table and SNP.
+        ``space, dimension (int), ID, LOG10P, BETA`` for each table and SNP (LOG10P: -log10 of the table's P).
 
     Raises:
         FileNotFoundError: if ``sumstats`` holds no summary statistics.
     """
+    from ml4ge.genetics.sumstats import read_sumstats
+
     wanted, frames = set(snp_ids), []
-    paths = sorted(Path(sumstats).glob("*.glm.linear.tsv.gz"))
+    paths = sorted(Path(sumstats).glob("*.glm.linear.gz"))
     if not paths:
-        raise FileNotFoundError(f"{sumstats} holds no *.glm.linear.tsv.gz; run --mode associate first.")
+        raise FileNotFoundError(f"{sumstats} holds no *.glm.linear.gz; run --mode associate first.")
     for path in paths:
-        space, dimension = path.name.removesuffix(".glm.linear.tsv.gz").rsplit(".", 1)
-        table = pd.read_csv(path, sep="\t", usecols=["ID", "LOG10P", "BETA"], dtype={"ID": str})
+        space, dimension = path.name.removesuffix(".glm.linear.gz").rsplit(".", 1)
+        table = read_sumstats(path, usecols=["ID", "LOG10P", "BETA"])
         frames.append(table[table.ID.isin(wanted)].assign(space=space, dimension=dimension_index(dimension)))
     return pd.concat(frames, ignore_index=True)[["space", "dimension", "ID", "LOG10P", "BETA"]]
 

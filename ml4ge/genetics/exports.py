@@ -64,20 +64,27 @@ def _write(table: pd.DataFrame, path: Path) -> Path:
 
 
 def _commands(spaces: Mapping[str, Space], genotypes: Path, has_covariates: bool) -> str:
-    """Example PLINK2 and REGENIE command lines for these files; every value is shell-quoted."""
-    lines = ["#!/usr/bin/env bash", "# Mixed-model or reference GWAS of the exported latent dimensions.", ""]
-    bfile = shlex.quote(str(genotypes))
+    """Example PLINK2 and REGENIE command lines for these files, runnable from any folder: the genotypes by
+    absolute path, the exported files and the outputs in the script's own folder; every value is shell-quoted."""
+    lines = ["#!/usr/bin/env bash", "# Mixed-model or reference GWAS of the exported latent dimensions.",
+             "# Inputs and outputs are in this script's folder, whatever the working directory.", "set -euo pipefail",
+             'HERE="$(cd "$(dirname "$0")" && pwd)"', ""]
+    bfile = shlex.quote(str(Path(genotypes).resolve()))
+
+    def here(name: str) -> str:
+        return f'"$HERE"/{shlex.quote(name)}'
+
     for name in spaces:
-        pheno, step1 = shlex.quote(f"{name}.pheno.tsv"), shlex.quote(f"{name}_step1")
-        covar = " --covar covariates.tsv" if has_covariates else ""
-        regenie_covar = " --covarFile covariates.tsv" if has_covariates else ""
-        lines += [f"# {name}: PLINK2 OLS (the statistics ml4ge associate computes)",
+        pheno = here(f"{name}.pheno.tsv")
+        covar = f" --covar {here('covariates.tsv')}" if has_covariates else ""
+        regenie_covar = f" --covarFile {here('covariates.tsv')}" if has_covariates else ""
+        lines += [f"# {name}: PLINK2 OLS, the statistics and columns ml4ge associate writes",
                   f"plink2 --bfile {bfile} --pheno {pheno}{covar} "
-                  f"--glm omit-ref hide-covar allow-no-covars --out {shlex.quote(name)}",
+                  f"--glm omit-ref hide-covar allow-no-covars cols=+a1freq --out {here(name)}",
                   f"# {name}: REGENIE step 1 and 2",
                   f"regenie --step 1 --bed {bfile} --phenoFile {pheno}{regenie_covar} --qt "
-                  f"--bsize 1000 --out {step1}",
+                  f"--bsize 1000 --out {here(f'{name}_step1')}",
                   f"regenie --step 2 --bed {bfile} --phenoFile {pheno}{regenie_covar} --qt "
-                  f"--bsize 400 --pred {shlex.quote(f'{name}_step1_pred.list')} "
-                  f"--out {shlex.quote(f'{name}_step2')}", ""]
+                  f"--bsize 400 --pred {here(f'{name}_step1_pred.list')} "
+                  f"--out {here(f'{name}_step2')}", ""]
     return "\n".join(lines)

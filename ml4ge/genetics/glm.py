@@ -25,6 +25,9 @@ RANK_TOLERANCE = 1e-10
 CONSTANT_TOLERANCE = 1e-9  # a SNP's dosage sum of squares after the covariates, per sample (dosages are 0..2)
 UNTESTABLE_TOLERANCE = 1e-9  # a phenotype's residual RMS relative to its magnitude max |y|
 CONSTANT = "constant (every sample has the same value)"
+# PLINK2 --glm's ERRCODE for a SNP it writes without statistics, and "." for one with them.
+OK, TOO_FEW_SAMPLES = ".", "SAMPLE_CT<=PREDICTOR_CT"
+CONSTANT_DOSAGE, COLLINEAR = "CONST_OMITTED_ALLELE", "CORR_TOO_HIGH"
 EXPLAINED_BY_COVARIATES = "constant after the covariates (an exact linear function of them)"
 
 
@@ -63,6 +66,7 @@ class ChunkStatistics:
     n: np.ndarray  # (m,) samples in each SNP's model
     a1_freq: np.ndarray  # (m,) counted-allele frequency among those samples
     missing_rate: np.ndarray  # (m,) fraction of the samples missing the SNP
+    errcode: np.ndarray  # (m,) PLINK2's ERRCODE: "." when tested, else why not (too few samples, constant, collinear)
 
 
 def prepare_phenotypes(phenotypes: np.ndarray, covariates: np.ndarray | None = None,
@@ -174,7 +178,9 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
     if len(dropped):
         gg[dropped], gr[dropped], rr[dropped] = _downdate(prepared, missing[:, dropped], sum_squares[dropped],
                                                           gq[dropped], gr[dropped])
-    return _statistics(gg, gr, rr, n, prepared.predictors, a1_freq, 1 - observed / prepared.samples)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = sum_squares / observed - (2 * a1_freq) ** 2  # the observed dosages' variance
+    return _statistics(gg, gr, rr, n, prepared.predictors, a1_freq, 1 - observed / prepared.samples, spread)
 
 
 def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np.ndarray, gq: np.ndarray,
@@ -198,10 +204,13 @@ def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np
     return gg, gr, rr
 
 
-def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate) -> ChunkStatistics:
-    """Beta, SE, t and -log10 P from the residual sums; NaN for SNPs without variance after the covariates."""
+def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate, spread) -> ChunkStatistics:
+    """Beta, SE, t and -log10 P from the residual sums; NaN for SNPs without variance after the covariates, with
+    PLINK2's ERRCODE saying why (too few samples for the model, a constant dosage, or one the covariates explain)."""
     df = (n - predictors - 1).astype(np.float64)[:, None]
     testable = (gg > CONSTANT_TOLERANCE * np.maximum(n, 1)) & (df[:, 0] > 0)
+    errcode = np.where(testable, OK, np.where(df[:, 0] <= 0, TOO_FEW_SAMPLES,
+                                              np.where(~(spread > CONSTANT_TOLERANCE), CONSTANT_DOSAGE, COLLINEAR)))
     gg = np.where(testable, gg, np.nan)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         beta = gr / gg
@@ -209,7 +218,7 @@ def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate) -> ChunkStatis
         se = np.sqrt(rss / df / gg)
         t_stat = beta / se
     log10_p = neg_log10_p(t_stat, np.broadcast_to(df, t_stat.shape))
-    return ChunkStatistics(beta, se, t_stat, log10_p, n.astype(np.int64), a1_freq, missing_rate)
+    return ChunkStatistics(beta, se, t_stat, log10_p, n.astype(np.int64), a1_freq, missing_rate, errcode)
 
 
 def neg_log10_p(t_stat: np.ndarray, df: np.ndarray) -> np.ndarray:

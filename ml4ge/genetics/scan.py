@@ -2,11 +2,12 @@
 
 For each chunk the dosages of every sample needed are read once; each space then gets its OLS statistics
 (:mod:`ml4ge.genetics.glm`), the SNPs passing the MAF and missingness filters are appended to one gzip summary
-table per latent dimension, and only the small things are kept: hits above the threshold, the best -log10 P per
-SNP (for the Manhattan plot) and full rows for SNPs named in ``lookup`` (for replication). Memory is bounded by the
-chunk and the hits, not by the number of SNPs (the per-SNP best P is 8 bytes per SNP). Tables are formatted and
-compressed in one background thread while the next chunk is computed (zlib and BLAS release the GIL); at most one
-chunk waits to be written.
+table per latent dimension in PLINK2 ``--glm``'s format (:mod:`ml4ge.genetics.sumstats`; SNPs that cannot be
+tested are written with NA statistics and an ERRCODE, as PLINK2 does), and only the small things are kept: hits
+above the threshold, the best -log10 P per SNP (for the Manhattan plot) and full rows for SNPs named in ``lookup``
+(for replication). Memory is bounded by the chunk and the hits, not by the number of SNPs (the per-SNP best P is 8
+bytes per SNP). Tables are formatted and compressed in one background thread while the next chunk is computed (zlib
+and BLAS release the GIL); at most one chunk waits to be written.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from ml4ge.atomic import atomic_path
 from ml4ge.genetics.genotypes import VARIANT_COLUMNS, GenotypeFile
 from ml4ge.genetics.glm import ChunkStatistics, PreparedPhenotypes, associate_chunk, prepare_phenotypes
 from ml4ge.genetics.inputs import Space
+from ml4ge.genetics.sumstats import TEST, columns, file_name, format_log10_p, format_p
 from ml4ge.progress import progress
 
 log = logging.getLogger(__name__)
 
-SUMSTATS_COLUMNS = [*VARIANT_COLUMNS, "A1_FREQ", "N", "BETA", "SE", "T_STAT", "LOG10P"]
-HIT_COLUMNS = ["space", "dimension", *SUMSTATS_COLUMNS]
+# The rows ml4ge keeps in memory and in its own tables (hits, look-ups): A1 counted, A2 the other allele, N the
+# samples in the model; the summary-statistics files have PLINK2's columns instead (ml4ge.genetics.sumstats).
+RESULT_COLUMNS = [*VARIANT_COLUMNS, "A1_FREQ", "N", "BETA", "SE", "T_STAT", "LOG10P"]
+HIT_COLUMNS = ["space", "dimension", *RESULT_COLUMNS]
 GZIP_LEVEL = 1  # the fastest level: the tables are written once and read rarely (docs/experiments.md)
 
 
@@ -45,6 +49,7 @@ class ScanSettings:
         impute: mean-impute missing dosages instead of dropping the samples per SNP.
         chunk: SNPs per chunk.
         threads: bed-reader decoding threads.
+        log10: write ``LOG10_P`` instead of ``P`` in the summary statistics [--glm log10].
     """
 
     maf: float = 0.01
@@ -52,6 +57,7 @@ class ScanSettings:
     impute: bool = False
     chunk: int = 10_000
     threads: int | None = None
+    log10: bool = False
 
 
 @dataclass
@@ -70,7 +76,7 @@ class SpaceResult:
 
 
 def sumstats_path(folder: Path, space: str, dimension: str) -> Path:
-    return Path(folder) / f"{space}.{dimension}.glm.linear.tsv.gz"
+    return Path(folder) / file_name(space, dimension)
 
 
 def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSettings, threshold_log10: float,
@@ -97,7 +103,7 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
     results = {name: SpaceResult() for name in spaces}
     lookup = set(lookup)
     with ExitStack() as stack:
-        writers = _open_writers(stack, spaces, sumstats_folder)
+        writers = _open_writers(stack, spaces, sumstats_folder, settings.log10)
         bar = stack.enter_context(progress(total=genotypes.snp_count, description="associate", unit="SNP"))
         writer = _BackgroundWriter(stack.enter_context(ThreadPoolExecutor(1)))
         for start, stop, dosages in genotypes.chunks(np.asarray(needed), settings.chunk):
@@ -129,13 +135,13 @@ class _BackgroundWriter:
             self.pending = None
 
 
-def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None) -> dict[str, list]:
+def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None, log10: bool) -> dict[str, list]:
     """One gzip text handle per space and dimension, each under a temporary name renamed when the scan succeeds."""
     if folder is None:
         return {}
     Path(folder).mkdir(parents=True, exist_ok=True)
     writers = {}
-    header = "\t".join(SUMSTATS_COLUMNS) + "\n"
+    header = "\t".join(columns(log10)) + "\n"
     for name, space in spaces.items():
         handles = []
         for dimension in space.dimensions:
@@ -151,16 +157,13 @@ def _scan_chunk(space: Space, prepared: PreparedPhenotypes, dosages: np.ndarray,
                 settings: ScanSettings, threshold_log10: float, writers, wanted, result: SpaceResult,
                 writer: _BackgroundWriter) -> None:
     statistics = associate_chunk(prepared, dosages, impute=settings.impute)
-    tested = _filter(statistics, settings, result.counts)
+    tested, written = _filter(statistics, settings, result.counts)
+    if writers is not None and written.any():
+        rows, row_values = _rows(variants, statistics, written)
+        writer.submit(writers, rows, row_values, statistics.errcode[written], settings.log10)
     if not tested.any():
         return
-    kept = variants[tested].reset_index(drop=True)
-    kept.insert(5, "A1_FREQ", statistics.a1_freq[tested])
-    kept.insert(6, "N", statistics.n[tested])
-    values = {name: getattr(statistics, attribute)[tested] for name, attribute in
-              (("BETA", "beta"), ("SE", "se"), ("T_STAT", "t_stat"), ("LOG10P", "log10_p"))}
-    if writers is not None:
-        writer.submit(writers, kept, values)
+    kept, values = _rows(variants, statistics, tested)
     log10_p = values["LOG10P"]
     best = kept[["CHROM", "POS", "ID"]].assign(LOG10P=np.nanmax(log10_p, axis=1))
     result.best.append(best)
@@ -171,8 +174,20 @@ def _scan_chunk(space: Space, prepared: PreparedPhenotypes, dosages: np.ndarray,
         result.lookup.append(_long_rows(space, kept, values, snp, dimension))
 
 
-def _filter(statistics: ChunkStatistics, settings: ScanSettings, counts: dict[str, int]) -> np.ndarray:
-    """SNPs passing the missingness and MAF filters that have statistics; the counts are updated."""
+def _rows(variants: pd.DataFrame, statistics: ChunkStatistics, which: np.ndarray) -> tuple[pd.DataFrame, dict]:
+    """The variant columns (RESULT_COLUMNS' first ones) and the statistics of the SNPs ``which``."""
+    kept = variants[which].reset_index(drop=True)
+    kept.insert(5, "A1_FREQ", statistics.a1_freq[which])
+    kept.insert(6, "N", statistics.n[which])
+    values = {name: getattr(statistics, attribute)[which] for name, attribute in
+              (("BETA", "beta"), ("SE", "se"), ("T_STAT", "t_stat"), ("LOG10P", "log10_p"))}
+    return kept, values
+
+
+def _filter(statistics: ChunkStatistics, settings: ScanSettings, counts: dict[str, int]) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    """``(tested, written)``: SNPs passing the missingness and MAF filters that have statistics, and those plus
+    the ones that pass but cannot be tested (written with NA statistics, as PLINK2 does); the counts are updated."""
     frequency = np.nan_to_num(statistics.a1_freq, nan=0.0)
     too_missing = statistics.missing_rate > settings.geno
     too_rare = ~too_missing & (np.minimum(frequency, 1 - frequency) < settings.maf)
@@ -182,7 +197,7 @@ def _filter(statistics: ChunkStatistics, settings: ScanSettings, counts: dict[st
     counts["snps_maf_filtered"] += int(too_rare.sum())
     counts["snps_untestable"] += int(untestable.sum())
     counts["snps_tested"] += int(tested.sum())
-    return tested
+    return tested, tested | untestable
 
 
 def _long_rows(space: Space, kept: pd.DataFrame, values: dict[str, np.ndarray], snp, dimension) -> pd.DataFrame:
@@ -195,10 +210,15 @@ def _long_rows(space: Space, kept: pd.DataFrame, values: dict[str, np.ndarray], 
     return rows[HIT_COLUMNS]
 
 
-def _write_rows(writers: list, kept: pd.DataFrame, values: dict[str, np.ndarray]) -> None:
-    """Append the chunk's rows to every dimension's table (the variant columns are formatted once)."""
-    prefix = [f"{c}\t{p}\t{i}\t{a1}\t{a2}\t{f:.6g}\t{n}" for c, p, i, a1, a2, f, n in
+def _write_rows(writers: list, kept: pd.DataFrame, values: dict[str, np.ndarray], errcode: np.ndarray,
+                log10: bool) -> None:
+    """Append the chunk's rows to every dimension's table in PLINK2's columns (the variant columns are formatted
+    once): REF is A2, ALT and A1 the counted allele; P from the exact -log10 P; NA statistics with their ERRCODE."""
+    prefix = [f"{c}\t{p}\t{i}\t{a2}\t{a1}\t{a1}\t{f:.6g}\t{TEST}\t{n}" for c, p, i, a1, a2, f, n in
               zip(kept.CHROM, kept.POS.tolist(), kept.ID, kept.A1, kept.A2, kept.A1_FREQ.tolist(), kept.N.tolist())]
+    p_text = format_log10_p if log10 else format_p
     for d, handle in enumerate(writers):
-        columns = [values[name][:, d].tolist() for name in ("BETA", "SE", "T_STAT", "LOG10P")]
-        handle.write("".join([f"{p}\t{b:.6g}\t{s:.6g}\t{t:.6g}\t{q:.6g}\n" for p, b, s, t, q in zip(prefix, *columns)]))
+        stats = [["NA" if not np.isfinite(v) else f"{v:.6g}" for v in values[name][:, d].tolist()]
+                 for name in ("BETA", "SE", "T_STAT")]
+        handle.write("".join([f"{p}\t{b}\t{s}\t{t}\t{q}\t{e}\n" for p, b, s, t, q, e in
+                              zip(prefix, *stats, p_text(values["LOG10P"][:, d]), errcode)]))

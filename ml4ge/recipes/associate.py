@@ -8,14 +8,18 @@ Inputs:
     --replication_genotypes PREFIX   a second cohort to replicate the hits in, or
     --replication_samples ids.csv    samples held out of discovery for replication.
     --maf 0.01 --geno 0.1            SNP filters; --impute mean-imputes missing calls; --rint transforms latents.
+    --log10_p                        LOG10_P instead of P in the summary statistics (plink2 --glm log10).
     --significance P                 hit threshold (default 5e-8 / total latent dimensions over all tables).
     --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader and BLAS threads).
 
-Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.tsv.gz`` (``CHROM POS ID A1 A2
-A1_FREQ N BETA SE T_STAT LOG10P``), ``associate_hits.tsv``, ``associate_loci.tsv``, ``associate_replication.tsv``
-(with a replication cohort), ``associate_counts.tsv`` and ``.json`` (the headline numbers that compare quotes),
+Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.gz``, PLINK2 ``--glm``'s table
+(``#CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P ERRCODE``, :mod:`ml4ge.genetics.sumstats`),
+``associate_hits.tsv`` (``space dimension CHROM POS ID A1 A2 A1_FREQ N BETA SE T_STAT LOG10P``: A1 counted, A2
+the other allele), ``associate_loci.tsv``, ``associate_replication.tsv`` (with a replication cohort),
+``associate_counts.tsv`` and ``.json`` (the headline numbers that compare quotes),
 ``associate_untestable.tsv`` (dimensions left out of the scan, e.g. constant ones, with the reason),
-``manhattan_<space>.png``, ``miami_<space>.png`` and ``exports/`` (PLINK2/REGENIE phenotype and covariate files).
+``manhattan_<space>.png``, ``miami_<space>.png`` and ``exports/`` (PLINK2/REGENIE phenotype and covariate files and
+``commands.sh``, which runs from any folder).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class AssociateSettings(RunSettings):
     geno: float
     rint: bool
     impute: bool
+    log10_p: bool
     snp_chunk: int
     clump_kb: float
     significance: float | None
@@ -136,7 +141,7 @@ def discovery_and_replication_ids(args, genotype_ids, keep):
 
 def settings_of(args: AssociateSettings) -> ScanSettings:
     return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
-                        threads=max(1, args.num_workers))
+                        threads=max(1, args.num_workers), log10=args.log10_p)
 
 
 def run(args: AssociateSettings) -> int:
@@ -173,8 +178,9 @@ def run(args: AssociateSettings) -> int:
     return 0
 
 
-STALE_PATTERNS = ("sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png", "exports/*.pheno.tsv",
-                  "exports/covariates.tsv", "associate_replication.tsv")  # the per-space and optional outputs
+# The per-space and optional outputs (and the summary statistics under their name before PLINK2's format).
+STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png",
+                  "exports/*.pheno.tsv", "exports/covariates.tsv", "associate_replication.tsv")
 
 
 def remove_stale_outputs(folder: Path, spaces, replicated: bool) -> None:
