@@ -18,12 +18,13 @@ from typing import Any, ClassVar
 
 from ml4ge.defaults import DEFAULT_SEED
 from ml4ge.models.config import ConvConfig, DenseConfig, PairConfig
+from ml4ge.models.vae_config import VAEConfig
 from ml4ge.models.vit_config import ViTConfig
 from ml4ge.modes import RECIPES
 from ml4ge.registry import UnknownNameError, closest_matches
 from ml4ge.training_settings import FLAG_DEFAULTS as TRAINING_DEFAULTS
 
-CONV, DENSE, PAIR, VIT = ConvConfig(), DenseConfig(), PairConfig(), ViTConfig()
+CONV, DENSE, PAIR, VIT, VAE = ConvConfig(), DenseConfig(), PairConfig(), ViTConfig(), VAEConfig()
 RUN, DATA, MODEL, TRAINING = "run", "data", "model", "training"
 INFERENCE, ASSOCIATION = "inference and comparison", "genetic association (associate)"
 INTERPRETATION, DEMO = "interpretation of latent dimensions (interpret)", "demo cohort and end-to-end demo (demo)"
@@ -146,7 +147,8 @@ FLAGS: dict[str, Flag] = {
                                   "grid.", metavar="TENSOR=TEMPLATE"),
     # model: the defaults are the block configs' own (one source for Python and the command line)
     "family": Flag(MODEL, "autoencoder", "Model family (autoencoder: encoders -> merge -> decoders, or encoders -> "
-                                         "a supervised head)."),
+                                         "a supervised head; vae: a Gaussian latent with a scheduled KL weight; "
+                                         "rae: a deterministic code with 0.5 ||z||^2)."),
     "encoder_blocks": Flag(MODEL, ("conv_encode",), "Encoder block names, or encoder_<tmap>.keras files of a "
                                                     "trained model."),
     "merge_blocks": Flag(MODEL, ("concat",), "Merge block names."),
@@ -199,6 +201,26 @@ FLAGS: dict[str, Flag] = {
     "pair_loss_weight": Flag(MODEL, PAIR.weight, "Weight of the pair loss.", bounds=AT_LEAST_0),
     "pair_merge": Flag(MODEL, PAIR.merge, "Fusion of paired embeddings (dropout = DropFuse).",
                        choices=("dropout", "average", "concat")),
+    "alpha": Flag(MODEL, VAE.alpha, "vae/rae/cvae: weight of the reconstruction loss (a mean over elements); default: "
+                                    "the elements of the largest output, i.e. the error summed over voxels.",
+                  type=float, bounds=POSITIVE),
+    "beta": Flag(MODEL, VAE.beta, "vae/cvae: weight of the KL term (rae: of 0.5 ||z||^2), times --beta_schedule's "
+                                  "factor.", bounds=AT_LEAST_0),
+    "beta_schedule": Flag(MODEL, VAE.schedule, "vae/rae/cvae: per-epoch factor of --beta: constant, warmup (linear "
+                                               "from 0 over --beta_warmup_epochs), cyclical (Fu et al. 2019: "
+                                               "--beta_cycles cycles over --epochs, each ramping over its first "
+                                               "--beta_ratio) or explode_cycle (the seed's: constant for "
+                                               "--beta_explode_epochs, then --beta_cycle_epochs-long cycles ramping "
+                                               "over their first half)."),
+    "beta_warmup_epochs": Flag(MODEL, VAE.warmup_epochs, "--beta_schedule warmup: epochs of the ramp.",
+                               bounds=AT_LEAST_1),
+    "beta_cycles": Flag(MODEL, VAE.cycles, "--beta_schedule cyclical: cycles over the run (M).", bounds=AT_LEAST_1),
+    "beta_ratio": Flag(MODEL, VAE.ratio, "--beta_schedule cyclical: fraction of each cycle spent ramping (R).",
+                       bounds=Bounds(0, 1, open_low=True)),
+    "beta_cycle_epochs": Flag(MODEL, VAE.cycle_epochs, "--beta_schedule explode_cycle: epochs per cycle.",
+                              bounds=AT_LEAST_2),
+    "beta_explode_epochs": Flag(MODEL, VAE.explode_epochs, "--beta_schedule explode_cycle: epochs at --beta "
+                                                           "before the first cycle.", bounds=AT_LEAST_0),
     # training
     "batch_size": Flag(TRAINING, 8, "Global batch size (split across replicas).", bounds=AT_LEAST_1),
     "epochs": Flag(TRAINING, 10, "Maximum number of epochs.", bounds=AT_LEAST_1),

@@ -29,6 +29,8 @@ class Architecture:
         encoder_blocks, merge_blocks, decoder_blocks: block names or saved part files (``--encoder_blocks``, ...).
         config: the blocks' :class:`ModelConfig`.
         optional: names of input maps a sample may lack (``--optional_tensors``).
+        family_options: what the family reads of the flags (its ``options_from_args``; None: nothing), e.g. the
+            :class:`~ml4ge.models.vae_config.VAEConfig` of the variational families.
     """
 
     family: str = "autoencoder"
@@ -37,6 +39,7 @@ class Architecture:
     decoder_blocks: tuple[str, ...] = ("conv_decode",)
     config: ModelConfig = field(default_factory=ModelConfig)
     optional: tuple[str, ...] = ()
+    family_options: object = None
 
 
 def family_class(name: str) -> type:

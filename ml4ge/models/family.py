@@ -81,6 +81,15 @@ class FamilyModel(keras.Model):
         """The output map ``tm`` decoded from ``latent``."""
         raise ValueError(f"the {self.family} family has no decoders")
 
+    @classmethod
+    def options_from_args(cls, args) -> object:
+        """What the family reads of the flags, checked (kept in ``Architecture.family_options``); None: nothing."""
+        return None
+
+    @classmethod
+    def check_architecture(cls, architecture, input_tmaps, output_tmaps) -> None:
+        """Refuse, before any work, an architecture this family cannot build (ValueError saying what to change)."""
+
     def training_callbacks(self, settings) -> list[keras.callbacks.Callback]:
         """Callbacks this family adds to training (none by default)."""
         return []

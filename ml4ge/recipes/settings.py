@@ -82,6 +82,14 @@ class ModelSettings(Settings):
     pair_loss: str
     pair_loss_weight: float
     pair_merge: str
+    alpha: float | None
+    beta: float
+    beta_schedule: str
+    beta_warmup_epochs: int
+    beta_cycles: int
+    beta_ratio: float
+    beta_cycle_epochs: int
+    beta_explode_epochs: int
 
 
 @flag_settings

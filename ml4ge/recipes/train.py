@@ -117,10 +117,10 @@ def check_pairs(args: argparse.Namespace, input_tmaps) -> None:
 
 def model_settings(args: argparse.Namespace, input_tmaps, output_tmaps):
     """``(Architecture, TrainingSettings)`` of the flags (through ``--model_preset`` when given), with ``--pairs``
-    given as command-line names turned into TensorMap names."""
+    given as command-line names turned into TensorMap names and the family's own options read from the flags."""
     from dataclasses import replace
 
-    from ml4ge.models.factory import Architecture
+    from ml4ge.models.factory import Architecture, family_class
     from ml4ge.models.presets import settings_from_args
 
     config, training = settings_from_args(args)
@@ -130,7 +130,8 @@ def model_settings(args: argparse.Namespace, input_tmaps, output_tmaps):
         config = replace(config, pair=replace(config.pair, pairs=pairs))
     architecture = Architecture(args.family, tuple(args.encoder_blocks),
                                 tuple(args.merge_blocks), tuple(args.decoder_blocks), config,
-                                optional_names(args, input_tmaps, output_tmaps))
+                                optional_names(args, input_tmaps, output_tmaps),
+                                family_class(args.family).options_from_args(args))
     return architecture, training
 
 
@@ -183,9 +184,13 @@ def validate(args: TrainSettings) -> None:
     input_tmaps, output_tmaps = tensormaps(args)
     check_pairs(args, input_tmaps)
     check_blocks(args)
-    model_settings(args, input_tmaps, output_tmaps)
+    architecture, _ = model_settings(args, input_tmaps, output_tmaps)
     if args.model_file:
         check_model_file(args, input_tmaps, output_tmaps)
+    else:
+        from ml4ge.models.factory import family_class
+
+        family_class(args.family).check_architecture(architecture, input_tmaps, output_tmaps)
 
 
 def run(args: TrainSettings) -> int:
