@@ -134,6 +134,9 @@ FLAGS: dict[str, Flag] = {
     "train_csv": Flag(DATA, None, "Samples assigned to train."),
     "valid_csv": Flag(DATA, None, "Samples assigned to valid."),
     "test_csv": Flag(DATA, None, "Samples assigned to test."),
+    "target_csv": Flag(DATA, None, "train --family cvae: the target samples (e.g. patients); half of every batch."),
+    "background_csv": Flag(DATA, None, "train --family cvae: the background samples (e.g. controls); the other "
+                                       "half of every batch."),
     "valid_ratio": Flag(DATA, 0.1, "Fraction of samples for validation.", bounds=RATE),
     "test_ratio": Flag(DATA, 0.1, "Fraction of samples for testing.", bounds=RATE),
     "cache": Flag(DATA, False, "Keep tensors in memory after the first epoch."),
@@ -148,7 +151,9 @@ FLAGS: dict[str, Flag] = {
     # model: the defaults are the block configs' own (one source for Python and the command line)
     "family": Flag(MODEL, "autoencoder", "Model family (autoencoder: encoders -> merge -> decoders, or encoders -> "
                                          "a supervised head; vae: a Gaussian latent with a scheduled KL weight; "
-                                         "rae: a deterministic code with 0.5 ||z||^2)."),
+                                         "rae: a deterministic code with 0.5 ||z||^2; cvae: salient and background "
+                                         "codes of target and background samples, with a total-correlation "
+                                         "discriminator)."),
     "encoder_blocks": Flag(MODEL, ("conv_encode",), "Encoder block names, or encoder_<tmap>.keras files of a "
                                                     "trained model."),
     "merge_blocks": Flag(MODEL, ("concat",), "Merge block names."),
@@ -221,6 +226,12 @@ FLAGS: dict[str, Flag] = {
                               bounds=AT_LEAST_2),
     "beta_explode_epochs": Flag(MODEL, VAE.explode_epochs, "--beta_schedule explode_cycle: epochs at --beta "
                                                            "before the first cycle.", bounds=AT_LEAST_0),
+    "gamma": Flag(MODEL, VAE.gamma, "cvae: weight of the total-correlation term on the encoders (0: no "
+                                    "discriminator is trained).", bounds=AT_LEAST_0),
+    "salient_size": Flag(MODEL, VAE.salient_size, "cvae: size of the salient code s (target-only variation).",
+                         bounds=AT_LEAST_1),
+    "background_size": Flag(MODEL, VAE.background_size, "cvae: size of the background code z (shared "
+                                                         "variation).", bounds=AT_LEAST_1),
     # training
     "batch_size": Flag(TRAINING, 8, "Global batch size (split across replicas).", bounds=AT_LEAST_1),
     "epochs": Flag(TRAINING, 10, "Maximum number of epochs.", bounds=AT_LEAST_1),

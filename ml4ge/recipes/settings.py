@@ -14,7 +14,7 @@ from ml4ge.arguments import Settings, flag_names, flag_settings, out_of_bounds
 from ml4ge.models.layout import check_model_format
 
 EXISTING_FILES = ("model_file", "sample_csv", "train_csv", "valid_csv", "test_csv", "manifest", "phenotype_csv",
-                  "phenotypes")
+                  "phenotypes", "target_csv", "background_csv")
 
 
 @flag_settings
@@ -90,6 +90,9 @@ class ModelSettings(Settings):
     beta_ratio: float
     beta_cycle_epochs: int
     beta_explode_epochs: int
+    gamma: float
+    salient_size: int
+    background_size: int
 
 
 @flag_settings

@@ -51,6 +51,8 @@ class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings):
     optional_tensors: tuple[str, ...]
     tensormap_prefix: str | None
     cache: bool
+    target_csv: str | None
+    background_csv: str | None
 
 
 Settings = TrainSettings
@@ -184,6 +186,7 @@ def validate(args: TrainSettings) -> None:
     input_tmaps, output_tmaps = tensormaps(args)
     check_pairs(args, input_tmaps)
     check_blocks(args)
+    check_groups(args)
     architecture, _ = model_settings(args, input_tmaps, output_tmaps)
     if args.model_file:
         check_model_file(args, input_tmaps, output_tmaps)
@@ -240,11 +243,20 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     log.info("%s model; %s at learning rate %.3g; schedule %s", model.family, settings.optimizer,
              settings.learning_rate, settings.schedule)
 
+    groups = group_paths(args, paths) if args.target_csv else None
+
     def data(split: str, shuffle: bool, seed: int):
-        return TensorDataset(paths[split], input_tmaps, output_tmaps, args.batch_size, shuffle=shuffle,
-                             augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
-                             seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync,
-                             optional=model.optional)
+        def read(split_paths, batch_size):
+            return TensorDataset(split_paths, input_tmaps, output_tmaps, batch_size, shuffle=shuffle,
+                                 augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
+                                 seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync,
+                                 optional=model.optional)
+
+        if groups is None:
+            return read(paths[split], args.batch_size)
+        from ml4ge.models.cvae_data import HalfAndHalf
+
+        return HalfAndHalf(*(read(groups[split][name], args.batch_size // 2) for name in ("target", "background")))
 
     if not args.model_file:
         initialize_templates(model, paths["train"], [*input_tmaps, *output_tmaps])
@@ -276,6 +288,32 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         log.warning("the test split is empty (--test_ratio 0 and no --test_csv): no test metrics or reconstructions")
     skipped.write()
     return 0
+
+
+def group_paths(args, paths) -> dict[str, dict[str, list]]:
+    """``{split: {"target": paths, "background": paths}}`` of ``--target_csv`` and ``--background_csv`` (a family
+    that trains on two groups, half of every batch each: cvae)."""
+    from ml4ge.models.cvae_data import split_groups
+    from ml4ge.splits import read_ids
+
+    target, background = read_ids(args.target_csv), read_ids(args.background_csv)
+    return {split: split_groups(members, target, background, split) for split, members in paths.items()}
+
+
+def check_groups(args: TrainSettings) -> None:
+    """A family trained on two groups needs both lists and two rows per batch; other families take neither list."""
+    from ml4ge.models.factory import family_class
+
+    grouped = getattr(family_class(args.family), "groups", False)
+    if grouped and not (args.target_csv and args.background_csv):
+        raise ValueError(f"--family {args.family} trains on target and background samples: give --target_csv and "
+                         "--background_csv.")
+    if grouped and args.batch_size < 2:
+        raise ValueError(f"--family {args.family} puts half of every batch in each group: --batch_size must be at "
+                         f"least 2, got {args.batch_size}.")
+    if not grouped and (args.target_csv or args.background_csv):
+        raise ValueError("--target_csv and --background_csv are for --family cvae; leave them out for "
+                         f"--family {args.family}.")
 
 
 def prepared_architecture(architecture, train_paths, input_tmaps, output_tmaps):
