@@ -153,7 +153,7 @@ FLAGS: dict[str, Flag] = {
                                          "a supervised head; vae: a Gaussian latent with a scheduled KL weight; "
                                          "rae: a deterministic code with 0.5 ||z||^2; cvae: salient and background "
                                          "codes of target and background samples, with a total-correlation "
-                                         "discriminator)."),
+                                         "discriminator; cvae_rae: the cvae with deterministic codes)."),
     "encoder_blocks": Flag(MODEL, ("conv_encode",), "Encoder block names, or encoder_<tmap>.keras files of a "
                                                     "trained model."),
     "merge_blocks": Flag(MODEL, ("concat",), "Merge block names."),

@@ -145,13 +145,28 @@ def test_resume_restores_both_optimizers(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_save_and_load_in_safe_mode(tmp_path):
-    model = cvae()
+def test_the_rae_variant_has_no_sampling_and_penalises_the_code_norm():
+    model = cvae(family="cvae_rae")
+    x, y = batch()
+    assert not any("sample" in layer.name for layer in model.layers)
+    first, second = (model.losses_of(x, y, training=True) for _ in range(2))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(first["decoded"][VECTOR.output_name]),
+                                  keras.ops.convert_to_numpy(second["decoded"][VECTOR.output_name]))
+    s, z = (keras.ops.convert_to_numpy(model.encode(x)[VECTOR.name]),
+            keras.ops.convert_to_numpy(model.encode_background(x)[VECTOR.name]))
+    norms = 0.5 * np.sum(s[:4] ** 2, -1).mean() + 0.5 * np.sum(z[:4] ** 2, -1).mean() + 0.5 * np.sum(z[4:] ** 2,
+                                                                                                   -1).mean()
+    assert float(model.losses_of(x, y, training=False)["kl_loss"]) == pytest.approx(norms, rel=1e-5)
+
+
+@pytest.mark.parametrize("family", ["cvae", "cvae_rae"])
+def test_save_and_load_in_safe_mode(tmp_path, family):
+    model = cvae(family=family)
     x, y = batch()
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     model.save(tmp_path / "cvae.keras")
     loaded = keras.saving.load_model(tmp_path / "cvae.keras", safe_mode=True, compile=False)
-    assert type(loaded).__name__ == "CVAEModel" and loaded.spec == model.spec
+    assert type(loaded) is type(model) and loaded.spec == model.spec and loaded.family == family
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.encoder_of(VECTOR)(x[VECTOR.input_name])),

@@ -281,3 +281,13 @@ class CVAEModel(FamilyModel):
 
     def training_callbacks(self, settings) -> list[keras.callbacks.Callback]:
         return [BetaSchedule(self.options, settings.epochs)]
+
+
+@FAMILIES.register("cvae_rae")
+@keras.saving.register_keras_serializable(package="ml4ge")
+class CRAEModel(CVAEModel):
+    """The cvae with regularised codes: ``s`` and ``z`` are the means (no sampling), ``0.5 ||code||^2`` in place of
+    each KL term (the seed's ``--rae 1`` still sampled)."""
+
+    family = "cvae_rae"
+    sampled = False
