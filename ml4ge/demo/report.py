@@ -171,7 +171,8 @@ def outputs_section() -> str:
         "- `interpret_ae_t1/`, `interpret_ae_t2/`, `interpret_truth.tsv`: PerDI maps of the dimensions "
         "chosen by trait and by SNP, and the ranks of the planted regions",
         "- `stages/<stage>.json`, `demo_timings.tsv`: wall time and peak memory per stage; a rerun skips finished "
-        "stages"])
+        "stages",
+        "- `study_table.tsv` (`--study vit`): the study's models side by side"])
 
 
 def overview_figure(run: DemoRun, path: Path) -> Path | None:
