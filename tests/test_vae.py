@@ -178,6 +178,12 @@ def test_train_then_infer_encoders_writes_the_posterior_means(cohort, tmp_path, 
     ids, inputs, _ = next(iterate_batches(sorted(cohort.glob("*.hd5"))[:3], [maps.t1], [], 3, num_workers=0))
     means = keras.ops.convert_to_numpy(model.encode({t1.input_name: inputs[t1.input_name]})[t1.name])
     np.testing.assert_allclose(table.loc[list(ids)].to_numpy(), means, rtol=1e-4, atol=1e-5)
+    log_var = tmp_path / f"{family}_latents" / f"hidden_t1_tiny_log_var_{family}_latents.tsv"
+    assert log_var.is_file() == (family == "vae")  # the second table: log-variances (the RAE has none)
+    if family == "vae":
+        log_vars = pd.read_csv(log_var, sep="\t", dtype={"sample_id": str}).set_index("sample_id")
+        expected = keras.ops.convert_to_numpy(model.encode_log_var({t1.input_name: inputs[t1.input_name]})[t1.name])
+        np.testing.assert_allclose(log_vars.loc[list(ids)].to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def backup_epoch(run):

@@ -268,3 +268,5 @@ def test_train_cvae_then_infer_encoders_writes_salient_means(cohort, groups, tmp
     assert main(infer) == 0
     table = pd.read_csv(tmp_path / "cvae_latents" / "hidden_t1_tiny_cvae_latents.tsv", sep="\t")
     assert table.shape == (16, 4) and np.isfinite(table.iloc[:, 1:].to_numpy()).all()
+    background = pd.read_csv(tmp_path / "cvae_latents" / "hidden_t1_tiny_background_cvae_latents.tsv", sep="\t")
+    assert background.shape == (16, 6) and list(background["sample_id"]) == list(table["sample_id"])

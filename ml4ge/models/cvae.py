@@ -166,6 +166,12 @@ class CVAEModel(FamilyModel):
         """``{tm.name: background mean}`` of the input map when ``inputs`` holds it."""
         return self._posterior_of(inputs, BACKGROUND)
 
+    def extra_encoders_of(self, tm) -> dict[str, keras.Model]:
+        """``{"background": input -> background mean}``: infer_encoders writes it beside the salient means."""
+        inputs = keras.Input(tm.shape, name=tm.input_name)
+        return {"background": keras.Model(inputs, self.encode_background({tm.input_name: inputs})[tm.name],
+                                          name=f"background_of_{keras_safe(tm.name)}")}
+
     def _posterior_of(self, inputs: dict, prefix: str) -> dict:
         tm = self.input_maps[0]
         if tm.input_name not in inputs:

@@ -77,6 +77,11 @@ class FamilyModel(keras.Model):
         inputs = keras.Input(tm.shape, name=tm.input_name)
         return keras.Model(inputs, self.encode({tm.input_name: inputs})[tm.name], name=f"encoder_of_{tm.name}")
 
+    def extra_encoders_of(self, tm) -> dict[str, keras.Model]:
+        """``{name: model from tm's input}`` of the family's other codes, each written by infer_encoders as
+        ``hidden_<tm>_<name>_<id>.tsv`` (a VAE's log-variances, a cVAE's background means); none by default."""
+        return {}
+
     def decode(self, latent, tm) -> object:
         """The output map ``tm`` decoded from ``latent``."""
         raise ValueError(f"the {self.family} family has no decoders")

@@ -232,6 +232,14 @@ class VAEModel(FamilyModel):
         """``{tm.name: posterior log-variance}`` (VAE only)."""
         return self._posterior_of(inputs, LOG_VAR)
 
+    def extra_encoders_of(self, tm) -> dict[str, keras.Model]:
+        """``{"log_var": input -> posterior log-variance}`` (VAE; the RAE has none)."""
+        if not self.sampled:
+            return {}
+        inputs = keras.Input(tm.shape, name=tm.input_name)
+        return {"log_var": keras.Model(inputs, self.encode_log_var({tm.input_name: inputs})[tm.name],
+                                       name=f"log_var_of_{keras_safe(tm.name)}")}
+
     def _posterior_of(self, inputs: dict, part: str) -> dict:
         tm = self.input_maps[0]
         return {tm.name: self._posterior(inputs[tm.input_name], training=False)[part]} if tm.input_name in inputs \

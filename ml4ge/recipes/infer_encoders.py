@@ -13,7 +13,8 @@ Encoders are used alone, so a DropFuse merge plays no part and latents are deter
 (``hidden_fused_<id>.tsv``): the model's merge at inference (DropFuse: the mean of the present modalities). Maps
 named by ``--optional_tensors`` (and those the model was trained with as optional) may be missing there: a
 subject with T1 alone gets the fused latent of T1 alone, so that table has a row for every subject that has the
-required maps.
+required maps. A family may have other codes of a map (a VAE's log-variances, a cVAE's background means): each is
+written as ``hidden_<tmap>_<name>_<id>.tsv``.
 """
 
 from __future__ import annotations
@@ -163,6 +164,23 @@ def saved_inputs(path) -> dict[str, tuple]:
                          f"{error}); copy the whole model folder that --mode train wrote.") from None
 
 
+def write_extra_codes(args, input_tmaps, paths, shard, folder: Path, skipped) -> None:
+    """The family's other codes of each map (:meth:`~ml4ge.models.family.FamilyModel.extra_encoders_of`: a VAE's
+    log-variances, a cVAE's background means) as ``hidden_<tm>_<name>_<id>.tsv``; none for a family that writes
+    its encoders as files."""
+    from ml4ge.models.artifacts import saved_spec, saves_parts
+
+    if saves_parts(saved_spec(args.model_file)):
+        return
+    model = load_model(args.model_file)
+    for tm in input_tmaps:
+        for name, encoder in model.extra_encoders_of(tm).items():
+            path = folder / table_name(f"{tm.name}_{name}", args.id, shard)
+            rows = write_latents(encoder, tm, paths, path, args.batch_size, args.num_workers, args.tsv_style,
+                                 skipped)
+            log.info("%s %s: %d of %d samples written to %s", tm.name, name, rows, len(paths), path)
+
+
 def skipped_name(shard) -> str:
     return f"{SKIPPED_STEM}.tsv" if shard is None else f"{SKIPPED_STEM}.shard_{shard[0]}_of_{shard[1]}.tsv"
 
@@ -182,6 +200,7 @@ def run(args: InferEncodersSettings) -> int:
         rows = write_latents(encoders[tm.name], tm, paths, path, args.batch_size, args.num_workers,
                              args.tsv_style, skipped)
         log.info("%s: %d of %d samples written to %s", tm.name, rows, len(paths), path)
+    write_extra_codes(args, input_tmaps, paths, shard, folder, skipped)
     if fuses_all(args.model_file, input_tmaps):
         model = load_model(args.model_file)
         optional = set(model.optional) | set(optional_tensors(args, input_tmaps))
