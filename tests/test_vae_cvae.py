@@ -270,3 +270,39 @@ def test_train_cvae_then_infer_encoders_writes_salient_means(cohort, groups, tmp
     assert table.shape == (16, 4) and np.isfinite(table.iloc[:, 1:].to_numpy()).all()
     background = pd.read_csv(tmp_path / "cvae_latents" / "hidden_t1_tiny_background_cvae_latents.tsv", sep="\t")
     assert background.shape == (16, 6) and list(background["sample_id"]) == list(table["sample_id"])
+
+
+@pytest.mark.slow
+def test_the_salient_space_finds_subtypes_planted_in_the_targets_only():
+    """Vectors: 4 shared factors in every sample, and in the targets one of two planted patterns (subtypes A, B).
+    The salient means separate the subtypes (GMM clusters vs subtype, NMI); the background means do not."""
+    from sklearn.metrics import normalized_mutual_info_score
+    from sklearn.mixture import GaussianMixture
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    d, n = 30, 300
+    shared, patterns = rng.normal(size=(4, d)), np.zeros((2, d))
+    patterns[0, :5], patterns[1, 5:10] = 1.5, 1.5
+    subtype = rng.integers(0, 2, n)
+
+    def vectors(planted=None):
+        x = rng.normal(size=(n, 4)) @ shared + 0.3 * rng.normal(size=(n, d))
+        return (x if planted is None else x + patterns[planted]).astype("float32")
+
+    target, background = vectors(subtype), vectors()
+    v = TensorMap("v", (d,))
+    architecture = Architecture("cvae", ("dense_encode",), (), ("dense_decode",), ModelConfig(dense=DenseConfig((32,))),
+                                (), VAEConfig(salient_size=2, background_size=4, alpha=float(d)))
+    model = compile_model(build_family(architecture, [v], [v]), [v], learning_rate=2e-3)
+    x = np.stack([target.reshape(-1, 10, d), background.reshape(-1, 10, d)], axis=1).reshape(-1, d)  # 10 + 10
+    model.fit({v.input_name: x}, {v.output_name: x}, batch_size=20, epochs=60, verbose=0, shuffle=False)
+
+    def nmi(codes):
+        codes = keras.ops.convert_to_numpy(codes)
+        return np.mean([normalized_mutual_info_score(subtype, GaussianMixture(2, random_state=k).fit_predict(codes))
+                        for k in range(5)])
+
+    salient = nmi(model.encode({v.input_name: target})[v.name])
+    shared_space = nmi(model.encode_background({v.input_name: target})[v.name])
+    assert salient > 0.8 and shared_space < 0.2, (salient, shared_space)
