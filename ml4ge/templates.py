@@ -1,5 +1,5 @@
 """Start the templates (:class:`ml4ge.models.layers.Template`) at the training split's mean: decoders add it,
-encoders subtract it from their input (centring, as PCA does).
+encoders subtract it from their input (centring, as PCA does, in a stock ``keras.layers.Normalization``).
 
 A decoder that must first learn the cohort's mean image weight by weight spends most of a short training doing
 it (docs/experiments.md). Set to the mean before training, the template leaves the network only the differences
@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 
+from ml4ge.arrays import center_crop_or_pad
 from ml4ge.tensorize import INPUT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -23,16 +25,37 @@ MAX_SAMPLES = 256  # evenly spaced training samples averaged
 
 
 def template_layers(model) -> dict[str, list[tuple]]:
-    """``{TensorMap name: [(Template layer, sign), ...]}``: decoders add the mean (sign +1), encoders subtract it
-    from their input (sign -1)."""
+    """``{TensorMap name: [(layer, sign), ...]}``: decoders' :class:`~ml4ge.models.layers.Template` layers add the
+    mean (sign +1); encoders subtract it from their input, in their centring ``keras.layers.Normalization`` (sign
+    +1: it subtracts its mean itself) or, in models built before it, a frozen ``Template`` (sign -1)."""
+    found: dict[str, list[tuple]] = {}
+    for models in (getattr(model, "encoders", {}), getattr(model, "decoders", {})):  # a family may have none
+        for name, part in models.items():
+            found.setdefault(name, []).extend(_templates_of(part))
+    return {name: layers for name, layers in found.items() if layers}
+
+
+def _templates_of(part) -> list[tuple]:
+    from ml4ge.models.conv import CENTRING
     from ml4ge.models.layers import Template
 
-    found: dict[str, list[tuple]] = {}
-    kinds = {-1.0: getattr(model, "encoders", {}), 1.0: getattr(model, "decoders", {})}  # a family may have none
-    for sign, models in kinds.items():
-        for name, model in models.items():
-            found.setdefault(name, []).extend((layer, sign) for layer in model.layers if isinstance(layer, Template))
-    return {name: layers for name, layers in found.items() if layers}
+    found = []
+    for layer in part.layers:
+        if isinstance(layer, Template):
+            found.append((layer, 1.0 if layer.trainable else -1.0))
+        elif isinstance(layer, keras.layers.Normalization) and f"_{CENTRING}_" in layer.name:
+            found.append((layer, 1.0))
+    return found
+
+
+def set_template(layer, values: np.ndarray) -> None:
+    """Start ``layer`` (a Template, or a centring Normalization that subtracts it) at ``values``, centrally padded
+    to the layer's shape as the encoder pads its input."""
+    if isinstance(layer, keras.layers.Normalization):
+        layer.adapt_mean.assign(center_crop_or_pad(values, layer.adapt_mean.shape))
+        layer.finalize_state()  # the layer computes with a copy of its mean made here
+    else:
+        layer.template.assign(values)
 
 
 def mean_tensors(paths: Sequence[Path], tmaps, limit: int = MAX_SAMPLES) -> dict[str, np.ndarray]:
@@ -72,5 +95,5 @@ def initialize_templates(model, paths: Sequence[Path], tmaps) -> None:
     means = mean_tensors(list(paths), tmaps)
     for tm in tmaps:
         for layer, sign in layers[tm.name]:
-            layer.template.assign(sign * means[tm.name])
+            set_template(layer, sign * means[tm.name])
         log.info("templates of %s set to the mean of %d training samples", tm.name, min(MAX_SAMPLES, len(paths)))

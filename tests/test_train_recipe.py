@@ -214,12 +214,13 @@ def test_templates_start_at_the_training_mean_and_are_saved(cohort, tmp_path):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(templates[0].template), mean, atol=1e-4)
     assert np.abs(mean).max() > 0.1  # the mean is not zero, so the test can tell
     encoder = keras.saving.load_model(run / f"encoder_{t1.name}.keras")
-    centres = [layer for layer in encoder.layers if isinstance(layer, Template)]
-    assert len(centres) == 1 and not centres[0].trainable
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(centres[0].template), -mean, atol=1e-4)
-    # a fresh process that built nothing (infer_encoders, interpret) loads the encoder with its custom layer
+    # the encoder subtracts it in a stock Normalization (tests/test_encoder_files.py: loads without ml4ge)
+    centres = [layer for layer in encoder.layers if isinstance(layer, keras.layers.Normalization)]
+    assert len(centres) == 1 and "_center_" in centres[0].name
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(centres[0].adapt_mean), mean, atol=1e-4)
+    # a fresh process that built nothing (infer_encoders, interpret) loads the decoder with its custom layer
     script = ("import sys; from ml4ge.models.artifacts import load_keras; "
               "print(sum(type(x).__name__ == 'Template' for x in load_keras(sys.argv[1]).layers))")
-    loaded = subprocess.run([sys.executable, "-c", script, str(run / f"encoder_{t1.name}.keras")],
+    loaded = subprocess.run([sys.executable, "-c", script, str(run / f"decoder_{t1.name}.keras")],
                             capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "1"

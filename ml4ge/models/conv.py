@@ -30,6 +30,9 @@ from ml4ge.tensormap import TensorMap, keras_safe
 CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
 TRANSPOSE = {1: keras.layers.Conv1DTranspose, 2: keras.layers.Conv2DTranspose, 3: keras.layers.Conv3DTranspose}
 UPSAMPLE = {1: keras.layers.UpSampling1D, 2: keras.layers.UpSampling2D, 3: keras.layers.UpSampling3D}
+ZERO_PAD = {1: keras.layers.ZeroPadding1D, 2: keras.layers.ZeroPadding2D, 3: keras.layers.ZeroPadding3D}
+CROP = {1: keras.layers.Cropping1D, 2: keras.layers.Cropping2D, 3: keras.layers.Cropping3D}
+CENTRING = "center"  # the kind (name part) of an encoder's centring layer, found by ml4ge.templates
 POOL = {
     "max": {1: keras.layers.MaxPooling1D, 2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D},
     "average": {1: keras.layers.AveragePooling1D, 2: keras.layers.AveragePooling2D, 3: keras.layers.AveragePooling3D},
@@ -76,6 +79,33 @@ class CentralCropPad(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "target": list(self.target)}
+
+
+def encoder_input(x, spatial: tuple[int, ...], target: tuple[int, ...], template: bool, namer: Namer):
+    """Central zero-pad to ``target``, then (with a template, or after a pad) a frozen per-voxel centring.
+
+    Stock Keras layers only, so that an encoder file loads without ml4ge. The centring is a
+    ``keras.layers.Normalization`` (variance one) whose mean :func:`ml4ge.templates.initialize_templates` sets to
+    the training split's mean, padded like the input: pad-then-subtract equals the old subtract-then-pad. After a pad
+    it is there even without a template (mean zero, the identity), named ``guard``: a ``ZeroPadding`` layer feeding a
+    ``padding="same"`` convolution directly is fused wrongly by TensorFlow's oneDNN CPU build (see
+    :func:`_zero_pad_axis`), and the subtraction between them prevents that. Models saved before used ml4ge's
+    ``Template`` and ``CentralCropPad`` layers, which stay registered so that they still load.
+    """
+    rank = len(spatial)
+    if target != spatial:
+        x = ZERO_PAD[rank](_central_margins(spatial, target), name=namer("pad"))(x)
+    if template or target != spatial:
+        kind = CENTRING if template else "guard"
+        x = keras.layers.Normalization(axis=tuple(range(1, rank + 2)), name=namer(kind))(x)
+    return x
+
+
+def _central_margins(small: tuple[int, ...], large: tuple[int, ...]):
+    """Per axis ``(before, after)`` voxels between ``small`` centred in ``large`` (an odd extra one at the end, as
+    :class:`CentralCropPad`), in the form Keras' ZeroPadding and Cropping layers take (a pair for rank 1)."""
+    margins = tuple((extra // 2, extra - extra // 2) for extra in (big - s for s, big in zip(small, large)))
+    return margins[0] if len(margins) == 1 else margins
 
 
 def _zero_pad_axis(x, axis: int, before: int, after: int):
@@ -144,10 +174,7 @@ class ConvEncoder(_ConvBlock):
         rank, namer = conv_rank(tm), Namer(f"encode_{tm.name}")
         spatial = tuple(tm.shape[:-1])
         target = padded_shape(spatial, self.factors(rank))
-        if self.conv.template:
-            x = Template(trainable=False, name=namer("center"))(x)
-        if target != spatial:
-            x = CentralCropPad(target, name=namer("pad"))(x)
+        x = encoder_input(x, spatial, target, self.conv.template, namer)
         index = 0
         for width in self.conv.layers:
             x, index = self.convs(x, width, 1, rank, namer, index)
@@ -183,7 +210,7 @@ class ConvDecoder(_ConvBlock):
             x, index = self.convs(x, width, 1, rank, namer, index)
         x = CONV[rank](tm.shape[-1], 1, activation=tm.activation, name=f"{namer.prefix}_output")(x)
         if padded != spatial:
-            x = CentralCropPad(spatial, name=namer("crop"))(x)
+            x = CROP[rank](_central_margins(spatial, padded), name=namer("crop"))(x)
         if self.conv.template:
             x = Template(name=namer("template"))(x)
         return x

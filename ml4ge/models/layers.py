@@ -214,8 +214,10 @@ class Template(keras.layers.Layer):
 
     At a decoder's output it is learned, and the train recipe starts it at the training split's mean target
     (:func:`ml4ge.templates.initialize_templates`): the decoder starts at the cohort mean and draws only how a
-    sample differs from it. At an encoder's input it is frozen (``trainable=False``) at minus that mean: the encoder
-    sees each sample's difference from the cohort, as PCA does after centring. Zeros until initialized.
+    sample differs from it. Zeros until initialized. Encoders built before #20 item 12 hold it at their input,
+    frozen (``trainable=False``) at minus that mean; encoders now centre with a stock ``keras.layers.Normalization``
+    (:func:`ml4ge.models.conv.encoder_input`) so their files load without ml4ge. This class and
+    :class:`~ml4ge.models.conv.CentralCropPad` stay registered so that older models load.
     """
 
     def build(self, input_shape):
