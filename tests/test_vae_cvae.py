@@ -243,7 +243,9 @@ def train_argv(tensors, folder, run_id, *extra):
 @pytest.mark.parametrize("bad", [["--family", "cvae"], ["--family", "vae", "--target_csv", "T", "--background_csv",
                                                         "B"], ["--family", "cvae", "--target_csv", "T",
                                                                "--background_csv", "B", "--batch_size", "1"],
-                                 ["--family", "cvae", "--gamma", "-1", "--target_csv", "T", "--background_csv", "B"]])
+                                 ["--family", "cvae", "--gamma", "-1", "--target_csv", "T", "--background_csv", "B"],
+                                 ["--family", "cvae", "--strategy", "mirrored", "--target_csv", "T",
+                                  "--background_csv", "B"]])
 def test_bad_cvae_flags_are_refused(cohort, groups, tmp_path, bad):
     bad = [{"T": str(groups[0]), "B": str(groups[1])}.get(item, item) for item in bad]
     with pytest.raises(SystemExit) as exit_info:

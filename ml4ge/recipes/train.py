@@ -251,6 +251,9 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
                                  augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
                                  seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync,
                                  optional=model.optional)
+    if groups and distribution.num_replicas_in_sync > 1:  # --strategy auto found several devices
+        raise ValueError(f"--family {args.family} needs one replica (its batches are split into target and background "
+                         f"halves), found {distribution.num_replicas_in_sync}; use --strategy default.")
 
         if groups is None:
             return read(paths[split], args.batch_size)
@@ -320,6 +323,9 @@ def prepared_architecture(architecture, train_paths, input_tmaps, output_tmaps):
     """``architecture`` with what its blocks take from the training data before the model is built.
 
     A block class may define ``prepare(config, train_paths, tmaps) -> config``; it is called with the maps of its
+    if grouped and args.strategy in ("mirrored", "multi_worker", "tpu"):
+        raise ValueError(f"--family {args.family} over several replicas would give one replica only target rows and "
+                         "another only background rows; use --strategy default (one device).")
     role (inputs for encoders, outputs for decoders), in the order the blocks are named. The ViT blocks take their
     brain tokens this way (:meth:`ml4ge.models.vit.ViTEncoder.prepare`). (The conv decoder template is not such a
     step: it is a weight, set after building by :func:`ml4ge.templates.initialize_templates`.)
