@@ -262,6 +262,9 @@ FLAGS: dict[str, Flag] = {
                      choices=("auto", "default", "mirrored", "multi_worker", "tpu")),
     "mixed_precision": Flag(TRAINING, False, "bfloat16 on CPU/TPU, float16 on GPU."),
     "inspect_model": Flag(TRAINING, False, "Write an architecture summary and timing."),
+    "keep_checkpoints": Flag(TRAINING, False, "train: keep checkpoints/ (the resume backup and the best weights) "
+                                              "after the run finishes; without it a finished run deletes them "
+                                              "(the model files hold the result; a rerun has nothing to redo)."),
     # inference and comparison
     "tsv_style": Flag(INFERENCE, "standard", "genetics writes FID and IID columns for PLINK/REGENIE.",
                       choices=("standard", "genetics")),

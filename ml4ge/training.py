@@ -35,8 +35,9 @@ from ml4ge.checkpoints import BestCheckpoint, RunBackup, discard_unreadable, rea
 
 log = logging.getLogger(__name__)
 
-BACKUP_FOLDER = "checkpoints/backup"
-BEST_WEIGHTS = "checkpoints/best.weights.h5"
+CHECKPOINT_FOLDER = "checkpoints"
+BACKUP_FOLDER = f"{CHECKPOINT_FOLDER}/backup"
+BEST_WEIGHTS = f"{CHECKPOINT_FOLDER}/best.weights.h5"
 TRAINING_LOG = "training_log.csv"
 MONITOR = "val_loss"
 
@@ -212,6 +213,26 @@ def load_best_weights(model, folder: Path) -> bool:
         return False
     model.load_weights(str(path))
     return True
+
+
+def remove_checkpoints(folder: Path) -> None:
+    """Delete ``checkpoints/`` of a finished run (the backup a rerun resumes from and the best weights, already in
+    the saved model): most of a run folder's size. Called last, once the model and every output are written, so a
+    run killed before it still resumes."""
+    import shutil
+
+    path = folder / CHECKPOINT_FOLDER
+    if not path.exists():
+        return
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    shutil.rmtree(path)
+    log.info("removed %s (%.1f MB) of the finished run; --keep_checkpoints keeps it", path, size / 2**20)
+
+
+def finished_earlier(folder: Path, model_file: Path) -> bool:
+    """Whether the run in ``folder`` finished before and deleted its checkpoints: its model file exists and there
+    is no backup to resume from (a run killed before the end still has its backup)."""
+    return model_file.is_file() and not (folder / CHECKPOINT_FOLDER).exists()
 
 
 def evaluate(model, test, test_steps: int | None = None) -> dict[str, float]:

@@ -151,7 +151,7 @@ def test_a_vit_autoencoder_through_every_recipe(cohort, tmp_path):
               "--input_tensors", "brain.t1", "--num_workers", "0", "--batch_size", "4"]
     train = ["--mode", "train", *common, "--id", "vit", "--output_tensors", "brain.t1", *VIT_BLOCKS,
              *TINY_VIT_FLAGS, "--valid_ratio", "0.25", "--test_ratio", "0.17", "--learning_rate", "1e-3"]
-    assert main([*train, "--epochs", "2"]) == 0
+    assert main([*train, "--epochs", "2", "--keep_checkpoints"]) == 0  # so that the rerun below resumes
     run = tmp_path / "vit"
     model = load_model(run / "vit.keras")
     train_paths = [tensors / f"{sample}.hd5" for sample in pd.read_csv(run / "train.csv").iloc[:, 0].astype(str)]

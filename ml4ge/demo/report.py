@@ -157,22 +157,55 @@ def timing_section(run: DemoRun) -> str:
                       markdown_table(records, 1)])
 
 
-def outputs_section() -> str:
-    return "\n".join([
-        "## Files", "",
-        "- `data/`: the generated cohort (NIfTI, manifest, phenotypes, covariates, PLINK genotypes, atlas, truth.json)",
-        "- `tensors/`: one HD5 file per subject; `tensorize/tensorize_report.tsv` lists every input",
-        "- `ae_t1/`, `ae_t2/`, `dropfuse/`: trained models (`<id>.keras`, `encoder_*.keras`, `decoder_*.keras`), "
-        "learning curves, reconstructions, test metrics, the split",
-        "- `latents/<model>/hidden_<tmap>_<model>.tsv`: the latent tables (sample_id, latent_0..)",
-        "- `associate/`: the GWAS of every latent dimension (sumstats, hits, loci, counts, Manhattan plots) and "
-        "`truth_snps.tsv` (the planted SNPs found or not)",
-        "- `compare/`, `compare_adjusted/`: scores per fold, summaries, paired differences, bar charts",
-        "- `interpret_ae_t1/`, `interpret_ae_t2/`, `interpret_truth.tsv`: PerDI maps of the dimensions "
-        "chosen by trait and by SNP, and the ranks of the planted regions",
-        "- `stages/<stage>.json`, `demo_timings.tsv`: wall time and peak memory per stage; a rerun skips finished "
-        "stages",
-        "- `study_table.tsv` (`--study vit`): the study's models side by side"])
+def _model_run(path: Path) -> bool:
+    return (path / f"{path.name}.keras").is_file()
+
+
+def _named(*names: str) -> Callable[[Path], bool]:
+    return lambda path: path.name in names
+
+
+def _prefixed(prefix: str) -> Callable[[Path], bool]:
+    return lambda path: path.name.startswith(prefix)
+
+
+LATENTS_KIND = "latent tables (`hidden_<tmap>_<model>.tsv`: sample_id, latent_0..)"
+# What each top-level entry of a demo folder is, first match wins; the file list names only what exists.
+OUTPUT_KINDS: tuple[tuple[Callable[[Path], bool], str], ...] = (
+    (_named("data"), "the generated cohort (NIfTI, manifest, phenotypes, covariates, PLINK genotypes, atlas, "
+                     "truth.json)"),
+    (_named("tensors"), "one HD5 file per subject"),
+    (_named("tensorize"), "`tensorize_report.tsv` lists every input"),
+    (_model_run, "trained models (`<id>.keras`, `encoder_*.keras`, `decoder_*.keras`), learning curves, "
+                 "reconstructions, test metrics, the split"),
+    (_named("associate"), "the GWAS of every latent dimension (sumstats, hits, loci, counts, Manhattan plots) and "
+                          "`truth_snps.tsv` (the planted SNPs found or not)"),
+    (_prefixed("compare"), "scores per fold, summaries, paired differences, bar charts"),
+    (_prefixed("interpret"), "PerDI maps of the dimensions chosen by trait and by SNP, and the ranks of the "
+                             "planted regions"),
+    (_named("stages", "demo_timings.tsv"), "wall time and peak memory per stage; a rerun skips finished stages"),
+    (_named("demo.json"), "the demo's settings (a rerun in this folder must match them)"),
+    (_named("study_table.tsv"), "the study's models side by side"),
+    (_named(OVERVIEW_NAME), "the overview figure"),
+)
+
+
+def outputs_section(run: DemoRun) -> str:
+    """``## Files``: the demo folder's entries as they are, each with what it holds (:data:`OUTPUT_KINDS`; an entry
+    of no known kind is listed by its name alone), and the latent tables of the models that wrote them."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted(run.folder.iterdir()):
+        if path.name == REPORT_NAME or path.name.startswith("."):
+            continue
+        name = f"`{path.name}/`" if path.is_dir() else f"`{path.name}`"
+        if path.name == "latents" and path.is_dir():
+            models = sorted(p.name for p in path.iterdir() if p.is_dir())
+            groups[LATENTS_KIND] = [f"`latents/{model}/`" for model in models] or [name]
+            continue
+        kind = next((text for matches, text in OUTPUT_KINDS if matches(path)), None)
+        groups.setdefault(kind or name, []).append(name)
+    lines = [f"- {', '.join(names)}: {kind}" if names != [kind] else f"- {kind}" for kind, names in groups.items()]
+    return "\n".join(["## Files", "", *lines])
 
 
 def overview_figure(run: DemoRun, path: Path) -> Path | None:
@@ -262,5 +295,5 @@ def write_report(run: DemoRun, stages: list[tuple[str, Stage]]) -> Path:
         section = stage.report(run) if stage.report is not None else ""
         if section:
             lines += ["", section]
-    lines += ["", timing_section(run), "", outputs_section()]
+    lines += ["", timing_section(run), "", outputs_section(run)]
     return write_text(run.folder / REPORT_NAME, "\n".join(lines) + "\n")

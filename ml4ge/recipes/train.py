@@ -43,6 +43,7 @@ class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings):
     """The flags of ``--mode train``: the data and its split, the architecture, and how it is fitted."""
 
     mode = "train"
+    rerun_may_change = RunSettings.rerun_may_change | {"keep_checkpoints"}
     # What a rerun resumes from; --overwrite removes it and the run starts over.
     state_files = ("checkpoints", "training_log.csv", "train.csv", "valid.csv", "test.csv")
     tensors: str | None
@@ -51,6 +52,7 @@ class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings):
     optional_tensors: tuple[str, ...]
     tensormap_prefix: str | None
     cache: bool
+    keep_checkpoints: bool
     target_csv: str | None
     background_csv: str | None
 
@@ -219,11 +221,16 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     from ml4ge import training
     from ml4ge.models.artifacts import load_model, save_model
     from ml4ge.models.factory import build_family
+    from ml4ge.models.layout import model_path
     from ml4ge.pipeline import SkippedSamples, TensorDataset, pipeline_errors
     from ml4ge.splits import split_for_run
     from ml4ge.strategy import is_multi_worker, keras_distribution_fixes
     from ml4ge.templates import initialize_templates
 
+    if not args.overwrite and training.finished_earlier(folder, model_path(folder, args.id)):
+        log.info("the run in %s finished earlier (its model is saved, its checkpoints removed): nothing to redo; "
+                 "--overwrite trains it again", folder)
+        return 0
     input_tmaps, output_tmaps = tensormaps(args)
     paths = split_for_run(args, folder)
     skipped = SkippedSamples(folder)
@@ -290,6 +297,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     else:
         log.warning("the test split is empty (--test_ratio 0 and no --test_csv): no test metrics or reconstructions")
     skipped.write()
+    if not args.keep_checkpoints:
+        training.remove_checkpoints(folder)
     return 0
 
 
