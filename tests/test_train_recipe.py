@@ -112,6 +112,12 @@ def test_train_pair_model_then_infer_encoders(cohort, tmp_path):
         assert sorted(table["sample_id"]) == sorted(str(i) for i in range(16))
         assert np.isfinite(table.iloc[:, 1:].to_numpy()).all()
         assert table.iloc[:, 1:].to_numpy().std(axis=0).max() > 0  # samples differ
+    # the fused latent DropFuse gives at inference (#20 item 11): the mean of the two modalities' latents
+    fused = pd.read_csv(tmp_path / "lat" / "hidden_fused_lat.tsv", sep="\t", dtype={"sample_id": str})
+    latents = [pd.read_csv(tmp_path / "lat" / f"hidden_{tm}_lat.tsv", sep="\t", dtype={"sample_id": str})
+               .set_index("sample_id").loc[fused["sample_id"]].to_numpy() for tm in ("t1_tiny", "t2_tiny")]
+    assert list(fused.columns) == ["sample_id", *[f"latent_{i}" for i in range(16)]] and len(fused) == 16
+    np.testing.assert_allclose(fused.iloc[:, 1:].to_numpy(), (latents[0] + latents[1]) / 2, rtol=1e-4, atol=1e-5)
     again = tmp_path / "lat2"
     assert main([*infer[:7], "lat2", *infer[8:]]) == 0  # DropFuse model: latents are deterministic
     first = pd.read_csv(tmp_path / "lat" / "hidden_t1_tiny_lat.tsv", sep="\t")
