@@ -271,10 +271,17 @@ FLAGS: dict[str, Flag] = {
     "shard": Flag(INFERENCE, None, "i/n (0-based): infer_encoders writes the i-th of n disjoint shards of samples."),
     "inference_format": Flag(INFERENCE, "nifti", "infer: file format of predicted volumes and images.",
                              choices=("nifti", "hd5")),
-    "latent_tables": Flag(INFERENCE, (), "compare: name=path latent TSVs."),
-    "phenotypes": Flag(INFERENCE, None, "compare: CSV/TSV of phenotypes keyed by sample id."),
+    "latent_tables": Flag(INFERENCE, (), "compare, evaluate_groups: name=path latent TSVs."),
+    "phenotypes": Flag(INFERENCE, None, "compare: CSV/TSV of phenotypes keyed by sample id; evaluate_groups: "
+                                        "the group labels (--group_column)."),
     "covariates": Flag(INFERENCE, (), "compare: phenotype columns used as covariates."),
     "folds": Flag(INFERENCE, 5, "compare: cross-validation folds.", bounds=AT_LEAST_2),
+    "group_column": Flag(INFERENCE, "group", "evaluate_groups: the --phenotypes column holding each sample's group."),
+    "groups": Flag(INFERENCE, (), "evaluate_groups: score only samples of these groups (default: every group)."),
+    "gmm_components": Flag(INFERENCE, 0, "evaluate_groups: Gaussian-mixture clusters (0: one per group).",
+                           bounds=AT_LEAST_0),
+    "gmm_fits": Flag(INFERENCE, 100, "evaluate_groups: Gaussian-mixture fits the NMI is averaged over (the "
+                                     "seed's 100).", bounds=AT_LEAST_1),
     # genetic association
     "genotypes": Flag(ASSOCIATION, None, "associate: PLINK 1 prefix of a .bed/.bim/.fam trio (IID = sample id)."),
     "covariates_file": Flag(ASSOCIATION, None, "associate: CSV/TSV of covariates keyed by sample id; --covariates "

@@ -45,6 +45,8 @@ RECIPES.register("export", Mode("ml4ge.recipes.export", "a trained model's encod
                                                         "(no ml4ge needed to load them)"))
 RECIPES.register("merge_shards", Mode("ml4ge.recipes.merge_shards", "join the shards of infer_encoders --shard"))
 RECIPES.register("compare", Mode("ml4ge.recipes.compare", "which latent space carries more phenotype signal"))
+RECIPES.register("evaluate_groups", Mode("ml4ge.recipes.evaluate_groups", "how well latent spaces separate "
+                                                                          "known groups: silhouette, GMM NMI, plots"))
 RECIPES.register("explore", Mode("ml4ge.recipes.explore", "a QC table of a cohort of HD5 files"))
 RECIPES.register("interpret", Mode("ml4ge.recipes.interpret", "PerDI maps: the brain regions each latent "
                                                               "dimension changes"))
