@@ -264,10 +264,11 @@ def side_by_side_section(run: DemoRun) -> str:
         f"## The models side by side (study `{run.study}`)", "",
         "Training: epochs run, wall and CPU time of the train stage (the ViT's epochs give it about the CNN's "
         "training time). GWAS hits: latent dimensions of the space with a hit (P below 5e-8 over the number of "
-        f"dimensions) within {WINDOW_KB:g} kb of the planted SNP, and the SNP's best -log10 P. R^2 with age + sex: "
-        "cross-validated ridge R^2 of the latents plus age and sex (`covariates`: age and sex alone). PerDI rank: "
-        "the planted region's rank (left and right merged) among the atlas regions for the dimension most "
-        "correlated with the trait and the one most associated with the SNP.", "", markdown_table(table)])
+        f"latent dimensions of all spaces) within {WINDOW_KB:g} kb of the planted SNP, and the SNP's best "
+        "-log10 P. R^2 with age + sex: cross-validated ridge R^2 of the latents plus age and sex (`covariates`: "
+        "age and sex alone). PerDI rank: the planted region's rank (left and right merged) among the atlas regions "
+        "for the dimension most correlated with the trait and the one most associated with the SNP.", "",
+        markdown_table(table)])
 
 
 def preset_line(run: DemoRun) -> str:
