@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ml4ge import recipes
+from ml4ge import quiet, recipes
 from ml4ge.arguments import FLAGS, FlagParser, add_flags, build_parser, flag_names, settings_from_namespace
 from ml4ge.modes import RECIPES
 from ml4ge.registry import UnknownNameError, closest_matches
@@ -136,6 +136,7 @@ def configure_logging(folder) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one recipe. An invalid command exits with status 2 before any work; a failed run returns 1."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our messages.
+    quiet.install()  # and the lines it writes before reading that (ml4ge.quiet)
     command = parse(argv)
     settings = command.settings
     try:

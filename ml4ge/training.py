@@ -25,6 +25,8 @@ import csv
 import errno
 import logging
 import math
+import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import keras
 
 from ml4ge.atomic import atomic_path, write_text
 from ml4ge.checkpoints import BestCheckpoint, RunBackup, discard_unreadable, read_metadata, resume_record, unreadable
+from ml4ge.progress import LINE_INTERVAL_S, duration
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,54 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             "with --overwrite or another --id, or check the inputs for NaN or infinite values.")
 
 
+class EpochLog(keras.callbacks.Callback):
+    """A log line per epoch, so epochs reach the run's ``log.txt`` as well as the console (Keras' own lines go to
+    stdout only, and ``fit`` runs with ``verbose=0``): ``"epoch 3/20: loss 0.412 - val_loss 0.455 - learning_rate
+    0.0001 (21 s; ETA 5 min 57 s)"``, the ETA being for the remaining epochs at the mean pace so far (early stopping
+    may end sooner). Within an epoch, a line every :data:`~ml4ge.progress.LINE_INTERVAL_S` seconds with its batch and,
+    once an epoch has ended (the datasets regroup skipped samples, so their length is known only once read), the
+    epoch's ETA.
+
+    Args:
+        epochs: the run's last epoch (``--epochs``).
+        clock: seconds, monotonic (the tests pass their own).
+    """
+
+    def __init__(self, epochs: int, clock=None):
+        super().__init__()
+        self.epochs, self.clock = int(epochs), clock or time.monotonic
+        self.start = self.first_epoch = self.steps = None
+        self.epoch = self.batches = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.batches = epoch, 0
+        self.epoch_start = self.last_line = self.clock()
+        if self.first_epoch is None:
+            self.start, self.first_epoch = self.epoch_start, epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches = batch + 1
+        now = self.clock()
+        if now - self.last_line < LINE_INTERVAL_S:
+            return
+        self.last_line = now
+        steps = (self.params or {}).get("steps") or self.steps
+        eta = f", epoch ETA {duration((now - self.epoch_start) / self.batches * (steps - self.batches))}" \
+            if steps and steps > self.batches else ""
+        loss = float((logs or {}).get("loss", float("nan")))
+        log.info("epoch %d/%d: batch %d%s, loss %.4g%s", self.epoch + 1, self.epochs, self.batches,
+                 f"/{steps}" if steps else "", loss, eta)
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self.steps = self.steps or self.batches or None
+        finished = epoch + 1 - self.first_epoch
+        eta = (now - self.start) / finished * (self.epochs - epoch - 1)
+        metrics = " - ".join(f"{name} {float(value):.4g}" for name, value in (logs or {}).items())
+        log.info("epoch %d/%d: %s (%s; ETA %s)", epoch + 1, self.epochs, metrics, duration(now - self.epoch_start),
+                 duration(eta))
+
+
 class EpochRate(keras.callbacks.Callback):
     """Sets the optimizer's learning rate at the start of each epoch from ``schedule.rate(epoch, ...)`` and logs it."""
 
@@ -160,7 +211,7 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=(),
     best = BestCheckpoint(folder / BEST_WEIGHTS, monitor=MONITOR)
     csv_path = folder / TRAINING_LOG
     logger = keras.callbacks.CSVLogger(str(csv_path), append=True)
-    callbacks = [StopOnNonFiniteLoss(), *extra, stopping, plateau, best, logger]
+    callbacks = [StopOnNonFiniteLoss(), *extra, stopping, plateau, best, EpochLog(settings.epochs), logger]
     if write_outputs:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False))
     callbacks.append(RunBackup(folder / BACKUP_FOLDER, stateful=[stopping, plateau, best], resume=resume))
@@ -196,8 +247,24 @@ def fit(model, train, valid, folder: Path, settings, training_steps: int | None 
     # Before CSVLogger opens the log: rows of epochs after the restored one are dropped, as they are redone.
     trim_csv_log(folder / TRAINING_LOG, initial_epoch)
     callbacks = make_callbacks(folder, settings, write_outputs, callbacks, resume)
-    return model.fit(train, validation_data=valid, epochs=settings.epochs, steps_per_epoch=training_steps,
-                     validation_steps=validation_steps, callbacks=callbacks, verbose=2, initial_epoch=initial_epoch)
+    # EpochLog writes the epoch lines; the datasets shuffle themselves (Keras would warn that its shuffle is ignored)
+    with one_pass_datasets():
+        return model.fit(train, validation_data=valid, epochs=settings.epochs, steps_per_epoch=training_steps,
+                         validation_steps=validation_steps, callbacks=callbacks, verbose=0, shuffle=False,
+                         initial_epoch=initial_epoch)
+
+
+@contextmanager
+def one_pass_datasets():
+    """Silence Keras' "Your input ran out of data" for ml4ge's datasets, which end after one pass by design.
+
+    Their number of batches is not known before a pass (a skipped sample's rows are regrouped), so they do not
+    declare a cardinality (``assert_cardinality`` would fail the run on a skipped sample), and Keras warns, once per
+    fit and evaluate, that a dataset of unknown length ended: here that is the end of an epoch, not a shortage.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        yield
 
 
 def load_best_weights(model, folder: Path) -> bool:
@@ -240,7 +307,8 @@ def evaluate(model, test, test_steps: int | None = None) -> dict[str, float]:
     steps = steps_or_none(test_steps)
     if steps:
         test = test.repeat()
-    results = model.evaluate(test, steps=steps, return_dict=True, verbose=0)
+    with one_pass_datasets():
+        results = model.evaluate(test, steps=steps, return_dict=True, verbose=0)
     return {name: float(value) for name, value in results.items()}
 
 

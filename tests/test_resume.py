@@ -113,7 +113,7 @@ def test_sigkilled_training_resumes_from_last_finished_epoch(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     resumed_at = int(done.stderr.split("resumed from the backup of epoch ")[1].split()[0])
     assert resumed_at >= killed_after
-    assert f"Epoch {resumed_at + 1}/{epochs}" in done.stdout and "Epoch 1/" not in done.stdout
+    assert f"epoch {resumed_at + 1}/{epochs}: loss" in done.stderr and "epoch 1/" not in done.stderr
     log = pd.read_csv(run / "training_log.csv")
     assert list(log["epoch"]) == list(range(epochs))  # each epoch once, none redone from 0
     assert (run / "killed.keras").is_file() and not (run / "checkpoints").exists()  # finished: removed
