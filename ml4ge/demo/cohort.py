@@ -13,6 +13,9 @@
 - ``template_t1.nii.gz``, ``template_t2.nii.gz``: the MNI152 T1 and a T2-like image of its tissue maps on the
   same grid, for ``--mode tensorize --register_to`` (the subjects carry random misregistration).
 - ``truth.json``: the causal SNPs (planted and measured effects), age and sex effects, the regions per trait.
+- With ``patients > 0`` only (:mod:`ml4ge.demo.patients`): ``groups.csv`` (``sample_id, group, subtype,
+  atrophy_mm``), ``patients.csv`` and ``controls.csv`` (sample ids, for ``--target_csv``/``--background_csv``) and
+  a ``patients`` record in ``truth.json``.
 
 Cohort-level draws (age, sex, genotypes, structure factors) come from ``default_rng(seed)``; each subject's
 images from ``default_rng([seed, index])``, so the output is the same for a seed whatever the number of workers.
@@ -36,6 +39,7 @@ from ml4ge.demo.anatomy import MAX_VOXEL_MM, MIN_VOXEL_MM, load_template
 from ml4ge.demo.atlas import load_atlas
 from ml4ge.demo.effects import AGE_RANGE, PLANTED_EFFECTS, REGION_AMOUNTS, truth_record
 from ml4ge.demo.genotypes import CHROMOSOMES, min_snps, principal_components, simulate_genotypes, write_plink
+from ml4ge.demo.patients import add_patients, check_fraction, disease_regions, patients_record
 from ml4ge.demo.subject import Scene, SubjectSpec, build_scene, render_subject, t2_image
 
 DEFAULT_TENSORS = ("t1_64", "t2_64")
@@ -161,7 +165,17 @@ def build_truth(genotypes, causal_rows, phenotypes: pd.DataFrame, seed: int, vox
             "seed": seed, "subjects": len(phenotypes), "voxel_mm": voxel_mm}
 
 
-def check_arguments(subjects: int, voxel_mm: float, snps: int, tensors: Sequence[str], workers: int) -> None:
+def write_groups(folder: Path, groups: pd.DataFrame) -> dict[str, Path]:
+    """``groups.csv`` and the sample lists of patients and controls (one ``sample_id`` column each)."""
+    patients = groups[groups.group == "patient"][["sample_id"]]
+    controls = groups[groups.group == "control"][["sample_id"]]
+    return {"groups": write_table(groups, folder / "groups.csv", sep=","),
+            "patients_list": write_table(patients, folder / "patients.csv", sep=","),
+            "controls_list": write_table(controls, folder / "controls.csv", sep=",")}
+
+
+def check_arguments(subjects: int, voxel_mm: float, snps: int, tensors: Sequence[str], workers: int,
+                    patients: float = 0.0) -> None:
     """Refuse arguments the generator cannot honour, before any work.
 
     Raises:
@@ -177,10 +191,12 @@ def check_arguments(subjects: int, voxel_mm: float, snps: int, tensors: Sequence
         raise ValueError(f"tensors must name the T1 and the T2 TensorMap, got {tuple(tensors)!r}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    check_fraction(patients, subjects)
 
 
 def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: int = 2000, seed: int = 0,
-                      tensors: Sequence[str] = DEFAULT_TENSORS, workers: int = 1) -> dict[str, Path]:
+                      tensors: Sequence[str] = DEFAULT_TENSORS, workers: int = 1,
+                      patients: float = 0.0) -> dict[str, Path]:
     """Generate the demo cohort into ``folder`` (see the module docstring and README for the files).
 
     Args:
@@ -192,22 +208,27 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
         seed: everything is determined by it.
         tensors: TensorMap names for the T1 and T2 rows of the manifest.
         workers: processes rendering subjects (the output does not depend on it).
+        patients: fraction of subjects carrying one of two planted disease subtypes (0: none, the default: the
+            cohort is then exactly the one without this option; see :mod:`ml4ge.demo.patients`).
 
     Returns:
         ``{name: path}`` for t1, t2 (folders), manifest, phenotypes, covariates, bed, bim, fam, atlas,
-        atlas_labels, truth, brain_mask, template_t1, template_t2.
+        atlas_labels, truth, brain_mask, template_t1, template_t2 (and groups, patients_list, controls_list
+        with patients).
 
     Raises:
         ValueError: for a too-small cohort or SNP count, a bad voxel size, or not two tensor names.
     """
-    check_arguments(subjects, voxel_mm, snps, tensors, workers)
+    check_arguments(subjects, voxel_mm, snps, tensors, workers, patients)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     genotypes, causal_rows = simulate_genotypes(subjects, snps, rng, causal=len(PLANTED_EFFECTS))
     specs, _ = plan_subjects(subjects, genotypes, causal_rows, rng)
+    specs, groups = add_patients(specs, patients, seed)  # unchanged without patients
     template, atlas = load_template(float(voxel_mm)), load_atlas(float(voxel_mm))
-    phenotypes = render_all(build_scene(template, atlas), specs, seed, folder, workers)
+    scene = build_scene(template, atlas, tuple(disease_regions()) if patients else ())
+    phenotypes = render_all(scene, specs, seed, folder, workers)
     ids = list(phenotypes["sample_id"])
     covariates = phenotypes[["sample_id", "age", "sex"]].copy()
     for k, column in enumerate(principal_components(genotypes.dosages, PCS).T, start=1):
@@ -224,5 +245,8 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
                                        template.affine)
     paths["brain_mask"] = write_nifti(folder / "brain_mask.nii.gz", template.mask.astype(np.float32), template.affine)
     truth = build_truth(genotypes, causal_rows, phenotypes, seed, float(voxel_mm))
+    if patients:
+        truth["patients"] = patients_record(groups, phenotypes["age"], phenotypes["sex"], patients)
+        paths |= write_groups(folder, groups)
     paths["truth"] = write_text(folder / "truth.json", json.dumps(truth, indent=2) + "\n")
     return paths

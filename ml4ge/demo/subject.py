@@ -100,14 +100,15 @@ def paint_deep_grey(template: Template, atlas: Atlas) -> Template:
                                wm=(tissue - gm).astype(np.float32))
 
 
-def build_scene(template: Template, atlas: Atlas) -> Scene:
-    """Precompute the cortex map, the brain's centre and support, and the growth field of every planted region;
-    the scene's template has its deep grey structures painted (:func:`paint_deep_grey`)."""
+def build_scene(template: Template, atlas: Atlas, extra_regions: tuple[str, ...] = ()) -> Scene:
+    """Precompute the cortex map, the brain's centre and support, and the growth field of every planted region
+    (and of ``extra_regions``: the patients' subtypes); the scene's template has its deep grey structures painted
+    (:func:`paint_deep_grey`)."""
     template = paint_deep_grey(template, atlas)
     cortical_labels = [atlas.label_of(f"{lobe}_{side}") for lobe in LOBES for side in ("left", "right")]
     cortex = template.gm * np.isin(atlas.labels, cortical_labels)
     world = template.world_coordinates().reshape(3, -1)
-    regions = sorted({name for effect in PLANTED_EFFECTS for name in effect.regions})
+    regions = sorted({name for effect in PLANTED_EFFECTS for name in effect.regions} | set(extra_regions))
     growth = {name: growth_field(atlas.labels == atlas.label_of(name), template.voxel_mm) for name in regions}
     centre = tuple(world[:, template.mask.ravel() > 0.5].mean(axis=1).tolist())
     outside_mm = ndimage.distance_transform_edt(template.mask < 0.5) * template.voxel_mm
