@@ -83,6 +83,8 @@ def test_conv_encoders_hold_stock_keras_layers_only(template):
     assert {type(layer).__module__.split(".")[0] for layer in layers} == {"keras"}
     kinds = [type(layer).__name__ for layer in layers]
     assert kinds[1:3] == ["ZeroPadding3D", "Normalization"]  # pad, then the centring (or the oneDNN guard)
+    # the centring holds a volume (mean and variance); the guard of a model without template, one channel's
+    assert layers[2].adapt_mean.shape == ((10, 10, 8, 1) if template else (1,))
 
 
 def test_the_encoder_centring_subtracts_the_training_mean_padded_like_the_input(tmp_path):

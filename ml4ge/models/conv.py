@@ -86,18 +86,20 @@ def encoder_input(x, spatial: tuple[int, ...], target: tuple[int, ...], template
 
     Stock Keras layers only, so that an encoder file loads without ml4ge. The centring is a
     ``keras.layers.Normalization`` (variance one) whose mean :func:`ml4ge.templates.initialize_templates` sets to
-    the training split's mean, padded like the input: pad-then-subtract equals the old subtract-then-pad. After a pad
-    it is there even without a template (mean zero, the identity), named ``guard``: a ``ZeroPadding`` layer feeding a
-    ``padding="same"`` convolution directly is fused wrongly by TensorFlow's oneDNN CPU build (see
+    the training split's mean, padded like the input: pad-then-subtract equals the old subtract-then-pad (it also
+    stores a variance of ones, one more volume of float32 in the file). Without a template, a pad is followed by a
+    per-channel Normalization (mean zero, variance one: the identity), named ``guard``: a ``ZeroPadding`` layer
+    feeding a ``padding="same"`` convolution directly is fused wrongly by TensorFlow's oneDNN CPU build (see
     :func:`_zero_pad_axis`), and the subtraction between them prevents that. Models saved before used ml4ge's
     ``Template`` and ``CentralCropPad`` layers, which stay registered so that they still load.
     """
     rank = len(spatial)
     if target != spatial:
         x = ZERO_PAD[rank](_central_margins(spatial, target), name=namer("pad"))(x)
-    if template or target != spatial:
-        kind = CENTRING if template else "guard"
-        x = keras.layers.Normalization(axis=tuple(range(1, rank + 2)), name=namer(kind))(x)
+    if template:
+        x = keras.layers.Normalization(axis=tuple(range(1, rank + 2)), name=namer(CENTRING))(x)
+    elif target != spatial:
+        x = keras.layers.Normalization(axis=-1, name=namer("guard"))(x)  # per channel: two numbers, not a volume
     return x
 
 
