@@ -173,6 +173,13 @@ class EpochLog(keras.callbacks.Callback):
         metrics = " - ".join(f"{name} {float(value):.4g}" for name, value in (logs or {}).items())
         log.info("epoch %d/%d: %s (%s; ETA %s)", epoch + 1, self.epochs, metrics, duration(now - self.epoch_start),
                  duration(eta))
+        self.last_epoch = epoch
+
+    def on_train_end(self, logs=None):
+        last = getattr(self, "last_epoch", None)
+        if last is not None and last + 1 < self.epochs and self.model.stop_training:
+            log.info("training stopped early after epoch %d of %d (%s in all)", last + 1, self.epochs,
+                     duration(self.clock() - self.start))
 
 
 class EpochRate(keras.callbacks.Callback):

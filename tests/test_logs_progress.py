@@ -130,3 +130,20 @@ def test_a_training_run_logs_its_epochs_and_prints_no_warnings(tmp_path):
         assert warning not in done.stderr, warning
     if not Path("/proc/driver/nvidia").exists():  # a CPU machine: no CUDA lines either
         assert "cuda drivers" not in done.stderr and "cuInit" not in done.stderr
+
+
+def test_an_early_stop_is_logged(caplog):
+    import keras
+
+    from ml4ge.training import EpochLog
+
+    class Stop(keras.callbacks.Callback):  # stands in for EarlyStopping
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile("adam", "mse")
+    with caplog.at_level(logging.INFO, logger="ml4ge.training"):
+        model.fit(np.ones((4, 3)), np.ones((4, 1)), epochs=5, verbose=0, callbacks=[Stop(), EpochLog(epochs=5)])
+    assert "training stopped early after epoch 1 of 5" in caplog.text
