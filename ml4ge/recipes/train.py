@@ -251,6 +251,9 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
              settings.learning_rate, settings.schedule)
 
     groups = group_paths(args, paths) if args.target_csv else None
+    if groups and distribution.num_replicas_in_sync > 1:  # --strategy auto found several devices
+        raise ValueError(f"--family {args.family} needs one replica (its batches are split into target and background "
+                         f"halves), found {distribution.num_replicas_in_sync}; use --strategy default.")
 
     def data(split: str, shuffle: bool, seed: int):
         def read(split_paths, batch_size):
@@ -258,9 +261,6 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
                                  augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
                                  seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync,
                                  optional=model.optional)
-    if groups and distribution.num_replicas_in_sync > 1:  # --strategy auto found several devices
-        raise ValueError(f"--family {args.family} needs one replica (its batches are split into target and background "
-                         f"halves), found {distribution.num_replicas_in_sync}; use --strategy default.")
 
         if groups is None:
             return read(paths[split], args.batch_size)
@@ -323,6 +323,9 @@ def check_groups(args: TrainSettings) -> None:
     if grouped and args.batch_size < 2:
         raise ValueError(f"--family {args.family} puts half of every batch in each group: --batch_size must be at "
                          f"least 2, got {args.batch_size}.")
+    if grouped and args.strategy in ("mirrored", "multi_worker", "tpu"):
+        raise ValueError(f"--family {args.family} over several replicas would give one replica only target rows and "
+                         "another only background rows; use --strategy default (one device).")
     if not grouped and (args.target_csv or args.background_csv):
         raise ValueError("--target_csv and --background_csv are for --family cvae; leave them out for "
                          f"--family {args.family}.")
@@ -332,9 +335,6 @@ def prepared_architecture(architecture, train_paths, input_tmaps, output_tmaps):
     """``architecture`` with what its blocks take from the training data before the model is built.
 
     A block class may define ``prepare(config, train_paths, tmaps) -> config``; it is called with the maps of its
-    if grouped and args.strategy in ("mirrored", "multi_worker", "tpu"):
-        raise ValueError(f"--family {args.family} over several replicas would give one replica only target rows and "
-                         "another only background rows; use --strategy default (one device).")
     role (inputs for encoders, outputs for decoders), in the order the blocks are named. The ViT blocks take their
     brain tokens this way (:meth:`ml4ge.models.vit.ViTEncoder.prepare`). (The conv decoder template is not such a
     step: it is a weight, set after building by :func:`ml4ge.templates.initialize_templates`.)
