@@ -7,11 +7,12 @@ from hypothesis import settings  # noqa: E402
 
 from ml4ge.tensormap import Interpretation, TensorMap  # noqa: E402
 
-# CI runs the property tests on a fixed sequence of examples, so a run is reproducible and its verdict is the
-# code's; a developer's run explores new examples (what it finds is then pinned with @example).
-settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# The property tests run a fixed sequence of examples, so every run (CI's included, whatever its environment) is
+# reproducible and its verdict is the code's. ML4GE_EXPLORE=1 explores new examples instead; what it finds is then
+# pinned with @example.
+settings.register_profile("fixed", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile("explore" if os.environ.get("ML4GE_EXPLORE") else "fixed")
 
 
 @pytest.fixture
