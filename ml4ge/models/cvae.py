@@ -32,20 +32,18 @@ Example:
 
 from __future__ import annotations
 
-import types
-
 import keras
 from keras import ops
 
-from ml4ge.models.beta_schedules import BetaSchedule
 from ml4ge.models.config import ModelConfig
-from ml4ge.models.family import FamilyModel, map_from_spec
+from ml4ge.models.family import map_from_spec
 from ml4ge.models.registries import FAMILIES
 from ml4ge.models.vae import (
     LOG_VAR,
     MEAN,
     GaussianSample,
     VAEModel,
+    VariationalFamily,
     code_norm,
     decoder_part,
     encoder_part,
@@ -80,7 +78,7 @@ def discriminator_losses(joint_logits, marginal_logits):
 
 @FAMILIES.register("cvae")
 @keras.saving.register_keras_serializable(package="ml4ge")
-class CVAEModel(FamilyModel):
+class CVAEModel(VariationalFamily):
     """Salient and background encoders, a shared decoder and a TC discriminator, built from a spec.
 
     Args:
@@ -93,17 +91,9 @@ class CVAEModel(FamilyModel):
     sampled = True
 
     @classmethod
-    def options_from_args(cls, args) -> VAEConfig:
-        return VAEModel.options_from_args(args)
-
-    @classmethod
     def spec_of(cls, architecture, input_tmaps, output_tmaps) -> dict:
         """The VAE's spec (one input, registered blocks, the options) under this family's name."""
         return {**VAEModel.spec_of(architecture, input_tmaps, output_tmaps), "family": cls.family}
-
-    @classmethod
-    def check_architecture(cls, architecture, input_tmaps, output_tmaps) -> None:
-        cls.spec_of(architecture, list(input_tmaps), list(output_tmaps))
 
     @classmethod
     def from_architecture(cls, architecture, input_tmaps, output_tmaps):
@@ -145,16 +135,6 @@ class CVAEModel(FamilyModel):
 
     # Parts -------------------------------------------------------------------------------------------------
     @property
-    def options(self) -> VAEConfig:
-        return VAEConfig.from_dict(self.spec["vae"])
-
-    @property
-    def decoders(self) -> types.MappingProxyType:
-        """``{tm.name: decoder Model}`` from ``[s, z]`` to ``tm.shape`` (saved as ``decoder_<tm>.keras``)."""
-        return types.MappingProxyType({tm.name: self.get_layer(f"decode_{keras_safe(tm.name)}")
-                                       for tm in self.output_maps})
-
-    @property
     def latent_size(self) -> int:
         return self.options.salient_size
 
@@ -178,10 +158,6 @@ class CVAEModel(FamilyModel):
             return {}
         return {tm.name: getattr(self, f"_{prefix}posterior")(inputs[tm.input_name], training=False)[MEAN]}
 
-    def decode(self, latent, tm):
-        name = tm if isinstance(tm, str) else tm.name
-        return self.decoders[name](latent, training=False)
-
     # Training ----------------------------------------------------------------------------------------------
     def compile_for_training(self, output_tmaps, settings, jit_compile="auto", run_eagerly: bool = False):
         """The outputs' losses and the settings' optimizer for encoders and decoders, and a second optimizer of
@@ -198,15 +174,9 @@ class CVAEModel(FamilyModel):
         excluded = {id(v) for v in self.discriminator.trainable_variables}
         return [v for v in self.trainable_variables if id(v) not in excluded]
 
-    def decoded(self, y_pred: dict) -> dict:
-        return {tm.output_name: y_pred[tm.output_name] for tm in self.output_maps}
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The outputs' compiled losses over all rows (the reconstruction)."""
         return super().compute_loss(x, y, self.decoded(y_pred), sample_weight, training)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, y, self.decoded(y_pred), sample_weight)
 
     def codes(self, image, training: bool) -> dict:
         """Posterior parameters and codes of a half-and-half batch: ``s`` of the target rows, ``z`` of all rows."""
@@ -284,9 +254,6 @@ class CVAEModel(FamilyModel):
     @property
     def metrics(self):
         return list(self.trackers)
-
-    def training_callbacks(self, settings) -> list[keras.callbacks.Callback]:
-        return [BetaSchedule(self.options, settings.epochs)]
 
 
 @FAMILIES.register("cvae_rae")

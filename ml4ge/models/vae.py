@@ -136,20 +136,10 @@ def check_maps(family: str, architecture, input_tmaps, output_tmaps, inputs: int
         raise ValueError(f"the {family} family has no optional inputs; leave out --optional_tensors.")
 
 
-@FAMILIES.register("vae")
-@keras.saving.register_keras_serializable(package="ml4ge")
-class VAEModel(FamilyModel):
-    """Encoder -> Gaussian head -> sample -> decoders, built from a spec (see :meth:`spec_of`).
-
-    Args:
-        spec: ``{"family", "inputs", "outputs", "encoder": {"block"}, "decoders": {tm name: {"block"}},
-            "config": ModelConfig dict, "vae": VAEConfig dict}``.
-        **kwargs: ``keras.Model`` arguments (name, trainable).
-    """
-
-    family = "vae"
-    sampled = True  # RAE: False (no log-variance, no sampling)
-    penalty_name = "kl_loss"
+class VariationalFamily(FamilyModel):
+    """What the VAE families and the cVAE families share: their options (the ``--alpha``/``--beta*`` flags, kept in
+    the spec), decoders named by map, the map outputs that the compiled losses and metrics score, and the beta
+    schedule's callback. Not a family itself (not registered)."""
 
     @classmethod
     def options_from_args(cls, args) -> VAEConfig:
@@ -163,6 +153,47 @@ class VAEModel(FamilyModel):
     @classmethod
     def check_architecture(cls, architecture, input_tmaps, output_tmaps) -> None:
         cls.spec_of(architecture, list(input_tmaps), list(output_tmaps))
+
+    @property
+    def options(self) -> VAEConfig:
+        return VAEConfig.from_dict(self.spec["vae"])
+
+    @property
+    def decoders(self) -> types.MappingProxyType:
+        """``{tm.name: decoder Model}`` from the latent code to ``tm.shape`` (saved as ``decoder_<tm>.keras``)."""
+        return types.MappingProxyType({tm.name: self.get_layer(f"decode_{keras_safe(tm.name)}")
+                                       for tm in self.output_maps})
+
+    def decode(self, latent, tm):
+        name = tm if isinstance(tm, str) else tm.name
+        return self.decoders[name](latent, training=False)
+
+    def decoded(self, y_pred: dict) -> dict:
+        """The map outputs of a forward pass (what the compiled losses and metrics score)."""
+        return {tm.output_name: y_pred[tm.output_name] for tm in self.output_maps}
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, self.decoded(y_pred), sample_weight)
+
+    def training_callbacks(self, settings) -> list[keras.callbacks.Callback]:
+        """The beta schedule of the model's options over the run's ``settings.epochs``."""
+        return [BetaSchedule(self.options, settings.epochs)]
+
+
+@FAMILIES.register("vae")
+@keras.saving.register_keras_serializable(package="ml4ge")
+class VAEModel(VariationalFamily):
+    """Encoder -> Gaussian head -> sample -> decoders, built from a spec (see :meth:`spec_of`).
+
+    Args:
+        spec: ``{"family", "inputs", "outputs", "encoder": {"block"}, "decoders": {tm name: {"block"}},
+            "config": ModelConfig dict, "vae": VAEConfig dict}``.
+        **kwargs: ``keras.Model`` arguments (name, trainable).
+    """
+
+    family = "vae"
+    sampled = True  # RAE: False (no log-variance, no sampling)
+    penalty_name = "kl_loss"
 
     @classmethod
     def spec_of(cls, architecture, input_tmaps, output_tmaps) -> dict:
@@ -211,16 +242,6 @@ class VAEModel(FamilyModel):
 
     # Parts -------------------------------------------------------------------------------------------------
     @property
-    def options(self) -> VAEConfig:
-        return VAEConfig.from_dict(self.spec["vae"])
-
-    @property
-    def decoders(self) -> types.MappingProxyType:
-        """``{tm.name: decoder Model}`` from the latent to ``tm.shape`` (saved as ``decoder_<tm>.keras``)."""
-        return types.MappingProxyType({tm.name: self.get_layer(f"decode_{keras_safe(tm.name)}")
-                                       for tm in self.output_maps})
-
-    @property
     def latent_size(self) -> int:
         return int(self.get_layer(MEAN).units)
 
@@ -245,15 +266,7 @@ class VAEModel(FamilyModel):
         return {tm.name: self._posterior(inputs[tm.input_name], training=False)[part]} if tm.input_name in inputs \
             else {}
 
-    def decode(self, latent, tm):
-        name = tm if isinstance(tm, str) else tm.name
-        return self.decoders[name](latent, training=False)
-
     # Training ----------------------------------------------------------------------------------------------
-    def decoded(self, y_pred: dict) -> dict:
-        """The map outputs of a forward pass (what the compiled losses and metrics score)."""
-        return {tm.output_name: y_pred[tm.output_name] for tm in self.output_maps}
-
     def penalty(self, y_pred: dict):
         """The per-sample latent penalty averaged over the batch: KL (VAE) or 0.5 ||z||^2 (RAE)."""
         if self.sampled:
@@ -267,16 +280,9 @@ class VAEModel(FamilyModel):
         self.penalty_tracker.update_state(penalty)
         return self.alpha * reconstruction + ops.cast(self.beta, penalty.dtype) * penalty
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, y, self.decoded(y_pred), sample_weight)
-
     @property
     def metrics(self):
         return [*super().metrics, self.reconstruction_tracker, self.penalty_tracker]
-
-    def training_callbacks(self, settings) -> list[keras.callbacks.Callback]:
-        """The beta schedule of the model's options over the run's ``settings.epochs``."""
-        return [BetaSchedule(self.options, settings.epochs)]
 
 
 @FAMILIES.register("rae")
