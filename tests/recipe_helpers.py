@@ -1,8 +1,12 @@
 """Shared by the recipe tests: a user TensorMap module with tiny maps, a synthetic cohort, tiny model flags."""
 
+import json
 import os
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,3 +146,28 @@ def subprocess_env(maps_root: Path, **extra) -> dict:
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env
+
+
+def backup_epoch(run: Path) -> int:
+    """The epoch of a training run's backup (0 before the first one is committed)."""
+    metadata = Path(run) / "checkpoints" / "backup" / "training_metadata.json"
+    try:
+        return json.loads(metadata.read_text())["epoch"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+def sigkill_after_first_backup(argv: list[str], env: dict, run: Path, wait_s: float) -> int:
+    """Start the training command ``argv``, SIGKILL it once its first epoch is backed up (or after ``wait_s``), and
+    return the backed-up epoch it was killed at; asserts that the kill came before the run finished."""
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + wait_s
+        while backup_epoch(run) < 1 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed_after = backup_epoch(run)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    return killed_after

@@ -2,15 +2,20 @@
 last finished epoch (in a subprocess)."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
-from recipe_helpers import REPO, TINY_MODEL, subprocess_env, write_cohort, write_maps_package
+from recipe_helpers import (
+    REPO,
+    TINY_MODEL,
+    sigkill_after_first_backup,
+    subprocess_env,
+    write_cohort,
+    write_maps_package,
+)
 
 from ml4ge.schedules import PlateauSchedule
 from ml4ge.training_settings import TrainingSettings
@@ -77,16 +82,6 @@ def test_trim_csv_log_drops_unfinished_epochs(tmp_path):
     assert log.read_text().splitlines() == ["epoch,loss", "0,1.0", "1,0.9"]
 
 
-def backup_epoch(run):
-    metadata = run / "checkpoints" / "backup" / "training_metadata.json"
-    if not metadata.exists():
-        return 0
-    try:
-        return json.loads(metadata.read_text())["epoch"]
-    except (json.JSONDecodeError, KeyError):
-        return 0
-
-
 @pytest.mark.slow
 def test_sigkilled_training_resumes_from_last_finished_epoch(tmp_path):
     root = write_maps_package(tmp_path / "maps", PACKAGE)
@@ -97,16 +92,7 @@ def test_sigkilled_training_resumes_from_last_finished_epoch(tmp_path):
             "--input_tensors", "brain.t1", "--output_tensors", "brain.t1", "--merge_blocks", "concat",
             "--batch_size", "4", "--epochs", str(epochs), "--patience", "10", *TINY_MODEL]
     run = tmp_path / "runs" / "killed"
-    process = subprocess.Popen(argv, env=subprocess_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while backup_epoch(run) < 1 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        killed_after = backup_epoch(run)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    killed_after = sigkill_after_first_backup(argv, subprocess_env(root), run, wait_s=120)
     assert 1 <= killed_after < epochs
 
     done = subprocess.run(argv, env=subprocess_env(root), capture_output=True, text=True, timeout=240)

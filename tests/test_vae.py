@@ -2,17 +2,21 @@
 save/load in safe mode, the command line (bad flags refused, train then infer_encoders writes means) and a
 SIGKILLed run that resumes with its schedule."""
 
-import json
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
-from recipe_helpers import REPO, TINY_MODEL, subprocess_env, write_cohort, write_maps_package
+from recipe_helpers import (
+    REPO,
+    TINY_MODEL,
+    sigkill_after_first_backup,
+    subprocess_env,
+    write_cohort,
+    write_maps_package,
+)
 
 from ml4ge.cli import main
 from ml4ge.models.beta_schedules import BETA_SCHEDULES, BetaSchedule, beta_values
@@ -186,14 +190,6 @@ def test_train_then_infer_encoders_writes_the_posterior_means(cohort, tmp_path, 
         np.testing.assert_allclose(log_vars.loc[list(ids)].to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-def backup_epoch(run):
-    metadata = run / "checkpoints" / "backup" / "training_metadata.json"
-    try:
-        return json.loads(metadata.read_text())["epoch"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return 0
-
-
 @pytest.mark.slow
 def test_a_sigkilled_vae_run_resumes_its_schedule(tmp_path):
     root = write_maps_package(tmp_path / "maps", PACKAGE)
@@ -203,16 +199,7 @@ def test_a_sigkilled_vae_run_resumes_its_schedule(tmp_path):
             "--family", "vae", "--epochs", str(epochs), "--patience", "10", "--beta_schedule", "cyclical",
             "--beta_cycles", "2"]
     run = tmp_path / "runs" / "killed"
-    process = subprocess.Popen(argv, env=subprocess_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        while backup_epoch(run) < 1 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        killed_after = backup_epoch(run)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    killed_after = sigkill_after_first_backup(argv, subprocess_env(root), run, wait_s=180)
     assert 1 <= killed_after < epochs
     done = subprocess.run(argv, env=subprocess_env(root), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
