@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from ml4ge.arrays import center_crop_or_pad
-from ml4ge.tensorize import INPUT_ERRORS
+from ml4ge.nifti import INPUT_ERRORS
 
 log = logging.getLogger(__name__)
 

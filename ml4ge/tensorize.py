@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,16 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
-import nibabel as nib
 import numpy as np
 import pandas as pd
-from nibabel.filebasedimages import ImageFileError
-from nibabel.spatialimages import HeaderDataError, ImageDataError
 
 from ml4ge.arrays import fit_to_shape
 from ml4ge.atomic import write_table
 from ml4ge.grids import fitted_affine, voxel_size
 from ml4ge.hd5 import HD5_SUFFIX, write_tensor
+from ml4ge.nifti import INPUT_ERRORS, read_nifti
 from ml4ge.progress import progress
 from ml4ge.registration import prepare_reference, register_to, resample_rigid
 
@@ -43,18 +40,9 @@ TEMPORARY_SUFFIX = ".tmp"
 # ``<id>.hd5`` adds ``.<pid>.tmp`` (pids have at most 7 digits), so ids are kept to what leaves room for both.
 NAME_MAX_BYTES = 255
 MAX_SAMPLE_ID_BYTES = NAME_MAX_BYTES - len(".hd5") - len(".4194304") - len(TEMPORARY_SUFFIX)
-# A header is believed only if its data can be in the file: deflate compresses at most 1032:1, so a .gz file of
-# n bytes holds at most 1032 n bytes of data; and no volume of more than 2^30 voxels (4 GiB as float32) is read.
-MAX_DEFLATE_RATIO = 1032
-MAX_VOXELS = 2**30
 REPORT_NAME = "tensorize_report.tsv"
 REPORT_COLUMNS = ("sample_id", "tensor", "path", "status", "reason")
 WRITTEN, SKIPPED_EXISTING, FAILED, NOT_WRITTEN = "written", "skipped_existing", "failed", "not_written"
-# What a bad input raises: nibabel (ImageFileError, HeaderDataError / ImageDataError for a header it cannot use,
-# EOFError / zlib.error for truncated gzip, OSError for short files or missing ones), our own checks (ValueError),
-# h5py (OSError, ValueError, KeyError, RuntimeError).
-INPUT_ERRORS = (OSError, EOFError, zlib.error, ImageFileError, HeaderDataError, ImageDataError, ValueError, KeyError,
-                RuntimeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -116,75 +104,6 @@ class ReportRow:
 
 
 # Reading --------------------------------------------------------------------------------------------------
-def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """``(volume float32, affine 4x4, voxel size)`` of a NIfTI file; trailing singleton axes past 3 dropped.
-
-    Raises:
-        FileNotFoundError, OSError, EOFError, zlib.error, ImageFileError: for missing, truncated or non-NIfTI files.
-        ValueError: if the volume has more than one frame (4-D), or holds NaN or Inf.
-    """
-    image = nib.load(str(path))
-    check_header(image)
-    shape = spatial_shape(image.shape)
-    volume = image.get_fdata(dtype=np.float32).reshape(shape)
-    if not np.all(np.isfinite(volume)):
-        raise ValueError(f"volume contains NaN or Inf ({np.count_nonzero(~np.isfinite(volume))} voxels)")
-    zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
-    return volume, np.asarray(image.affine, dtype=np.float64), zooms
-
-
-def check_header(image) -> None:
-    """Refuse, from the header alone, a volume without voxels, of a type that is not one real number per voxel,
-    or whose data cannot be in its file or is too large to read.
-
-    Raises:
-        ValueError: naming what the header claims (a corrupt header or a truncated file).
-    """
-    shape = tuple(int(n) for n in image.shape)
-    if not shape or min(shape) < 1:
-        raise ValueError(f"the header claims shape {shape}; every axis needs at least one voxel (a corrupt header)")
-    dtype = image.header.get_data_dtype()
-    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
-        raise ValueError(f"the header's data type {dtype} is not one real number per voxel (RGB, complex or a "
-                         "corrupt header); store intensities")
-    check_data_size(image)
-
-
-def check_data_size(image) -> None:
-    """Refuse a volume whose data, by its header, cannot be in its file or is too large to read.
-
-    Raises:
-        ValueError: naming the claimed shape and what the file can hold (a corrupt header or a truncated file).
-    """
-    voxels = int(np.prod([int(n) for n in image.shape], dtype=object))
-    data_path = image.file_map["image"].filename
-    claimed = voxels * image.header.get_data_dtype().itemsize
-    # The offset the reader will use: nibabel's proxy keeps the header's raw vox_offset even where the header
-    # object reports a "fixed" 0 (a corrupt offset of 2^63 otherwise overflows numpy's memmap).
-    offset = int(getattr(image.dataobj, "offset", 0))
-    size = os.path.getsize(data_path)
-    room = size * MAX_DEFLATE_RATIO if str(data_path).endswith(".gz") else size - offset
-    if claimed > room or voxels > MAX_VOXELS:
-        raise ValueError(f"the header claims shape {tuple(image.shape)} ({claimed} bytes of data) but the file holds "
-                         f"{size} bytes (at most {MAX_VOXELS} voxels are read); the header is corrupt or the file "
-                         "truncated")
-
-
-def spatial_shape(shape) -> tuple[int, ...]:
-    """``shape`` without trailing singleton axes past the third (a 4-D file of one frame is a 3-D volume).
-
-    Raises:
-        ValueError: for a 4-D (or higher) shape with more than one frame: no frame is chosen silently.
-    """
-    shape = tuple(int(n) for n in shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) > 3:
-        raise ValueError(f"{len(shape)}-D NIfTI of shape {shape} ({int(np.prod(shape[3:]))} frames); tensorize "
-                         "stores 3-D volumes: extract one frame (e.g. fslroi) or average the frames first")
-    return shape
-
-
 def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
     """Read one NIfTI and bring it to what is stored: the array and its provenance attributes.
 

@@ -60,7 +60,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "ml4ge.training_settings")),
     ("foundation", ("ml4ge", "ml4ge.registry", "ml4ge.tensormap", "ml4ge.hd5", "ml4ge.atomic", "ml4ge.arrays",
                     "ml4ge.normalizers", "ml4ge.readers", "ml4ge.skipped", "ml4ge.progress", "ml4ge.defaults",
-                    "ml4ge.grids", "ml4ge.quiet")),
+                    "ml4ge.grids", "ml4ge.quiet", "ml4ge.nifti")),
 )
 
 

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 from ml4ge.cli import REFUSED, parse
 from ml4ge.hd5 import read_dataset
+from ml4ge.nifti import read_nifti
 from ml4ge.normalizers import brain_zscore
 from ml4ge.readers import read_table
 from ml4ge.recipes.tensorize import build_subjects, validate
-from ml4ge.tensorize import FAILED, WRITTEN, Subject, VolumeInput, read_nifti, tensorize_subjects
+from ml4ge.tensorize import FAILED, WRITTEN, Subject, VolumeInput, tensorize_subjects
 
 SHAPE = (6, 5, 4)
 HEADER_BYTES = 348  # a NIfTI-1 header; the data follow at byte 352

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from ml4ge.models.config import ModelConfig
-from ml4ge.tensorize import INPUT_ERRORS
+from ml4ge.nifti import INPUT_ERRORS
 
 log = logging.getLogger(__name__)
 
