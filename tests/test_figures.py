@@ -1,0 +1,184 @@
+"""Figures a reader can use: the properties that make them readable, checked on the drawn Figure or written PNG.
+
+No pixel comparisons: each test checks a layout fact (an axis limit, a width ratio, a legend that stays off the
+bars, labels and annotations that are present).
+"""
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colorbar import Colorbar
+
+from ml4ge import plots
+from ml4ge.demo.report import draw_overview
+from ml4ge.interpret.outputs import OVERLAY_FRACTION, lightbox, lightbox_cuts, lightbox_figure
+from ml4ge.plots_compare import comparison_figure, plot_comparison
+
+SPACES = ["ae_t1", "ae_t2", "dropfuse_t1", "dropfuse_t2", "ae_deep", "brain_volume_only"]
+TARGETS = ["age", "ventricle_volume", "hippocampus_asymmetry", "thalamus_volume", "putamen_volume"]
+
+
+def summary_of(targets, spaces=SPACES, auc=0.9):
+    """A comparison summary like compare_summary.tsv: R^2 for ``targets``, ROC AUC for sex (mean ``auc``)."""
+    rng = np.random.default_rng(0)
+    rows = [(space, target, "r2", rng.uniform(-0.1, 0.95), 0.05) for target in targets for space in spaces]
+    rows += [(space, "sex", "roc_auc", auc + 0.01 * i, 0.02) for i, space in enumerate(spaces)]
+    return pd.DataFrame(rows, columns=["space", "phenotype", "metric", "mean", "sd"])
+
+
+def drawn(figure):
+    """``figure`` on an Agg canvas, laid out and drawn, with its renderer."""
+    FigureCanvasAgg(figure)
+    figure.canvas.draw()
+    return figure, figure.canvas.get_renderer()
+
+
+def data_axes(figure):
+    return [axis for axis in figure.get_axes() if axis.patches or axis.lines]
+
+
+def test_comparison_auc_axis_starts_at_chance_and_panels_are_as_wide_as_their_bars():
+    figure, _ = drawn(comparison_figure(summary_of(TARGETS)))
+    r2, auc = data_axes(figure)
+    assert auc.get_ylim()[0] == pytest.approx(0.5)
+    assert r2.get_ylim()[0] < 0  # negative R^2 stays visible
+    ratio = r2.get_position().width / auc.get_position().width
+    assert 4.0 < ratio < 6.0  # five targets against one
+
+
+def test_comparison_auc_below_chance_is_not_cut_off():
+    figure, _ = drawn(comparison_figure(summary_of(TARGETS[:2], auc=0.4)))
+    auc = data_axes(figure)[1]
+    assert auc.get_ylim()[0] < 0.4 - 0.02  # the bar and its error bar below 0.5 show
+    tops = [patch.get_y() + patch.get_height() for patch in auc.patches]
+    assert all(patch.get_y() == pytest.approx(0.5) for patch in auc.patches) and min(tops) < 0.5
+
+
+def test_comparison_width_follows_the_number_of_targets(tmp_path):
+    from types import SimpleNamespace
+
+    widths = {}
+    for count in (1, 2, 5):
+        path = plot_comparison(SimpleNamespace(summary=summary_of(TARGETS[:count])), tmp_path / f"{count}.png")
+        widths[count] = matplotlib.image.imread(path).shape[1]
+    assert widths[1] < widths[2] < widths[5]
+    assert widths[5] < 2000  # the demo's figure was 3480 px wide; now about 1600
+
+
+def test_comparison_legend_stays_off_the_bars():
+    figure, renderer = drawn(comparison_figure(summary_of(TARGETS)))
+    legend = figure.legends[0].get_window_extent(renderer)
+    for axis in data_axes(figure):
+        assert not legend.overlaps(axis.get_window_extent(renderer))
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == SPACES
+
+
+def test_overview_uses_the_same_bars(tmp_path):
+    figure, renderer = drawn(draw_overview(summary_of(TARGETS), None, "overview"))
+    auc = [axis for axis in figure.get_axes() if axis.get_title() == "ROC AUC"][0]
+    assert auc.get_ylim()[0] == pytest.approx(0.5)
+    legends = [legend for part in (figure, *figure.subfigs) for legend in part.legends]
+    assert len(legends) == 1
+    legend = legends[0].get_window_extent(renderer)
+    assert not any(legend.overlaps(axis.get_window_extent(renderer)) for axis in data_axes(figure))
+
+
+def test_learning_curves_label_both_axes_and_keep_the_title_off_the_panels():
+    history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.5, 2.0],
+                            "output_t1_loss": [1.0, 0.8, 0.7], "val_output_t1_loss": [1.1, 0.9, 0.8],
+                            "learning_rate": [1e-3, 1e-3, 5e-4]})
+    for frame in (history, history[["epoch", "loss", "val_loss"]]):
+        figure, renderer = drawn(plots.learning_curves_figure(frame, "run"))
+        axes = figure.get_axes()
+        assert [axis.get_ylabel() for axis in axes] == ["loss", "output_t1_loss"][: len(axes)]
+        assert all(axis.get_xlabel() == "epoch" for axis in axes)
+        title = figure._suptitle.get_window_extent(renderer)
+        for axis in axes:
+            assert not title.overlaps(axis.get_tightbbox(renderer))
+
+
+def test_learning_curves_png(tmp_path):
+    pd.DataFrame({"epoch": [0, 1], "loss": [2.0, 1.0], "val_loss": [2.2, 1.4]}).to_csv(tmp_path / "log.csv")
+    path = plots.learning_curves(tmp_path / "log.csv", tmp_path / "curves.png", "run")
+    assert matplotlib.image.imread(path).shape[1] > 300
+
+
+def volume_and_mask():
+    rng = np.random.default_rng(1)
+    volume = rng.random((12, 14, 10, 1)).astype(np.float32) + 1
+    mask = np.zeros_like(volume)
+    mask[3:9, 3:11, 2:8] = 1
+    return volume, mask
+
+
+def test_reconstructions_show_only_the_mask_and_say_so():
+    volume, mask = volume_and_mask()
+    figure = plots.reconstruction_figure(volume, volume * 0.9, "s1", mask)
+    images = [axis.get_images()[0].get_array() for axis in figure.get_axes()]
+    assert len(images) == 6
+    shown = int(np.rot90(mask[6, :, :, 0]).sum())  # the sagittal mid slice's brain
+    for image in images[::3]:
+        assert np.ma.count(image) == shown  # everything outside the mask is hidden, in both rows
+    assert plots.MASK_NOTE in figure._supxlabel.get_text()
+    unmasked = plots.reconstruction_figure(volume, volume, "s1")
+    assert unmasked._supxlabel is None and np.ma.count(unmasked.get_axes()[0].get_images()[0].get_array()) == 14 * 10
+
+
+def test_cross_decoding_rows_name_the_target_and_the_source():
+    volume, mask = volume_and_mask()
+    figure = plots.reconstruction_figure(volume, volume, "s1", mask, ("target t1", "decoded from t2"))
+    titles = [axis.get_title() for axis in figure.get_axes()]
+    assert titles[0] == "target t1: sagittal" and titles[3] == "decoded from t2: sagittal"
+    assert not any(title.startswith("input") for title in titles)
+
+
+def test_loss_masks_come_from_packed_targets():
+    volume, mask = volume_and_mask()
+    packed = np.concatenate([volume, mask], axis=-1)[None]
+    np.testing.assert_array_equal(plots.loss_masks(packed, volume[None]), mask[None])
+    assert plots.loss_masks(volume[None], volume[None]) is None
+    with pytest.raises(ValueError, match="does not match the sample's grid"):
+        plots.reconstruction_figure(volume, volume, "s1", mask[:5])
+
+
+AFFINE = np.array([[3.0, 0, 0, -30], [0, 3, 0, -40], [0, 0, 3, -18], [0, 0, 0, 1]])
+
+
+def test_lightbox_cuts_are_in_mm_inside_the_mask():
+    mask = np.zeros((20, 24, 16), dtype=bool)
+    mask[:, :, 4:13] = True  # world z from -6 to 18 mm
+    cuts = lightbox_cuts(mask, AFFINE, 3)
+    assert cuts == [0.0, 6.0, 12.0]
+
+
+def lightbox_inputs():
+    mask = np.zeros((20, 24, 16), dtype=bool)
+    mask[3:17, 3:21, 2:14] = True
+    background = np.where(mask, 100.0, 0.0)
+    abs_t = np.zeros(mask.shape)
+    abs_t[6:10, 8:12, 6:9] = 8.0
+    return abs_t, background, mask
+
+
+def test_lightbox_is_drawn_by_nilearn_with_mm_cuts_lr_marks_and_a_threshold_colorbar():
+    abs_t, background, mask = lightbox_inputs()
+    figure, _ = drawn(lightbox_figure(abs_t, background, mask, AFFINE, count=6, title="dim 0"))
+    texts = [text.get_text() for axis in figure.get_axes() for text in axis.texts]
+    assert texts.count("L") == 6 and texts.count("R") == 6
+    assert {f"z={c:.0f}" for c in lightbox_cuts(mask, AFFINE, 6)} <= set(texts)
+    bars = [axis for axis in figure.get_axes() if isinstance(getattr(axis, "_colorbar", None), Colorbar)]
+    assert len(bars) == 1
+    threshold = OVERLAY_FRACTION * 8.0
+    assert min(abs(tick - threshold) for tick in bars[0].get_yticks()) < 0.05
+    assert f"{threshold:.3g}" in bars[0].get_ylabel()
+
+
+def test_lightbox_png(tmp_path):
+    abs_t, background, mask = lightbox_inputs()
+    one_row = matplotlib.image.imread(lightbox(abs_t, background, mask, AFFINE, tmp_path / "a.png", count=4))
+    two_rows = matplotlib.image.imread(lightbox(abs_t, background, mask, AFFINE, tmp_path / "dim_0.png", count=8))
+    assert two_rows.shape[0] > 1.5 * one_row.shape[0] and two_rows.shape[1] == one_row.shape[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "dim_0.png"]
+
