@@ -182,3 +182,33 @@ def test_lightbox_png(tmp_path):
     assert two_rows.shape[0] > 1.5 * one_row.shape[0] and two_rows.shape[1] == one_row.shape[1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "dim_0.png"]
 
+
+
+def scan_best():
+    rng = np.random.default_rng(0)
+    best = pd.DataFrame({"CHROM": np.repeat(["1", "2"], 200), "POS": np.tile(np.arange(200) * 1000, 2),
+                         "ID": [f"rs{i}" for i in range(400)], "LOG10P": rng.exponential(0.5, 400)})
+    best.loc[399, "LOG10P"] = 12.0  # a hit at the top right corner, where a legend inside the axes would sit
+    return best
+
+
+def test_manhattan_names_its_threshold_outside_the_data():
+    from ml4ge.genetics.plots import manhattan_figure
+
+    figure, renderer = drawn(manhattan_figure(scan_best(), 9.5, title="t1"))
+    axis = figure.get_axes()[0]
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == ["significance threshold P = 3.2e-10"]
+    assert not axis.get_legend().get_window_extent(renderer).overlaps(axis.get_window_extent(renderer))
+    assert axis.get_xlabel() == "chromosome" and "latent dimensions" in axis.get_ylabel()
+
+
+def test_miami_counts_both_halves_upwards():
+    from ml4ge.genetics.plots import miami_figure
+
+    best = scan_best()
+    figure, _ = drawn(miami_figure(best, best.assign(LOG10P=best.LOG10P / 2), 9.5, 2.0))
+    axis = figure.get_axes()[0]
+    labels = [label.get_text() for label in axis.get_yticklabels()]
+    assert labels and not any(label.startswith(("-", "\N{MINUS SIGN}")) for label in labels)
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == [
+        "discovery threshold P = 3.2e-10", "replication threshold P = 0.01"]
