@@ -212,3 +212,17 @@ def test_miami_counts_both_halves_upwards():
     assert labels and not any(label.startswith(("-", "\N{MINUS SIGN}")) for label in labels)
     assert [text.get_text() for text in axis.get_legend().get_texts()] == [
         "discovery threshold P = 3.2e-10", "replication threshold P = 0.01"]
+
+
+def test_group_embedding_legend_stays_off_the_scatters():
+    from ml4ge.group_metrics import groups_figure, score_table
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["control", "patient"], 40)
+    values = rng.standard_normal((80, 6)) + (labels == "patient")[:, None] * 2.0
+    figure, renderer = drawn(groups_figure("t1", values, labels, score_table("t1", values, labels, fits=2)))
+    legend = figure.legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == ["control (40)", "patient (40)"]
+    for axis in figure.get_axes():
+        assert not legend.get_window_extent(renderer).overlaps(axis.get_window_extent(renderer))
+        assert axis.get_xlabel() and axis.get_ylabel()
