@@ -136,11 +136,13 @@ def reconstruction_figure(original: np.ndarray, reconstructed: np.ndarray, title
     columns = len(panels[0][1])
     figure = Figure(figsize=(3 * columns, 6.3), layout="constrained")
     grey = matplotlib.colormaps["gray"].with_extremes(bad="black")
+    shown = np.ma.compressed(original[..., 0]) if original.ndim > 1 else np.ravel(original)
+    low, high = np.percentile(shown, [0.5, 99.5]) if shown.size else (None, None)  # one grey scale for both rows
     for r, (row_name, views) in enumerate(panels):
         for c, (plane, values) in enumerate(views):
             axis = figure.add_subplot(2, columns, r * columns + c + 1)
             if values.ndim == 2:
-                axis.imshow(np.rot90(values), cmap=grey)
+                axis.imshow(np.rot90(values), cmap=grey, vmin=low, vmax=high)
                 axis.axis("off")
             else:
                 axis.plot(values)

@@ -67,8 +67,9 @@ def figure_width(summary) -> float:
     return sum(n * (spaces * INCHES_PER_BAR + INCHES_PER_GROUP) + PANEL_MARGIN for n in counts) + LEGEND_WIDTH
 
 
-def comparison_figure(summary):
-    """The bar chart of a comparison summary (columns metric, phenotype, space, mean, sd) as a drawn Figure.
+def comparison_figure(summary, covariates=()):
+    """The bar chart of a comparison summary (columns metric, phenotype, space, mean, sd) as a drawn Figure; the
+    title names the ``covariates`` every space was fitted with.
 
     Raises:
         ValueError: if the summary holds no scores.
@@ -81,16 +82,20 @@ def comparison_figure(summary):
     figure = Figure(figsize=(figure_width(summary), 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     bar_figure(summary, figure)
-    figure.suptitle("What each latent space predicts: mean ± SD over folds")
+    title = "What each latent space predicts: mean ± SD over folds"
+    if len(covariates):
+        title += f"\n(every space with the covariates {', '.join(covariates)}; 'covariates': those alone)"
+    figure.suptitle(title)
     return figure
 
 
-def plot_comparison(result, path) -> Path:
+def plot_comparison(result, path, covariates=()) -> Path:
     """Write the bar chart of ``result.summary`` (mean with SD error bars) as a PNG.
 
     Args:
         result: a :class:`ml4ge.compare.ComparisonResult`.
         path: where the PNG goes.
+        covariates: the covariates every space was fitted with (named in the title).
 
     Returns:
         ``path`` as a Path.
@@ -98,7 +103,7 @@ def plot_comparison(result, path) -> Path:
     Raises:
         ValueError: if the result holds no scores.
     """
-    figure = comparison_figure(result.summary)
+    figure = comparison_figure(result.summary, covariates)
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=120)

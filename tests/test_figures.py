@@ -122,6 +122,8 @@ def test_reconstructions_show_only_the_mask_and_say_so():
     for image in images[::3]:
         assert np.ma.count(image) == shown  # everything outside the mask is hidden, in both rows
     assert plots.MASK_NOTE in figure._supxlabel.get_text()
+    limits = {axis.get_images()[0].get_clim() for axis in figure.get_axes()}
+    assert len(limits) == 1  # input and reconstruction on one grey scale, so brightness compares across rows
     unmasked = plots.reconstruction_figure(volume, volume, "s1")
     assert unmasked._supxlabel is None and np.ma.count(unmasked.get_axes()[0].get_images()[0].get_array()) == 14 * 10
 
@@ -226,3 +228,9 @@ def test_group_embedding_legend_stays_off_the_scatters():
     for axis in figure.get_axes():
         assert not legend.get_window_extent(renderer).overlaps(axis.get_window_extent(renderer))
         assert axis.get_xlabel() and axis.get_ylabel()
+
+
+def test_adjusted_comparison_names_its_covariates():
+    figure = comparison_figure(summary_of(TARGETS[:2]), ["age", "sex"])
+    assert "with the covariates age, sex" in figure._suptitle.get_text()
+    assert "covariates" not in comparison_figure(summary_of(TARGETS[:2]))._suptitle.get_text()
