@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ml4ge.atomic import atomic_path
 
@@ -57,6 +58,7 @@ def learning_curves_figure(history: pd.DataFrame, title: str = "") -> Figure:
         if f"val_{metric}" in history:
             axis.plot(history["epoch"] + 1, history[f"val_{metric}"], "o-", label="validation")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         axis.set_ylabel(metric)
         axis.legend(fontsize=8)
     figure.suptitle(f"{title}: training and validation per epoch" if title else "training and validation per epoch")

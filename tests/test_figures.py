@@ -94,6 +94,7 @@ def test_learning_curves_label_both_axes_and_keep_the_title_off_the_panels():
         axes = figure.get_axes()
         assert [axis.get_ylabel() for axis in axes] == ["loss", "output_t1_loss"][: len(axes)]
         assert all(axis.get_xlabel() == "epoch" for axis in axes)
+        assert all(float(tick).is_integer() for axis in axes for tick in axis.get_xticks())
         title = figure._suptitle.get_window_extent(renderer)
         for axis in axes:
             assert not title.overlaps(axis.get_tightbbox(renderer))
