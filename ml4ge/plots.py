@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -103,7 +104,8 @@ def loss_masks(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray | None:
 
 
 def reconstruction(original: np.ndarray, reconstructed: np.ndarray, path: Path, title: str = "",
-                   mask: np.ndarray | None = None, rows: tuple[str, str] = ("input", "reconstruction")) -> Path:
+                   mask: np.ndarray | None = None, rows: tuple[str, str] = ("input", "reconstruction"),
+                   affine: np.ndarray | None = None) -> Path:
     """The original (top row) above its reconstruction or decoding (bottom row) for one sample.
 
     Args:
@@ -114,6 +116,7 @@ def reconstruction(original: np.ndarray, reconstructed: np.ndarray, path: Path, 
         mask: the sample's loss mask (same grid, channels last); voxels outside it are drawn black in both rows
             and the figure says so, since the masked loss never asked the model to reproduce them.
         rows: the two rows' labels (a cross-decoding's top row is the target, not the model's input).
+        affine: the volume's voxel-to-world affine; with it, each plane's edges get their anatomical letters.
 
     Returns:
         ``path``.
@@ -121,12 +124,28 @@ def reconstruction(original: np.ndarray, reconstructed: np.ndarray, path: Path, 
     Raises:
         ValueError: if ``mask`` is not on the sample's grid.
     """
-    return _save(reconstruction_figure(original, reconstructed, title, mask, rows), path)
+    return _save(reconstruction_figure(original, reconstructed, title, mask, rows, affine), path)
+
+
+OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
+PLANE_AXES = {"sagittal": (1, 2), "coronal": (0, 2), "axial": (0, 1)}  # the array axes across and up a drawn slice
+
+
+def _mark_edges(axis, plane: str, codes: tuple[str, ...]) -> None:
+    """Anatomical letters at the left, right and top edges of a drawn (rot90) slice of a volume with axis codes
+    ``codes`` (nibabel's aff2axcodes: the direction each array axis increases towards)."""
+    across, up = PLANE_AXES[plane]
+    style = {"transform": axis.transAxes, "color": "white", "fontsize": 8, "fontweight": "bold",
+             "bbox": {"facecolor": "black", "edgecolor": "none", "pad": 1}}
+    axis.text(0.02, 0.5, OPPOSITE[codes[across]], ha="left", va="center", **style)
+    axis.text(0.98, 0.5, codes[across], ha="right", va="center", **style)
+    axis.text(0.5, 0.98, codes[up], ha="center", va="top", **style)
 
 
 def reconstruction_figure(original: np.ndarray, reconstructed: np.ndarray, title: str = "",
                           mask: np.ndarray | None = None,
-                          rows: tuple[str, str] = ("input", "reconstruction")) -> Figure:
+                          rows: tuple[str, str] = ("input", "reconstruction"),
+                          affine: np.ndarray | None = None) -> Figure:
     """The figure of :func:`reconstruction`."""
     original = np.asarray(original, dtype=np.float32)
     inside = _mask_of(mask, original.shape)
@@ -146,6 +165,8 @@ def reconstruction_figure(original: np.ndarray, reconstructed: np.ndarray, title
             if values.ndim == 2:
                 axis.imshow(np.rot90(values), cmap=grey, vmin=low, vmax=high)
                 axis.axis("off")
+                if affine is not None and plane in PLANE_AXES:
+                    _mark_edges(axis, plane, nib.aff2axcodes(affine))
             else:
                 axis.plot(values)
             axis.set_title(f"{row_name}: {plane}", fontsize=9)
@@ -156,9 +177,24 @@ def reconstruction_figure(original: np.ndarray, reconstructed: np.ndarray, title
 
 
 def reconstructions(sample_ids: Sequence[str], originals: np.ndarray, reconstructed: np.ndarray, folder: Path,
-                    name: str, masks: np.ndarray | None = None,
-                    rows: tuple[str, str] = ("input", "reconstruction")) -> list[Path]:
-    """One PNG per sample, ``<folder>/<sample_id>_<name>.png`` (``masks``: per-sample loss masks or None)."""
+                    name: str, masks: np.ndarray | None = None, rows: tuple[str, str] = ("input", "reconstruction"),
+                    affines: Sequence[np.ndarray | None] | None = None) -> list[Path]:
+    """One PNG per sample, ``<folder>/<sample_id>_<name>.png`` (``masks``: per-sample loss masks or None;
+    ``affines``: per-sample grid affines or None)."""
     return [reconstruction(originals[i], reconstructed[i], folder / f"{sample_id}_{name}.png",
-                           f"{sample_id}: {name}", None if masks is None else masks[i], rows)
+                           f"{sample_id}: {name}", None if masks is None else masks[i], rows,
+                           None if affines is None else affines[i])
             for i, sample_id in enumerate(sample_ids)]
+
+
+def volume_affine(tm, hd5_path) -> np.ndarray | None:
+    """The affine of volume map ``tm``'s grid in one sample's HD5 file (:func:`ml4ge.grids.map_affine`), or None
+    for a map that is not a 3-D volume or data stored without one."""
+    import h5py
+
+    from ml4ge.grids import map_affine
+
+    if len(tm.shape) != 4:
+        return None
+    with h5py.File(hd5_path, "r") as hd5:
+        return map_affine(tm, hd5)

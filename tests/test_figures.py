@@ -137,6 +137,22 @@ def test_cross_decoding_rows_name_the_target_and_the_source():
     assert not any(title.startswith("input") for title in titles)
 
 
+def edge_letters(axis):
+    return "".join(text.get_text() for text in axis.texts)  # left, right, top
+
+
+def test_reconstruction_planes_carry_their_anatomical_directions():
+    volume, mask = volume_and_mask()
+    ras = np.diag([3.0, 3.0, 3.0, 1.0])
+    axes = plots.reconstruction_figure(volume, volume, "s1", mask, affine=ras).get_axes()
+    assert [edge_letters(axis) for axis in axes[:3]] == ["PAS", "LRS", "LRA"]  # sagittal, coronal, axial
+    assert [edge_letters(axis) for axis in axes[3:]] == ["PAS", "LRS", "LRA"]
+    las = np.diag([-3.0, 3.0, 3.0, 1.0])  # x increasing towards the left: the coronal and axial views flip
+    axes = plots.reconstruction_figure(volume, volume, "s1", mask, affine=las).get_axes()
+    assert [edge_letters(axis) for axis in axes[:3]] == ["PAS", "RLS", "RLA"]
+    assert all(not axis.texts for axis in plots.reconstruction_figure(volume, volume, "s1").get_axes())
+
+
 def test_loss_masks_come_from_packed_targets():
     volume, mask = volume_and_mask()
     packed = np.concatenate([volume, mask], axis=-1)[None]
