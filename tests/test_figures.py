@@ -251,3 +251,24 @@ def test_adjusted_comparison_names_its_covariates():
     figure = comparison_figure(summary_of(TARGETS[:2]), ["age", "sex"])
     assert "with the covariates age, sex" in figure._suptitle.get_text()
     assert "covariates" not in comparison_figure(summary_of(TARGETS[:2]))._suptitle.get_text()
+
+
+def test_a_tensorized_volume_gets_the_letters_of_its_own_affine(tmp_path):
+    """A subject stored with x increasing towards the left (FSL's MNI header) is drawn with R on the left."""
+    import nibabel as nib
+
+    from ml4ge.demo import maps
+    from ml4ge.tensorize import Subject, VolumeInput, tensorize_subjects
+
+    tm = maps.t1_5mm
+    affine = np.array([[-5.0, 0, 0, 90], [0, 5, 0, -126], [0, 0, 5, -72], [0, 0, 0, 1]])
+    volume = np.random.default_rng(0).random((40, 47, 38)).astype(np.float32) + 1
+    nib.save(nib.Nifti1Image(volume, affine), tmp_path / "t1.nii.gz")
+    rows = tensorize_subjects([Subject("1001", (VolumeInput(tensor=tm.name, path=str(tmp_path / "t1.nii.gz"),
+                                                            key=tm.key, map_shape=tm.shape),))], tmp_path / "hd5")
+    assert {row.status for row in rows} == {"written"}
+    stored = plots.volume_affine(tm, tmp_path / "hd5" / "1001.hd5")
+    assert nib.aff2axcodes(stored) == ("L", "A", "S")
+    sample = np.ones(tm.shape, dtype=np.float32)
+    axes = plots.reconstruction_figure(sample, sample, "1001", affine=stored).get_axes()
+    assert [edge_letters(axis) for axis in axes[:3]] == ["PAS", "RLS", "RLA"]
