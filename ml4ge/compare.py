@@ -344,11 +344,11 @@ def all_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(names, 2))
 
 
-def plot_comparison(result: ComparisonResult, path) -> None:
+def plot_comparison(result: ComparisonResult, path, covariates: Sequence[str] = ()) -> None:
     """Bar chart of mean scores with SD error bars, written to ``path`` (see :mod:`ml4ge.plots_compare`)."""
     from ml4ge.plots_compare import plot_comparison as plot
 
-    plot(result, path)
+    plot(result, path, covariates)
 
 
 GENETIC_COLUMNS = ["space", "dimensions", "samples", "snps_tested", "threshold_p", "significant_pairs",

@@ -173,6 +173,15 @@ def available_embeddings() -> list[str]:
 
 def plot_groups(name: str, values: np.ndarray, labels: np.ndarray, scores: GroupScores, path, seed: int = 0) -> Path:
     """A PNG with one scatter per available embedding, samples coloured by group, the scores in the title."""
+    figure = groups_figure(name, values, labels, scores, seed)
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110)
+    return path
+
+
+def groups_figure(name: str, values: np.ndarray, labels: np.ndarray, scores: GroupScores, seed: int = 0):
+    """The figure of :func:`plot_groups` (its group legend outside the scatters)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -188,10 +197,8 @@ def plot_groups(name: str, values: np.ndarray, labels: np.ndarray, scores: Group
         axis.set_xlabel(f"{method.upper()} 1")
         axis.set_ylabel(f"{method.upper()} 2")
         axis.set_title(method.upper(), fontsize="medium")
-    axes[0].legend(title="group", fontsize="small")
+    handles, names = axes[0].get_legend_handles_labels()
+    figure.legend(handles, names, title="group", fontsize="small", loc="outside right upper")
     figure.suptitle(f"{name}: silhouette {scores.silhouette:.3f}\nGMM NMI {scores.nmi_mean:.3f} ± {scores.nmi_sd:.3f}"
                     f" (chance {scores.nmi_chance:.3f})", fontsize="medium")  # two lines: one panel is narrow
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110)
-    return path
+    return figure

@@ -205,7 +205,7 @@ def test_nifti_and_lightbox_outputs(tmp_path):
     np.testing.assert_array_equal(image.get_fdata(dtype=np.float32), volume)
     np.testing.assert_allclose(image.affine, affine)
     mask = volume > 0.2
-    png = lightbox(volume * mask, volume, mask, tmp_path / "map.png", count=5, title="dimension 0")
+    png = lightbox(volume * mask, volume, mask, affine, tmp_path / "map.png", count=5, title="dimension 0")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.nii.gz", "map.png"]
 

@@ -210,46 +210,39 @@ def outputs_section(run: DemoRun) -> str:
 
 def overview_figure(run: DemoRun, path: Path) -> Path | None:
     """One PNG for a first look: a T1 reconstruction beside the R^2 and AUC of every space (None before compare)."""
-    import matplotlib.image
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from ml4ge.atomic import atomic_path
 
     summary_path = run.folder / "compare" / "compare_summary.tsv"
     if not summary_path.is_file():
         return None
-    summary = pd.read_csv(summary_path, sep="\t")
     reconstructions = sorted((run.folder / "ae_t1" / "reconstructions").glob("*.png"))[:1]
-    figure = Figure(figsize=(16, 4.8), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 3, width_ratios=[1.3, 1.6, 0.7])
-    axes[0].axis("off")
-    if reconstructions:
-        axes[0].imshow(matplotlib.image.imread(reconstructions[0]))
-        axes[0].set_title("T1 autoencoder: test subject and reconstruction")
-    for axis, metric, label in ((axes[1], "r2", "R$^2$"), (axes[2], "roc_auc", "ROC AUC")):
-        _bars(axis, summary[summary.metric == metric], label)
-    axes[1].legend(fontsize="small", title="latent space")
-    figure.suptitle(f"ml4ge demo {run.folder.name}: {run.settings.subjects} subjects, what each latent space "
-                    "predicts (cross-validated linear probes, mean ± SD over folds)")
+    figure = draw_overview(pd.read_csv(summary_path, sep="\t"), reconstructions[0] if reconstructions else None,
+                           f"ml4ge demo {run.folder.name}: {run.settings.subjects} subjects, what each latent space "
+                           "predicts (cross-validated linear probes, mean ± SD over folds)")
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=80)
     return path
 
 
-def _bars(axis, rows: pd.DataFrame, label: str) -> None:
-    import numpy as np
+def draw_overview(summary: pd.DataFrame, reconstruction: Path | None, title: str):
+    """The overview Figure: the reconstruction PNG (if any) left, the comparison's bars (legend outside) right."""
+    import matplotlib.image
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    phenotypes, spaces = list(dict.fromkeys(rows.phenotype)), list(dict.fromkeys(rows.space))
-    width = 0.8 / max(1, len(spaces))
-    for i, space in enumerate(spaces):
-        values = rows[rows.space == space].set_index("phenotype").reindex(phenotypes)
-        axis.bar(np.arange(len(phenotypes)) + (i - (len(spaces) - 1) / 2) * width, values["mean"], width,
-                 yerr=values["sd"].fillna(0), capsize=2, label=space)
-    axis.axhline(0.5 if label == "ROC AUC" else 0.0, color="grey", linewidth=0.8, linestyle="--")
-    axis.set_xticks(range(len(phenotypes)), phenotypes, rotation=25, ha="right")
-    axis.set_ylabel(label)
+    from ml4ge.plots_compare import bar_figure
+
+    figure = Figure(figsize=(16, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    left, right = figure.subfigures(1, 2, width_ratios=[1.0, 1.9])
+    axis = left.subplots()
+    axis.axis("off")
+    if reconstruction is not None:
+        axis.imshow(matplotlib.image.imread(reconstruction))
+        axis.set_title("T1 autoencoder: test subject and reconstruction")
+    bar_figure(summary, right)
+    figure.suptitle(title)
+    return figure
 
 
 def side_by_side_section(run: DemoRun) -> str:

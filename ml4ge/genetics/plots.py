@@ -58,34 +58,55 @@ def _label(axis, best: pd.DataFrame, x: np.ndarray, loci: pd.DataFrame | None, s
                           textcoords="offset points")
 
 
+def _threshold(axis, log10_p: float, sign: float, what: str) -> None:
+    """The dashed threshold line, named with its P value in the legend (the reader needs the number)."""
+    axis.axhline(sign * log10_p, color="#c00000", linewidth=0.8, linestyle="--" if sign > 0 else ":",
+                 label=f"{what} threshold P = {10 ** -log10_p:.2g}")
+
+
 def manhattan(best: pd.DataFrame, threshold_log10: float, path: Path, loci: pd.DataFrame | None = None,
               title: str = "") -> Path:
     """Manhattan plot of ``best`` (CHROM POS ID LOG10P per SNP) with the threshold line and labelled lead SNPs."""
+    return _save(manhattan_figure(best, threshold_log10, loci, title), Path(path))
+
+
+def manhattan_figure(best: pd.DataFrame, threshold_log10: float, loci: pd.DataFrame | None = None,
+                     title: str = "") -> Figure:
+    """The figure of :func:`manhattan`."""
     figure = Figure(figsize=(12, 4.5))
     axis = figure.add_subplot()
     x, ticks, chromosomes = genome_axis(best)
     _draw(axis, best, x, 1.0, chromosomes)
-    axis.axhline(threshold_log10, color="#c00000", linewidth=0.8, linestyle="--")
+    _threshold(axis, threshold_log10, 1.0, "significance")
     _label(axis, best, x, loci, 1.0)
     axis.set_xticks(ticks, chromosomes)
     axis.set_xlabel("chromosome")
-    axis.set_ylabel("-log$_{10}$ P (best latent dimension)")
+    axis.set_ylabel("-log$_{10}$ P (smallest P over latent dimensions)")
     axis.set_ylim(0, max(threshold_log10, float(np.nanmax(best.LOG10P, initial=1.0))) * 1.12)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: never over a SNP
     axis.set_title(title)
-    return _save(figure, Path(path))
+    return figure
 
 
 def miami(discovery: pd.DataFrame, replication: pd.DataFrame, threshold_log10: float,
           replication_threshold_log10: float, path: Path, loci: pd.DataFrame | None = None,
           title: str = "") -> Path:
     """Miami plot: discovery above the axis, replication (same SNP positions) below, each with its threshold."""
+    return _save(miami_figure(discovery, replication, threshold_log10, replication_threshold_log10, loci, title),
+                 Path(path))
+
+
+def miami_figure(discovery: pd.DataFrame, replication: pd.DataFrame, threshold_log10: float,
+                 replication_threshold_log10: float, loci: pd.DataFrame | None = None, title: str = "") -> Figure:
+    """The figure of :func:`miami`."""
     figure = Figure(figsize=(12, 6))
     axis = figure.add_subplot()
     both = pd.concat([discovery[["CHROM", "POS"]], replication[["CHROM", "POS"]]])
-    for frame, sign, line in ((discovery, 1.0, threshold_log10), (replication, -1.0, replication_threshold_log10)):
+    for frame, sign, line, what in ((discovery, 1.0, threshold_log10, "discovery"),
+                                    (replication, -1.0, replication_threshold_log10, "replication")):
         x, ticks, chromosomes = genome_axis(frame, both)
         _draw(axis, frame, x, sign, chromosomes)
-        axis.axhline(sign * line, color="#c00000", linewidth=0.8, linestyle="--")
+        _threshold(axis, line, sign, what)
         if sign > 0:
             _label(axis, frame, x, loci, sign)
     axis.set_xticks(ticks, chromosomes)
@@ -95,5 +116,7 @@ def miami(discovery: pd.DataFrame, replication: pd.DataFrame, threshold_log10: f
     axis.set_ylim(-bottom, top)
     axis.set_xlabel("chromosome")
     axis.set_ylabel("-log$_{10}$ P: discovery (up), replication (down)")
+    axis.yaxis.set_major_formatter(lambda value, _: f"{abs(value):g}")  # both halves count -log10 P upwards
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: never over a SNP
     axis.set_title(title)
-    return _save(figure, Path(path))
+    return figure

@@ -1,11 +1,10 @@
-"""PerDI's files: |t| maps as NIfTI on the data's grid and lightbox PNGs of the map over the mean image."""
+"""PerDI's files: |t| maps as NIfTI on the data's grid and lightbox PNGs (nilearn) of the map over the mean image."""
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
 
-import matplotlib
 import nibabel as nib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -35,52 +34,79 @@ def write_nifti(volume: np.ndarray, affine: np.ndarray, path) -> Path:
     return path
 
 
-def lightbox_slices(mask: np.ndarray, count: int) -> list[int]:
-    """``count`` evenly spaced axial (last axis) slices through the mask's extent (the whole volume without one)."""
-    occupied = np.flatnonzero(np.asarray(mask).any(axis=(0, 1)))
-    low, high = (occupied[0], occupied[-1]) if occupied.size else (0, mask.shape[2] - 1)
-    return sorted(set(int(round(z)) for z in np.linspace(low, high, count + 2)[1:-1])) or [int((low + high) // 2)]
+def lightbox_cuts(mask: np.ndarray, affine: np.ndarray, count: int) -> list[float]:
+    """``count`` evenly spaced axial cuts through the mask's extent (the whole grid without one), as world z in mm
+    at voxel centres, so each cut shows one slice of the data rather than a blend of two."""
+    mask = np.asarray(mask) != 0
+    voxels = np.argwhere(mask) if mask.any() else np.argwhere(np.ones(mask.shape, dtype=bool))
+    z = np.unique(nib.affines.apply_affine(np.asarray(affine, dtype=np.float64), voxels)[:, 2].round(3))
+    chosen = np.rint(np.linspace(0, len(z) - 1, count + 2)[1:-1]).astype(int) if len(z) > count else range(len(z))
+    return sorted({float(z[i]) for i in chosen})
 
 
-def lightbox(abs_t: np.ndarray, background: np.ndarray, mask: np.ndarray, path, count: int = 8,
-             title: str = "") -> Path:
-    """A row-wrapped grid of axial slices: ``background`` in grey inside the mask (black outside) with ``abs_t``
-    in colour above ``OVERLAY_FRACTION`` of its maximum; anterior up, the array's first axis left to right.
+def lightbox_figure(abs_t: np.ndarray, background: np.ndarray, mask: np.ndarray, affine: np.ndarray,
+                    count: int = 8, title: str = "") -> Figure:
+    """Axial cuts drawn by ``nilearn.plotting.plot_stat_map``: ``abs_t`` above ``OVERLAY_FRACTION`` of its
+    maximum over ``background`` (the mean reconstruction, black outside the mask, where the decoder's output
+    means nothing), at mm cut coordinates with L/R marks, and one colour bar marking the threshold.
+
+    Rows of at most four cuts share one colour scale (0 to the map's maximum).
+    """
+    from nilearn import plotting
+
+    inside = np.asarray(mask) != 0
+    top = float(np.max(abs_t)) or 1.0
+    threshold = OVERLAY_FRACTION * top
+    stat = nib.Nifti1Image(np.where(inside, abs_t, 0).astype(np.float32), affine)
+    shown = np.where(inside, background, 0).astype(np.float32)
+    cuts = lightbox_cuts(inside, affine, count)
+    rows = [cuts[i:i + 4] for i in range(0, len(cuts), 4)]
+    figure = Figure(figsize=(2.2 * min(len(cuts), 4) + 1.4, 2.4 * len(rows) + 0.5), facecolor="black")
+    FigureCanvasAgg(figure)
+    for r, row in enumerate(rows):
+        axis = figure.add_axes((0.0, 1 - (r + 1) * 0.92 / len(rows) - 0.06, 0.86 * len(row) / len(rows[0]),
+                                0.92 / len(rows)))
+        plotting.plot_stat_map(stat, bg_img=nib.Nifti1Image(shown, affine), display_mode="z", cut_coords=row,
+                               figure=figure, axes=axis, threshold=threshold, vmin=0, vmax=top, cmap="hot",
+                               symmetric_cbar=False, colorbar=False, black_bg=True, draw_cross=False, annotate=True,
+                               dim=0, resampling_interpolation="nearest")
+    _threshold_colorbar(figure, top, threshold)
+    figure.suptitle(title, color="white")
+    return figure
+
+
+def _threshold_colorbar(figure: Figure, top: float, threshold: float) -> None:
+    """A colour bar from 0 to ``top`` greyed below ``threshold`` (not drawn), with the threshold as a tick."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    axis = figure.add_axes((0.89, 0.12, 0.025, 0.7))
+    bar = figure.colorbar(ScalarMappable(Normalize(0, top), "hot"), cax=axis)
+    axis.axhspan(0, threshold, color="grey", alpha=0.9)
+    bar.set_ticks(sorted({*np.linspace(0, top, 5).round(1), round(threshold, 1)}))
+    bar.set_label(f"|t| (smoothed); shown above {threshold:.3g} ({OVERLAY_FRACTION:.0%} of max)", color="white")
+    axis.tick_params(colors="white")
+
+
+def lightbox(abs_t: np.ndarray, background: np.ndarray, mask: np.ndarray, affine: np.ndarray, path,
+             count: int = 8, title: str = "") -> Path:
+    """Write :func:`lightbox_figure` as a PNG, atomically.
 
     Args:
         abs_t: the |t| map (3-D).
         background: the mean image on the same grid (3-D).
         mask: brain mask choosing which slices to show.
+        affine: the grid's voxel-to-world affine (mm).
         path: the PNG to write.
-        count: number of slices.
+        count: number of axial cuts.
         title: figure title.
 
     Returns:
         ``path``.
     """
-    slices = lightbox_slices(mask, count)
-    columns = min(len(slices), 4)
-    rows = int(np.ceil(len(slices) / columns))
-    figure = Figure(figsize=(3 * columns, 3 * rows + 0.6))
-    top = float(abs_t.max()) or 1.0
-    inside = np.asarray(mask) != 0
-    low, high = (np.percentile(background[inside], [1, 99]) if inside.any() else (background.min(), background.max()))
-    grey = matplotlib.colormaps["gray"].with_extremes(bad="black")
-    image = None
-    for index, z in enumerate(slices):
-        axis = figure.add_subplot(rows, columns, index + 1)
-        brain = np.ma.masked_where(~np.rot90(inside[:, :, z]), np.rot90(background[:, :, z]))
-        axis.imshow(brain, cmap=grey, vmin=low, vmax=high)  # outside the mask the decoder's output means nothing
-        overlay = np.ma.masked_where(np.rot90(abs_t[:, :, z]) <= OVERLAY_FRACTION * top, np.rot90(abs_t[:, :, z]))
-        image = axis.imshow(overlay, cmap="hot", vmin=0, vmax=top, alpha=0.8)
-        axis.set_title(f"z = {z}", fontsize=8)
-        axis.axis("off")
-    if image is not None:
-        figure.colorbar(image, ax=figure.axes, shrink=0.6, label="|t| (smoothed)")
-    figure.suptitle(title)
-    FigureCanvasAgg(figure)
+    figure = lightbox_figure(abs_t, background, mask, affine, count, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=80)
+        figure.savefig(temporary, format="png", dpi=80, facecolor="black")
     return path

@@ -101,8 +101,8 @@ class PerdiStudy:
         result = abs_t_map(t, self.mask, options.smooth_sigma)
         stem = self.maps_folder / f"dim_{d}"
         write_nifti(result.values, self.affine, stem.with_name(f"{stem.name}.nii.gz"))
-        lightbox(result.values, mean, self.mask, stem.with_name(f"{stem.name}.png"), options.lightbox_slices,
-                 title=f"{self.tm.name} latent {d}: |t| of +{options.perturb_sd:g} SD")
+        lightbox(result.values, mean, self.mask, self.affine, stem.with_name(f"{stem.name}.png"),
+                 options.lightbox_slices, title=f"{self.tm.name} latent {d}: |t| of +{options.perturb_sd:g} SD")
         inside = result.values[self.mask]
         row = {"dimension": d, "shift": shift, "subjects": len(self.latents), "max_abs_t": float(result.values.max()),
                "mean_abs_t_in_mask": float(inside.mean()) if inside.size else 0.0,

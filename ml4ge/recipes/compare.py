@@ -221,6 +221,6 @@ def run(args: CompareSettings) -> int:
         write_tsv(genetics, folder / "compare_genetics.tsv")
     markdown = folder / "compare_report.md"
     write_text(markdown, report(result, args, n_samples, genetics))
-    plot_comparison(result, folder / "compare_bars.png")
+    plot_comparison(result, folder / "compare_bars.png", covariates)
     print(markdown.read_text())
     return 0

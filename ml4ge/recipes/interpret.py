@@ -8,7 +8,8 @@ subjects) gives |t|, masked to the brain, Gaussian-smoothed (``--smooth_sigma`` 
 ``<output_folder>/<id>/``:
 
 - ``perdi_<tmap>/dim_<d>.nii.gz``: the |t| map on the data's grid (the affine the volumes came with);
-- ``perdi_<tmap>/dim_<d>.png``: lightbox of the map over the mean original reconstruction;
+- ``perdi_<tmap>/dim_<d>.png``: lightbox (nilearn, mm cuts, L/R marks, threshold on the colour bar) of the map over
+  the mean original reconstruction;
 - ``perdi_<tmap>/dim_<d>_regions.tsv`` with ``--atlas``/``--atlas_labels``: regions ranked by PerDI's enrichment
   statistic and by mean |t| (``--merge_hemispheres`` joins left and right);
 - ``perdi_<tmap>_summary.tsv`` (one row per dimension), ``perdi_<tmap>_top_regions.tsv`` (the

@@ -401,6 +401,7 @@ def plot_reconstructions(model, input_tmaps, output_tmaps, test_paths, folder: P
     import numpy as np
 
     from ml4ge import plots
+    from ml4ge.hd5 import sample_id_from_path
     from ml4ge.pipeline import iterate_batches
 
     autoencoded = [tm for tm in output_tmaps if tm in input_tmaps]
@@ -408,14 +409,17 @@ def plot_reconstructions(model, input_tmaps, output_tmaps, test_paths, folder: P
         return
     batches = iterate_batches(test_paths[: 2 * RECONSTRUCTED_SAMPLES], input_tmaps, output_tmaps,
                               RECONSTRUCTED_SAMPLES, num_workers=0, optional=model.optional)
-    sample_ids, inputs, _ = next(batches)
+    sample_ids, inputs, targets = next(batches)
     batches.close()
     model_inputs = {name: value for name, value in inputs.items() if name in model.input}
     predicted = model(model_inputs, training=False)
+    paths = {sample_id_from_path(path): path for path in test_paths[: 2 * RECONSTRUCTED_SAMPLES]}
+    affines = {tm.name: [plots.volume_affine(tm, paths[i]) for i in sample_ids] for tm in autoencoded}
     for tm in autoencoded:
         reconstructed = keras.ops.convert_to_numpy(predicted[tm.output_name])
         plots.reconstructions(sample_ids, inputs[tm.input_name], reconstructed, folder / "reconstructions",
-                              tm.name)
+                              tm.name, plots.loss_masks(targets[tm.output_name], reconstructed),
+                              affines=affines[tm.name])
     if not args.pairs or len(input_tmaps) < 2:
         return
     merger = model.merger_model()
@@ -426,4 +430,6 @@ def plot_reconstructions(model, input_tmaps, output_tmaps, test_paths, folder: P
             decoded = np.asarray(keras.ops.convert_to_numpy(model.decode(latent, target)))
             plots.reconstructions(sample_ids, inputs[target.input_name], decoded,
                                   folder / f"decoding_{target.name}_from_{source.name}",
-                                  f"{target.name}_from_{source.name}")
+                                  f"{target.name}_from_{source.name}",
+                                  plots.loss_masks(targets[target.output_name], decoded),
+                                  (f"target {target.name}", f"decoded from {source.name}"), affines[target.name])
