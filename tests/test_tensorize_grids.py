@@ -54,7 +54,7 @@ def test_the_1mm_t1_refuses_a_2mm_cohort_and_names_the_maps_that_take_it(tmp_pat
 
 
 def test_a_map_that_resamples_takes_any_grid_and_the_report_says_so(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="ml4ge.recipes.tensorize"):
+    with caplog.at_level(logging.INFO, logger="ml4ge.recipes.tensorize"):
         code, report = tensorize(tmp_path, [("s2mm", "t1_64", (91, 109, 91), 2.0)])
     assert code == 0 and report.loc["s2mm", "status"] == "written"
     assert report.loc["s2mm", "reason"] == "91x109x91 at 2 x 2 x 2 mm resampled to t1_64's 64x64x64"

@@ -326,12 +326,13 @@ def write_reports(rows, args: TensorizeSettings) -> Path:
 
 
 def log_grid_notes(rows) -> None:
-    """One line per map whose written volumes were on another grid than the map's (the report has each one)."""
+    """One line per map whose written volumes were on another grid than the map's (the report has each one): a
+    note, not a warning, since the map takes them by design (it resamples, or crops and pads on read)."""
     noted = pd.DataFrame([(row.tensor, row.reason) for row in rows if row.status == "written" and row.reason
                           and row.tensor != "phenotypes"], columns=["tensor", "reason"])
     for tensor, notes in noted.groupby("tensor"):
-        log.warning("tensorize: %d %s volume(s) on another grid than the map's, e.g. %s (the report's reason column "
-                    "has each)", len(notes), tensor, notes.reason.iloc[0])
+        log.info("tensorize: %d %s volume(s) on another grid than the map's, e.g. %s (the report's reason column "
+                 "has each)", len(notes), tensor, notes.reason.iloc[0])
 
 
 def run(args: TensorizeSettings) -> int:
