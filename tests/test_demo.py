@@ -165,6 +165,8 @@ def test_quick_demo_writes_the_report_and_the_latents_carry_signal(quick_demo):
         assert heading in report
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(pictures) >= 8 and all((quick_demo / picture).is_file() for picture in pictures)
+    log = (quick_demo / "log.txt").read_text()  # each stage started with the time left
+    assert "demo stage 1/" in log and re.search(r"demo stage 2/\d+ tensorize: about .+ left \(this stage about", log)
     subjects = pd.read_csv(quick_demo / "data" / "phenotypes.csv").shape[0]
     for model, tmap in (("ae_t1", "t1_5mm"), ("ae_t2", "t2_5mm"), ("dropfuse", "t1_5mm"), ("dropfuse", "t2_5mm"),
                         ("ae_deep", "t1_deep_5mm")):
