@@ -27,7 +27,10 @@ setup(
         "test": [
             "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5", "jax>=0.4",
             "statsmodels>=0.14", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.0",
+            "nbconvert>=7",  # the notebook test runs README's jupyter nbconvert command
         ],
+        # what README's notebook commands need: a Jupyter front end, nbconvert and a Python kernel
+        "notebook": ["notebook>=7", "nbconvert>=7", "ipykernel>=6.0"],
     },
     entry_points={"console_scripts": ["ml4ge=ml4ge.cli:console_main"]},
 )

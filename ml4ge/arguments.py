@@ -148,6 +148,10 @@ FLAGS: dict[str, Flag] = {
     "register_to": Flag(DATA, (), "tensorize: rigidly register every volume of TENSOR to the skull-stripped NIfTI "
                                   "TEMPLATE (e.g. t1=MNI152_T1_1mm_brain.nii.gz) and store it on the template's "
                                   "grid.", metavar="TENSOR=TEMPLATE"),
+    "template_tensor": Flag(DATA, None, "build_template: the manifest tensor whose volumes make the template "
+                                        "(default: the manifest's only tensor)."),
+    "template_iterations": Flag(DATA, 4, "build_template: rounds of rigid registration to the running mean.",
+                                bounds=AT_LEAST_1),
     # model: the defaults are the block configs' own (one source for Python and the command line)
     "family": Flag(MODEL, "autoencoder", "Model family (autoencoder: encoders -> merge -> decoders, or encoders -> "
                                          "a supervised head; vae: a Gaussian latent with a scheduled KL weight; "

@@ -31,7 +31,7 @@ from ml4ge.arrays import fit_to_shape
 from ml4ge.atomic import write_table
 from ml4ge.grids import fitted_affine, voxel_size
 from ml4ge.hd5 import HD5_SUFFIX, write_tensor
-from ml4ge.nifti import INPUT_ERRORS, read_nifti
+from ml4ge.nifti import INPUT_ERRORS, GridExpectation, read_nifti
 from ml4ge.progress import progress
 from ml4ge.registration import prepare_reference, register_to, resample_rigid
 
@@ -60,6 +60,7 @@ class VolumeInput:
             then stored on the template's grid).
         normalization: the TensorMap's normalizer; a volume it refuses (a binary mask or constant image given
             where z-scoring needs spread) fails its subject here rather than every read later.
+        grid: what the map expects of the volume's grid (voxel size, shape); None: not checked.
     """
 
     tensor: str
@@ -70,6 +71,7 @@ class VolumeInput:
     resample: bool = False
     reference: str | None = None
     normalization: object | None = None
+    grid: GridExpectation | None = None
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,9 @@ def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
     """Read one NIfTI and bring it to what is stored: the array and its provenance attributes.
 
     Raises:
-        The errors of :func:`read_nifti`; ValueError if the volume's rank cannot take the map's shape, or
-        (DegenerateSampleError) if the map's normalization refuses it.
+        The errors of :func:`read_nifti`; ValueError if the volume's rank cannot take the map's shape,
+        (GridMismatchError) if its voxel size is not the map's, or (DegenerateSampleError) if the map's
+        normalization refuses it.
     """
     volume, affine, zooms = read_nifti(volume_input.path)
     shape = volume_input.map_shape
@@ -119,6 +122,8 @@ def prepare_volume(volume_input: VolumeInput) -> tuple[np.ndarray, dict]:
     if volume_input.reference:
         volume, affine, zooms, registration = register_to_reference(volume, affine, volume_input.reference)
         attributes.update(registration)
+    if volume_input.grid is not None:  # raises GridMismatchError for a voxel size the map does not take
+        attributes["grid_note"] = volume_input.grid.check(volume.shape, zooms)
     if volume_input.resample:
         spatial = volume.shape if volume.ndim == len(shape) - 1 else volume.shape[:-1]
         affine = fitted_affine(affine, spatial, shape[:-1])
@@ -185,17 +190,20 @@ def describe(error: BaseException) -> str:
     return " ".join(f"{type(error).__name__}: {error}".split())
 
 
-def subject_rows(subject: Subject, status: str, reason: str = "", failed: object = None) -> list[ReportRow]:
+def subject_rows(subject: Subject, status: str, reason: str = "", failed: object = None,
+                 notes: Mapping[int, str] | None = None) -> list[ReportRow]:
     """One report row per volume and one for the subject's phenotype values.
 
     ``failed`` is the index of the volume that failed, or ``"scalars"``; its row gets ``status`` and the others
-    ``not_written`` (a subject is written whole or not at all).
+    ``not_written`` (a subject is written whole or not at all). ``notes`` (by volume index) are the reasons of
+    written volumes (a grid other than the map's).
     """
     rows = []
     for index, volume in enumerate(subject.volumes):
         own = failed is None or failed == index
+        own_reason = (notes or {}).get(index, reason) if status == WRITTEN else reason
         rows.append(ReportRow(subject.sample_id, volume.tensor, volume.path, status if own else NOT_WRITTEN,
-                              reason if own else f"another input of this subject failed: {reason}"))
+                              own_reason if own else f"another input of this subject failed: {reason}"))
     if subject.scalars:
         own = failed is None or failed == "scalars"
         scalar_reason = reason if own else f"another input of this subject failed: {reason}"
@@ -206,14 +214,17 @@ def subject_rows(subject: Subject, status: str, reason: str = "", failed: object
     return rows
 
 
-def _write_inputs(hd5: h5py.File, subject: Subject) -> tuple[object, str] | None:
-    """Write every input of ``subject``; on the first bad one return ``(which, reason)``, else None."""
+def _write_inputs(hd5: h5py.File, subject: Subject, notes: dict[int, str]) -> tuple[object, str] | None:
+    """Write every input of ``subject``; on the first bad one return ``(which, reason)``, else None. The volumes'
+    grid notes are added to ``notes``."""
     for index, volume in enumerate(subject.volumes):
         try:
             array, attributes = prepare_volume(volume)
             write_tensor(hd5, volume.key, array, volume.instance, attributes)
         except INPUT_ERRORS as error:
             return index, describe(error)
+        if attributes.get("grid_note"):
+            notes[index] = attributes["grid_note"]
     for scalar in subject.scalars:
         try:
             value = scalar_value(scalar)
@@ -248,14 +259,15 @@ class OutputError(OSError):
     rows: list = []
 
 
-def _file_image(subject: Subject, name: Path) -> tuple[bytes | None, tuple[object, str] | None]:
-    """``(bytes of the subject's HD5 file, None)``, or ``(None, (which, reason))`` for its first bad input.
+def _file_image(subject: Subject, name: Path, notes: dict[int, str]) -> tuple[bytes | None, tuple[object, str] | None]:
+    """``(bytes of the subject's HD5 file, None)``, or ``(None, (which, reason))`` for its first bad input; the
+    volumes' grid notes go in ``notes``.
 
     The file is built in memory so that the HDF5 library never meets a failing disk write: after one (a full disk)
     h5py could not close the file and the interpreter crashed at exit (exit 139, no report).
     """
     with h5py.File(name, "w", driver="core", backing_store=False) as hd5:
-        failure = _write_inputs(hd5, subject)
+        failure = _write_inputs(hd5, subject, notes)
         hd5.flush()
         return (None, failure) if failure is not None else (hd5.id.get_file_image(), None)
 
@@ -288,7 +300,8 @@ def write_subject(subject: Subject, folder, overwrite: bool = False) -> list[Rep
     if final.exists() and not overwrite:
         return subject_rows(subject, SKIPPED_EXISTING, "file exists; pass --overwrite to replace it")
     temporary = temporary_path(final)
-    image, failure = _file_image(subject, temporary)
+    notes: dict[int, str] = {}
+    image, failure = _file_image(subject, temporary, notes)
     if failure is not None:
         which, reason = failure
         return subject_rows(subject, FAILED, reason, failed=which)
@@ -298,7 +311,7 @@ def write_subject(subject: Subject, folder, overwrite: bool = False) -> list[Rep
         if final.exists() and not overwrite:  # another run finished it meanwhile
             return subject_rows(subject, SKIPPED_EXISTING, "file appeared while writing; kept the existing one")
         os.replace(temporary, final)
-        return subject_rows(subject, WRITTEN)
+        return subject_rows(subject, WRITTEN, notes=notes)
     finally:
         temporary.unlink(missing_ok=True)
 

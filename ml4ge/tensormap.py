@@ -79,6 +79,9 @@ class TensorMap:
         fallback: a map whose raw array is read (and fitted to ``shape``) when this map's dataset is missing;
             this is how downsampled maps are produced on read from full-resolution tensors.
         axial_slices: read these axial slice indices as channels (2.5-D stacks).
+        voxel_mm: the voxel size (mm; one number if isotropic, else three) of the NIfTI volumes the map takes as
+            stored; tensorize refuses a volume of another voxel size (unless the map or ``--resample`` resamples
+            it). None: not checked.
 
     Example:
         >>> age = TensorMap("age", shape=(1,), group="phenotypes")
@@ -106,6 +109,7 @@ class TensorMap:
     resize: bool = False
     fallback: TensorMap | None = None
     axial_slices: tuple[int, ...] | None = None
+    voxel_mm: float | tuple[float, float, float] | None = None
     description: str = field(default="", repr=False)
 
     def __post_init__(self):

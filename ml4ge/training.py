@@ -213,7 +213,8 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=(),
         The callbacks, :class:`StopOnNonFiniteLoss` first and :class:`RunBackup` last.
     """
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings.patience, verbose=1)
+    # verbose=0: Keras would print "Epoch N: early stopping" to stdout, outside log.txt; EpochLog logs the stop
+    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings.patience, verbose=0)
     plateau = settings.schedule_callback()
     best = BestCheckpoint(folder / BEST_WEIGHTS, monitor=MONITOR)
     csv_path = folder / TRAINING_LOG

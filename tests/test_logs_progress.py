@@ -147,3 +147,21 @@ def test_an_early_stop_is_logged(caplog):
     with caplog.at_level(logging.INFO, logger="ml4ge.training"):
         model.fit(np.ones((4, 3)), np.ones((4, 1)), epochs=5, verbose=0, callbacks=[Stop(), EpochLog(epochs=5)])
     assert "training stopped early after epoch 1 of 5" in caplog.text
+
+
+def test_early_stopping_says_so_in_the_log_not_on_stdout(tmp_path, capfd, caplog):
+    import keras
+    import tensorflow as tf
+
+    from ml4ge.training import fit
+    from ml4ge.training_settings import TrainingSettings
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    settings = TrainingSettings(learning_rate=1e-30, patience=1, epochs=6)  # the loss cannot fall: it stops
+    model.compile(settings.make_optimizer(), "mse")
+    data = tf.data.Dataset.from_tensor_slices((np.ones((4, 3), "float32"), np.zeros((4, 1), "float32"))).batch(2)
+    with caplog.at_level(logging.INFO, logger="ml4ge.training"):
+        history = fit(model, data, data, tmp_path, settings)
+    assert len(history.epoch) == 2 and "training stopped early after epoch 2 of 6" in caplog.text
+    assert "early stopping" not in capfd.readouterr().out

@@ -19,8 +19,9 @@ from ml4ge.tensormaps.brain_mri import GROUP, T1_DATASET, T2_DATASET
 
 
 def _grid_map(name: str, dataset: str, shape: tuple[int, int, int], description: str) -> TensorMap:
+    voxel_mm = float(name.rsplit("_", 1)[1].removesuffix("mm"))  # each map takes its own grid's voxels only
     return TensorMap(name=name, shape=(*shape, 1), group=GROUP, dataset=dataset, normalization=brain_zscore(),
-                     mask=NONZERO, description=description)
+                     mask=NONZERO, voxel_mm=voxel_mm, description=description)
 
 
 t1_3mm = _grid_map("t1_3mm", f"{T1_DATASET}_3mm", (64, 80, 64), "demo T1 on the 3 mm MNI grid, cropped/padded")

@@ -32,6 +32,7 @@ import pandas as pd
 from ml4ge.atomic import write_table, write_text
 from ml4ge.demo import report, truth_stages
 from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spaces, model_inputs
+from ml4ge.demo.eta import eta_line
 from ml4ge.demo.meter import ResourceMeter
 from ml4ge.demo.presets import PRESETS
 from ml4ge.demo.recipe_runner import run_recipe
@@ -98,7 +99,10 @@ def run_demo(run: DemoRun) -> Path:
     run.folder.mkdir(parents=True, exist_ok=True)
     write_text(run.folder / SETTINGS_FILE, json.dumps({"settings": run.fingerprint()}, indent=2))
     stages = ordered_stages(run.study)
-    for name, stage in stages:
+    for index, (name, stage) in enumerate(stages):
+        if not run.stage_record(name).is_file():  # the estimate of the time left, from the stages done so far
+            done = {done_name: (record["kind"], record["wall_s"]) for done_name, record in run.timings.items()}
+            log.info("demo %s", eta_line(done, [(todo, later.kind) for todo, later in stages[index:]]))
         run.timings[name] = run_stage(run, name, stage)
     write_table(pd.DataFrame(list(run.timings.values())), run.folder / "demo_timings.tsv")
     return report.write_report(run, stages)

@@ -39,11 +39,14 @@ class Preset:
     """A named architecture and the training settings it was published with.
 
     ``schedule(learning_rate)`` gives the preset's schedule for a learning rate (UDIP's floor is rate / 1000), so
-    an explicit ``--learning_rate`` moves the floor with it.
+    an explicit ``--learning_rate`` moves the floor with it. ``own_run_settings``: the preset's epochs, batch size
+    and patience apply unless the flags give others (a preset meant for the machine at hand, like ``cpu_brain``);
+    otherwise the flags' always do.
     """
 
     model: ModelConfig
     training: TrainingSettings
+    own_run_settings: bool = False
 
     def schedule(self, learning_rate: float):
         schedule = self.training.schedule
@@ -116,9 +119,20 @@ def preset_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingSet
         preset.training, learning_rate=learning_rate, schedule=schedule,
         optimizer=args.optimizer if "optimizer" in given else preset.training.optimizer,
         weight_decay=None if "optimizer" in given else preset.training.weight_decay,  # the preset's optimizer's
-        patience=int(args.patience), epochs=int(args.epochs), batch_size=int(args.batch_size),
+        **run_settings(args, preset),
     )
     return preset.model.with_changes(pair=pair_from_args(args)), training
+
+
+RUN_FLAGS = ("patience", "epochs", "batch_size")
+
+
+def run_settings(args: argparse.Namespace, preset: Preset) -> dict[str, int]:
+    """Epochs, batch size and patience: the flags', or for a preset with ``own_run_settings`` its own where the
+    flag keeps its default value."""
+    defaults, own = TrainingSettings(), preset.training
+    return {name: int(getattr(args, name)) if not preset.own_run_settings or
+            int(getattr(args, name)) != getattr(defaults, name) else getattr(own, name) for name in RUN_FLAGS}
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingSettings]:
@@ -168,3 +182,22 @@ def udip_vit_small_preset(modality: str = "t1") -> Preset:
     vit = ViTConfig(patch=(8, 8, 8), width=64, depth=4, heads=4, decoder_width=32, decoder_depth=2, decoder_heads=4)
     model = ModelConfig(vit=vit, dense=DenseConfig(widths=(vit.width,)), preset="udip_vit_small")
     return Preset(model, _vit_training(30, 4))
+
+
+# cpu_brain: the small autoencoder the demo trains on brain volumes on a 2-core CPU (ml4ge/demo/presets.py, preset
+# default; docs/experiments.md): no stem, three stages of one 3^3 convolution (16, 32, 64) with average pooling,
+# swish, a decoder template started at the training mean, 128 latents; Adam at 1e-3 (1e-4 barely moved in 10
+# epochs), batches of 2 (on a CPU an epoch costs about the same whatever the batch, so small batches buy more
+# updates), patience 4 with the plateau schedule at half of it.
+CPU_BRAIN_LEARNING_RATE = 1e-3
+
+
+@PRESETS.register("cpu_brain")
+def cpu_brain_preset(modality: str = "t1", latent_size: int = 128) -> Preset:
+    """The demo's CPU autoencoder of brain volumes (any modality; ``modality`` is accepted for the registry)."""
+    conv = ConvConfig(layers=(), stages=(16, 32, 64), block_size=1, kernel_x=(3,), kernel_y=(3,), kernel_z=(3,),
+                      pool=(2, 2, 2), pool_type="average", activation="swish", template=True)
+    dense = DenseConfig(widths=(latent_size,), activation="swish")
+    training = TrainingSettings(optimizer="adam", learning_rate=CPU_BRAIN_LEARNING_RATE,
+                                schedule=PlateauSchedule(factor=0.5, patience=2), patience=4, epochs=10, batch_size=2)
+    return Preset(ModelConfig(conv=conv, dense=dense, preset="cpu_brain"), training, own_run_settings=True)

@@ -19,6 +19,7 @@ filled (the run stops there, and the report lists what was done).
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from ml4ge.arguments import flag_settings, run_folder
-from ml4ge.lookup import catalogue, resolve
+from ml4ge.lookup import catalogue, module_tensormaps, resolve
+from ml4ge.nifti import GridExpectation
 from ml4ge.readers import read_table
 from ml4ge.recipes.settings import RunSettings
 from ml4ge.tensorize import (
@@ -147,6 +149,7 @@ def volume_inputs(manifest_path, prefix: str | None, resample: bool,
     references = references or {}
     frame = read_manifest(manifest_path)
     maps = manifest_tensormaps(frame, prefix)
+    grids = grid_expectations(maps, resample, prefix)
     base = Path(manifest_path).resolve().parent
     inputs: dict[str, list[VolumeInput]] = {}
     for row in frame.itertuples(index=False):
@@ -155,9 +158,39 @@ def volume_inputs(manifest_path, prefix: str | None, resample: bool,
         instance = int(row.instance) if row.instance else None
         inputs.setdefault(row.sample_id, []).append(
             VolumeInput(row.tensor, str(path), tm.key, tm.shape, instance, resample and tm.axial_slices is None,
-                        references.get(row.tensor), tm.normalization)
+                        references.get(row.tensor), tm.normalization, grids[row.tensor])
         )
     return inputs
+
+
+def volume_alternatives(names, prefix: str | None) -> tuple[tuple[str, object], ...]:
+    """``(name, voxel_mm)`` of the volume maps a refusal may suggest: the catalogue's and those of the modules the
+    manifest's dotted names come from (already imported), named as a manifest would name them; voxel_mm None marks
+    a map that resamples any grid."""
+    found = dict(catalogue())
+    for name in names:
+        module_part = name.rpartition(".")[0]
+        if module_part:
+            module = importlib.import_module(f"{prefix}.{module_part}" if prefix else module_part)
+            found.update({f"{module_part}.{attribute}": tm for attribute, tm in module_tensormaps(module).items()})
+    return tuple((name, tm.voxel_mm) for name, tm in found.items()
+                 if not tm.is_scalar and tm.reader is None and tm.axial_slices is None
+                 and (tm.voxel_mm is not None or tm.resize))
+
+
+def grid_expectations(maps: Mapping[str, TensorMap], resample: bool,
+                      prefix: str | None = None) -> dict[str, GridExpectation]:
+    """What each manifest map expects of its volumes' grids (see :class:`~ml4ge.nifti.GridExpectation`)."""
+    alternatives = volume_alternatives(maps, prefix)
+    expectations = {}
+    for name, tm in maps.items():
+        resamples = tm.resize or (resample and tm.axial_slices is None)
+        if tm.voxel_mm is None and not resamples:
+            log.warning("tensorize: TensorMap %s declares no voxel_mm, so its volumes' voxel sizes are not checked",
+                        name)
+        shape = () if tm.axial_slices is not None else tm.shape[:3]
+        expectations[name] = GridExpectation(name, shape, tm.voxel_mm, resamples, alternatives)
+    return expectations
 
 
 def registration_templates(pairs, manifest: pd.DataFrame | None) -> dict[str, str]:
@@ -292,6 +325,16 @@ def write_reports(rows, args: TensorizeSettings) -> Path:
     return write_report(rows, Path(args.tensors) / REPORT_NAME)
 
 
+def log_grid_notes(rows) -> None:
+    """One line per map whose written volumes were on another grid than the map's (the report has each one): a
+    note, not a warning, since the map takes them by design (it resamples, or crops and pads on read)."""
+    noted = pd.DataFrame([(row.tensor, row.reason) for row in rows if row.status == "written" and row.reason
+                          and row.tensor != "phenotypes"], columns=["tensor", "reason"])
+    for tensor, notes in noted.groupby("tensor"):
+        log.info("tensorize: %d %s volume(s) on another grid than the map's, e.g. %s (the report's reason column "
+                 "has each)", len(notes), tensor, notes.reason.iloc[0])
+
+
 def run(args: TensorizeSettings) -> int:
     """Tensorize every subject; write the report; 1 if any subject failed, else 0."""
     subjects = build_subjects(args)
@@ -306,6 +349,7 @@ def run(args: TensorizeSettings) -> int:
     counts = status_counts(rows)
     log.info("tensorize: %d written, %d skipped (file exists), %d failed; report %s",
              counts["written"], counts["skipped_existing"], counts[FAILED], report)
+    log_grid_notes(rows)
     if counts[FAILED]:
         for reason, count in commonest_reasons(rows):
             log.error("tensorize: %d input(s) failed: %s", count, reason)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from ml4ge.arguments import flag_settings, run_folder
@@ -235,6 +236,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     paths = split_for_run(args, folder)
     skipped = SkippedSamples(folder)
     architecture, settings = model_settings(args, input_tmaps, output_tmaps)
+    args = replace(args, batch_size=settings.batch_size)  # a preset's own (cpu_brain's) unless the flag gave one
     if not args.model_file:  # a resumed run rebuilds the same: its split, and so its training samples, is reused
         architecture = prepared_architecture(architecture, paths["train"], input_tmaps, output_tmaps)
     multi_worker = is_multi_worker(distribution)
@@ -247,8 +249,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         else:
             model = build_family(architecture, input_tmaps, output_tmaps)
         model.compile_for_training(block_losses(model, output_tmaps), settings)
-    log.info("%s model; %s at learning rate %.3g; schedule %s", model.family, settings.optimizer,
-             settings.learning_rate, settings.schedule)
+    log.info("%s model; %s at learning rate %.3g, batches of %d; schedule %s", model.family, settings.optimizer,
+             settings.learning_rate, args.batch_size, settings.schedule)
 
     groups = group_paths(args, paths) if args.target_csv else None
     if groups and distribution.num_replicas_in_sync > 1:  # --strategy auto found several devices

@@ -17,7 +17,7 @@ T2_DATASET = "T2_FLAIR_brain_to_MNI"
 AXIAL_SLICES = tuple(range(32, 160, 8))  # 16 slices spanning the cerebrum
 
 
-def _volume(name: str, dataset: str, shape, fallback=None, description: str = "") -> TensorMap:
+def _volume(name: str, dataset: str, shape, fallback=None, description: str = "", voxel_mm=None) -> TensorMap:
     return TensorMap(
         name=name,
         shape=(*shape, 1),
@@ -27,12 +27,14 @@ def _volume(name: str, dataset: str, shape, fallback=None, description: str = ""
         mask=NONZERO,
         resize=fallback is not None,
         fallback=fallback,
+        voxel_mm=voxel_mm,
         description=description,
     )
 
 
-t1 = _volume("t1", T1_DATASET, MNI_SHAPE, description="T1 brain in MNI space, 1 mm")
-t2 = _volume("t2", T2_DATASET, MNI_SHAPE, description="T2-FLAIR brain in MNI space, 1 mm")
+# t1/t2 take 1 mm volumes only (tensorize refuses others); the downsampled maps resample any grid on read.
+t1 = _volume("t1", T1_DATASET, MNI_SHAPE, description="T1 brain in MNI space, 1 mm", voxel_mm=1.0)
+t2 = _volume("t2", T2_DATASET, MNI_SHAPE, description="T2-FLAIR brain in MNI space, 1 mm", voxel_mm=1.0)
 
 t1_96 = _volume("t1_96", f"{T1_DATASET}_96", (96, 96, 96), fallback=t1, description="T1 at about 2.3 mm, 96^3")
 t2_96 = _volume("t2_96", f"{T2_DATASET}_96", (96, 96, 96), fallback=t2, description="T2-FLAIR at about 2.3 mm, 96^3")
@@ -49,6 +51,7 @@ t1_axial_slices = TensorMap(
     dataset=T1_DATASET,
     axial_slices=AXIAL_SLICES,
     normalization=brain_zscore(),
+    voxel_mm=1.0,
     description="16 axial T1 slices as channels (2.5-D)",
 )
 t2_axial_slices = t1_axial_slices.with_changes(name="t2_axial_slices", dataset=T2_DATASET)
