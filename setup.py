@@ -28,6 +28,7 @@ setup(
             "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5", "jax>=0.4",
             "statsmodels>=0.14", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.0",
         ],
+        "inspect": ["pydot>=3"],  # --inspect_model's architecture picture (with Graphviz's dot program)
     },
     entry_points={"console_scripts": ["ml4ge=ml4ge.cli:console_main"]},
 )

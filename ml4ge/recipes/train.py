@@ -55,6 +55,10 @@ class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings):
     keep_checkpoints: bool
     target_csv: str | None
     background_csv: str | None
+    save_last_model: bool
+    learning_rate_schedule: str | None
+    model_layers: str | None
+    freeze_model_layers: bool
 
 
 Settings = TrainSettings
@@ -184,6 +188,7 @@ def validate(args: TrainSettings) -> None:
     for flag in ("batch_size", "epochs"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
+    check_ml4h_flags(args)
     check_tensors_folder(args)
     input_tmaps, output_tmaps = tensormaps(args)
     check_pairs(args, input_tmaps)
@@ -271,7 +276,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     if not args.model_file:
         initialize_templates(model, paths["train"], [*input_tmaps, *output_tmaps])
     if args.inspect_model and chief:
-        write_summary(model, folder / f"architecture_{args.id}.txt")
+        inspect_training_model(model, folder, args, paths["train"], (input_tmaps, output_tmaps), multi_worker)
     with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:
         train_ds, valid_ds = _distributable(train.dataset(), multi_worker), _distributable(valid.dataset(),
                                                                                           multi_worker)
@@ -279,7 +284,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         with pipeline_errors(), keras_fixes:
             training.fit(model, train_ds, valid_ds, folder, settings, args.training_steps, args.validation_steps,
                          write_outputs=chief, callbacks=model.training_callbacks(settings))
-    training.load_best_weights(model, folder)
+    if not args.save_last_model:  # ml4h's --save_last_model keeps the last epoch's weights
+        training.load_best_weights(model, folder)
     save_model(model, folder, args.id)
     if chief:
         from ml4ge import plots
@@ -386,6 +392,43 @@ def _distributable(dataset, multi_worker: bool):
 
 def strategy_scope(distribution):
     return distribution.scope()
+
+
+def check_ml4h_flags(args: TrainSettings) -> None:
+    """ml4h flags ml4ge does not take, refused with what to use instead; ``--inspect_model`` without Graphviz.
+
+    Raises:
+        ValueError: naming the ml4ge flag to use.
+    """
+    if args.learning_rate_schedule:
+        raise ValueError(f"--learning_rate_schedule {args.learning_rate_schedule} is ml4h's; use --lr_schedule "
+                         "(cosine: warm-up of --lr_warmup_epochs then cosine decay to --lr_min over the run; plateau, "
+                         "step, constant).")
+    if args.model_layers or args.freeze_model_layers:
+        raise ValueError("--model_layers/--freeze_model_layers are ml4h's (load weights by layer name, optionally "
+                         "frozen); use --model_file <trained>.keras to fine-tune a whole trained model, or "
+                         "--encoder_blocks encoder_<tmap>.keras to start from trained encoders.")
+    if args.inspect_model:
+        from ml4ge.models.inspect import check_plotting
+
+        check_plotting()
+
+
+def inspect_training_model(model, folder: Path, args, train_paths, tmaps, multi_worker: bool) -> None:
+    """``--inspect_model``: summary, picture and (but in multi-worker training) the time of a training and an
+    inference batch of the training split (:mod:`ml4ge.models.inspect`)."""
+    from ml4ge.models.inspect import inspect_model
+    from ml4ge.pipeline import iterate_batches
+
+    batch = None
+    if not multi_worker:
+        batches = iterate_batches(train_paths[: 2 * args.batch_size], *tmaps, args.batch_size, num_workers=0,
+                                  optional=model.optional)
+        _, inputs, targets = next(batches)
+        batches.close()
+        batch = (inputs, targets)
+    written = inspect_model(model, folder, args.id, batch)
+    log.info("--inspect_model wrote %s", ", ".join(str(path) for path in written.values()))
 
 
 def write_summary(model, path: Path) -> None:
