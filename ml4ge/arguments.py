@@ -201,11 +201,13 @@ FLAGS: dict[str, Flag] = {
     "pairs": Flag(MODEL, (), "train: input TensorMaps tied by the pair merge; compare: latent tables whose "
                              "fold-by-fold difference A - B is reported. Repeat for several pairs.",
                   nargs=2, metavar=("A", "B"), repeat=True),
-    "pair_loss": Flag(MODEL, PAIR.loss, "Loss tying paired embeddings.",
-                      choices=("contrastive", "cosine", "euclid")),
+    "pair_loss": Flag(MODEL, PAIR.loss, "Loss tying paired embeddings (contrastive_ml4h: ml4h's "
+                                            "swapped-argument version, to reproduce published numbers).",
+                      choices=("contrastive", "cosine", "euclid", "contrastive_ml4h")),
     "pair_loss_weight": Flag(MODEL, PAIR.weight, "Weight of the pair loss.", bounds=AT_LEAST_0),
-    "pair_merge": Flag(MODEL, PAIR.merge, "Fusion of paired embeddings (dropout = DropFuse).",
-                       choices=("dropout", "average", "concat")),
+    "pair_merge": Flag(MODEL, PAIR.merge, "Fusion of paired embeddings (dropout = DropFuse; dropout_ml4h: "
+                                            "ml4h's, one modality per coordinate for the batch, random at inference).",
+                       choices=("dropout", "average", "concat", "dropout_ml4h")),
     "alpha": Flag(MODEL, VAE.alpha, "vae/rae/cvae: weight of the reconstruction loss (a mean over elements); default: "
                                     "the elements of the largest output, i.e. the error summed over voxels.",
                   type=float, bounds=POSITIVE),
