@@ -26,7 +26,8 @@ def ml4h_reference(a, b, log_scale=0.0):
 
     logits = normed(a) @ normed(b).T * np.exp(log_scale)
     identity = np.eye(len(a), dtype="float32")
-    losses = [keras.losses.categorical_crossentropy(keras.ops.softmax(z, axis=-1), identity) for z in (logits, logits.T)]
+    softmaxes = (keras.ops.softmax(z, axis=-1) for z in (logits, logits.T))
+    losses = [keras.losses.categorical_crossentropy(p, identity) for p in softmaxes]  # y_true=P, y_pred=I
     return float(np.mean([keras.ops.convert_to_numpy(loss) for loss in losses]))
 
 
