@@ -42,7 +42,7 @@ def write_summary(model, path: Path) -> Path:
 
 
 def plot_architecture(model, path: Path) -> Path:
-    """The architecture picture (nested models expanded, shapes shown).
+    """The architecture picture (nested models expanded, shapes shown), as ``keras.utils.plot_model`` draws it.
 
     Raises:
         ValueError: when pydot or Graphviz is missing (see :func:`check_plotting`).
@@ -50,8 +50,11 @@ def plot_architecture(model, path: Path) -> Path:
     import keras
 
     check_plotting()
-    keras.utils.plot_model(model, to_file=str(path), show_shapes=True, show_layer_names=True, expand_nested=True,
-                           dpi=72)
+    dot = keras.utils.model_to_dot(model, show_shapes=True, show_layer_names=True, expand_nested=True, dpi=72)
+    # plot_model's orthogonal edges crash Graphviz 2.42's router on large graphs (maze.c chkSgraph assertion, seen on
+    # the seed's DropFuse model); polylines draw the same graph.
+    dot.set("splines", "polyline")
+    dot.write(str(path), format="png")
     return path
 
 
