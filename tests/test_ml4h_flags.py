@@ -119,3 +119,14 @@ def test_save_last_model_keeps_the_last_epoch(cohort, tmp_path):
         best = load_model(run / "last.keras")
         best.load_weights(run / "checkpoints" / "best.weights.h5")
         assert any(not np.array_equal(a, b) for a, b in zip(saved.get_weights(), best.get_weights()))
+
+
+def test_conv_width_without_one_dimensional_maps_is_noted():
+    from ml4ge.recipes.train import TrainSettings, unused_conv_width
+    from ml4ge.tensormap import TensorMap
+
+    image, signal = TensorMap("dxa", (64, 64, 1)), TensorMap("ecg", (600, 12))
+    note = unused_conv_width(TrainSettings(conv_width=(31,)), [image])
+    assert "--conv_width 31" in note and "--conv_x" in note
+    assert unused_conv_width(TrainSettings(conv_width=(31,)), [image, signal]) is None
+    assert unused_conv_width(TrainSettings(), [image]) is None  # not given

@@ -237,6 +237,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
                  "--overwrite trains it again", folder)
         return 0
     input_tmaps, output_tmaps = tensormaps(args)
+    if unused_conv_width(args, [*input_tmaps, *output_tmaps]):
+        log.warning(unused_conv_width(args, [*input_tmaps, *output_tmaps]))
     paths = split_for_run(args, folder)
     skipped = SkippedSamples(folder)
     architecture, settings = model_settings(args, input_tmaps, output_tmaps)
@@ -412,6 +414,16 @@ def check_ml4h_flags(args: TrainSettings) -> None:
         from ml4ge.models.inspect import check_plotting
 
         check_plotting()
+
+
+def unused_conv_width(args, tmaps) -> str | None:
+    """A note when ``--conv_width`` (the kernel of 1-D maps) is given but no map is 1-D (ml4h says nothing)."""
+    from ml4ge.arguments import FLAGS
+
+    if tuple(args.conv_width) == FLAGS["conv_width"].default or any(len(tm.shape) == 2 for tm in tmaps):
+        return None
+    return (f"--conv_width {' '.join(map(str, args.conv_width))} sets the kernel of 1-D maps only and no map here is "
+            "1-D: --conv_x/--conv_y/--conv_z set the kernels of images and volumes (ml4h ignores it too)")
 
 
 def inspect_training_model(model, folder: Path, args, train_paths, tmaps, multi_worker: bool) -> None:
