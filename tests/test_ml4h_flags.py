@@ -122,7 +122,8 @@ def test_save_last_model_keeps_the_last_epoch(cohort, tmp_path):
 
 
 def test_conv_width_without_one_dimensional_maps_is_noted():
-    from ml4ge.recipes.train import TrainSettings, unused_conv_width
+    from ml4ge.recipes.ml4h_compat import unused_conv_width
+    from ml4ge.recipes.train import TrainSettings
     from ml4ge.tensormap import TensorMap
 
     image, signal = TensorMap("dxa", (64, 64, 1)), TensorMap("ecg", (600, 12))
