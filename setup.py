@@ -28,9 +28,11 @@ setup(
             "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.5", "jax>=0.4",
             "statsmodels>=0.14", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.0",
             "nbconvert>=7",  # the notebook test runs README's jupyter nbconvert command
+            "pydot>=3",  # the --inspect_model test draws the architecture picture
         ],
         # what README's notebook commands need: a Jupyter front end, nbconvert and a Python kernel
         "notebook": ["notebook>=7", "nbconvert>=7", "ipykernel>=6.0"],
+        "inspect": ["pydot>=3"],  # --inspect_model's architecture picture (with Graphviz's dot program)
     },
     entry_points={"console_scripts": ["ml4ge=ml4ge.cli:console_main"]},
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ml4ge.defaults import DEFAULT_SEED
-from ml4ge.models.config import ConvConfig, DenseConfig, PairConfig
+from ml4ge.models.config import CONV_STYLES, ConvConfig, DenseConfig, PairConfig
 from ml4ge.models.vae_config import VAEConfig
 from ml4ge.models.vit_config import ViTConfig
 from ml4ge.modes import RECIPES
@@ -205,11 +205,13 @@ FLAGS: dict[str, Flag] = {
     "pairs": Flag(MODEL, (), "train: input TensorMaps tied by the pair merge; compare: latent tables whose "
                              "fold-by-fold difference A - B is reported. Repeat for several pairs.",
                   nargs=2, metavar=("A", "B"), repeat=True),
-    "pair_loss": Flag(MODEL, PAIR.loss, "Loss tying paired embeddings.",
-                      choices=("contrastive", "cosine", "euclid")),
+    "pair_loss": Flag(MODEL, PAIR.loss, "Loss tying paired embeddings (contrastive_ml4h: ml4h's "
+                                            "swapped-argument version, to reproduce published numbers).",
+                      choices=("contrastive", "cosine", "euclid", "contrastive_ml4h")),
     "pair_loss_weight": Flag(MODEL, PAIR.weight, "Weight of the pair loss.", bounds=AT_LEAST_0),
-    "pair_merge": Flag(MODEL, PAIR.merge, "Fusion of paired embeddings (dropout = DropFuse).",
-                       choices=("dropout", "average", "concat")),
+    "pair_merge": Flag(MODEL, PAIR.merge, "Fusion of paired embeddings (dropout = DropFuse; dropout_ml4h: "
+                                            "ml4h's, one modality per coordinate for the batch, random at inference).",
+                       choices=("dropout", "average", "concat", "dropout_ml4h")),
     "alpha": Flag(MODEL, VAE.alpha, "vae/rae/cvae: weight of the reconstruction loss (a mean over elements); default: "
                                     "the elements of the largest output, i.e. the error summed over voxels.",
                   type=float, bounds=POSITIVE),
@@ -269,6 +271,26 @@ FLAGS: dict[str, Flag] = {
     "keep_checkpoints": Flag(TRAINING, False, "train: keep checkpoints/ (the resume backup and the best weights) "
                                               "after the run finishes; without it a finished run deletes them "
                                               "(the model files hold the result; a rerun has nothing to redo)."),
+    # ml4h parity (docs/ml4h_differences.md): the structure and semantics ml4h's flags have there, and ml4h flags
+    # that ml4ge answers with what to use instead
+    "conv_style": Flag(MODEL, CONV.style, "conv_encode/conv_decode structure: ml4h (ml4h's residual stem, DenseNet "
+                                          "stages of --block_size concatenating convolutions, activated embedding, "
+                                          "ml4h's decoder) or plain (plain conv stages, linear embedding, mirrored "
+                                          "decoder: UDIP's preset and the demo).", choices=CONV_STYLES),
+    "patience_style": Flag(TRAINING, "ml4h", "What --patience means without a --model_preset: ml4h (early stopping "
+                                             "after 3 x --patience epochs without a lower val_loss, learning rate "
+                                             "halved after --patience, as ml4h) or ml4ge (stop after --patience, "
+                                             "--lr_schedule's own plateau).", choices=("ml4h", "ml4ge")),
+    "save_last_model": Flag(TRAINING, False, "train: keep the last epoch's weights instead of the best "
+                                             "validation epoch's (ml4h's --save_last_model)."),
+    "learning_rate_schedule": Flag(TRAINING, None, "ml4h's flag, refused: use --lr_schedule (plateau, step, cosine, "
+                                                   "constant)."),
+    "model_layers": Flag(MODEL, None, "ml4h's flag, refused: use --model_file to fine-tune a trained model, or "
+                                      "--encoder_blocks encoder_<tmap>.keras to start from trained encoders."),
+    "freeze_model_layers": Flag(MODEL, False, "ml4h's flag (with --model_layers), refused: see --model_layers."),
+    "hidden_layer": Flag(INFERENCE, "embed", "infer_hidden (alias of infer_encoders): embed or embed_<tmap>, the "
+                                            "encoders' outputs (ml4h's per-map embed layers); other layers are "
+                                            "refused."),
     # inference and comparison
     "tsv_style": Flag(INFERENCE, "standard", "genetics writes FID and IID columns for PLINK/REGENIE.",
                       choices=("standard", "genetics")),

@@ -41,6 +41,8 @@ RECIPES.register("train", Mode("ml4ge.recipes.train", "fit a model made of block
 RECIPES.register("infer", Mode("ml4ge.recipes.infer", "predictions of a trained model for every sample"))
 RECIPES.register("infer_encoders", Mode("ml4ge.recipes.infer_encoders", "latent tables from a trained model's "
                                                                         "encoders"))
+RECIPES.register("infer_hidden", Mode("ml4ge.recipes.infer_hidden", "ml4h's name of infer_encoders (--hidden_layer "
+                                                                    "embed or embed_<tmap>)"))
 RECIPES.register("export", Mode("ml4ge.recipes.export", "a trained model's encoders as SavedModels for serving "
                                                         "(no ml4ge needed to load them)"))
 RECIPES.register("merge_shards", Mode("ml4ge.recipes.merge_shards", "join the shards of infer_encoders --shard"))

@@ -96,9 +96,35 @@ def training_settings_from_args(args: argparse.Namespace) -> TrainingSettings:
         ValueError, UnknownNameError: for bad values.
     """
     learning_rate = float(args.learning_rate)
+    patience, schedule = patience_semantics(args)
     return TrainingSettings(optimizer=args.optimizer, learning_rate=learning_rate,
-                            schedule=schedule_from_args(args), patience=int(args.patience),
+                            schedule=schedule, patience=patience,
                             epochs=int(args.epochs), batch_size=int(args.batch_size))
+
+
+# ml4h's train_model_from_generators: EarlyStopping(patience = 3 x --patience), ReduceLROnPlateau(factor 0.5,
+# patience = --patience).
+ML4H_STOP_FACTOR = 3
+ML4H_PLATEAU_FACTOR = 0.5
+
+
+def patience_semantics(args: argparse.Namespace):
+    """``(early-stopping patience, schedule)`` of ``--patience`` under ``--patience_style``.
+
+    ``ml4h`` (the flag's default): training stops after 3 x ``--patience`` epochs without a lower validation loss
+    and, unless a ``--lr_*`` schedule flag is given, the rate is halved after ``--patience`` such epochs (at least
+    1: ml4ge's plateau needs one epoch), floored at ``--lr_min``. ``ml4ge``: stops after ``--patience``, and the
+    schedule of the ``--lr_*`` flags (plateau after half the patience). A namespace without the flag (a caller
+    building its own) gets ``ml4ge``. Presets do not come here: they keep their own schedules.
+    """
+    patience = int(args.patience)
+    if getattr(args, "patience_style", "ml4ge") != "ml4h":
+        return patience, schedule_from_args(args)
+    if explicit_flags(args) & SCHEDULE_FLAGS:
+        schedule = schedule_from_args(args)
+    else:
+        schedule = PlateauSchedule(factor=ML4H_PLATEAU_FACTOR, patience=max(1, patience), min_lr=float(args.lr_min))
+    return ML4H_STOP_FACTOR * patience, schedule
 
 
 def explicit_flags(args: argparse.Namespace) -> set[str]:

@@ -178,4 +178,4 @@ def test_get_loss_names_closest_matches_and_passes_loss_objects_through():
     assert get_loss(loss) is loss
     with pytest.raises(TypeError, match="received int"):
         get_loss(3)
-    assert set(PAIR_LOSSES.names()) == {"contrastive", "cosine", "euclid"}
+    assert set(PAIR_LOSSES.names()) == {"contrastive", "cosine", "euclid", "contrastive_ml4h"}

@@ -66,7 +66,7 @@ def small_model(stages: tuple[int, ...], latents: int = 32, pool: str = "max",
             "dense_blocks": tuple(stages), "block_size": 1, "dense_layers": (latents,), "conv_x": (3,),
             "conv_y": (3,), "conv_z": (3,), "pool_x": 2, "pool_y": 2, "pool_z": 2, "pool_type": pool,
             "conv_normalize": normalize, "decoder_template": True, "activation": "swish", "learning_rate": 1e-3,
-            "patience": 4}
+            "patience": 4, "conv_style": "plain", "patience_style": "ml4ge"}
 
 
 PRESETS: Registry[DemoSettings] = Registry("demo preset")

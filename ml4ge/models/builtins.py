@@ -9,6 +9,7 @@ def load_builtins() -> None:
     """Register the built-in blocks and model families (idempotent; kept out of import time of the registries)."""
     import ml4ge.models.autoencoder  # noqa: F401
     import ml4ge.models.conv  # noqa: F401
+    import ml4ge.models.conv_ml4h  # noqa: F401
     import ml4ge.models.cvae  # noqa: F401
     import ml4ge.models.dense  # noqa: F401
     import ml4ge.models.layers  # noqa: F401

@@ -13,6 +13,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ml4ge.models.vit_config import ViTConfig
 
+# The structures conv_encode/conv_decode build (--conv_style); ml4h's is the default so that ml4h command lines build
+# ml4h's model. Saved configurations without a style were built before the ml4h style existed: plain.
+CONV_STYLES = ("ml4h", "plain")
+LEGACY_CONV_STYLE = "plain"
+
 
 def _ints(values, flag: str, allow_empty: bool = False) -> tuple[int, ...]:
     values = tuple(int(v) for v in (values or ()))
@@ -76,6 +81,9 @@ class ConvConfig:
         upsample: ``upsampling`` (repeat voxels, as ml4h) or ``transpose`` (stride-``pool`` transposed
             convolutions without normalization or activation, as UDIP).
         template: the decoder adds a learned template image to its output (:class:`ml4ge.models.layers.Template`).
+        style: ``ml4h`` (ml4h's residual stem, DenseNet stages of ``block_size`` concatenating convolutions, activated
+            embedding and ml4h's decoder; :mod:`ml4ge.models.conv_ml4h`) or ``plain`` (plain conv stages, linear
+            embedding, mirrored decoder; UDIP's preset and the demo) (``--conv_style``).
 
     Example:
         >>> ConvConfig(layers=(16, 16), stages=(32, 64), block_size=2).kernel(3, 0)
@@ -97,6 +105,7 @@ class ConvConfig:
     regularize_rate: float = 0.0
     upsample: str = "upsampling"
     template: bool = False
+    style: str = "ml4h"
 
     def __post_init__(self):
         if self.block_size < 0:
@@ -105,6 +114,8 @@ class ConvConfig:
             raise ValueError(f"upsample must be 'upsampling' or 'transpose', got {self.upsample!r}.")
         if self.pool_type not in ("max", "average"):
             raise ValueError(f"pool_type must be 'max' or 'average', got {self.pool_type!r}.")
+        if self.style not in CONV_STYLES:
+            raise ValueError(f"conv style (--conv_style) must be one of {', '.join(CONV_STYLES)}, got {self.style!r}.")
 
     def kernel(self, rank: int, index: int) -> tuple[int, ...]:
         """Kernel of the ``index``-th convolution for a map with ``rank`` spatial axes."""
@@ -197,7 +208,7 @@ class ModelConfig:
     def from_dict(cls, data: dict) -> ModelConfig:
         """The configuration :meth:`to_dict` wrote (as stored in a saved model's config)."""
         return cls(
-            conv=_typed(ConvConfig, data.get("conv", {})),
+            conv=_typed(ConvConfig, {"style": LEGACY_CONV_STYLE, **data.get("conv", {})}),
             dense=_typed(DenseConfig, data.get("dense", {})),
             pair=_typed(PairConfig, data.get("pair", {})),
             vit=_typed(ViTConfig, data.get("vit", {})),
@@ -227,6 +238,7 @@ class ModelConfig:
             regularize=args.conv_regularize,
             regularize_rate=float(args.conv_regularize_rate),
             template=bool(getattr(args, "decoder_template", False)),
+            style=getattr(args, "conv_style", ConvConfig.style),
         )
         dense = DenseConfig(
             widths=_ints(args.dense_layers, "--dense_layers"),

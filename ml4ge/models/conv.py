@@ -13,6 +13,9 @@ transposed convolution with no norm or activation), the stem's convolutions mirr
 
 Shapes the pooling does not divide are padded and cropped centrally. How these blocks differ from ml4h's:
 ``docs/ml4h_differences.md``.
+
+That is the ``plain`` style (``--conv_style plain``: UDIP's preset and the demo). The default style ``ml4h`` builds
+ml4h's structure from the same flags (:mod:`ml4ge.models.conv_ml4h`, registered in :data:`STYLES`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from keras import ops
 from ml4ge.models.blocks import DECODERS, ENCODERS, Namer, after_layer, check_layer_names
 from ml4ge.models.dense import dense_stack
 from ml4ge.models.layers import Template
+from ml4ge.registry import Registry
 from ml4ge.tensormap import TensorMap, keras_safe
+
+# Conv styles other than plain: name -> object with encode(block, x, tm) and decode(block, latent, tm).
+STYLES: Registry = Registry("conv style")
 
 CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
 TRANSPOSE = {1: keras.layers.Conv1DTranspose, 2: keras.layers.Conv2DTranspose, 3: keras.layers.Conv3DTranspose}
@@ -173,6 +180,8 @@ class ConvEncoder(_ConvBlock):
     """Convolutional encoder for signals, images and volumes; see the module docstring."""
 
     def __call__(self, x, tm: TensorMap):
+        if self.conv.style != "plain":
+            return STYLES.get(self.conv.style).encode(self, x, tm)
         rank, namer = conv_rank(tm), Namer(f"encode_{tm.name}")
         spatial = tuple(tm.shape[:-1])
         target = padded_shape(spatial, self.factors(rank))
@@ -194,6 +203,8 @@ class ConvDecoder(_ConvBlock):
     """Convolutional decoder mirroring :class:`ConvEncoder`; output shape always equals ``tm.shape``."""
 
     def __call__(self, latent, tm: TensorMap):
+        if self.conv.style != "plain":
+            return STYLES.get(self.conv.style).decode(self, latent, tm)
         rank, namer = conv_rank(tm), Namer(f"decode_{tm.name}")
         spatial = tuple(tm.shape[:-1])
         factors = self.factors(rank)

@@ -18,6 +18,8 @@ MIN_TEMPERATURE = 0.01
 MAX_TEMPERATURE = 100.0
 # Pair losses that learn a temperature.
 _TEMPERATURE_LOSSES = frozenset({"contrastive"})
+# Pair losses that learn ml4h's unclamped log-scale of the logits (its "temperature" weight, starting at 0).
+_LOG_SCALE_LOSSES = frozenset({"contrastive_ml4h"})
 
 
 @keras.saving.register_keras_serializable(package="ml4ge")
@@ -73,6 +75,8 @@ class PairLoss(keras.layers.Layer):
                 trainable=True,
                 name="log_temperature",
             )
+        if self.loss in _LOG_SCALE_LOSSES:
+            self.log_scale = self.add_weight(shape=(), initializer="zeros", trainable=True, name="log_scale")
 
     @property
     def temperature(self):
@@ -85,6 +89,8 @@ class PairLoss(keras.layers.Layer):
     def call(self, inputs, weights=None):
         a, b = inputs
         extra = {"temperature": self.temperature} if self.learns_temperature else {}
+        if self.loss in _LOG_SCALE_LOSSES:
+            extra["log_scale"] = self.log_scale
         value = self.loss_fn(a, b, weights=weights, **extra)
         self.add_loss(self.weight * value)
         if self.tracker is not None:
@@ -173,6 +179,36 @@ class DropFuse(keras.layers.Layer):
         config = super().get_config()
         config.update(seed=self.seed)
         return config
+
+
+@keras.saving.register_keras_serializable(package="ml4ge")
+class DropFuseMl4h(keras.layers.Layer):
+    """ml4h's DropFuse as the papers trained it (``--pair_merge dropout_ml4h``): one modality drawn per latent
+    coordinate and shared by the whole batch, in training *and at inference* (random latents from the full model).
+
+    ml4h's ``PairLossBlock`` between January 2022 and April 2025 (REFERENCE_ML4H.md 4.5), the DropFuse paper's and
+    the registration paper's. ml4h's layer since May 2025 draws one whole modality per sample instead. ml4ge's own
+    ``dropout`` (:class:`DropFuse`) draws per sample and per coordinate and takes the mean at inference.
+
+    Args:
+        seed: optional int for the ``keras.random.SeedGenerator``.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        stacked = ops.stack(inputs, axis=-1)  # [B, D, M]
+        choice = keras.random.randint((stacked.shape[1],), 0, len(inputs), seed=self.seed_generator)
+        return ops.sum(stacked * ops.one_hot(choice, len(inputs), dtype=stacked.dtype)[None], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
 
 
 def _presence_matrix(presence, dtype):

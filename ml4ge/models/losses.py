@@ -182,8 +182,50 @@ def euclid_pair_loss(a, b, weights=None):
     return _weighted_mean(ops.sqrt(ops.maximum(squared, _DISTANCE_EPSILON)), weights)
 
 
+# Keras' categorical cross-entropy clips its y_pred to [1e-7, 1 - 1e-7]; ml4h's swapped call puts the identity there.
+_KERAS_EPSILON = 1e-7
+
+
+def contrastive_ml4h(a, b, log_scale=0.0, weights=None):
+    """ml4h's ``contrastive_difference`` as the DropFuse and registration papers trained with it (``--pair_loss
+    contrastive_ml4h``): for the reproduction of published numbers, not for new work (use ``contrastive``).
+
+    ml4h scales the cosine similarities by ``exp(log_scale)`` (a learned, unclamped weight starting at 0), takes
+    the row softmaxes ``P`` of ``l2n(a) @ l2n(b)^T`` and of its transpose, and passes them to Keras'
+    ``categorical_crossentropy`` as ``y_true`` with the identity as ``y_pred``: swapped. With the identity clipped to
+    ``[1e-7, 1 - 1e-7]`` each row gives ``-P_ii log(1 - 1e-7) - (1 - P_ii) log(1e-7) ~ 16.12 (1 - P_ii)``, a linear
+    penalty on the diagonal softmax mass (bounded, its gradient vanishing as ``P_ii -> 0``), not ``-log P_ii``. The
+    value is the mean over rows of both directions, as the reference measured (11.7766 on its B = 4, D = 8 check).
+
+    Batch size: ml4h builds the identity once from ``--batch_size``, so a batch of another size fails there (its
+    loader drops the partial last batch). Here the identity has the batch's own size: full batches give ml4h's
+    value, and a partial batch is scored instead of failing. The value depends on the batch size (at chance
+    ``P_ii = 1/B``, so about ``16.12 (1 - 1/B)``): compare runs at the same ``--batch_size``.
+
+    Args:
+        a, b: ``[B, D]`` paired embeddings.
+        log_scale: ml4h's ``temperature`` weight (the logits are multiplied by its exponential).
+        weights: optional per-row 0/1 flags of complete pairs (ml4ge's optional maps; ml4h has none): only they
+            are averaged.
+
+    Returns:
+        A scalar float32 tensor.
+    """
+    a, b = _as_float32(a, b)
+    scale = ops.exp(ops.cast(ops.reshape(log_scale, ()), "float32"))
+    similarity = ops.matmul(l2_normalize(a), ops.transpose(l2_normalize(b))) * scale
+    log_identity = ops.log(ops.clip(ops.eye(ops.shape(a)[0], dtype="float32"), _KERAS_EPSILON, 1 - _KERAS_EPSILON))
+
+    def swapped_cross_entropy(logits):
+        return -ops.sum(ops.softmax(logits, axis=-1) * log_identity, axis=-1)
+
+    rows = swapped_cross_entropy(similarity) + swapped_cross_entropy(ops.transpose(similarity))
+    return _weighted_mean(rows / 2.0, weights)
+
+
 PAIR_LOSSES: Registry = Registry("pair loss")
 PAIR_LOSSES.register("contrastive", info_nce)
+PAIR_LOSSES.register("contrastive_ml4h", contrastive_ml4h)
 PAIR_LOSSES.register("cosine", cosine_pair_loss)
 PAIR_LOSSES.register("euclid", euclid_pair_loss)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ml4ge.models.layers import DropFuse, PairLoss, PresentMean
+from ml4ge.models.layers import DropFuse, DropFuseMl4h, PairLoss, PresentMean
 from ml4ge.models.registries import MERGES
 from ml4ge.registry import closest_matches
 
@@ -26,6 +26,7 @@ FUSIONS = {
     "average": (lambda: keras.layers.Average(name="merge_average"),
                 lambda: PresentMean(name="merge_present_average")),
     "dropout": (lambda: DropFuse(name="merge_dropfuse"), None),
+    "dropout_ml4h": (lambda: DropFuseMl4h(name="merge_dropfuse_ml4h"), None),  # ml4h's, random at inference
 }
 _PRESENCE_AWARE = (DropFuse, PresentMean)
 

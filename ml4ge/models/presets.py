@@ -77,7 +77,7 @@ def udip_preset(modality: str = "t1", latent_size: int = 128) -> Preset:
         layers=(16, 16), stages=(32, 64, 128, 256), block_size=2,
         kernel_1d=(3,), kernel_x=(3,), kernel_y=(3,), kernel_z=(3,),
         pool=(2, 2, 2), pool_type="max",
-        activation="leaky_relu", normalize="batch_norm", upsample="transpose",
+        activation="leaky_relu", normalize="batch_norm", upsample="transpose", style="plain",
     )
     dense = DenseConfig(widths=(latent_size,), activation="leaky_relu")
     learning_rate = UDIP_LEARNING_RATES[modality]

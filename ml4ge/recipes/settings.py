@@ -66,6 +66,7 @@ class ModelSettings(Settings):
     dense_regularize: str | None
     dense_regularize_rate: float
     pool_type: str
+    conv_style: str
     decoder_template: bool
     pool_x: int
     pool_y: int
@@ -117,6 +118,7 @@ class FitSettings(Settings):
     strategy: str
     mixed_precision: bool
     inspect_model: bool
+    patience_style: str
 
 
 def check_common(settings) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.hd5 import hd5_paths
 from ml4ge.lookup import resolve_all, tensormap_names
+from ml4ge.recipes.ml4h_compat import check_ml4h_flags, inspect_training_model, unused_conv_width
 from ml4ge.recipes.settings import FitSettings, ModelSettings, RunSettings, SplitSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings):
     keep_checkpoints: bool
     target_csv: str | None
     background_csv: str | None
+    save_last_model: bool
+    learning_rate_schedule: str | None
+    model_layers: str | None
+    freeze_model_layers: bool
 
 
 Settings = TrainSettings
@@ -185,6 +190,7 @@ def validate(args: TrainSettings) -> None:
     for flag in ("batch_size", "epochs"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
+    check_ml4h_flags(args)
     check_tensors_folder(args)
     input_tmaps, output_tmaps = tensormaps(args)
     check_pairs(args, input_tmaps)
@@ -233,6 +239,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
                  "--overwrite trains it again", folder)
         return 0
     input_tmaps, output_tmaps = tensormaps(args)
+    if unused_conv_width(args, [*input_tmaps, *output_tmaps]):
+        log.warning(unused_conv_width(args, [*input_tmaps, *output_tmaps]))
     paths = split_for_run(args, folder)
     skipped = SkippedSamples(folder)
     architecture, settings = model_settings(args, input_tmaps, output_tmaps)
@@ -273,7 +281,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     if not args.model_file:
         initialize_templates(model, paths["train"], [*input_tmaps, *output_tmaps])
     if args.inspect_model and chief:
-        write_summary(model, folder / f"architecture_{args.id}.txt")
+        inspect_training_model(model, folder, args, paths["train"], (input_tmaps, output_tmaps), multi_worker)
     with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:
         train_ds, valid_ds = _distributable(train.dataset(), multi_worker), _distributable(valid.dataset(),
                                                                                           multi_worker)
@@ -281,7 +289,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         with pipeline_errors(), keras_fixes:
             training.fit(model, train_ds, valid_ds, folder, settings, args.training_steps, args.validation_steps,
                          write_outputs=chief, callbacks=model.training_callbacks(settings))
-    training.load_best_weights(model, folder)
+    if not args.save_last_model:  # ml4h's --save_last_model keeps the last epoch's weights
+        training.load_best_weights(model, folder)
     save_model(model, folder, args.id)
     if chief:
         from ml4ge import plots
