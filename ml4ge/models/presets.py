@@ -196,7 +196,7 @@ CPU_BRAIN_LEARNING_RATE = 1e-3
 def cpu_brain_preset(modality: str = "t1", latent_size: int = 128) -> Preset:
     """The demo's CPU autoencoder of brain volumes (any modality; ``modality`` is accepted for the registry)."""
     conv = ConvConfig(layers=(), stages=(16, 32, 64), block_size=1, kernel_x=(3,), kernel_y=(3,), kernel_z=(3,),
-                      pool=(2, 2, 2), pool_type="average", activation="swish", template=True)
+                      pool=(2, 2, 2), pool_type="average", activation="swish", template=True, style="plain")
     dense = DenseConfig(widths=(latent_size,), activation="swish")
     training = TrainingSettings(optimizer="adam", learning_rate=CPU_BRAIN_LEARNING_RATE,
                                 schedule=PlateauSchedule(factor=0.5, patience=2), patience=4, epochs=10, batch_size=2)
