@@ -301,6 +301,11 @@ FLAGS: dict[str, Flag] = {
     "clump_kb": Flag(ASSOCIATION, 250.0, "associate: half-width of a locus (kb).", bounds=AT_LEAST_0),
     "significance": Flag(ASSOCIATION, None, "associate: P threshold of a hit (default 5e-8 / number of latent "
                                             "dimensions).", type=float, bounds=OPEN_UNIT),
+    "multivariate": Flag(ASSOCIATION, False, "associate: also the omnibus (MOSTest) and min-P test of each SNP over "
+                                             "each whole latent space, calibrated on permuted genotypes."),
+    "permuted_snps": Flag(ASSOCIATION, 20_000, "associate --multivariate: SNPs (spread over the genome) with permuted "
+                                               "genotypes that calibrate the omnibus and min-P tests.",
+                          bounds=Bounds(200)),
     "association_counts": Flag(ASSOCIATION, (), "compare: associate_counts.tsv of associate runs, to add their hit "
                                                 "and locus counts."),
     # interpretation

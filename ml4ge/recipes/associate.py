@@ -11,6 +11,9 @@ Inputs:
     --log10_p                        LOG10_P instead of P in the summary statistics (plink2 --glm log10).
     --significance P                 hit threshold (default 5e-8 / total latent dimensions over all tables).
     --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader and BLAS threads).
+    --multivariate --permuted_snps 20000   the omnibus (MOSTest) and min-P tests per SNP over each latent space,
+                                     calibrated on permuted genotypes (:mod:`ml4ge.genetics.omnibus`); their hit
+                                     threshold is 5e-8 / number of latent tables.
 
 Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.gz``, PLINK2 ``--glm``'s table
 (``#CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P ERRCODE``, :mod:`ml4ge.genetics.sumstats`),
@@ -18,7 +21,10 @@ Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.
 the other allele), ``associate_loci.tsv``, ``associate_replication.tsv`` (with a replication cohort),
 ``associate_counts.tsv`` and ``.json`` (the headline numbers that compare quotes),
 ``associate_untestable.tsv`` (dimensions left out of the scan, e.g. constant ones, with the reason),
-``manhattan_<space>.png``, ``miami_<space>.png`` and ``exports/`` (PLINK2/REGENIE phenotype and covariate files and
+``manhattan_<space>.png``, ``miami_<space>.png`` and, with --multivariate, ``sumstats/<space>.glm.omnibus.gz`` (one
+table per space, :mod:`ml4ge.genetics.multivariate`), ``associate_omnibus_hits.tsv``, ``associate_omnibus_loci.tsv``
+(``dimension`` is the test: omnibus or minp), ``manhattan_<space>_omnibus.png`` and their counts in
+``associate_counts``; ``exports/`` (PLINK2/REGENIE phenotype and covariate files and
 ``commands.sh``, which runs from any folder).
 """
 
@@ -39,6 +45,8 @@ from ml4ge.genetics.exports import write_exports
 from ml4ge.genetics.genotypes import GenotypeFile, check_genotype_files
 from ml4ge.genetics.inputs import assemble_spaces, check_space_name, covariate_frame
 from ml4ge.genetics.loci import clump, headline_counts, replicate
+from ml4ge.genetics.multivariate import HIT_COLUMNS as OMNIBUS_HIT_COLUMNS
+from ml4ge.genetics.multivariate import omnibus_file_name
 from ml4ge.genetics.plots import manhattan, miami
 from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan, sumstats_path
 from ml4ge.readers import read_table
@@ -72,6 +80,8 @@ class AssociateSettings(RunSettings):
     snp_chunk: int
     clump_kb: float
     significance: float | None
+    multivariate: bool
+    permuted_snps: int
 
 
 Settings = AssociateSettings
@@ -139,9 +149,10 @@ def discovery_and_replication_ids(args, genotype_ids, keep):
     return discovery, replication
 
 
-def settings_of(args: AssociateSettings) -> ScanSettings:
+def settings_of(args: AssociateSettings, spaces: int = 1, multivariate: bool = False) -> ScanSettings:
     return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
-                        threads=max(1, args.num_workers), log10=args.log10_p)
+                        threads=max(1, args.num_workers), log10=args.log10_p, multivariate=multivariate,
+                        permuted_snps=args.permuted_snps, omnibus_log10=-np.log10(GENOME_WIDE / max(spaces, 1)))
 
 
 def run(args: AssociateSettings) -> int:
@@ -157,7 +168,8 @@ def run(args: AssociateSettings) -> int:
         threshold = -np.log10(significance)
         log.info("scanning %d SNPs x %d latent dimensions (%s); hit threshold P < %.3g", genotypes.snp_count,
                  dimensions, ", ".join(f"{n}: {len(s.phenotypes)} samples" for n, s in spaces.items()), significance)
-        results = scan(genotypes, spaces, settings_of(args), threshold, folder / "sumstats")
+        results = scan(genotypes, spaces, settings_of(args, len(spaces), args.multivariate), threshold,
+                       folder / "sumstats")
         write_exports(folder / "exports", spaces, dict(zip(genotypes.sample_ids, genotypes.family_ids)),
                       Path(args.genotypes))
         hits, loci = clump(pd.concat([r.table("hits", HIT_COLUMNS) for r in results.values()], ignore_index=True),
@@ -166,6 +178,8 @@ def run(args: AssociateSettings) -> int:
     facts = {name: {"dimensions": len(space.dimensions), "dimensions_untestable": len(space.untestable),
                     "samples": len(space.phenotypes), **results[name].counts, "threshold_p": significance}
              for name, space in spaces.items()}
+    if args.multivariate:
+        omnibus_outputs(folder, args, results, facts, len(spaces))
     if replication is not None:
         for name in facts:
             facts[name].update(replication_samples=replication["samples"].get(name, 0),
@@ -173,17 +187,18 @@ def run(args: AssociateSettings) -> int:
     counts = headline_counts(facts, hits, loci, None if replication is None else replication["table"])
     write_table(untestable_table(spaces), folder / "associate_untestable.tsv")
     _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
-    remove_stale_outputs(folder, spaces, replication is not None)
+    remove_stale_outputs(folder, spaces, replication is not None, args.multivariate)
     print(counts.to_string(index=False))
     return 0
 
 
 # The per-space and optional outputs (and the summary statistics under their name before PLINK2's format).
 STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png",
-                  "exports/*.pheno.tsv", "exports/covariates.tsv", "associate_replication.tsv")
+                  "exports/*.pheno.tsv", "exports/covariates.tsv", "associate_replication.tsv",
+                  "sumstats/*.glm.omnibus.gz", "associate_omnibus_hits.tsv", "associate_omnibus_loci.tsv")
 
 
-def remove_stale_outputs(folder: Path, spaces, replicated: bool) -> None:
+def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: bool = False) -> None:
     """Delete the outputs of an earlier run in ``folder`` that this one did not write (a rerun with fewer
     dimensions, other tables, no covariates or no replication), so no table beside the new ones is out of date."""
     current = set()
@@ -191,6 +206,10 @@ def remove_stale_outputs(folder: Path, spaces, replicated: bool) -> None:
         current.add(folder / "exports/covariates.tsv")
     if replicated:
         current |= {folder / "associate_replication.tsv", *(folder / f"miami_{name}.png" for name in spaces)}
+    if multivariate:
+        current |= {folder / "associate_omnibus_hits.tsv", folder / "associate_omnibus_loci.tsv",
+                    *(folder / "sumstats" / omnibus_file_name(name) for name in spaces),
+                    *(folder / f"manhattan_{name}_omnibus.png" for name in spaces)}
     for name, space in spaces.items():
         current |= {folder / f"manhattan_{name}.png", folder / "exports" / f"{name}.pheno.tsv",
                     *(sumstats_path(folder / "sumstats", name, dimension) for dimension in space.dimensions)}
@@ -241,3 +260,23 @@ def _write_outputs(folder: Path, args, results, hits, loci, replication, counts,
         write_table(replication["table"], folder / "associate_replication.tsv")
     log.info("associate: %s", "; ".join(f"{r.space}: {r.significant_pairs} pairs, {r.loci} loci"
                                         for r in counts.itertuples()))
+
+
+def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> None:
+    """Write the omnibus and min-P hits, their loci and Manhattan plots; add their counts and nulls to ``facts``."""
+    hits = pd.concat([r.table("omnibus_hits", OMNIBUS_HIT_COLUMNS) for r in results.values()], ignore_index=True)
+    hits, loci = clump(hits, args.clump_kb)
+    threshold_p = GENOME_WIDE / max(spaces, 1)
+    for name, result in results.items():
+        for test in ("omnibus", "minp"):
+            own = hits[(hits.space == name) & (hits.dimension == test)]
+            facts[name][f"{test}_snps"] = own.ID.nunique()
+            facts[name][f"{test}_loci"] = int(own.locus.nunique()) if len(own) else 0
+        null = result.null
+        facts[name].update(null.facts(), omnibus_threshold_p=threshold_p,
+                           minp_threshold_per_dimension_p=threshold_p / null.effective_dimensions)
+        best = result.table("omnibus_best", ["CHROM", "POS", "ID", "LOG10P"])
+        manhattan(best, -np.log10(threshold_p), folder / f"manhattan_{name}_omnibus.png", loci[loci.space == name],
+                  f"{args.id}: {name}, omnibus test over {null.rank} dimensions")
+    write_table(hits, folder / "associate_omnibus_hits.tsv")
+    write_table(loci, folder / "associate_omnibus_loci.tsv")
