@@ -136,6 +136,8 @@ def test_associate_multivariate_finds_a_snp_spread_over_the_dimensions(tmp_path)
     null_log10p = table.LOG10P.drop(index=[900, 2199])
     assert np.median(null_log10p) == pytest.approx(np.log10(2), abs=0.06)  # uniform P: median 0.5
     counts = json.loads((run / "associate_counts.json").read_text())[0]
+    loci = pd.read_csv(run / "associate_omnibus_loci.tsv", sep="\t")  # each test clumped on its own
+    assert sorted(loci.dimension) == ["minp", "omnibus", "omnibus"] and set(loci.ID) == {"rs901", "rs2200"}
     assert counts["omnibus_snps"] == 2 and counts["omnibus_loci"] == 2 and counts["minp_loci"] == 1
     assert counts["omnibus_df"] == 8 and counts["permuted_snps"] == 3000
     assert (run / "manhattan_t1_omnibus.png").is_file()

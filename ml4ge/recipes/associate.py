@@ -265,7 +265,8 @@ def _write_outputs(folder: Path, args, results, hits, loci, replication, counts,
 def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> None:
     """Write the omnibus and min-P hits, their loci and Manhattan plots; add their counts and nulls to ``facts``."""
     hits = pd.concat([r.table("omnibus_hits", OMNIBUS_HIT_COLUMNS) for r in results.values()], ignore_index=True)
-    hits, loci = clump(hits, args.clump_kb)
+    clumped = [clump(hits[hits.dimension == test], args.clump_kb) for test in ("omnibus", "minp")]  # each its own
+    hits, loci = (pd.concat(parts, ignore_index=True) for parts in zip(*clumped))
     threshold_p = GENOME_WIDE / max(spaces, 1)
     for name, result in results.items():
         for test in ("omnibus", "minp"):
