@@ -273,7 +273,7 @@ FLAGS: dict[str, Flag] = {
                              choices=("nifti", "hd5")),
     "latent_tables": Flag(INFERENCE, (), "compare, evaluate_groups: name=path latent TSVs."),
     "phenotypes": Flag(INFERENCE, None, "compare: CSV/TSV of phenotypes keyed by sample id; evaluate_groups: "
-                                        "the group labels (--group_column)."),
+                                        "the group labels (--group_column); associate: the --direction_traits."),
     "covariates": Flag(INFERENCE, (), "compare: phenotype columns used as covariates."),
     "folds": Flag(INFERENCE, 5, "compare: cross-validation folds.", bounds=AT_LEAST_2),
     "group_column": Flag(INFERENCE, "group", "evaluate_groups: the --phenotypes column holding each sample's group."),
@@ -306,6 +306,8 @@ FLAGS: dict[str, Flag] = {
     "permuted_snps": Flag(ASSOCIATION, 20_000, "associate --multivariate: SNPs (spread over the genome) with permuted "
                                                "genotypes that calibrate the omnibus and min-P tests.",
                           bounds=Bounds(200)),
+    "direction_traits": Flag(ASSOCIATION, (), "associate: --phenotypes columns whose direction in each latent space "
+                                               "(cross-fitted ridge projection) gets its own GWAS."),
     "association_counts": Flag(ASSOCIATION, (), "compare: associate_counts.tsv of associate runs, to add their hit "
                                                 "and locus counts."),
     # interpretation

@@ -52,7 +52,8 @@ class ScanSettings:
         chunk: SNPs per chunk.
         threads: bed-reader decoding threads.
         log10: write ``LOG10_P`` instead of ``P`` in the summary statistics [--glm log10].
-        multivariate: also the omnibus and min-P tests per space (:mod:`ml4ge.genetics.multivariate`).
+        multivariate: also the omnibus and min-P tests per space of two or more dimensions
+            (:mod:`ml4ge.genetics.multivariate`).
         permuted_snps: SNPs of the permuted-genotype null those tests are calibrated on.
         omnibus_log10: their hit threshold (-log10 P).
     """
@@ -113,7 +114,8 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
                                          tuple(space.covariates.columns)) for name, space in spaces.items()}
     results = {name: SpaceResult() for name in spaces}
     if settings.multivariate:
-        nulls = permuted_nulls(genotypes, rows, np.asarray(needed), prepared, settings, settings.permuted_snps)
+        several = {name: rows[name] for name, space in spaces.items() if len(space.dimensions) > 1}  # not directions
+        nulls = permuted_nulls(genotypes, several, np.asarray(needed), prepared, settings, settings.permuted_snps)
         for name, null in nulls.items():
             results[name].null = null
             log.info("%s omnibus null from %d permuted SNPs: df %d, gamma shape %.3g scale %.3g (chi-square: %.3g, "

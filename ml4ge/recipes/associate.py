@@ -14,6 +14,9 @@ Inputs:
     --multivariate --permuted_snps 20000   the omnibus (MOSTest) and min-P tests per SNP over each latent space,
                                      calibrated on permuted genotypes (:mod:`ml4ge.genetics.omnibus`); their hit
                                      threshold is 5e-8 / number of latent tables.
+    --phenotypes p.csv --direction_traits T ...   the GWAS of each space's cross-fitted projection on each trait's
+                                     direction (:mod:`ml4ge.genetics.directions`), scanned as a one-dimension space
+                                     ``<space>-<trait>`` beside the others.
 
 Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.gz``, PLINK2 ``--glm``'s table
 (``#CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P ERRCODE``, :mod:`ml4ge.genetics.sumstats`),
@@ -24,7 +27,9 @@ the other allele), ``associate_loci.tsv``, ``associate_replication.tsv`` (with a
 ``manhattan_<space>.png``, ``miami_<space>.png`` and, with --multivariate, ``sumstats/<space>.glm.omnibus.gz`` (one
 table per space, :mod:`ml4ge.genetics.multivariate`), ``associate_omnibus_hits.tsv``, ``associate_omnibus_loci.tsv``
 (``dimension`` is the test: omnibus or minp), ``manhattan_<space>_omnibus.png`` and their counts in
-``associate_counts``; ``exports/`` (PLINK2/REGENIE phenotype and covariate files and
+``associate_counts``; with --direction_traits, ``associate_directions.tsv`` (per space and trait: samples,
+cross-fitted R^2, projection SD) and ``directions/<space>-<trait>.tsv`` (the direction fitted on every subject, for
+``interpret --interpret_directions``); ``exports/`` (PLINK2/REGENIE phenotype and covariate files and
 ``commands.sh``, which runs from any folder).
 """
 
@@ -41,6 +46,7 @@ from threadpoolctl import threadpool_limits
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_table, write_text
 from ml4ge.compare import load_latents
+from ml4ge.genetics.directions import direction_spaces
 from ml4ge.genetics.exports import write_exports
 from ml4ge.genetics.genotypes import GenotypeFile, check_genotype_files
 from ml4ge.genetics.inputs import assemble_spaces, check_space_name, covariate_frame
@@ -82,6 +88,8 @@ class AssociateSettings(RunSettings):
     significance: float | None
     multivariate: bool
     permuted_snps: int
+    phenotypes: str | None
+    direction_traits: tuple[str, ...]
 
 
 Settings = AssociateSettings
@@ -104,6 +112,33 @@ def validate(args: AssociateSettings) -> None:
     if args.replication_samples and not Path(args.replication_samples).is_file():
         raise FileNotFoundError(f"--replication_samples {args.replication_samples!r} does not exist.")
     _validate_covariates(args)  # --maf, --geno, --snp_chunk, ...: the flags' bounds (arguments.py)
+    _validate_directions(args, names)
+
+
+def _validate_directions(args: AssociateSettings, names) -> None:
+    """--direction_traits name numeric --phenotypes columns whose space names can name files."""
+    if not args.direction_traits:
+        return
+    if args.replication_genotypes or args.replication_samples:
+        raise ValueError("--direction_traits cannot be replicated yet (the directions are fitted on discovery); "
+                         "run the replication without them.")
+    if not args.phenotypes or not Path(args.phenotypes).is_file():
+        raise FileNotFoundError(f"--direction_traits needs --phenotypes, a CSV/TSV of the traits keyed by sample id; "
+                                f"got {args.phenotypes!r}.")
+    table = read_table(str(args.phenotypes))
+    missing = [t for t in args.direction_traits if t not in table.columns]
+    if missing:
+        raise ValueError(f"--direction_traits {missing} are not columns of {args.phenotypes}; it has "
+                         f"{', '.join(map(str, table.columns))}.")
+    for name in names:
+        for trait in args.direction_traits:
+            check_space_name(f"{name}-{trait}")
+    trait_frame(args)
+
+
+def trait_frame(args: AssociateSettings) -> pd.DataFrame:
+    """The --direction_traits of --phenotypes as numbers indexed by sample id (two-level text coded 0/1)."""
+    return covariate_frame(read_table(str(args.phenotypes)), args.direction_traits)
 
 
 def _validate_covariates(args: AssociateSettings) -> None:
@@ -149,6 +184,18 @@ def discovery_and_replication_ids(args, genotype_ids, keep):
     return discovery, replication
 
 
+def _directions(folder: Path, args: AssociateSettings, spaces) -> dict:
+    """The direction spaces of every latent space and trait; their summary and directions are written."""
+    made, summary, tables = direction_spaces(spaces, trait_frame(args), args.direction_traits, args.random_seed)
+    write_table(summary, folder / "associate_directions.tsv")
+    (folder / "directions").mkdir(exist_ok=True)
+    for name, table in tables.items():
+        write_table(table, folder / "directions" / f"{name}.tsv")
+    log.info("directions: %s", "; ".join(f"{r.direction_space} R2 {r.r2_cross_fitted:.2f} over {r.samples} samples"
+                                         for r in summary.itertuples()))
+    return made
+
+
 def settings_of(args: AssociateSettings, spaces: int = 1, multivariate: bool = False) -> ScanSettings:
     return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
                         threads=max(1, args.num_workers), log10=args.log10_p, multivariate=multivariate,
@@ -163,6 +210,8 @@ def run(args: AssociateSettings) -> int:
             GenotypeFile(args.genotypes, max(1, args.num_workers)) as genotypes:
         discovery_ids, replication_ids = discovery_and_replication_ids(args, genotypes.sample_ids, keep)
         spaces = assemble_spaces(latents, covariates, genotypes.sample_ids, discovery_ids, args.rint)
+        if args.direction_traits:
+            spaces.update(_directions(folder, args, spaces))
         dimensions = sum(len(space.dimensions) for space in spaces.values())  # the tested ones (Bonferroni)
         significance = args.significance or GENOME_WIDE / dimensions
         threshold = -np.log10(significance)
@@ -187,7 +236,7 @@ def run(args: AssociateSettings) -> int:
     counts = headline_counts(facts, hits, loci, None if replication is None else replication["table"])
     write_table(untestable_table(spaces), folder / "associate_untestable.tsv")
     _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
-    remove_stale_outputs(folder, spaces, replication is not None, args.multivariate)
+    remove_stale_outputs(folder, spaces, replication is not None, args.multivariate, bool(args.direction_traits))
     print(counts.to_string(index=False))
     return 0
 
@@ -195,10 +244,12 @@ def run(args: AssociateSettings) -> int:
 # The per-space and optional outputs (and the summary statistics under their name before PLINK2's format).
 STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png",
                   "exports/*.pheno.tsv", "exports/covariates.tsv", "associate_replication.tsv",
-                  "sumstats/*.glm.omnibus.gz", "associate_omnibus_hits.tsv", "associate_omnibus_loci.tsv")
+                  "sumstats/*.glm.omnibus.gz", "associate_omnibus_hits.tsv", "associate_omnibus_loci.tsv",
+                  "associate_directions.tsv", "directions/*.tsv")
 
 
-def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: bool = False) -> None:
+def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: bool = False,
+                         directions: bool = False) -> None:
     """Delete the outputs of an earlier run in ``folder`` that this one did not write (a rerun with fewer
     dimensions, other tables, no covariates or no replication), so no table beside the new ones is out of date."""
     current = set()
@@ -206,6 +257,10 @@ def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: b
         current.add(folder / "exports/covariates.tsv")
     if replicated:
         current |= {folder / "associate_replication.tsv", *(folder / f"miami_{name}.png" for name in spaces)}
+    if directions:
+        current |= {folder / "associate_directions.tsv",
+                    *(folder / "directions" / f"{name}.tsv" for name, s in spaces.items() if s.dimensions == [
+                        "direction"])}
     if multivariate:
         current |= {folder / "associate_omnibus_hits.tsv", folder / "associate_omnibus_loci.tsv",
                     *(folder / "sumstats" / omnibus_file_name(name) for name in spaces),
@@ -269,6 +324,8 @@ def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> No
     hits, loci = (pd.concat(parts, ignore_index=True) for parts in zip(*clumped))
     threshold_p = GENOME_WIDE / max(spaces, 1)
     for name, result in results.items():
+        if result.null is None:  # a one-dimension space (a direction): its own scan is the test
+            continue
         for test in ("omnibus", "minp"):
             own = hits[(hits.space == name) & (hits.dimension == test)]
             facts[name][f"{test}_snps"] = own.ID.nunique()

@@ -1,0 +1,80 @@
+"""Trait directions: the cross-fitted projection keeps each subject's own trait out of its projection; the direction
+GWAS through ``--mode associate --direction_traits``."""
+
+import numpy as np
+import pytest
+
+from ml4ge.genetics.directions import FOLDS, cross_fitted_projection, direction, fit_direction
+
+
+def _spread_trait(rng, samples=200, dimensions=12):
+    """Latents carrying a trait spread evenly over every dimension, plus covariates moving both."""
+    covariates = rng.standard_normal((samples, 2))
+    trait = rng.standard_normal(samples) + covariates @ [0.5, -0.3]
+    latents = 0.4 * trait[:, None] + rng.standard_normal((samples, dimensions)) + covariates @ rng.standard_normal(
+        (2, dimensions))
+    return latents, trait, covariates
+
+
+def test_no_subject_s_own_trait_enters_its_projection():
+    rng = np.random.default_rng(0)
+    latents, trait, covariates = _spread_trait(rng)
+    before = cross_fitted_projection(latents, trait, covariates)
+    changed = trait.copy()
+    changed[17] += 50.0  # an outlier in one subject's trait
+    after = cross_fitted_projection(latents, changed, covariates)
+    assert after[17] == pytest.approx(before[17], abs=1e-12)
+    assert np.abs(after - before).max() > 1e-3  # the other folds' subjects do see it
+    # a projection on the direction fitted on everyone would carry it (what cross-fitting prevents)
+    everyone = np.arange(len(trait))
+    own = latents[17] @ fit_direction(latents, changed, covariates, everyone)
+    assert abs(own - latents[17] @ fit_direction(latents, trait, covariates, everyone)) > 1e-3
+
+
+def test_a_spread_trait_is_recovered_by_its_direction():
+    rng = np.random.default_rng(1)
+    latents, trait, covariates = _spread_trait(rng, samples=400)
+    found = direction(latents, trait, covariates)
+    assert found.r2_cross_fitted > 0.5
+    assert np.all(found.weights > 0)  # every dimension carries the trait with the same sign
+    assert found.projection_sd == pytest.approx((latents @ found.weights).std())
+
+
+def test_a_direction_needs_enough_subjects_and_a_varying_trait():
+    rng = np.random.default_rng(2)
+    latents, trait, covariates = _spread_trait(rng, samples=2 * FOLDS - 1)
+    with pytest.raises(ValueError, match="folds"):
+        cross_fitted_projection(latents, trait, covariates)
+    latents, trait, covariates = _spread_trait(rng, samples=50)
+    with pytest.raises(ValueError, match="constant"):
+        direction(latents, np.ones(50), covariates)
+
+
+@pytest.mark.slow
+def test_associate_direction_gwas_finds_a_snp_of_a_spread_trait(tmp_path):
+    import pandas as pd
+    from test_multivariate import _spread_cohort
+
+    from ml4ge.cli import main
+
+    cohort = _spread_cohort(tmp_path / "cohort")  # rs2200 moves all 8 latents by 0.11 SD per allele
+    latents = pd.read_csv(cohort.latents, sep="\t").set_index("sample_id")
+    rng = np.random.default_rng(3)
+    trait = latents.mean(axis=1) + 0.3 * rng.standard_normal(len(latents))  # a trait the space carries, spread
+    trait.rename("spread").to_frame().to_csv(tmp_path / "traits.csv")
+    argv = ["--mode", "associate", "--latent_tables", f"t1={cohort.latents}", "--genotypes", str(cohort.genotypes),
+            "--covariates_file", str(cohort.covariates), "--output_folder", str(tmp_path), "--id", "gwas",
+            "--num_workers", "1", "--phenotypes", str(tmp_path / "traits.csv"), "--direction_traits", "spread"]
+    assert main(argv) == 0
+    run = tmp_path / "gwas"
+    hits = pd.read_csv(run / "associate_hits.tsv", sep="\t")
+    assert set(hits[hits.space == "t1"].ID) == {"rs901"}  # one dimension at a time misses rs2200
+    assert "rs2200" in set(hits[hits.space == "t1-spread"].ID)
+    summary = pd.read_csv(run / "associate_directions.tsv", sep="\t").iloc[0]
+    assert summary.direction_space == "t1-spread" and summary.samples == 1500 and summary.r2_cross_fitted > 0.3
+    weights = pd.read_csv(run / "directions/t1-spread.tsv", sep="\t")
+    assert list(weights.dimension) == [f"latent_{d}" for d in range(8)] and (weights.weight > 0).all()
+    assert (run / "sumstats/t1-spread.direction.glm.linear.gz").is_file()
+    with pytest.raises(SystemExit) as refused:  # refused before any work
+        main([*argv[:-2], "--direction_traits", "absent"])
+    assert refused.value.code == 2
