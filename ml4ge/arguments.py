@@ -306,6 +306,9 @@ FLAGS: dict[str, Flag] = {
     "permuted_snps": Flag(ASSOCIATION, 20_000, "associate --multivariate: SNPs (spread over the genome) with permuted "
                                                "genotypes that calibrate the omnibus and min-P tests.",
                           bounds=Bounds(200)),
+    "eigen_floor": Flag(ASSOCIATION, 1e-4, "associate --multivariate: eigenvalues of the dimensions' null "
+                                           "correlation below this fraction of the largest are left out of the "
+                                           "omnibus test (its regularisation).", bounds=OPEN_UNIT),
     "direction_traits": Flag(ASSOCIATION, (), "associate: --phenotypes columns whose direction in each latent space "
                                                "(cross-fitted ridge projection) gets its own GWAS."),
     "association_counts": Flag(ASSOCIATION, (), "compare: associate_counts.tsv of associate runs, to add their hit "

@@ -55,7 +55,7 @@ def permuted_nulls(genotypes, rows: Mapping[str, np.ndarray], needed: np.ndarray
         for name, permuted in order.items():
             statistics = associate_chunk(prepared[name], dosages[permuted], impute=settings.impute)
             collected[name].append(_passing(statistics, settings))
-    return {name: fit_null(whitening(null_correlation(prepared[name])), parts) for name, parts in
+    return {name: fit_null(whitening(null_correlation(prepared[name]), settings.eigen_floor), parts) for name, parts in
             collected.items()}
 
 

@@ -28,7 +28,7 @@ from ml4ge.genetics.genotypes import VARIANT_COLUMNS, GenotypeFile
 from ml4ge.genetics.glm import ChunkStatistics, PreparedPhenotypes, associate_chunk, prepare_phenotypes
 from ml4ge.genetics.inputs import Space
 from ml4ge.genetics.multivariate import chunk_results, omnibus_columns, omnibus_file_name, permuted_nulls, table_text
-from ml4ge.genetics.omnibus import OmnibusNull
+from ml4ge.genetics.omnibus import EIGEN_FLOOR, OmnibusNull
 from ml4ge.genetics.sumstats import TEST, columns, file_name, format_log10_p, format_p
 from ml4ge.progress import progress
 
@@ -56,6 +56,7 @@ class ScanSettings:
             (:mod:`ml4ge.genetics.multivariate`).
         permuted_snps: SNPs of the permuted-genotype null those tests are calibrated on.
         omnibus_log10: their hit threshold (-log10 P).
+        eigen_floor: the omnibus test's regularisation (:data:`ml4ge.genetics.omnibus.EIGEN_FLOOR`).
     """
 
     maf: float = 0.01
@@ -67,6 +68,7 @@ class ScanSettings:
     multivariate: bool = False
     permuted_snps: int = 20_000
     omnibus_log10: float = -np.log10(5e-8)
+    eigen_floor: float = EIGEN_FLOOR
 
 
 @dataclass

@@ -88,6 +88,7 @@ class AssociateSettings(RunSettings):
     significance: float | None
     multivariate: bool
     permuted_snps: int
+    eigen_floor: float
     phenotypes: str | None
     direction_traits: tuple[str, ...]
 
@@ -199,7 +200,8 @@ def _directions(folder: Path, args: AssociateSettings, spaces) -> dict:
 def settings_of(args: AssociateSettings, spaces: int = 1, multivariate: bool = False) -> ScanSettings:
     return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
                         threads=max(1, args.num_workers), log10=args.log10_p, multivariate=multivariate,
-                        permuted_snps=args.permuted_snps, omnibus_log10=-np.log10(GENOME_WIDE / max(spaces, 1)))
+                        permuted_snps=args.permuted_snps, omnibus_log10=-np.log10(GENOME_WIDE / max(spaces, 1)),
+                        eigen_floor=args.eigen_floor)
 
 
 def run(args: AssociateSettings) -> int:
