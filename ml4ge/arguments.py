@@ -318,6 +318,10 @@ FLAGS: dict[str, Flag] = {
                                                    "of the table or cohort).", bounds=AT_LEAST_2),
     "interpret_dimensions": Flag(INTERPRETATION, (), "interpret: 0-based latent dimensions to map (default: all).",
                                  type=int),
+    "interpret_directions": Flag(INTERPRETATION, (), "interpret: name=directions/<space>-<trait>.tsv (written by "
+                                                     "associate --direction_traits) to map, shifted along by "
+                                                     "--perturb_sd SDs of its projection (no dimensions unless "
+                                                     "--interpret_dimensions names some)."),
     "perturb_sd": Flag(INTERPRETATION, 1.0, "interpret: shift of the perturbed dimension, in its standard "
                                             "deviations (negative: the other way; not 0)."),
     "smooth_sigma": Flag(INTERPRETATION, 3.0, "interpret: Gaussian sigma of the |t| maps, in voxels (0: none).",

@@ -3,6 +3,7 @@ GWAS through ``--mode associate --direction_traits``."""
 
 import numpy as np
 import pytest
+from test_interpret_recipe import maps_root  # noqa: F401 (the fixture registering the tensor maps' package)
 
 from ml4ge.genetics.directions import FOLDS, cross_fitted_projection, direction, fit_direction
 
@@ -78,3 +79,33 @@ def test_associate_direction_gwas_finds_a_snp_of_a_spread_trait(tmp_path):
     with pytest.raises(SystemExit) as refused:  # refused before any work
         main([*argv[:-2], "--direction_traits", "absent"])
     assert refused.value.code == 2
+
+
+@pytest.mark.usefixtures("maps_root")
+def test_interpret_maps_a_named_direction(tmp_path):
+    """A direction along latent 0 alone gives dimension 0's map; one along latents 0 and 1 changes both regions
+    they drive (the hand-built decoder of test_interpret_recipe)."""
+    import nibabel as nib
+    import pandas as pd
+    from test_interpret_recipe import hand_built_decoder, write_atlas, write_latent_table
+
+    from ml4ge.cli import main
+
+    decoder = hand_built_decoder(tmp_path / "decoder_t1_tiny.keras")
+    table = write_latent_table(tmp_path / "hidden_t1_tiny_run.tsv")
+    atlas, labels = write_atlas(tmp_path)
+    for name, weights in (("along0", [2.5, 0.0, 0.0]), ("both", [1.0, 1.0, 0.0])):
+        pd.DataFrame({"dimension": [f"latent_{i}" for i in range(3)], "weight": weights}).to_csv(
+            tmp_path / f"{name}.tsv", sep="\t", index=False)
+    assert main(["--mode", "interpret", "--tensormap_prefix", "perdi_maps", "--output_tensors", "brain.t1",
+                 "--model_file", str(decoder), "--latent_tables", f"t1={table}", "--interpret_samples", "30",
+                 "--smooth_sigma", "1", "--atlas", str(atlas), "--atlas_labels", str(labels), "--output_folder",
+                 str(tmp_path), "--id", "perdi", "--interpret_dimensions", "0", "--interpret_directions",
+                 f"along0={tmp_path / 'along0.tsv'}", str(tmp_path / "both.tsv")]) == 0
+    maps = tmp_path / "perdi" / "perdi_t1_tiny"
+    dimension = nib.load(str(maps / "dim_0.nii.gz")).get_fdata()
+    np.testing.assert_allclose(nib.load(str(maps / "direction_along0.nii.gz")).get_fdata(), dimension, rtol=1e-5)
+    both = pd.read_csv(maps / "direction_both_regions.tsv", sep="\t")
+    assert set(both.region[:2]) == {"back left", "front left"}
+    summary = pd.read_csv(tmp_path / "perdi" / "perdi_t1_tiny_summary.tsv", sep="\t")
+    assert summary.dimension.astype(str).tolist() == ["0", "along0", "both"]

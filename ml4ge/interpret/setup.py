@@ -83,8 +83,11 @@ def grid_affine(args, tm, cohort) -> np.ndarray:
 
 def options_from_args(args: argparse.Namespace) -> PerdiOptions:
     """The study's knobs from the interpret recipe's flags."""
+    from ml4ge.interpret.sources import read_directions
+
     return PerdiOptions(tuple(args.interpret_dimensions), args.perturb_sd, args.smooth_sigma, args.batch_size,
-                        args.interpret_memory_mb, args.lightbox_slices, args.interpret_top_regions)
+                        args.interpret_memory_mb, args.lightbox_slices, args.interpret_top_regions,
+                        read_directions(args.interpret_directions))
 
 
 def study_from_args(args: argparse.Namespace, folder: Path) -> PerdiStudy:

@@ -1,6 +1,8 @@
 """``--mode interpret``: PerDI maps of latent dimensions: which brain regions each dimension changes.
 
-For each chosen dimension ``d`` of a trained decoder's latent space (``--interpret_dimensions``, default all), the
+For each chosen dimension ``d`` of a trained decoder's latent space (``--interpret_dimensions``, default all), and
+each named direction (``--interpret_directions name=directions/<space>-<trait>.tsv`` from ``associate
+--direction_traits``: shifted along by ``--perturb_sd`` SDs of its projection, maps ``direction_<name>.*``), the
 latents of ``--interpret_samples`` subjects (default 500, from ``--latent_tables`` or computed from ``--tensors``
 with the model's encoders) are decoded as they are and with ``d`` shifted by ``--perturb_sd`` standard deviations
 (default +1). A paired t-test across subjects at every voxel (streaming: memory does not grow with the number of
@@ -52,6 +54,7 @@ class InterpretSettings(RunSettings):
     batch_size: int
     interpret_samples: int
     interpret_dimensions: tuple[int, ...]
+    interpret_directions: tuple[str, ...]
     perturb_sd: float
     smooth_sigma: float
     atlas: str | None
@@ -83,15 +86,20 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _check_latent_source(args: argparse.Namespace) -> None:
-    from ml4ge.interpret.sources import table_dimension, table_path
+    from ml4ge.interpret.sources import read_directions, table_dimension, table_path
     from ml4ge.latents import cohort_paths
 
+    directions = read_directions(args.interpret_directions)
     if args.latent_tables:
         path = table_path(args.latent_tables)
         size = table_dimension(path)
         too_big = [d for d in args.interpret_dimensions if d >= size]
         if too_big:
             raise ValueError(f"--interpret_dimensions {too_big} outside the table's latent_0..latent_{size - 1}.")
+        wrong = [name for name, weights in directions.items() if len(weights) != size]
+        if wrong:
+            raise ValueError(f"--interpret_directions {wrong} do not have the table's {size} dimensions; give the "
+                             "directions of this latent space.")
         return
     if not args.tensors or not args.input_tensors:
         raise ValueError("--mode interpret needs latents: --latent_tables hidden_<tmap>_<id>.tsv, or --tensors and "
