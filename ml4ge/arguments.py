@@ -274,7 +274,8 @@ FLAGS: dict[str, Flag] = {
     "latent_tables": Flag(INFERENCE, (), "compare, evaluate_groups: name=path latent TSVs."),
     "phenotypes": Flag(INFERENCE, None, "compare: CSV/TSV of phenotypes keyed by sample id; evaluate_groups: "
                                         "the group labels (--group_column); associate: the --direction_traits."),
-    "covariates": Flag(INFERENCE, (), "compare: phenotype columns used as covariates."),
+    "covariates": Flag(INFERENCE, (), "compare: phenotype columns used as covariates; interpret: those adjusted for "
+                                      "by --interpret_traits."),
     "folds": Flag(INFERENCE, 5, "compare: cross-validation folds.", bounds=AT_LEAST_2),
     "group_column": Flag(INFERENCE, "group", "evaluate_groups: the --phenotypes column holding each sample's group."),
     "groups": Flag(INFERENCE, (), "evaluate_groups: score only samples of these groups (default: every group)."),
@@ -322,6 +323,12 @@ FLAGS: dict[str, Flag] = {
                                                      "associate --direction_traits) to map, shifted along by "
                                                      "--perturb_sd SDs of its projection (no dimensions unless "
                                                      "--interpret_dimensions names some)."),
+    "interpret_traits": Flag(INTERPRETATION, (), "interpret: --phenotypes columns; map the dimension most correlated "
+                                                 "with each (after --covariates) and its direction."),
+    "interpret_snps": Flag(INTERPRETATION, (), "interpret: SNP ids; map the dimension with the smallest association "
+                                               "P of each (in --interpret_sumstats)."),
+    "interpret_sumstats": Flag(INTERPRETATION, None, "interpret: <associate run>/sumstats/<space>, the summary "
+                                                     "statistics of this latent space (for --interpret_snps)."),
     "perturb_sd": Flag(INTERPRETATION, 1.0, "interpret: shift of the perturbed dimension, in its standard "
                                             "deviations (negative: the other way; not 0)."),
     "smooth_sigma": Flag(INTERPRETATION, 3.0, "interpret: Gaussian sigma of the |t| maps, in voxels (0: none).",

@@ -109,3 +109,56 @@ def test_interpret_maps_a_named_direction(tmp_path):
     assert set(both.region[:2]) == {"back left", "front left"}
     summary = pd.read_csv(tmp_path / "perdi" / "perdi_t1_tiny_summary.tsv", sep="\t")
     assert summary.dimension.astype(str).tolist() == ["0", "along0", "both"]
+
+
+def _write_sumstats(prefix, best):
+    """PLINK2 --glm tables ``<prefix>.latent_<d>.glm.linear.gz`` in which SNP s is most significant in dimension
+    ``best[s]``."""
+    import gzip
+
+    from ml4ge.genetics.sumstats import columns
+
+    for d in range(3):
+        rows = ["\t".join(["1", str(100 * i), snp, "A", "G", "G", "0.3", "ADD", "30", "0.1", "0.05", "2",
+                           "1e-9" if best[snp] == d else "0.2", "."]) for i, snp in enumerate(best)]
+        with gzip.open(f"{prefix}.latent_{d}.glm.linear.gz", "wt") as handle:
+            handle.write("\t".join(columns()) + "\n" + "\n".join(rows) + "\n")
+
+
+@pytest.mark.usefixtures("maps_root")
+def test_interpret_chooses_dimensions_and_directions_by_trait_and_by_snp(tmp_path):
+    import nibabel as nib
+    import pandas as pd
+    from test_interpret_recipe import hand_built_decoder, write_atlas, write_latent_table
+
+    from ml4ge.cli import main
+
+    decoder = hand_built_decoder(tmp_path / "decoder_t1_tiny.keras")
+    table = write_latent_table(tmp_path / "hidden_t1_tiny_run.tsv")
+    latents = pd.read_csv(table, sep="\t").set_index("sample_id")
+    rng = np.random.default_rng(4)
+    age = rng.normal(60, 8, len(latents))
+    # the trait follows latent 1 (and age, which --covariates age removes)
+    pd.DataFrame({"sample_id": latents.index, "age": age,
+                  "volume": latents.latent_1 + 0.3 * rng.standard_normal(len(latents)) + 0.05 * age}).to_csv(
+        tmp_path / "phenotypes.csv", index=False)
+    (tmp_path / "sumstats").mkdir()
+    _write_sumstats(tmp_path / "sumstats" / "t1", {"rs1": 2, "rs2": 0})
+    atlas, labels = write_atlas(tmp_path)
+    assert main(["--mode", "interpret", "--tensormap_prefix", "perdi_maps", "--output_tensors", "brain.t1",
+                 "--model_file", str(decoder), "--latent_tables", f"t1={table}", "--smooth_sigma", "1",
+                 "--atlas", str(atlas), "--atlas_labels", str(labels), "--output_folder", str(tmp_path), "--id",
+                 "chosen", "--phenotypes", str(tmp_path / "phenotypes.csv"), "--covariates", "age",
+                 "--interpret_traits", "volume", "--interpret_snps", "rs1", "rs2", "--interpret_sumstats",
+                 str(tmp_path / "sumstats" / "t1")]) == 0
+    run = tmp_path / "chosen"
+    chosen = pd.read_csv(run / "interpret_choices.tsv", sep="\t", dtype={"dimension": str})
+    assert list(zip(chosen.route, chosen.target, chosen.dimension)) == [
+        ("trait", "volume", "1"), ("trait_direction", "volume", "trait_volume"), ("snp", "rs1", "2"),
+        ("snp", "rs2", "0")]
+    maps = run / "perdi_t1_tiny"
+    assert sorted(p.name for p in maps.glob("*.nii.gz")) == [
+        "dim_0.nii.gz", "dim_1.nii.gz", "dim_2.nii.gz", "direction_trait_volume.nii.gz", "mask.nii.gz",
+        "mean_reconstruction.nii.gz"]
+    assert pd.read_csv(maps / "direction_trait_volume_regions.tsv", sep="\t").region[0] == "front left"
+    assert nib.load(str(maps / "direction_trait_volume.nii.gz")).get_fdata().max() > 0
