@@ -29,7 +29,7 @@ from ml4ge.genetics.glm import ChunkStatistics, PreparedPhenotypes, associate_ch
 from ml4ge.genetics.inputs import Space
 from ml4ge.genetics.multivariate import chunk_results, omnibus_columns, omnibus_file_name, permuted_nulls, table_text
 from ml4ge.genetics.omnibus import EIGEN_FLOOR, OmnibusNull
-from ml4ge.genetics.sumstats import TEST, columns, file_name, format_log10_p, format_p
+from ml4ge.genetics.sumstats import SMALLEST_FLOAT_P, TEST, columns, file_name, format_log10_p, format_p
 from ml4ge.progress import progress
 
 log = logging.getLogger(__name__)
@@ -281,7 +281,25 @@ def _write_rows(writers: list, kept: pd.DataFrame, values: dict[str, np.ndarray]
     prefix = _prefix(kept, TEST)
     p_text = format_log10_p if log10 else format_p
     for d, handle in enumerate(writers):
-        stats = [["NA" if not np.isfinite(v) else f"{v:.6g}" for v in values[name][:, d].tolist()]
-                 for name in ("BETA", "SE", "T_STAT")]
-        handle.write("".join([f"{p}\t{b}\t{s}\t{t}\t{q}\t{e}\n" for p, b, s, t, q, e in
-                              zip(prefix, *stats, p_text(values["LOG10P"][:, d]), errcode)]))
+        text = _fast_text(prefix, [values[name][:, d] for name in ("BETA", "SE", "T_STAT")], values["LOG10P"][:, d],
+                          errcode, log10)
+        if text is None:  # NA statistics or a P beyond double precision: value by value
+            stats = [["NA" if not np.isfinite(v) else f"{v:.6g}" for v in values[name][:, d].tolist()]
+                     for name in ("BETA", "SE", "T_STAT")]
+            text = "".join([f"{p}\t{b}\t{s}\t{t}\t{q}\t{e}\n" for p, b, s, t, q, e in
+                            zip(prefix, *stats, p_text(values["LOG10P"][:, d]), errcode)])
+        handle.write(text)
+
+
+def _fast_text(prefix: list[str], stats: list[np.ndarray], log10_p: np.ndarray, errcode: np.ndarray,
+               log10: bool) -> str | None:
+    """The rows as one ``%``-format over a flat tuple (C formatting, about 3x faster than a format per value), or
+    None when a value needs more than ``%.6g`` (NaN, or P below double precision's range)."""
+    if not (all(np.isfinite(v).all() for v in stats) and np.isfinite(log10_p).all()
+            and (log10 or log10_p.max(initial=0.0) <= -np.log10(SMALLEST_FLOAT_P))):
+        return None
+    table = np.empty((len(prefix), 6), dtype=object)
+    table[:, 0], table[:, 5] = prefix, errcode
+    for column, v in enumerate([*stats, log10_p if log10 else 10.0 ** -log10_p], start=1):
+        table[:, column] = v.tolist()
+    return ("%s\t%.6g\t%.6g\t%.6g\t%.6g\t%s\n" * len(prefix)) % tuple(table.ravel().tolist())
