@@ -336,7 +336,8 @@ def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> No
         facts[name].update(null.facts(), omnibus_threshold_p=threshold_p,
                            minp_threshold_per_dimension_p=threshold_p / null.effective_dimensions)
         best = result.table("omnibus_best", ["CHROM", "POS", "ID", "LOG10P"])
-        manhattan(best, -np.log10(threshold_p), folder / f"manhattan_{name}_omnibus.png", loci[loci.space == name],
+        own_loci = loci[(loci.space == name) & (loci.dimension == "omnibus")]
+        manhattan(best, -np.log10(threshold_p), folder / f"manhattan_{name}_omnibus.png", own_loci,
                   f"{args.id}: {name}, omnibus test over {null.rank} dimensions")
     write_table(hits, folder / "associate_omnibus_hits.tsv")
     write_table(loci, folder / "associate_omnibus_loci.tsv")
