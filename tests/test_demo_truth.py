@@ -40,3 +40,10 @@ def test_missing_sumstats_are_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="run --mode associate first"):
         planted_sumstats(tmp_path, ["rs1"])
     assert dimension_index("latent_12") == 12 and dimension_index(7) == 7
+
+
+def test_trait_direction_tables_are_not_latent_dimensions(tmp_path):
+    write_sumstats(tmp_path / "s", "ae_t1", "latent_0", [2.0, 1.0, 0.5])
+    write_sumstats(tmp_path / "s", "ae_t1-thalamus_volume", "direction", [9.0, 1.0, 0.5])  # associate's directions
+    stats = planted_sumstats(tmp_path / "s", ["rs1", "rs2"])
+    assert set(stats.space) == {"ae_t1"} and len(stats) == 2

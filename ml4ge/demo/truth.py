@@ -43,6 +43,8 @@ def planted_sumstats(sumstats: Path, snp_ids) -> pd.DataFrame:
         raise FileNotFoundError(f"{sumstats} holds no *.glm.linear.gz; run --mode associate first.")
     for path in paths:
         space, dimension = path.name.removesuffix(".glm.linear.gz").rsplit(".", 1)
+        if not dimension.startswith("latent_"):  # a trait direction's GWAS (<space>-<trait>.direction)
+            continue
         table = read_sumstats(path, usecols=["ID", "LOG10P", "BETA"])
         frames.append(table[table.ID.isin(wanted)].assign(space=space, dimension=dimension_index(dimension)))
     return pd.concat(frames, ignore_index=True)[["space", "dimension", "ID", "LOG10P", "BETA"]]

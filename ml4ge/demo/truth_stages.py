@@ -33,14 +33,16 @@ def associate_folder(run: DemoRun):
 
 
 def associate(run: DemoRun) -> None:
-    """GWAS of every latent dimension of the demo, adjusted for age, sex and 4 genetic PCs; then the SNP truth."""
+    """GWAS of every latent dimension of the demo, adjusted for age, sex and 4 genetic PCs, with the omnibus and
+    min-P tests of each space and the GWAS of each planted trait's direction in each space; then the SNP truth."""
     from ml4ge.recipes.associate import AssociateSettings
 
+    truth = truth_checks.load_truth(run.cohort)
     folder = run_recipe(AssociateSettings(
         genotypes=str(run.cohort / "genotypes"), covariates_file=str(run.cohort / "covariates.tsv"),
         clump_kb=WINDOW_KB, latent_tables=tuple(f"{name}={path}" for name, path in latent_spaces(run).items()),
+        multivariate=True, phenotypes=str(run.cohort / "phenotypes.csv"), direction_traits=tuple(truth["regions"]),
         id="associate", **run.common_settings()))
-    truth = truth_checks.load_truth(run.cohort)
     stats = truth_checks.planted_sumstats(folder / "sumstats", [snp["id"] for snp in truth["snps"]])
     write_table(stats, folder / "planted_sumstats.tsv")
     hits = pd.read_csv(folder / "associate_hits.tsv", sep="\t", dtype={"ID": str, "CHROM": str})
@@ -95,13 +97,15 @@ def associate_section(run: DemoRun) -> str:
         return ""
     counts = pd.read_csv(folder / "associate_counts.tsv", sep="\t")
     columns = ["space", "dimensions", "samples", "snps_tested", "threshold_p", "significant_pairs",
-               "significant_snps", "loci"]
+               "significant_snps", "loci", "omnibus_df", "omnibus_loci", "minp_loci"]
     counts = counts[[c for c in columns if c in counts]]
     counts = counts.assign(threshold_p=counts.threshold_p.map("{:.2g}".format))
     snps = pd.read_csv(folder / "truth_snps.tsv", sep="\t").fillna({"hit_snp": ""})
     lines = ["## Genetic association of the latents", "",
              "`--mode associate`: a linear GWAS of every latent dimension, adjusted for age, sex and 4 genetic PCs "
-             "(`data/covariates.tsv`); a hit is P below 5e-8 over the number of latent dimensions.", "",
+             "(`data/covariates.tsv`); a hit is P below 5e-8 over the number of latent dimensions (a planted "
+             "trait's direction, `<space>-<trait>`, counts as one). `omnibus_loci` and `minp_loci`: loci of the "
+             "omnibus (MOSTest) and min-P tests of each whole space, at P below 5e-8 over the number of spaces.", "",
              markdown_table(counts), "",
              f"Planted SNPs: `hit` when the SNP or a SNP within {WINDOW_KB:g} kb of it is a hit in any space; "
              "best -log10 P of the SNP itself over every dimension of every space.", "",
