@@ -100,6 +100,9 @@ def associate_section(run: DemoRun) -> str:
                "significant_snps", "loci", "omnibus_df", "omnibus_loci", "minp_loci"]
     counts = counts[[c for c in columns if c in counts]]
     counts = counts.assign(threshold_p=counts.threshold_p.map("{:.2g}".format))
+    for column in ("omnibus_df", "omnibus_loci", "minp_loci"):  # blank for a direction's one-dimension space
+        if column in counts:
+            counts[column] = counts[column].map(lambda value: "" if pd.isna(value) else str(int(value)))
     snps = pd.read_csv(folder / "truth_snps.tsv", sep="\t").fillna({"hit_snp": ""})
     lines = ["## Genetic association of the latents", "",
              "`--mode associate`: a linear GWAS of every latent dimension, adjusted for age, sex and 4 genetic PCs "
