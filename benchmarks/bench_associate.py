@@ -1,15 +1,20 @@
 """Benchmark: ``--mode associate`` against PLINK2 ``--glm`` on the same files, side by side in one run.
 
-1. Throughput (SNP x phenotype tests per second, wall and CPU) for D latent dimensions x M SNPs x N samples: our
-   recipe (gzip summary tables, hits, loci, plots, exports) and one PLINK2 call with the D phenotypes (uncompressed
-   tables), both with the same thread count; then the largest differences of BETA, SE and LOG10P over all tables.
-2. Peak RSS of the recipe for M and 10 M SNPs at the same D (``--large_dims``): memory follows the chunk, not M.
+1. The regime table (default): genotypes without missing calls (imputed hard calls) at 400 and 2,000 samples, and
+   with 2 % missing calls, x M SNPs (default 50,000), for 1, 3 and 128 phenotypes; each cell times our recipe
+   (gzip summary tables, hits, loci, plots, exports; a fresh process, imports included) and one PLINK2 call with
+   the same phenotypes and thread count (uncompressed tables), prints the ratio (>1: ml4ge faster), and checks that
+   both wrote the same rows (PLINK2 writes NA rows for untestable SNPs; so must we). For 128 phenotypes it also
+   times ``--multivariate`` (the omnibus and min-P tests on top of the scan): their extra cost beside the scan.
+2. ``--throughput``: one cell with the largest differences of BETA, SE and LOG10P over all tables.
+3. ``--memory``: peak RSS of the recipe for M and 10 M SNPs at the same D: memory follows the chunk, not M.
 
 Each command runs in its own process that reports its own peak RSS. The load average is printed with each figure,
-because the machine is shared.
+because the machine may be shared.
 
-    python benchmarks/bench_associate.py                    # 128 x 50,000 x 2,000; peak RSS 50k vs 500k at 16
-    python benchmarks/bench_associate.py --snps 5000 --large_snps 20000 --dims 16   # a quick look
+    python benchmarks/bench_associate.py                       # the regime table, 50,000 SNPs
+    python benchmarks/bench_associate.py --snps 5000           # a quick look
+    python benchmarks/bench_associate.py --throughput --memory --samples 2000 --dims 128
 """
 
 from __future__ import annotations
@@ -107,6 +112,59 @@ def memory(args, folder: Path) -> None:
         shutil.rmtree(folder / f"m{snps}")
 
 
+def plink_argv(plink: str, cohort, exports: Path, out: Path, threads: int) -> list[str]:
+    return [plink, "--bfile", str(cohort.genotypes), "--pheno", str(exports / "t1.pheno.tsv"), "--covar",
+            str(exports / "covariates.tsv"), "--glm", "omit-ref", "hide-covar", "--maf", "0.01", "--geno", "0.1",
+            "--threads", str(threads), "--out", str(out)]
+
+
+def same_rows(run: Path, plink_prefix: Path, dims: int) -> bool:
+    """Whether every table of ours holds the SNPs (NA rows included) of PLINK2's table of that phenotype."""
+    for d in range(dims):
+        ours = read_sumstats(run / f"sumstats/t1.latent_{d}.glm.linear.gz", usecols=["ID"])
+        theirs = read_sumstats(f"{plink_prefix}.latent_{d}.glm.linear", usecols=["ID"])
+        if list(ours.ID) != list(theirs.ID):
+            return False
+    return True
+
+
+def regime(args, folder: Path, samples: int, missing: float) -> list[str]:
+    """The rows of one genotype regime: 1, 3 and 128 phenotypes (or --dims), ml4ge and PLINK2."""
+    import pandas as pd
+
+    cohort = write_simulated_cohort(folder / "cohort", samples=samples, snps=args.snps, dimensions=max(args.phenotypes),
+                                    missing=missing, planted=((100, 0, 0.3),), seed=1)
+    latents = pd.read_csv(cohort.latents, sep="\t")
+    rows = []
+    for count in args.phenotypes:
+        table = folder / f"latents_{count}.tsv"
+        latents.iloc[:, :1 + count].to_csv(table, sep="\t", index=False)
+        argv = associate_argv(cohort, folder, f"p{count}", args.threads)
+        argv[argv.index(f"t1={cohort.latents}")] = f"t1={table}"
+        ours = timed(argv)
+        theirs = timed(plink_argv(args.plink, cohort, folder / f"p{count}" / "exports", folder / "plink", args.threads))
+        same = same_rows(folder / f"p{count}", folder / "plink", count)
+        extra = ""
+        if count == max(args.phenotypes):
+            omnibus = timed([*argv[:-4], "--id", f"m{count}", "--num_workers", str(args.threads), "--multivariate"])
+            extra = f"  --multivariate {omnibus['wall']:6.1f} s (+{omnibus['wall'] - ours['wall']:.1f} s)"
+        rows.append(f"{samples:>7,} {missing:>7.0%} {count:>5} {ours['wall']:8.1f} {theirs['wall']:8.1f} "
+                    f"{theirs['wall'] / ours['wall']:7.2f}x {'yes' if same else 'NO':>9}{extra}  ({load()})")
+        for path in folder.glob("plink*"):
+            path.unlink()
+    shutil.rmtree(folder / "cohort")
+    return rows
+
+
+def regime_table(args, folder: Path) -> None:
+    print(f"{args.snps:,} SNPs, {args.threads} threads each; wall seconds of a fresh process (imports included)")
+    print(f"{'samples':>7} {'missing':>7} {'pheno':>5} {'ml4ge':>8} {'plink2':>8} {'ratio':>8} {'same rows':>9}")
+    for samples in args.regime_samples:
+        for missing in (0.0, 0.02):
+            for row in regime(args, folder / f"r{samples}_{missing}", samples, missing):
+                print(row, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=2000)
@@ -115,13 +173,22 @@ def main() -> None:
     parser.add_argument("--large_snps", type=int, default=500_000)
     parser.add_argument("--large_dims", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip_memory", action="store_true")
+    parser.add_argument("--throughput", action="store_true", help="the single-cell throughput and accuracy check")
+    parser.add_argument("--memory", action="store_true", help="peak RSS at --snps and --large_snps")
+    parser.add_argument("--phenotypes", type=int, nargs="+", default=[1, 3, 128])
+    parser.add_argument("--regime_samples", type=int, nargs="+", default=[400, 2000])
     args = parser.parse_args()
+    args.plink = shutil.which("plink2")
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        throughput(args, Path(folder))
-        if not args.skip_memory:
+        if args.throughput:
+            throughput(args, Path(folder))
+        if args.memory:
             memory(args, Path(folder))
+        if not (args.throughput or args.memory):
+            if args.plink is None:
+                raise SystemExit("plink2 is not installed: the regime table compares with it.")
+            regime_table(args, Path(folder))
         print(f"benchmark took {time.perf_counter() - start:.0f} s")
 
 

@@ -299,8 +299,9 @@ FLAGS: dict[str, Flag] = {
                              choices=("nifti", "hd5")),
     "latent_tables": Flag(INFERENCE, (), "compare, evaluate_groups: name=path latent TSVs."),
     "phenotypes": Flag(INFERENCE, None, "compare: CSV/TSV of phenotypes keyed by sample id; evaluate_groups: "
-                                        "the group labels (--group_column)."),
-    "covariates": Flag(INFERENCE, (), "compare: phenotype columns used as covariates."),
+                                        "the group labels (--group_column); associate: the --direction_traits."),
+    "covariates": Flag(INFERENCE, (), "compare: phenotype columns used as covariates; interpret: those adjusted for "
+                                      "by --interpret_traits."),
     "folds": Flag(INFERENCE, 5, "compare: cross-validation folds.", bounds=AT_LEAST_2),
     "group_column": Flag(INFERENCE, "group", "evaluate_groups: the --phenotypes column holding each sample's group."),
     "groups": Flag(INFERENCE, (), "evaluate_groups: score only samples of these groups (default: every group)."),
@@ -327,6 +328,16 @@ FLAGS: dict[str, Flag] = {
     "clump_kb": Flag(ASSOCIATION, 250.0, "associate: half-width of a locus (kb).", bounds=AT_LEAST_0),
     "significance": Flag(ASSOCIATION, None, "associate: P threshold of a hit (default 5e-8 / number of latent "
                                             "dimensions).", type=float, bounds=OPEN_UNIT),
+    "multivariate": Flag(ASSOCIATION, False, "associate: also the omnibus (MOSTest) and min-P test of each SNP over "
+                                             "each whole latent space, calibrated on permuted genotypes."),
+    "permuted_snps": Flag(ASSOCIATION, 20_000, "associate --multivariate: SNPs (spread over the genome) with permuted "
+                                               "genotypes that calibrate the omnibus and min-P tests.",
+                          bounds=Bounds(200)),
+    "eigen_floor": Flag(ASSOCIATION, 1e-4, "associate --multivariate: eigenvalues of the dimensions' null "
+                                           "correlation below this fraction of the largest are left out of the "
+                                           "omnibus test (its regularisation).", bounds=OPEN_UNIT),
+    "direction_traits": Flag(ASSOCIATION, (), "associate: --phenotypes columns whose direction in each latent space "
+                                               "(cross-fitted ridge projection) gets its own GWAS."),
     "association_counts": Flag(ASSOCIATION, (), "compare: associate_counts.tsv of associate runs, to add their hit "
                                                 "and locus counts."),
     # interpretation
@@ -334,6 +345,16 @@ FLAGS: dict[str, Flag] = {
                                                    "of the table or cohort).", bounds=AT_LEAST_2),
     "interpret_dimensions": Flag(INTERPRETATION, (), "interpret: 0-based latent dimensions to map (default: all).",
                                  type=int),
+    "interpret_directions": Flag(INTERPRETATION, (), "interpret: name=directions/<space>-<trait>.tsv (written by "
+                                                     "associate --direction_traits) to map, shifted along by "
+                                                     "--perturb_sd SDs of its projection (no dimensions unless "
+                                                     "--interpret_dimensions names some)."),
+    "interpret_traits": Flag(INTERPRETATION, (), "interpret: --phenotypes columns; map the dimension most correlated "
+                                                 "with each (after --covariates) and its direction."),
+    "interpret_snps": Flag(INTERPRETATION, (), "interpret: SNP ids; map the dimension with the smallest association "
+                                               "P of each (in --interpret_sumstats)."),
+    "interpret_sumstats": Flag(INTERPRETATION, None, "interpret: <associate run>/sumstats/<space>, the summary "
+                                                     "statistics of this latent space (for --interpret_snps)."),
     "perturb_sd": Flag(INTERPRETATION, 1.0, "interpret: shift of the perturbed dimension, in its standard "
                                             "deviations (negative: the other way; not 0)."),
     "smooth_sigma": Flag(INTERPRETATION, 3.0, "interpret: Gaussian sigma of the |t| maps, in voxels (0: none).",

@@ -352,14 +352,16 @@ def plot_comparison(result: ComparisonResult, path, covariates: Sequence[str] = 
 
 
 GENETIC_COLUMNS = ["space", "dimensions", "samples", "snps_tested", "threshold_p", "significant_pairs",
-                   "significant_snps", "loci", "replicated_pairs", "replicated_loci"]
+                   "significant_snps", "loci", "replicated_pairs", "replicated_loci",
+                   # associate --multivariate: the omnibus (MOSTest) and min-P tests over the whole space
+                   "omnibus_threshold_p", "omnibus_snps", "omnibus_loci", "minp_snps", "minp_loci"]
 
 
 def genetic_signal(counts_paths: Sequence, spaces: Sequence[str]) -> pd.DataFrame:
     """The associate runs' headline counts (``associate_counts.tsv``) of the compared latent spaces, one row each.
 
-    Columns are :data:`GENETIC_COLUMNS` (the replication ones are empty without a replication cohort); a space
-    scanned in more than one run keeps the row of the last file.
+    Columns are :data:`GENETIC_COLUMNS` (the replication ones are empty without a replication cohort, the omnibus
+    ones without --multivariate); a space scanned in more than one run keeps the row of the last file.
 
     Raises:
         ValueError: if a file lacks the counts columns or none of its spaces is compared.

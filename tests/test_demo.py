@@ -192,7 +192,7 @@ def test_quick_demo_checks_the_planted_snps_and_regions(quick_demo):
     assert set(genetics.space) == set(LATENT_SPACES) and (genetics.dimensions == 32).all()
     ranks = pd.read_csv(quick_demo / "interpret_truth.tsv", sep="\t")
     assert set(ranks.model) == {"ae_t1", "ae_deep"} and set(ranks.trait) == {snp["trait"] for snp in truth["snps"]}
-    assert set(ranks.route) == {"trait", "snp"}
+    assert set(ranks.route) == {"trait", "trait_direction", "snp"}
     by_trait = ranks[ranks.route == "trait"]
     assert by_trait.abs_r.between(0, 1).all() and by_trait.log10p.isna().all()
     assert ((ranks.ks_rank >= 1) & (ranks.ks_rank <= ranks.regions)).all()

@@ -7,7 +7,7 @@ import gzip
 import pandas as pd
 import pytest
 
-from ml4ge.demo.truth import best_dimensions, dimension_index, planted_sumstats, snp_truth
+from ml4ge.demo.truth import dimension_index, planted_sumstats, snp_truth
 
 TRUTH = {"snps": [{"id": "rs1", "chrom": 1, "pos": 1_000_000, "trait": "thalamus_volume"},
                   {"id": "rs2", "chrom": 2, "pos": 5_000_000, "trait": "putamen_volume"}]}
@@ -34,11 +34,16 @@ def test_best_dimension_and_hit_window(tmp_path):
     assert (table.loc["rs1", "best_space"], table.loc["rs1", "best_dimension"]) == ("ae_t1", 3)
     assert not table.loc["rs2", "hit"] and table.loc["rs2", "best_log10p"] == 4.0
     assert not snp_truth(TRUTH, stats, hits, window_kb=100).set_index("id").loc["rs1", "hit"]
-    best = best_dimensions(TRUTH, stats, "ae_t2").set_index("id")
-    assert best.loc["rs1", "dimension"] == 1 and best.loc["rs2", "log10p"] == 4.0
 
 
 def test_missing_sumstats_are_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="run --mode associate first"):
         planted_sumstats(tmp_path, ["rs1"])
     assert dimension_index("latent_12") == 12 and dimension_index(7) == 7
+
+
+def test_trait_direction_tables_are_not_latent_dimensions(tmp_path):
+    write_sumstats(tmp_path / "s", "ae_t1", "latent_0", [2.0, 1.0, 0.5])
+    write_sumstats(tmp_path / "s", "ae_t1-thalamus_volume", "direction", [9.0, 1.0, 0.5])  # associate's directions
+    stats = planted_sumstats(tmp_path / "s", ["rs1", "rs2"])
+    assert set(stats.space) == {"ae_t1"} and len(stats) == 2

@@ -93,7 +93,7 @@ def test_quick_vit_study_sets_the_cnn_and_the_vit_side_by_side(vit_demo):
     genetics = pd.read_csv(vit_demo / "compare" / "compare_genetics.tsv", sep="\t")
     assert set(genetics.space) == {"ae_t1", "vit_t1"}
     ranks = pd.read_csv(vit_demo / "interpret_truth.tsv", sep="\t")
-    assert set(ranks.model) == {"ae_t1", "vit_t1"} and set(ranks.route) == {"trait", "snp"}
+    assert set(ranks.model) == {"ae_t1", "vit_t1"} and set(ranks.route) == {"trait", "trait_direction", "snp"}
     assert ((ranks.ks_rank >= 1) & (ranks.ks_rank <= ranks.regions)).all()
 
     table = pd.read_csv(vit_demo / "study_table.tsv", sep="\t").set_index("measure")

@@ -1,11 +1,10 @@
 """Truth checks of the demo: do the GWAS of the latents find the planted SNPs, and do PerDI maps of the latent
 dimensions that carry a planted effect point at the region it was planted in?
 
-Two routes choose the dimensions. By trait (:func:`top_dimensions`): the dimensions most correlated with a planted
-trait once age, sex and brain volume are removed from both. By SNP, the seed studies' SNP -> endophenotype ->
-region route (:func:`best_dimensions`): the dimension with the smallest association P of a planted SNP
-(``--mode associate`` summary statistics). Each chosen dimension's PerDI map (``--mode interpret``) ranks the atlas
-regions (:func:`planted_ranks`).
+The interpret recipe chooses what to map (:mod:`ml4ge.interpret.choose`: by trait, the dimension most correlated
+with a planted trait once age, sex and brain volume are removed from both, and the trait's direction; by SNP, the
+seed studies' SNP -> endophenotype -> region route, the dimension with the smallest association P of a planted
+SNP). Each chosen map ranks the atlas regions (:func:`planted_ranks`).
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml4ge.interpret.choose import dimension_index
+
 WINDOW_KB = 250.0  # a planted SNP counts as found when a hit lies within this distance (associate's --clump_kb)
 SNP_TRUTH_COLUMNS = ["id", "chrom", "pos", "trait", "hit", "hit_snp", "best_log10p", "best_space", "best_dimension"]
 
@@ -23,11 +24,6 @@ SNP_TRUTH_COLUMNS = ["id", "chrom", "pos", "trait", "hit", "hit_snp", "best_log1
 def load_truth(cohort: Path) -> dict:
     """``<cohort>/truth.json`` as a dict."""
     return json.loads((Path(cohort) / "truth.json").read_text())
-
-
-def dimension_index(name) -> int:
-    """``latent_7`` (or ``7``) -> 7."""
-    return int(str(name).split("_")[-1])
 
 
 def planted_sumstats(sumstats: Path, snp_ids) -> pd.DataFrame:
@@ -47,6 +43,8 @@ def planted_sumstats(sumstats: Path, snp_ids) -> pd.DataFrame:
         raise FileNotFoundError(f"{sumstats} holds no *.glm.linear.gz; run --mode associate first.")
     for path in paths:
         space, dimension = path.name.removesuffix(".glm.linear.gz").rsplit(".", 1)
+        if not dimension.startswith("latent_"):  # a trait direction's GWAS (<space>-<trait>.direction)
+            continue
         table = read_sumstats(path, usecols=["ID", "LOG10P", "BETA"])
         frames.append(table[table.ID.isin(wanted)].assign(space=space, dimension=dimension_index(dimension)))
     return pd.concat(frames, ignore_index=True)[["space", "dimension", "ID", "LOG10P", "BETA"]]
@@ -71,26 +69,14 @@ def snp_truth(truth: dict, stats: pd.DataFrame, hits: pd.DataFrame, window_kb: f
     return pd.DataFrame(rows, columns=SNP_TRUTH_COLUMNS)
 
 
-def best_dimensions(truth: dict, stats: pd.DataFrame, space: str) -> pd.DataFrame:
-    """``id, trait, dimension, log10p``: the dimension of ``space`` most associated with each planted SNP."""
-    rows = []
-    for snp in truth["snps"]:
-        own = stats[(stats.ID == snp["id"]) & (stats.space == space)]
-        if own.empty:
-            continue
-        best = own.loc[own.LOG10P.idxmax()]
-        rows.append({"id": snp["id"], "trait": snp["trait"], "dimension": int(best.dimension),
-                     "log10p": round(float(best.LOG10P), 2)})
-    return pd.DataFrame(rows, columns=["id", "trait", "dimension", "log10p"])
-
-
 def planted_ranks(maps: Path, atlas: Path, labels: Path, chosen: pd.DataFrame, regions: dict) -> pd.DataFrame:
     """Rank of each planted region of each chosen dimension's PerDI map, per hemisphere and left/right merged.
 
     Args:
         maps: ``perdi_<tmap>/`` folder holding ``dim_<d>.nii.gz``.
         atlas, labels: the cohort's ``atlas.nii.gz`` and ``atlas_labels.tsv``.
-        chosen: rows with ``trait`` and ``dimension`` (other columns are carried over).
+        chosen: rows with ``trait`` and ``dimension`` (an index, or a direction's name; other columns are carried
+            over).
         regions: ``{trait: [atlas region names]}`` of ``truth.json``.
 
     Returns:
@@ -103,7 +89,8 @@ def planted_ranks(maps: Path, atlas: Path, labels: Path, chosen: pd.DataFrame, r
 
     rows = []
     for row in chosen.to_dict(orient="records"):
-        image = nib.load(str(Path(maps) / f"dim_{row['dimension']}.nii.gz"))
+        stem = f"dim_{row['dimension']}" if str(row["dimension"]).isdigit() else f"direction_{row['dimension']}"
+        image = nib.load(str(Path(maps) / f"{stem}.nii.gz"))
         values = image.get_fdata()
         for merge in (False, True):
             ranking = rank_regions(values, load_atlas(atlas, labels, values.shape, image.affine, merge))
@@ -112,28 +99,4 @@ def planted_ranks(maps: Path, atlas: Path, labels: Path, chosen: pd.DataFrame, r
             rows += [{**row, "merged": merge, "region": name, "ks_rank": int(ranking.loc[name, "ks_rank"]),
                       "mean_rank": int(ranking.loc[name, "mean_rank"]), "regions": len(ranking),
                       "top_region": ranking.index[0]} for name in names]
-    return pd.DataFrame(rows)
-
-
-# Trait-based selection ------------------------------------------------------------------
-def residualised(frame: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
-    """Columns of ``frame`` minus their least-squares fit on ``covariates`` (with an intercept)."""
-    design = np.column_stack([np.ones(len(covariates)), covariates.to_numpy(dtype=float)])
-    coefficients, *_ = np.linalg.lstsq(design, frame.to_numpy(dtype=float), rcond=None)
-    return pd.DataFrame(frame.to_numpy(dtype=float) - design @ coefficients, index=frame.index, columns=frame.columns)
-
-
-def top_dimensions(latents: pd.DataFrame, phenotypes: pd.DataFrame, traits, count: int,
-                   adjust=("age", "sex")) -> pd.DataFrame:
-    """``trait, dimension, abs_r`` for the ``count`` dimensions most correlated with each trait (``adjust``
-    columns removed from both)."""
-    joined = latents.join(phenotypes, how="inner")
-    covariates = joined[list(adjust)]
-    z = residualised(joined[latents.columns], covariates)
-    rows = []
-    for trait in traits:
-        y = residualised(joined[[trait]], covariates)[trait]
-        r = z.apply(lambda column, y=y: np.corrcoef(column, y)[0, 1]).abs().sort_values(ascending=False)
-        rows += [{"trait": trait, "dimension": dimension_index(name), "abs_r": round(float(value), 3)}
-                 for name, value in r.head(count).items()]
     return pd.DataFrame(rows)

@@ -5,7 +5,8 @@ associate -> ``<demo>/associate/`` (the recipe's outputs) plus ``truth_snps.tsv`
 best -log10 P, where) and ``planted_sumstats.tsv`` (every dimension's statistics of the planted SNPs).
 interpret -> ``<demo>/interpret_<model>/`` per autoencoder the study interprets plus ``<demo>/interpret_truth.tsv``
 (rank of each planted region among the atlas regions, per hemisphere and left/right merged, for the dimensions most
-correlated with each planted trait and those most associated with each planted SNP).
+correlated with each planted trait, the traits' directions and the dimensions most associated with each planted
+SNP: the interpret recipe's ``--interpret_traits`` and ``--interpret_snps`` choose them).
 """
 
 from __future__ import annotations
@@ -32,54 +33,56 @@ def associate_folder(run: DemoRun):
 
 
 def associate(run: DemoRun) -> None:
-    """GWAS of every latent dimension of the demo, adjusted for age, sex and 4 genetic PCs; then the SNP truth."""
+    """GWAS of every latent dimension of the demo, adjusted for age, sex and 4 genetic PCs, with the omnibus and
+    min-P tests of each space and the GWAS of each planted trait's direction in each space; then the SNP truth."""
     from ml4ge.recipes.associate import AssociateSettings
 
+    truth = truth_checks.load_truth(run.cohort)
     folder = run_recipe(AssociateSettings(
         genotypes=str(run.cohort / "genotypes"), covariates_file=str(run.cohort / "covariates.tsv"),
         clump_kb=WINDOW_KB, latent_tables=tuple(f"{name}={path}" for name, path in latent_spaces(run).items()),
+        multivariate=True, phenotypes=str(run.cohort / "phenotypes.csv"), direction_traits=tuple(truth["regions"]),
         id="associate", **run.common_settings()))
-    truth = truth_checks.load_truth(run.cohort)
     stats = truth_checks.planted_sumstats(folder / "sumstats", [snp["id"] for snp in truth["snps"]])
     write_table(stats, folder / "planted_sumstats.tsv")
     hits = pd.read_csv(folder / "associate_hits.tsv", sep="\t", dtype={"ID": str, "CHROM": str})
     write_table(truth_checks.snp_truth(truth, stats, hits, WINDOW_KB), folder / "truth_snps.tsv")
 
 
-def chosen_dimensions(run: DemoRun, model: str, given: str, truth: dict, stats: pd.DataFrame) -> pd.DataFrame:
-    """The dimensions of ``model`` (whose decoder outputs the map ``given``) that PerDI maps, by two routes.
+def chosen_rows(folder, truth: dict) -> pd.DataFrame:
+    """The interpret run's ``interpret_choices.tsv`` as ``route, trait, dimension, abs_r, log10p`` (a SNP's row
+    names the trait it was planted for); ``dimension`` is an index or a direction's name.
 
-    ``trait``: the dimension most correlated with each planted trait, both residualised on age, sex and brain
-    volume (the demo ages and scales every region). ``snp``: the dimension with the smallest association P of
-    each planted SNP (the seed studies' SNP -> endophenotype -> region route).
+    Routes: ``trait``, the dimension most correlated with each planted trait, both residualised on age, sex and
+    brain volume (the demo ages and scales every region); ``trait_direction``, the trait's direction in the space;
+    ``snp``, the dimension with the smallest association P of each planted SNP (the seed studies' SNP ->
+    endophenotype -> region route).
     """
-    from ml4ge.compare import load_latents
-
-    latents = load_latents(latent_table(run, model, given))
-    phenotypes = pd.read_csv(run.cohort / "phenotypes.csv", dtype={"sample_id": str}).set_index("sample_id")
-    by_trait = truth_checks.top_dimensions(latents, phenotypes, list(truth["regions"]), 1, TRAIT_ADJUST)
-    by_snp = truth_checks.best_dimensions(truth, stats, model)
-    return pd.concat([by_trait.assign(route="trait"), by_snp.assign(route="snp")], ignore_index=True)
+    chosen = pd.read_csv(folder / "interpret_choices.tsv", sep="\t", dtype={"dimension": str, "target": str})
+    trait_of = {snp["id"]: snp["trait"] for snp in truth["snps"]}
+    return chosen.assign(trait=[trait_of.get(t, t) for t in chosen.target]).drop(columns="target")
 
 
 def interpret(run: DemoRun) -> None:
-    """PerDI of each autoencoder's dimensions chosen by :func:`chosen_dimensions`; ranks of the planted regions."""
+    """PerDI of each autoencoder's dimensions and directions that the planted traits and SNPs select (the
+    interpret recipe's --interpret_traits and --interpret_snps); ranks of the planted regions."""
     from ml4ge.recipes.interpret import InterpretSettings
 
     truth = truth_checks.load_truth(run.cohort)
-    stats = pd.read_csv(associate_folder(run) / "planted_sumstats.tsv", sep="\t", dtype={"ID": str})
     atlas, labels = run.cohort / "atlas.nii.gz", run.cohort / "atlas_labels.tsv"
     ranks = []
     for model in run.plan.interpret:
         given = getattr(run.settings, MODELS[model].inputs[0])
-        chosen = chosen_dimensions(run, model, given, truth, stats)
         folder = run_recipe(InterpretSettings(
             latent_tables=(str(latent_table(run, model, given)),), output_tensors=(given,), tensors=str(run.tensors),
-            model_file=str(run.folder / model / f"{model}.keras"),
-            interpret_dimensions=tuple(int(d) for d in sorted(set(chosen.dimension))),
+            model_file=str(run.folder / model / f"{model}.keras"), phenotypes=str(run.cohort / "phenotypes.csv"),
+            covariates=TRAIT_ADJUST, interpret_traits=tuple(truth["regions"]),
+            interpret_snps=tuple(snp["id"] for snp in truth["snps"]),
+            interpret_sumstats=str(associate_folder(run) / "sumstats" / model),
             interpret_samples=min(MAX_INTERPRET_SAMPLES, run.settings.subjects), smooth_sigma=SMOOTH_SIGMA_VOXELS,
             batch_size=run.settings.batch_size, atlas=str(atlas), atlas_labels=str(labels), id=f"interpret_{model}",
             **run.common_settings()))
+        chosen = chosen_rows(folder, truth)
         maps = next(folder.glob("perdi_*/"))
         ranks.append(truth_checks.planted_ranks(maps, atlas, labels, chosen.assign(model=model), truth["regions"]))
     write_table(pd.concat(ranks, ignore_index=True), run.folder / "interpret_truth.tsv")
@@ -94,13 +97,18 @@ def associate_section(run: DemoRun) -> str:
         return ""
     counts = pd.read_csv(folder / "associate_counts.tsv", sep="\t")
     columns = ["space", "dimensions", "samples", "snps_tested", "threshold_p", "significant_pairs",
-               "significant_snps", "loci"]
+               "significant_snps", "loci", "omnibus_df", "omnibus_loci", "minp_loci"]
     counts = counts[[c for c in columns if c in counts]]
     counts = counts.assign(threshold_p=counts.threshold_p.map("{:.2g}".format))
+    for column in ("omnibus_df", "omnibus_loci", "minp_loci"):  # blank for a direction's one-dimension space
+        if column in counts:
+            counts[column] = counts[column].map(lambda value: "" if pd.isna(value) else str(int(value)))
     snps = pd.read_csv(folder / "truth_snps.tsv", sep="\t").fillna({"hit_snp": ""})
     lines = ["## Genetic association of the latents", "",
              "`--mode associate`: a linear GWAS of every latent dimension, adjusted for age, sex and 4 genetic PCs "
-             "(`data/covariates.tsv`); a hit is P below 5e-8 over the number of latent dimensions.", "",
+             "(`data/covariates.tsv`); a hit is P below 5e-8 over the number of latent dimensions (a planted "
+             "trait's direction, `<space>-<trait>`, counts as one). `omnibus_loci` and `minp_loci`: loci of the "
+             "omnibus (MOSTest) and min-P tests of each whole space, at P below 5e-8 over the number of spaces.", "",
              markdown_table(counts), "",
              f"Planted SNPs: `hit` when the SNP or a SNP within {WINDOW_KB:g} kb of it is a hit in any space; "
              "best -log10 P of the SNP itself over every dimension of every space.", "",
@@ -122,6 +130,7 @@ def interpret_section(run: DemoRun) -> str:
              f"{MAX_INTERPRET_SAMPLES} subjects, +1 SD shifts, |t| smoothed with sigma {SMOOTH_SIGMA_VOXELS:g} "
              "voxel: PerDI's 3 mm kernel on this grid). `route` says how a dimension was chosen: `trait`, the "
              "dimension most correlated with the planted trait (|r| after removing age, sex and brain volume); "
+             "`trait_direction`, the trait's ridge direction in the whole space (shifted by 1 SD of its projection); "
              "`snp`, the dimension with the smallest association P of the planted SNP. Rank 1 is the region the "
              "map is most enriched in (KS statistic) among all atlas regions; `merged` joins left and right.", "",
              markdown_table(ranks[[c for c in RANK_COLUMNS if c in ranks]], 2)]

@@ -27,7 +27,9 @@ from ml4ge.atomic import atomic_path
 from ml4ge.genetics.genotypes import VARIANT_COLUMNS, GenotypeFile
 from ml4ge.genetics.glm import ChunkStatistics, PreparedPhenotypes, associate_chunk, prepare_phenotypes
 from ml4ge.genetics.inputs import Space
-from ml4ge.genetics.sumstats import TEST, columns, file_name, format_log10_p, format_p
+from ml4ge.genetics.multivariate import chunk_results, omnibus_columns, omnibus_file_name, permuted_nulls, table_text
+from ml4ge.genetics.omnibus import EIGEN_FLOOR, OmnibusNull
+from ml4ge.genetics.sumstats import SMALLEST_FLOAT_P, TEST, columns, file_name, format_log10_p, format_p
 from ml4ge.progress import progress
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,11 @@ class ScanSettings:
         chunk: SNPs per chunk.
         threads: bed-reader decoding threads.
         log10: write ``LOG10_P`` instead of ``P`` in the summary statistics [--glm log10].
+        multivariate: also the omnibus and min-P tests per space of two or more dimensions
+            (:mod:`ml4ge.genetics.multivariate`).
+        permuted_snps: SNPs of the permuted-genotype null those tests are calibrated on.
+        omnibus_log10: their hit threshold (-log10 P).
+        eigen_floor: the omnibus test's regularisation (:data:`ml4ge.genetics.omnibus.EIGEN_FLOOR`).
     """
 
     maf: float = 0.01
@@ -58,6 +65,10 @@ class ScanSettings:
     chunk: int = 10_000
     threads: int | None = None
     log10: bool = False
+    multivariate: bool = False
+    permuted_snps: int = 20_000
+    omnibus_log10: float = -np.log10(5e-8)
+    eigen_floor: float = EIGEN_FLOOR
 
 
 @dataclass
@@ -67,6 +78,9 @@ class SpaceResult:
     hits: list[pd.DataFrame] = field(default_factory=list)
     best: list[pd.DataFrame] = field(default_factory=list)
     lookup: list[pd.DataFrame] = field(default_factory=list)
+    omnibus_hits: list[pd.DataFrame] = field(default_factory=list)
+    omnibus_best: list[pd.DataFrame] = field(default_factory=list)
+    null: OmnibusNull | None = None
     counts: dict[str, int] = field(default_factory=lambda: {"snps_tested": 0, "snps_maf_filtered": 0,
                                                              "snps_missing_filtered": 0, "snps_untestable": 0})
 
@@ -101,9 +115,19 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
     prepared = {name: prepare_phenotypes(space.phenotypes.to_numpy(), space.covariates.to_numpy(),
                                          tuple(space.covariates.columns)) for name, space in spaces.items()}
     results = {name: SpaceResult() for name in spaces}
+    if settings.multivariate:
+        several = {name: rows[name] for name, space in spaces.items() if len(space.dimensions) > 1}  # not directions
+        nulls = permuted_nulls(genotypes, several, np.asarray(needed), prepared, settings, settings.permuted_snps)
+        for name, null in nulls.items():
+            results[name].null = null
+            log.info("%s omnibus null from %d permuted SNPs: df %d, gamma shape %.3g scale %.3g (chi-square: %.3g, "
+                     "2), lambda_GC %.3f; min-P effective dimensions %.1f of %d", name, null.permuted_snps,
+                     null.rank, null.shape, null.scale, null.rank / 2, null.lambda_gc, null.effective_dimensions,
+                     len(spaces[name].dimensions))
     lookup = set(lookup)
     with ExitStack() as stack:
         writers = _open_writers(stack, spaces, sumstats_folder, settings.log10)
+        omnibus_writers = _open_omnibus_writers(stack, spaces, sumstats_folder, settings)
         bar = stack.enter_context(progress(total=genotypes.snp_count, description="associate", unit="SNP"))
         writer = _BackgroundWriter(stack.enter_context(ThreadPoolExecutor(1)))
         for start, stop, dosages in genotypes.chunks(np.asarray(needed), settings.chunk):
@@ -111,7 +135,7 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
             wanted = variants.ID.isin(lookup).to_numpy() if lookup else None
             for name, space in spaces.items():
                 _scan_chunk(space, prepared[name], dosages[rows[name]], variants, settings, threshold_log10,
-                            writers.get(name), wanted, results[name], writer)
+                            (writers.get(name), omnibus_writers.get(name)), wanted, results[name], writer)
             bar.update(stop - start)
         writer.wait()
     return results
@@ -125,9 +149,9 @@ class _BackgroundWriter:
         self.pool = pool
         self.pending = None
 
-    def submit(self, *args) -> None:
+    def submit(self, *args, function=None) -> None:
         self.wait()
-        self.pending = self.pool.submit(_write_rows, *args)
+        self.pending = self.pool.submit(function or _write_rows, *args)
 
     def wait(self) -> None:
         if self.pending is not None:
@@ -153,14 +177,31 @@ def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | 
     return writers
 
 
+def _open_omnibus_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None,
+                          settings: ScanSettings) -> dict:
+    """One gzip text handle per space for the omnibus table (``settings.multivariate`` only)."""
+    if folder is None or not settings.multivariate:
+        return {}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    handles = {}
+    for name in spaces:
+        temporary = stack.enter_context(atomic_path(Path(folder) / omnibus_file_name(name)))
+        handles[name] = stack.enter_context(gzip.open(temporary, "wt", compresslevel=GZIP_LEVEL))
+        handles[name].write("\t".join(omnibus_columns(settings.log10)) + "\n")
+    return handles
+
+
 def _scan_chunk(space: Space, prepared: PreparedPhenotypes, dosages: np.ndarray, variants: pd.DataFrame,
-                settings: ScanSettings, threshold_log10: float, writers, wanted, result: SpaceResult,
+                settings: ScanSettings, threshold_log10: float, handles, wanted, result: SpaceResult,
                 writer: _BackgroundWriter) -> None:
+    writers, omnibus_writer = handles
     statistics = associate_chunk(prepared, dosages, impute=settings.impute)
     tested, written = _filter(statistics, settings, result.counts)
     if writers is not None and written.any():
         rows, row_values = _rows(variants, statistics, written)
         writer.submit(writers, rows, row_values, statistics.errcode[written], settings.log10)
+    if result.null is not None:
+        _omnibus_chunk(space, statistics, variants, tested, written, settings, omnibus_writer, result, writer)
     if not tested.any():
         return
     kept, values = _rows(variants, statistics, tested)
@@ -172,6 +213,29 @@ def _scan_chunk(space: Space, prepared: PreparedPhenotypes, dosages: np.ndarray,
     if wanted is not None and wanted[tested].any():
         snp, dimension = np.nonzero(np.broadcast_to(wanted[tested][:, None], log10_p.shape))
         result.lookup.append(_long_rows(space, kept, values, snp, dimension))
+
+
+def _omnibus_chunk(space, statistics, variants, tested, written, settings, handle, result, writer) -> None:
+    """The omnibus statistics, table rows, hits and best P of one chunk's SNPs."""
+    kept, _ = _rows(variants, statistics, tested)
+    combined, best, hits = chunk_results(space, statistics, result.null, kept, tested, settings.omnibus_log10)
+    result.omnibus_best.append(best)
+    result.omnibus_hits.append(hits)
+    if handle is not None and written.any():
+        rows, _ = _rows(variants, statistics, written)
+        text = table_text(_prefix(rows, "OMNIBUS"), combined, written, result.null.rank, space.dimensions,
+                          statistics.errcode[written], settings.log10)
+        writer.submit(handle, text, function=_write_text)
+
+
+def _write_text(handle, text: str) -> None:
+    handle.write(text)
+
+
+def _prefix(kept: pd.DataFrame, test: str) -> list[str]:
+    """PLINK2's variant columns of each row, formatted once: REF is A2, ALT and A1 the counted allele."""
+    return [f"{c}\t{p}\t{i}\t{a2}\t{a1}\t{a1}\t{f:.6g}\t{test}\t{n}" for c, p, i, a1, a2, f, n in
+            zip(kept.CHROM, kept.POS.tolist(), kept.ID, kept.A1, kept.A2, kept.A1_FREQ.tolist(), kept.N.tolist())]
 
 
 def _rows(variants: pd.DataFrame, statistics: ChunkStatistics, which: np.ndarray) -> tuple[pd.DataFrame, dict]:
@@ -214,11 +278,28 @@ def _write_rows(writers: list, kept: pd.DataFrame, values: dict[str, np.ndarray]
                 log10: bool) -> None:
     """Append the chunk's rows to every dimension's table in PLINK2's columns (the variant columns are formatted
     once): REF is A2, ALT and A1 the counted allele; P from the exact -log10 P; NA statistics with their ERRCODE."""
-    prefix = [f"{c}\t{p}\t{i}\t{a2}\t{a1}\t{a1}\t{f:.6g}\t{TEST}\t{n}" for c, p, i, a1, a2, f, n in
-              zip(kept.CHROM, kept.POS.tolist(), kept.ID, kept.A1, kept.A2, kept.A1_FREQ.tolist(), kept.N.tolist())]
+    prefix = _prefix(kept, TEST)
     p_text = format_log10_p if log10 else format_p
     for d, handle in enumerate(writers):
-        stats = [["NA" if not np.isfinite(v) else f"{v:.6g}" for v in values[name][:, d].tolist()]
-                 for name in ("BETA", "SE", "T_STAT")]
-        handle.write("".join([f"{p}\t{b}\t{s}\t{t}\t{q}\t{e}\n" for p, b, s, t, q, e in
-                              zip(prefix, *stats, p_text(values["LOG10P"][:, d]), errcode)]))
+        text = _fast_text(prefix, [values[name][:, d] for name in ("BETA", "SE", "T_STAT")], values["LOG10P"][:, d],
+                          errcode, log10)
+        if text is None:  # NA statistics or a P beyond double precision: value by value
+            stats = [["NA" if not np.isfinite(v) else f"{v:.6g}" for v in values[name][:, d].tolist()]
+                     for name in ("BETA", "SE", "T_STAT")]
+            text = "".join([f"{p}\t{b}\t{s}\t{t}\t{q}\t{e}\n" for p, b, s, t, q, e in
+                            zip(prefix, *stats, p_text(values["LOG10P"][:, d]), errcode)])
+        handle.write(text)
+
+
+def _fast_text(prefix: list[str], stats: list[np.ndarray], log10_p: np.ndarray, errcode: np.ndarray,
+               log10: bool) -> str | None:
+    """The rows as one ``%``-format over a flat tuple (C formatting, about 3x faster than a format per value), or
+    None when a value needs more than ``%.6g`` (NaN, or P below double precision's range)."""
+    if not (all(np.isfinite(v).all() for v in stats) and np.isfinite(log10_p).all()
+            and (log10 or log10_p.max(initial=0.0) <= -np.log10(SMALLEST_FLOAT_P))):
+        return None
+    table = np.empty((len(prefix), 6), dtype=object)
+    table[:, 0], table[:, 5] = prefix, errcode
+    for column, v in enumerate([*stats, log10_p if log10 else 10.0 ** -log10_p], start=1):
+        table[:, column] = v.tolist()
+    return ("%s\t%.6g\t%.6g\t%.6g\t%.6g\t%s\n" * len(prefix)) % tuple(table.ravel().tolist())

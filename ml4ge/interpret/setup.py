@@ -83,13 +83,43 @@ def grid_affine(args, tm, cohort) -> np.ndarray:
 
 def options_from_args(args: argparse.Namespace) -> PerdiOptions:
     """The study's knobs from the interpret recipe's flags."""
+    from ml4ge.interpret.sources import read_directions
+
     return PerdiOptions(tuple(args.interpret_dimensions), args.perturb_sd, args.smooth_sigma, args.batch_size,
-                        args.interpret_memory_mb, args.lightbox_slices, args.interpret_top_regions)
+                        args.interpret_memory_mb, args.lightbox_slices, args.interpret_top_regions,
+                        read_directions(args.interpret_directions))
 
 
 def study_from_args(args: argparse.Namespace, folder: Path) -> PerdiStudy:
-    """The study the flags name, writing into the run folder ``folder``: decoder, latents, grid, mask and atlas."""
-    return PerdiStudy(**study_inputs(args, Path(folder)), folder=Path(folder), options=options_from_args(args))
+    """The study the flags name, writing into the run folder ``folder``: decoder, latents, grid, mask and atlas;
+    with the dimensions and directions ``--interpret_traits``/``--interpret_snps`` choose added (and listed in
+    ``interpret_choices.tsv``)."""
+    inputs = study_inputs(args, Path(folder))
+    options = options_from_args(args)
+    if args.interpret_traits or args.interpret_snps:
+        options = _with_choices(args, inputs, options, Path(folder))
+    return PerdiStudy(**inputs, folder=Path(folder), options=options)
+
+
+def _with_choices(args, inputs: dict, options: PerdiOptions, folder: Path) -> PerdiOptions:
+    import dataclasses
+
+    import pandas as pd
+
+    from ml4ge.atomic import write_table
+    from ml4ge.interpret.choose import choices
+    from ml4ge.readers import read_table
+
+    latents = pd.DataFrame(inputs["latents"], index=pd.Index(inputs["sample_ids"], dtype=str),
+                           columns=[f"latent_{i}" for i in range(inputs["latents"].shape[1])])
+    phenotypes = read_table(str(args.phenotypes)) if args.interpret_traits else None
+    table, directions = choices(latents, phenotypes, args.interpret_traits, tuple(args.covariates),
+                                args.interpret_sumstats, args.interpret_snps)
+    write_table(table, folder / "interpret_choices.tsv")
+    chosen = {int(d) for d in table.dimension if str(d).isdigit()}
+    log.info("chosen to map: dimensions %s, directions %s", sorted(chosen), sorted(directions))
+    return dataclasses.replace(options, dimensions=tuple(sorted(set(options.dimensions) | chosen)),
+                               directions={**options.directions, **directions})
 
 
 def study_inputs(args: argparse.Namespace, folder: Path) -> dict:

@@ -95,3 +95,40 @@ def data_mask(tm, paths, batch_size: int, num_workers: int, skipped=None) -> np.
         found = (inside != 0).any(axis=-1).sum(axis=0)
         count = found if count is None else count + found
     return count > 0
+
+
+def read_directions(entries) -> dict[str, np.ndarray]:
+    """``{name: weights}`` of ``--interpret_directions`` entries ``name=path`` or ``path`` (name: the file's stem),
+    each a ``dimension weight`` table written by ``associate --direction_traits`` (``directions/<space>-<trait>.tsv``),
+    weights ordered ``latent_0, latent_1, ...``.
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for a table without ``dimension``/``weight`` columns, dimensions other than ``latent_0..``,
+            non-finite or all-zero weights, a name that cannot name a file, or a name given twice.
+    """
+    import re
+
+    import pandas as pd
+
+    directions = {}
+    for entry in entries:
+        name, _, path = entry.rpartition("=") if "=" in entry and not Path(entry).exists() else ("", "", entry)
+        path = Path(path)
+        name = name or path.stem
+        if not path.is_file():
+            raise FileNotFoundError(f"--interpret_directions {str(path)!r} does not exist.")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in directions:
+            raise ValueError(f"--interpret_directions name {name!r} is repeated or cannot name a file; use letters, "
+                             "digits, '.', '_' and '-' (name=path).")
+        table = pd.read_csv(path, sep="\t")
+        if not {"dimension", "weight"} <= set(table.columns):
+            raise ValueError(f"{path} has no dimension and weight columns; give a directions/<space>-<trait>.tsv "
+                             "written by associate --direction_traits.")
+        if list(table.dimension) != [f"latent_{i}" for i in range(len(table))]:
+            raise ValueError(f"{path}: dimensions must be latent_0..latent_{len(table) - 1} in order.")
+        weights = table.weight.to_numpy(dtype=np.float64)
+        if not np.all(np.isfinite(weights)) or not np.any(weights):
+            raise ValueError(f"{path}: the weights are missing, infinite or all zero; it defines no direction.")
+        directions[name] = weights
+    return directions

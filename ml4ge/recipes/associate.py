@@ -11,6 +11,12 @@ Inputs:
     --log10_p                        LOG10_P instead of P in the summary statistics (plink2 --glm log10).
     --significance P                 hit threshold (default 5e-8 / total latent dimensions over all tables).
     --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader and BLAS threads).
+    --multivariate --permuted_snps 20000   the omnibus (MOSTest) and min-P tests per SNP over each latent space,
+                                     calibrated on permuted genotypes (:mod:`ml4ge.genetics.omnibus`); their hit
+                                     threshold is 5e-8 / number of latent tables.
+    --phenotypes p.csv --direction_traits T ...   the GWAS of each space's cross-fitted projection on each trait's
+                                     direction (:mod:`ml4ge.genetics.directions`), scanned as a one-dimension space
+                                     ``<space>-<trait>`` beside the others.
 
 Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.gz``, PLINK2 ``--glm``'s table
 (``#CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P ERRCODE``, :mod:`ml4ge.genetics.sumstats`),
@@ -18,7 +24,12 @@ Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.
 the other allele), ``associate_loci.tsv``, ``associate_replication.tsv`` (with a replication cohort),
 ``associate_counts.tsv`` and ``.json`` (the headline numbers that compare quotes),
 ``associate_untestable.tsv`` (dimensions left out of the scan, e.g. constant ones, with the reason),
-``manhattan_<space>.png``, ``miami_<space>.png`` and ``exports/`` (PLINK2/REGENIE phenotype and covariate files and
+``manhattan_<space>.png``, ``miami_<space>.png`` and, with --multivariate, ``sumstats/<space>.glm.omnibus.gz`` (one
+table per space, :mod:`ml4ge.genetics.multivariate`), ``associate_omnibus_hits.tsv``, ``associate_omnibus_loci.tsv``
+(``dimension`` is the test: omnibus or minp), ``manhattan_<space>_omnibus.png`` and their counts in
+``associate_counts``; with --direction_traits, ``associate_directions.tsv`` (per space and trait: samples,
+cross-fitted R^2, projection SD) and ``directions/<space>-<trait>.tsv`` (the direction fitted on every subject, for
+``interpret --interpret_directions``); ``exports/`` (PLINK2/REGENIE phenotype and covariate files and
 ``commands.sh``, which runs from any folder).
 """
 
@@ -35,10 +46,13 @@ from threadpoolctl import threadpool_limits
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_table, write_text
 from ml4ge.compare import load_latents
+from ml4ge.genetics.directions import direction_spaces
 from ml4ge.genetics.exports import write_exports
 from ml4ge.genetics.genotypes import GenotypeFile, check_genotype_files
 from ml4ge.genetics.inputs import assemble_spaces, check_space_name, covariate_frame
 from ml4ge.genetics.loci import clump, headline_counts, replicate
+from ml4ge.genetics.multivariate import HIT_COLUMNS as OMNIBUS_HIT_COLUMNS
+from ml4ge.genetics.multivariate import omnibus_file_name
 from ml4ge.genetics.plots import manhattan, miami
 from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan, sumstats_path
 from ml4ge.readers import read_table
@@ -72,6 +86,11 @@ class AssociateSettings(RunSettings):
     snp_chunk: int
     clump_kb: float
     significance: float | None
+    multivariate: bool
+    permuted_snps: int
+    eigen_floor: float
+    phenotypes: str | None
+    direction_traits: tuple[str, ...]
 
 
 Settings = AssociateSettings
@@ -94,6 +113,33 @@ def validate(args: AssociateSettings) -> None:
     if args.replication_samples and not Path(args.replication_samples).is_file():
         raise FileNotFoundError(f"--replication_samples {args.replication_samples!r} does not exist.")
     _validate_covariates(args)  # --maf, --geno, --snp_chunk, ...: the flags' bounds (arguments.py)
+    _validate_directions(args, names)
+
+
+def _validate_directions(args: AssociateSettings, names) -> None:
+    """--direction_traits name numeric --phenotypes columns whose space names can name files."""
+    if not args.direction_traits:
+        return
+    if args.replication_genotypes or args.replication_samples:
+        raise ValueError("--direction_traits cannot be replicated yet (the directions are fitted on discovery); "
+                         "run the replication without them.")
+    if not args.phenotypes or not Path(args.phenotypes).is_file():
+        raise FileNotFoundError(f"--direction_traits needs --phenotypes, a CSV/TSV of the traits keyed by sample id; "
+                                f"got {args.phenotypes!r}.")
+    table = read_table(str(args.phenotypes))
+    missing = [t for t in args.direction_traits if t not in table.columns]
+    if missing:
+        raise ValueError(f"--direction_traits {missing} are not columns of {args.phenotypes}; it has "
+                         f"{', '.join(map(str, table.columns))}.")
+    for name in names:
+        for trait in args.direction_traits:
+            check_space_name(f"{name}-{trait}")
+    trait_frame(args)
+
+
+def trait_frame(args: AssociateSettings) -> pd.DataFrame:
+    """The --direction_traits of --phenotypes as numbers indexed by sample id (two-level text coded 0/1)."""
+    return covariate_frame(read_table(str(args.phenotypes)), args.direction_traits)
 
 
 def _validate_covariates(args: AssociateSettings) -> None:
@@ -139,9 +185,23 @@ def discovery_and_replication_ids(args, genotype_ids, keep):
     return discovery, replication
 
 
-def settings_of(args: AssociateSettings) -> ScanSettings:
+def _directions(folder: Path, args: AssociateSettings, spaces) -> dict:
+    """The direction spaces of every latent space and trait; their summary and directions are written."""
+    made, summary, tables = direction_spaces(spaces, trait_frame(args), args.direction_traits, args.random_seed)
+    write_table(summary, folder / "associate_directions.tsv")
+    (folder / "directions").mkdir(exist_ok=True)
+    for name, table in tables.items():
+        write_table(table, folder / "directions" / f"{name}.tsv")
+    log.info("directions: %s", "; ".join(f"{r.direction_space} R2 {r.r2_cross_fitted:.2f} over {r.samples} samples"
+                                         for r in summary.itertuples()))
+    return made
+
+
+def settings_of(args: AssociateSettings, spaces: int = 1, multivariate: bool = False) -> ScanSettings:
     return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
-                        threads=max(1, args.num_workers), log10=args.log10_p)
+                        threads=max(1, args.num_workers), log10=args.log10_p, multivariate=multivariate,
+                        permuted_snps=args.permuted_snps, omnibus_log10=-np.log10(GENOME_WIDE / max(spaces, 1)),
+                        eigen_floor=args.eigen_floor)
 
 
 def run(args: AssociateSettings) -> int:
@@ -152,12 +212,15 @@ def run(args: AssociateSettings) -> int:
             GenotypeFile(args.genotypes, max(1, args.num_workers)) as genotypes:
         discovery_ids, replication_ids = discovery_and_replication_ids(args, genotypes.sample_ids, keep)
         spaces = assemble_spaces(latents, covariates, genotypes.sample_ids, discovery_ids, args.rint)
+        if args.direction_traits:
+            spaces.update(_directions(folder, args, spaces))
         dimensions = sum(len(space.dimensions) for space in spaces.values())  # the tested ones (Bonferroni)
         significance = args.significance or GENOME_WIDE / dimensions
         threshold = -np.log10(significance)
         log.info("scanning %d SNPs x %d latent dimensions (%s); hit threshold P < %.3g", genotypes.snp_count,
                  dimensions, ", ".join(f"{n}: {len(s.phenotypes)} samples" for n, s in spaces.items()), significance)
-        results = scan(genotypes, spaces, settings_of(args), threshold, folder / "sumstats")
+        results = scan(genotypes, spaces, settings_of(args, len(spaces), args.multivariate), threshold,
+                       folder / "sumstats")
         write_exports(folder / "exports", spaces, dict(zip(genotypes.sample_ids, genotypes.family_ids)),
                       Path(args.genotypes))
         hits, loci = clump(pd.concat([r.table("hits", HIT_COLUMNS) for r in results.values()], ignore_index=True),
@@ -166,6 +229,8 @@ def run(args: AssociateSettings) -> int:
     facts = {name: {"dimensions": len(space.dimensions), "dimensions_untestable": len(space.untestable),
                     "samples": len(space.phenotypes), **results[name].counts, "threshold_p": significance}
              for name, space in spaces.items()}
+    if args.multivariate:
+        omnibus_outputs(folder, args, results, facts, len(spaces))
     if replication is not None:
         for name in facts:
             facts[name].update(replication_samples=replication["samples"].get(name, 0),
@@ -173,17 +238,20 @@ def run(args: AssociateSettings) -> int:
     counts = headline_counts(facts, hits, loci, None if replication is None else replication["table"])
     write_table(untestable_table(spaces), folder / "associate_untestable.tsv")
     _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
-    remove_stale_outputs(folder, spaces, replication is not None)
+    remove_stale_outputs(folder, spaces, replication is not None, args.multivariate, bool(args.direction_traits))
     print(counts.to_string(index=False))
     return 0
 
 
 # The per-space and optional outputs (and the summary statistics under their name before PLINK2's format).
 STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png",
-                  "exports/*.pheno.tsv", "exports/covariates.tsv", "associate_replication.tsv")
+                  "exports/*.pheno.tsv", "exports/covariates.tsv", "associate_replication.tsv",
+                  "sumstats/*.glm.omnibus.gz", "associate_omnibus_hits.tsv", "associate_omnibus_loci.tsv",
+                  "associate_directions.tsv", "directions/*.tsv")
 
 
-def remove_stale_outputs(folder: Path, spaces, replicated: bool) -> None:
+def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: bool = False,
+                         directions: bool = False) -> None:
     """Delete the outputs of an earlier run in ``folder`` that this one did not write (a rerun with fewer
     dimensions, other tables, no covariates or no replication), so no table beside the new ones is out of date."""
     current = set()
@@ -191,6 +259,14 @@ def remove_stale_outputs(folder: Path, spaces, replicated: bool) -> None:
         current.add(folder / "exports/covariates.tsv")
     if replicated:
         current |= {folder / "associate_replication.tsv", *(folder / f"miami_{name}.png" for name in spaces)}
+    if directions:
+        current |= {folder / "associate_directions.tsv",
+                    *(folder / "directions" / f"{name}.tsv" for name, s in spaces.items() if s.dimensions == [
+                        "direction"])}
+    if multivariate:
+        current |= {folder / "associate_omnibus_hits.tsv", folder / "associate_omnibus_loci.tsv",
+                    *(folder / "sumstats" / omnibus_file_name(name) for name in spaces),
+                    *(folder / f"manhattan_{name}_omnibus.png" for name in spaces)}
     for name, space in spaces.items():
         current |= {folder / f"manhattan_{name}.png", folder / "exports" / f"{name}.pheno.tsv",
                     *(sumstats_path(folder / "sumstats", name, dimension) for dimension in space.dimensions)}
@@ -241,3 +317,27 @@ def _write_outputs(folder: Path, args, results, hits, loci, replication, counts,
         write_table(replication["table"], folder / "associate_replication.tsv")
     log.info("associate: %s", "; ".join(f"{r.space}: {r.significant_pairs} pairs, {r.loci} loci"
                                         for r in counts.itertuples()))
+
+
+def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> None:
+    """Write the omnibus and min-P hits, their loci and Manhattan plots; add their counts and nulls to ``facts``."""
+    hits = pd.concat([r.table("omnibus_hits", OMNIBUS_HIT_COLUMNS) for r in results.values()], ignore_index=True)
+    clumped = [clump(hits[hits.dimension == test], args.clump_kb) for test in ("omnibus", "minp")]  # each its own
+    hits, loci = (pd.concat(parts, ignore_index=True) for parts in zip(*clumped))
+    threshold_p = GENOME_WIDE / max(spaces, 1)
+    for name, result in results.items():
+        if result.null is None:  # a one-dimension space (a direction): its own scan is the test
+            continue
+        for test in ("omnibus", "minp"):
+            own = hits[(hits.space == name) & (hits.dimension == test)]
+            facts[name][f"{test}_snps"] = own.ID.nunique()
+            facts[name][f"{test}_loci"] = int(own.locus.nunique()) if len(own) else 0
+        null = result.null
+        facts[name].update(null.facts(), omnibus_threshold_p=threshold_p,
+                           minp_threshold_per_dimension_p=threshold_p / null.effective_dimensions)
+        best = result.table("omnibus_best", ["CHROM", "POS", "ID", "LOG10P"])
+        own_loci = loci[(loci.space == name) & (loci.dimension == "omnibus")]
+        manhattan(best, -np.log10(threshold_p), folder / f"manhattan_{name}_omnibus.png", own_loci,
+                  f"{args.id}: {name}, omnibus test over {null.rank} dimensions")
+    write_table(hits, folder / "associate_omnibus_hits.tsv")
+    write_table(loci, folder / "associate_omnibus_loci.tsv")

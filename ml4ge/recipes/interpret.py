@@ -1,6 +1,8 @@
 """``--mode interpret``: PerDI maps of latent dimensions: which brain regions each dimension changes.
 
-For each chosen dimension ``d`` of a trained decoder's latent space (``--interpret_dimensions``, default all), the
+For each chosen dimension ``d`` of a trained decoder's latent space (``--interpret_dimensions``, default all), and
+each named direction (``--interpret_directions name=directions/<space>-<trait>.tsv`` from ``associate
+--direction_traits``: shifted along by ``--perturb_sd`` SDs of its projection, maps ``direction_<name>.*``), the
 latents of ``--interpret_samples`` subjects (default 500, from ``--latent_tables`` or computed from ``--tensors``
 with the model's encoders) are decoded as they are and with ``d`` shifted by ``--perturb_sd`` standard deviations
 (default +1). A paired t-test across subjects at every voxel (streaming: memory does not grow with the number of
@@ -12,6 +14,9 @@ subjects) gives |t|, masked to the brain, Gaussian-smoothed (``--smooth_sigma`` 
   the mean original reconstruction;
 - ``perdi_<tmap>/dim_<d>_regions.tsv`` with ``--atlas``/``--atlas_labels``: regions ranked by PerDI's enrichment
   statistic and by mean |t| (``--merge_hemispheres`` joins left and right);
+- ``interpret_choices.tsv`` with ``--interpret_traits`` (the dimension most correlated with each trait after
+  ``--covariates`` of ``--phenotypes``, and the trait's direction ``trait_<trait>``) or ``--interpret_snps`` (the
+  dimension with the smallest P of each SNP in ``--interpret_sumstats``): ``route target dimension abs_r log10p``;
 - ``perdi_<tmap>_summary.tsv`` (one row per dimension), ``perdi_<tmap>_top_regions.tsv`` (the
   ``--interpret_top_regions`` best regions of every dimension), ``perdi_<tmap>/mean_reconstruction.nii.gz``,
   ``perdi_<tmap>/mask.nii.gz``, ``interpreted_samples.tsv``.
@@ -53,6 +58,12 @@ class InterpretSettings(RunSettings):
     batch_size: int
     interpret_samples: int
     interpret_dimensions: tuple[int, ...]
+    interpret_directions: tuple[str, ...]
+    interpret_traits: tuple[str, ...]
+    interpret_snps: tuple[str, ...]
+    interpret_sumstats: str | None
+    phenotypes: str | None
+    covariates: tuple[str, ...]
     perturb_sd: float
     smooth_sigma: float
     atlas: str | None
@@ -84,15 +95,20 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _check_latent_source(args: argparse.Namespace) -> None:
-    from ml4ge.interpret.sources import table_dimension, table_path
+    from ml4ge.interpret.sources import read_directions, table_dimension, table_path
     from ml4ge.latents import cohort_paths
 
+    directions = read_directions(args.interpret_directions)
     if args.latent_tables:
         path = table_path(args.latent_tables)
         size = table_dimension(path)
         too_big = [d for d in args.interpret_dimensions if d >= size]
         if too_big:
             raise ValueError(f"--interpret_dimensions {too_big} outside the table's latent_0..latent_{size - 1}.")
+        wrong = [name for name, weights in directions.items() if len(weights) != size]
+        if wrong:
+            raise ValueError(f"--interpret_directions {wrong} do not have the table's {size} dimensions; give the "
+                             "directions of this latent space.")
         return
     if not args.tensors or not args.input_tensors:
         raise ValueError("--mode interpret needs latents: --latent_tables hidden_<tmap>_<id>.tsv, or --tensors and "
@@ -140,13 +156,34 @@ def validate(args: InterpretSettings) -> None:
     _check_numbers(args)
     _check_latent_source(args)
     _check_images(args)
+    _check_choices(args)
+
+
+def _check_choices(args: argparse.Namespace) -> None:
+    """--interpret_traits need --phenotypes holding them and the --covariates; --interpret_snps need
+    --interpret_sumstats."""
+    from ml4ge.interpret.choose import best_dimensions
+    from ml4ge.readers import read_table
+
+    if args.interpret_traits:
+        if not args.phenotypes or not Path(args.phenotypes).is_file():
+            raise FileNotFoundError(f"--interpret_traits needs --phenotypes, a CSV/TSV keyed by sample id; got "
+                                    f"{args.phenotypes!r}.")
+        columns = read_table(str(args.phenotypes)).columns
+        missing = [c for c in [*args.interpret_traits, *args.covariates] if c not in columns]
+        if missing:
+            raise ValueError(f"--interpret_traits/--covariates {missing} are not columns of {args.phenotypes}.")
+    if args.interpret_snps:
+        if not args.interpret_sumstats:
+            raise ValueError("--interpret_snps needs --interpret_sumstats <associate run>/sumstats/<space>.")
+        best_dimensions(args.interpret_sumstats, args.interpret_snps)
 
 
 def run(args: InterpretSettings) -> int:
     """Write PerDI maps, lightboxes and region rankings for every chosen dimension. Returns 0."""
     from ml4ge.interpret.setup import study_from_args
 
-    study = study_from_args(args, run_folder(args))
+    study = study_from_args(args, run_folder(args))  # writes interpret_choices.tsv with --interpret_traits/snps
     summary, top = study.run()
     prefix = f"perdi_{keras_safe(study.tm.name)}"
     write_table(summary, study.folder / f"{prefix}_summary.tsv")

@@ -1,0 +1,177 @@
+"""Multivariate association of one SNP with a whole latent space: the MOSTest omnibus test and the min-P test.
+
+For SNP ``g`` the per-dimension OLS statistics (:mod:`ml4ge.genetics.glm`, after the covariates) are turned into
+z-scores with the same two-sided P, ``z_d = sign(t_d) Phi^-1(P_d / 2)``, and combined (van der Meer et al. 2020):
+
+- **omnibus** ``X = z' R^-1 z``, with ``R`` the correlation of the z-scores under the null. For a SNP independent
+  of the phenotypes, ``cov(z_d, z_e)`` is the correlation of the phenotypes' residuals after the covariates, so
+  ``R`` is estimated from the data as that correlation (what MOSTest's permuted-genotype z-scores converge to,
+  without their noise). ``R`` is regularised by dropping its eigen-directions with eigenvalue below
+  ``EIGEN_FLOOR`` of the largest (collinear or near-constant combinations of dimensions, where ``R^-1`` would
+  amplify round-off and model error); ``X`` then has ``k`` (the kept rank) degrees of freedom and the chi-square
+  reference ``chi2(k)``.
+- **min-P**: the smallest per-dimension P. Its null distribution depends on the dimensions' correlation and on
+  the level: ``P(min P < u) = D_eff(u) u`` with ``D_eff`` between 1 and D, growing towards D as ``u`` falls.
+
+Calibration, as MOSTest: a fixed permutation of the samples is applied to the genotypes of a subset of SNPs spread
+over the genome (the permuted-genotype null), and (a) a gamma distribution is fitted to the permuted omnibus
+statistics by maximum likelihood (it is ``chi2(k)``, shape ``k/2`` and scale 2, when the reference holds), giving
+the omnibus P; (b) the min-P is calibrated on the permuted min-P values: their empirical distribution where it has
+``TAIL_SNPS`` or more values below, and beyond that ``D_eff u`` with ``D_eff`` measured at that last resolved level
+(``D_eff`` still grows further into the tail, so a genome-wide figure is slightly optimistic; Bonferroni, ``D u``,
+bounds it). The chi-square P is kept beside the calibrated one, and the permuted null's genomic inflation against
+it is reported (1.0 when the reference holds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+from ml4ge.genetics.glm import LOG10, ChunkStatistics, PreparedPhenotypes
+
+EIGEN_FLOOR = 1e-4  # eigenvalues of R below this fraction of the largest are dropped (regularisation)
+MIN_PERMUTED_SNPS = 200  # fewer permuted statistics cannot fit the null's tail
+TAIL_SNPS = 50  # the permuted min-P values below the level where the empirical null gives way to D_eff u
+
+
+@dataclass(frozen=True)
+class OmnibusNull:
+    """The null of one space's omnibus and min-P tests.
+
+    Attributes:
+        whitening: (k, D) with ``|whitening z|^2 = z' R_k^+ z`` (``R`` regularised to rank ``k``).
+        shape, scale: the gamma distribution fitted to the permuted omnibus statistics.
+        effective_dimensions: ``D_eff`` at the smallest level the permuted min-P values resolve.
+        permuted_min_log10_p: the permuted min-P values (-log10), ascending.
+        permuted_snps: how many permuted SNPs the fits used.
+        lambda_gc: the permuted statistics' median over the chi-square reference's median (1 when it holds).
+    """
+
+    whitening: np.ndarray
+    shape: float = np.nan
+    scale: float = np.nan
+    effective_dimensions: float = np.nan
+    permuted_snps: int = 0
+    lambda_gc: float = np.nan
+    permuted_min_log10_p: np.ndarray | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.whitening.shape[0]
+
+    def facts(self) -> dict[str, float]:
+        """The null's figures for ``associate_counts``."""
+        return {"omnibus_df": self.rank, "omnibus_null_shape": self.shape, "omnibus_null_scale": self.scale,
+                "omnibus_lambda_permuted": self.lambda_gc, "minp_effective_dimensions": self.effective_dimensions,
+                "permuted_snps": self.permuted_snps}
+
+
+@dataclass(frozen=True)
+class OmnibusStatistics:
+    """Per SNP of a chunk: omnibus statistic and -log10 P (chi-square reference and calibrated), min-P and its
+    dimension (index) and calibrated -log10 P; NaN where the SNP has no statistics."""
+
+    chisq: np.ndarray
+    log10_p_chisq: np.ndarray
+    log10_p: np.ndarray
+    min_p_dimension: np.ndarray
+    min_log10_p: np.ndarray
+    min_p_log10_p: np.ndarray
+
+
+def null_correlation(prepared: PreparedPhenotypes) -> np.ndarray:
+    """(D, D) correlation of the residualised phenotypes: the null correlation of the dimensions' z-scores."""
+    scale = np.sqrt(prepared.residual_ss)
+    return (prepared.residuals.T @ prepared.residuals) / np.outer(scale, scale)
+
+
+def whitening(correlation: np.ndarray, floor: float = EIGEN_FLOOR) -> np.ndarray:
+    """(k, D) ``W`` with ``W'W = R_k^+``: the eigen-directions of ``R`` with eigenvalue >= ``floor`` x the largest,
+    each scaled by 1/sqrt(eigenvalue)."""
+    values, vectors = np.linalg.eigh(correlation)
+    keep = values >= floor * values.max()
+    return (vectors[:, keep] / np.sqrt(values[keep])).T
+
+
+def z_scores(statistics: ChunkStatistics) -> np.ndarray:
+    """(m, D) z-scores with the two-sided P of each t statistic (exact far into the tail: from -log10 P)."""
+    log_half_p = -statistics.log10_p * LOG10 - np.log(2.0)
+    with np.errstate(invalid="ignore"):
+        return -np.sign(statistics.t_stat) * special.ndtri_exp(np.minimum(log_half_p, np.log(0.5)))
+
+
+def log10_gamma_sf(x: np.ndarray, shape: float, scale: float) -> np.ndarray:
+    """-log10 of the upper tail of a gamma distribution at ``x``, finite where the tail underflows (there from the
+    asymptotic series ``Q(a, y) ~ y^(a-1) e^-y / Gamma(a) (1 + (a-1)/y + (a-1)(a-2)/y^2)``).
+
+    Example:
+        >>> float(np.round(log10_gamma_sf(np.array([3.841459]), 0.5, 2.0)[0], 4))  # chi2(1) at P = 0.05
+        1.301
+    """
+    y = np.asarray(x, dtype=np.float64) / scale
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tail = special.gammaincc(shape, y)
+        out = -np.log10(tail)
+        tiny = np.isfinite(y) & (tail < 1e-280)
+        a, t = shape, y[tiny]
+        series = 1 + (a - 1) / t + (a - 1) * (a - 2) / t ** 2
+        out[tiny] = -((a - 1) * np.log(t) - t - special.gammaln(a) + np.log(series)) / LOG10
+    return np.where(np.isfinite(y), out, np.nan)
+
+
+def calibrated_min_p(min_log10_p: np.ndarray, permuted: np.ndarray, effective_dimensions: float) -> np.ndarray:
+    """-log10 of the min-P's null P: the fraction of ``permuted`` (ascending -log10 min-P) at least as extreme, and
+    ``D_eff p`` beyond the ``TAIL_SNPS``-th most extreme permuted value (see the module docstring)."""
+    q = np.asarray(min_log10_p, dtype=np.float64)
+    edge = permuted[-TAIL_SNPS]
+    extreme = len(permuted) - np.searchsorted(permuted, np.nan_to_num(q, nan=0.0), side="left")
+    with np.errstate(divide="ignore"):
+        empirical = -np.log10(np.maximum(extreme, 1) / len(permuted))
+    out = np.where(q > edge, q - np.log10(effective_dimensions), empirical)
+    return np.where(np.isfinite(q), out, np.nan)
+
+
+def combine(statistics: ChunkStatistics, null: OmnibusNull) -> OmnibusStatistics:
+    """The omnibus and min-P statistics of every SNP of a chunk."""
+    z = z_scores(statistics)
+    chisq = np.sum((z @ null.whitening.T) ** 2, axis=1)
+    valid = np.isfinite(statistics.log10_p).all(axis=1)
+    chisq = np.where(valid, chisq, np.nan)
+    best = np.argmax(np.where(np.isfinite(statistics.log10_p), statistics.log10_p, -np.inf), axis=1)
+    min_log10_p = np.where(valid, statistics.log10_p[np.arange(len(best)), best], np.nan)
+    calibrated = (np.full(len(chisq), np.nan) if null.permuted_min_log10_p is None else
+                  calibrated_min_p(min_log10_p, null.permuted_min_log10_p, null.effective_dimensions))
+    return OmnibusStatistics(chisq, log10_gamma_sf(chisq, null.rank / 2, 2.0),
+                             log10_gamma_sf(chisq, null.shape, null.scale), best, min_log10_p, calibrated)
+
+
+def fit_null(whitening_matrix: np.ndarray, permuted: list[ChunkStatistics]) -> OmnibusNull:
+    """Fit the gamma null of the omnibus statistic and ``D_eff`` of the min-P to permuted-genotype statistics.
+
+    Raises:
+        ValueError: with fewer than ``MIN_PERMUTED_SNPS`` permuted SNPs with statistics.
+    """
+    unfitted = OmnibusNull(whitening_matrix)
+    combined = [combine(part, unfitted) for part in permuted]
+    chisq = np.concatenate([c.chisq for c in combined]) if combined else np.empty(0)
+    min_log10_p = np.concatenate([c.min_log10_p for c in combined]) if combined else np.empty(0)
+    kept = np.isfinite(chisq)
+    if kept.sum() < MIN_PERMUTED_SNPS:
+        raise ValueError(f"only {int(kept.sum())} permuted SNPs have statistics; the omnibus null needs at least "
+                         f"{MIN_PERMUTED_SNPS}: raise --permuted_snps or relax --maf/--geno.")
+    chisq, min_log10_p = chisq[kept], min_log10_p[kept]
+    shape, _, scale = stats.gamma.fit(np.maximum(chisq, 1e-12), floc=0)
+    permuted = np.sort(min_log10_p)
+    effective = TAIL_SNPS / len(permuted) * 10.0 ** permuted[-TAIL_SNPS]
+    effective = float(np.clip(effective, 1.0, dimensions_of(whitening_matrix)))
+    rank = whitening_matrix.shape[0]
+    lambda_gc = float(np.median(chisq) / stats.chi2.ppf(0.5, rank))
+    return OmnibusNull(whitening_matrix, float(shape), float(scale), effective, int(len(chisq)), lambda_gc, permuted)
+
+
+def dimensions_of(whitening_matrix: np.ndarray) -> int:
+    """D: the dimensions the whitening matrix combines (the bound of D_eff)."""
+    return whitening_matrix.shape[1]
