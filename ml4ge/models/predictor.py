@@ -152,13 +152,14 @@ class PredictorModel(FamilyModel):
                      jit_compile=jit_compile, run_eagerly=run_eagerly)
         return self
 
-    def train_sampler(self, train_paths, seed: int):
-        """The per-epoch order of the training split: balanced classes with ``--balance undersample``."""
+    def train_sampler(self, train_paths, output_tmaps, seed: int):
+        """The per-epoch order of the training split: balanced classes with ``--balance undersample``
+        (``output_tmaps``: the targets as the recipe resolved them, able to read the data)."""
         if self.config.balance != "undersample":
             return None
         from ml4ge.predictor_data import BalancedSampler
 
-        categorical = [tm for tm in self.output_maps if tm.interpretation == Interpretation.CATEGORICAL]
+        categorical = [tm for tm in output_tmaps if tm.interpretation == Interpretation.CATEGORICAL]
         return BalancedSampler.of_paths(train_paths, categorical[0], seed) if categorical else None
 
     def test_report(self, dataset, folder) -> dict:

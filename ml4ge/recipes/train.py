@@ -257,10 +257,11 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
 
     def data(split: str, shuffle: bool, seed: int):
         def read(split_paths, batch_size):
+            sampler = epoch_sampler(model, split_paths, output_tmaps, shuffle, seed)
             return TensorDataset(split_paths, input_tmaps, output_tmaps, batch_size, shuffle=shuffle,
                                  augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
                                  seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync,
-                                 optional=model.optional, sampler=epoch_sampler(model, split_paths, shuffle, seed))
+                                 optional=model.optional, sampler=sampler)
 
         if groups is None:
             return read(paths[split], args.batch_size)
@@ -305,10 +306,10 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     return 0
 
 
-def epoch_sampler(model, split_paths, shuffle: bool, seed: int):
+def epoch_sampler(model, split_paths, output_tmaps, shuffle: bool, seed: int):
     """The family's order of a training pass (a predictor's balanced epochs), or None (a permutation)."""
     sampler = getattr(model, "train_sampler", None)
-    return sampler(split_paths, seed) if shuffle and sampler is not None else None
+    return sampler(split_paths, output_tmaps, seed) if shuffle and sampler is not None else None
 
 
 def group_paths(args, paths) -> dict[str, dict[str, list]]:
