@@ -57,7 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "ml4ge.strategy",
                 "ml4ge.tensormaps", "ml4ge.lookup", "ml4ge.tensorize", "ml4ge.registration", "ml4ge.templates",
                 "ml4ge.splits", "ml4ge.latents", "ml4ge.synthetic", "ml4ge.plots", "ml4ge.schedules",
-                "ml4ge.training_settings", "ml4ge.predictor_data", "ml4ge.predictor_metrics")),
+                "ml4ge.training_settings", "ml4ge.predictor_data", "ml4ge.predictor_metrics", "ml4ge.plots_sweep")),
     ("foundation", ("ml4ge", "ml4ge.registry", "ml4ge.tensormap", "ml4ge.hd5", "ml4ge.atomic", "ml4ge.arrays",
                     "ml4ge.normalizers", "ml4ge.readers", "ml4ge.skipped", "ml4ge.progress", "ml4ge.defaults",
                     "ml4ge.grids", "ml4ge.quiet", "ml4ge.nifti")),
