@@ -349,8 +349,10 @@ FLAGS: dict[str, Flag] = {
     "demo_data": Flag(DEMO, None, "demo: reuse a cohort folder written by an earlier demo (<demo run>/data)."),
     # the names of ml4ge.demo.studies.STUDIES (a test checks that they match)
     "study": Flag(DEMO, "default", "demo: which models to train and compare: default (T1, T2, DropFuse and "
-                                   "deep-brain autoencoders) or vit (the CNN and the UDIP-ViT autoencoder of T1, "
-                                   "each given the same CPU time).", choices=("default", "vit")),
+                                   "deep-brain autoencoders), vit (the CNN and the UDIP-ViT autoencoder of T1, "
+                                   "each given the same CPU time) or legibility (predictors of sex and age from "
+                                   "every input combination, T2 missing for 30 %).",
+                  choices=("default", "legibility", "vit")),
 }
 
 
