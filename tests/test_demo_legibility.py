@@ -36,7 +36,7 @@ def test_another_demos_cohort_is_never_changed(tmp_path):
 @pytest.fixture(scope="module")
 def legibility_demo(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("legibility")
-    assert main(["--mode", "demo", "--quick", "--study", "legibility", "--demo_subjects", "20", "--demo_epochs", "1",
+    assert main(["--mode", "demo", "--quick", "--study", "legibility", "--demo_subjects", "30", "--demo_epochs", "1",
                  "--output_folder", str(output), "--id", "legible", "--num_workers", "0"]) == 0
     return output / "legible"
 
@@ -44,7 +44,7 @@ def legibility_demo(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_quick_legibility_study_writes_the_grid_and_keeps_every_subject(legibility_demo):
     dropped = pd.read_csv(legibility_demo / "data" / "t2_missing.csv", dtype=str)["sample_id"].tolist()
-    assert len(dropped) == 6 and not any((legibility_demo / "data" / "t2" / f"{s}.nii.gz").exists() for s in dropped)
+    assert len(dropped) == 9 and not any((legibility_demo / "data" / "t2" / f"{s}.nii.gz").exists() for s in dropped)
     grid = pd.read_csv(legibility_demo / "sweep" / "sweep_grid.tsv", sep="\t")
     combinations = {"t1_5mm", "t2_5mm", "t1_5mm+t2_5mm", "t1_5mm+t2_5mm+brain_volumes"}
     assert set(grid["inputs"]) == combinations and set(grid["target"]) == {"age", "sex"}
