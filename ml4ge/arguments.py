@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from ml4ge.defaults import DEFAULT_SEED
 from ml4ge.models.config import CONV_STYLES, ConvConfig, DenseConfig, PairConfig
+from ml4ge.models.predictor_config import PredictorConfig
 from ml4ge.models.vae_config import VAEConfig
 from ml4ge.models.vit_config import ViTConfig
 from ml4ge.modes import RECIPES
@@ -25,6 +26,7 @@ from ml4ge.registry import UnknownNameError, closest_matches
 from ml4ge.training_settings import FLAG_DEFAULTS as TRAINING_DEFAULTS
 
 CONV, DENSE, PAIR, VIT, VAE = ConvConfig(), DenseConfig(), PairConfig(), ViTConfig(), VAEConfig()
+PREDICTOR = PredictorConfig()
 RUN, DATA, MODEL, TRAINING = "run", "data", "model", "training"
 INFERENCE, ASSOCIATION = "inference and comparison", "genetic association (associate)"
 INTERPRETATION, DEMO = "interpretation of latent dimensions (interpret)", "demo cohort and end-to-end demo (demo)"
@@ -238,6 +240,20 @@ FLAGS: dict[str, Flag] = {
                          bounds=AT_LEAST_1),
     "background_size": Flag(MODEL, VAE.background_size, "cvae: size of the background code z (shared "
                                                          "variation).", bounds=AT_LEAST_1),
+    "predictor_stages": Flag(MODEL, PREDICTOR.stages, "predictor: filters of the residual 3-D CNN's stages (each "
+                                                      "halves the grid; the seed's at 64^3).", type=int,
+                             bounds=AT_LEAST_1),
+    "predictor_width": Flag(MODEL, PREDICTOR.width, "predictor: the CNN's dense output width.", bounds=AT_LEAST_1),
+    "predictor_l2": Flag(MODEL, PREDICTOR.l2, "predictor: scale of the L2 penalty mean(W^2) on every weight matrix "
+                                              "(0: none).", bounds=AT_LEAST_0),
+    "presence_inputs": Flag(MODEL, False, "predictor: the head also sees the presence flags of optional inputs."),
+    "balance": Flag(MODEL, PREDICTOR.balance, "predictor, categorical targets: undersample the majority classes every "
+                                              "epoch (the seed's), class_weights in the loss, or none.",
+                    choices=("undersample", "class_weights", "none")),
+    "sweep_inputs": Flag(MODEL, (), "sweep: input combinations, each A+B+... of --input_tensors names (default: "
+                                    "every non-empty combination)."),
+    "sweep_repeats": Flag(MODEL, 1, "sweep: models per cell, each with its own seed and split (mean and SD).",
+                          bounds=AT_LEAST_1),
     # training
     "batch_size": Flag(TRAINING, 8, "Global batch size (split across replicas).", bounds=AT_LEAST_1),
     "epochs": Flag(TRAINING, 10, "Maximum number of epochs.", bounds=AT_LEAST_1),
@@ -380,8 +396,10 @@ FLAGS: dict[str, Flag] = {
     "demo_data": Flag(DEMO, None, "demo: reuse a cohort folder written by an earlier demo (<demo run>/data)."),
     # the names of ml4ge.demo.studies.STUDIES (a test checks that they match)
     "study": Flag(DEMO, "default", "demo: which models to train and compare: default (T1, T2, DropFuse and "
-                                   "deep-brain autoencoders) or vit (the CNN and the UDIP-ViT autoencoder of T1, "
-                                   "each given the same CPU time).", choices=("default", "vit")),
+                                   "deep-brain autoencoders), vit (the CNN and the UDIP-ViT autoencoder of T1, "
+                                   "each given the same CPU time) or legibility (predictors of sex and age from "
+                                   "every input combination, T2 missing for 30 %).",
+                  choices=("default", "legibility", "vit")),
 }
 
 

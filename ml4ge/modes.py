@@ -56,3 +56,5 @@ RECIPES.register("demo", Mode("ml4ge.recipes.demo", "the whole method on a gener
 RECIPES.register("associate", Mode("ml4ge.recipes.associate", "a GWAS of every latent dimension"))
 RECIPES.register("build_template", Mode("ml4ge.recipes.build_template", "a rigid registration template of any "
                                                                         "contrast from a cohort's volumes"))
+RECIPES.register("sweep", Mode("ml4ge.recipes.sweep", "one predictor per input combination per target; the "
+                                                      "performance grid (TSV and heatmap)"))

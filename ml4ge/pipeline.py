@@ -63,7 +63,7 @@ class TensorDataset:
         self, paths: Sequence, input_tmaps, output_tmaps, batch_size: int, *, shuffle: bool = True,
         augment: bool = False, num_workers: int = 2, cache: bool = False, seed: int = 0,
         skipped: SkippedSamples | None = None, drop_remainder: bool = False, prefetch: int | None = None,
-        context: str = DEFAULT_CONTEXT, min_rows: int = 1, optional=(),
+        context: str = DEFAULT_CONTEXT, min_rows: int = 1, optional=(), sampler=None,
     ):
         if not paths:
             raise ValueError("no .hd5 files in this split; check --tensors and the split ratios or CSVs.")
@@ -79,6 +79,7 @@ class TensorDataset:
         self.min_rows = int(min_rows)
         self.prefetch = prefetch or max(2 * num_workers, 1)
         self.optional = frozenset(optional)
+        self.sampler = sampler
         # The inputs the model takes: its maps, and the presence flags of its optional input maps.
         self.model_inputs = [tm.input_name for tm in self.input_tmaps]
         self.model_inputs += [tm.presence_name for tm in self.input_tmaps if tm.name in self.optional]
@@ -93,6 +94,8 @@ class TensorDataset:
         """Cohort positions in the order pass ``epoch`` reads them."""
         if not self.shuffle:
             return np.arange(len(self.paths))
+        if self.sampler is not None:
+            return np.asarray(self.sampler(epoch))
         return np.random.default_rng(self.seed + epoch).permutation(len(self.paths))
 
     def batches(self, epoch: int | None = None) -> Iterator[Batch]:

@@ -12,6 +12,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from ml4ge.hd5 import read_dataset
+
 SAMPLE_ID_COLUMNS = ("sample_id", "sampleid", "eid", "iid", "id")
 
 
@@ -68,3 +70,19 @@ class CsvColumn:
         if pd.isna(value):
             raise KeyError(f"sample {sample_id!r} has no {self.column!r} value in {self.path}")
         return np.asarray([value], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class PhenotypeColumns:
+    """Several scalars of one sample stored by tensorize at ``<group>/<column>`` as one vector (a tabular domain).
+
+    Raises (when called):
+        KeyError: if any column is missing (an optional domain is then absent as a whole).
+    """
+
+    columns: tuple[str, ...]
+    group: str = "phenotypes"
+
+    def __call__(self, tm, hd5, sample_id: str = "") -> np.ndarray:
+        return np.concatenate([np.asarray(read_dataset(hd5, f"{self.group}/{column}", tm.instance),
+                                          np.float32).reshape(-1) for column in self.columns])

@@ -49,7 +49,8 @@ PACKAGE = "ml4ge"
 # Top to bottom. A pattern names a module and everything below it; the longest matching pattern places a module.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("ml4ge.cli",)),
-    ("recipes", ("ml4ge.recipes", "ml4ge.demo.pipeline", "ml4ge.demo.truth_stages", "ml4ge.demo.recipe_runner")),
+    ("recipes", ("ml4ge.recipes", "ml4ge.demo.pipeline", "ml4ge.demo.truth_stages", "ml4ge.demo.recipe_runner",
+                 "ml4ge.demo.legibility")),
     ("arguments", ("ml4ge.arguments", "ml4ge.runs")),
     ("analyses", ("ml4ge.compare", "ml4ge.plots_compare", "ml4ge.group_metrics", "ml4ge.explore", "ml4ge.interpret",
                   "ml4ge.genetics", "ml4ge.demo")),
@@ -57,7 +58,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "ml4ge.strategy",
                 "ml4ge.tensormaps", "ml4ge.lookup", "ml4ge.tensorize", "ml4ge.registration", "ml4ge.templates",
                 "ml4ge.splits", "ml4ge.latents", "ml4ge.synthetic", "ml4ge.plots", "ml4ge.schedules",
-                "ml4ge.training_settings", "ml4ge.template_building")),
+                "ml4ge.training_settings", "ml4ge.template_building", "ml4ge.predictor_data", "ml4ge.predictor_metrics",
+                "ml4ge.plots_sweep")),
     ("foundation", ("ml4ge", "ml4ge.registry", "ml4ge.tensormap", "ml4ge.hd5", "ml4ge.atomic", "ml4ge.arrays",
                     "ml4ge.normalizers", "ml4ge.readers", "ml4ge.skipped", "ml4ge.progress", "ml4ge.defaults",
                     "ml4ge.grids", "ml4ge.quiet", "ml4ge.nifti")),

@@ -16,6 +16,7 @@ Full resolution (1 mm) uses the catalogue's ``t1``/``t2`` (182x218x182) instead.
 from ml4ge.normalizers import brain_zscore
 from ml4ge.tensormap import NONZERO, TensorMap
 from ml4ge.tensormaps.brain_mri import GROUP, T1_DATASET, T2_DATASET
+from ml4ge.tensormaps.phenotypes import domain
 
 
 def _grid_map(name: str, dataset: str, shape: tuple[int, int, int], description: str) -> TensorMap:
@@ -31,3 +32,5 @@ t2_5mm = _grid_map("t2_5mm", f"{T2_DATASET}_5mm", (40, 48, 40), "demo T2-FLAIR o
 t1_deep_3mm = _grid_map("t1_deep_3mm", f"{T1_DATASET}_3mm", (32, 32, 32), "central 96 mm cube of the 3 mm demo T1")
 t1_deep_1mm = _grid_map("t1_deep_1mm", T1_DATASET, (96, 96, 96), "central 96 mm cube of the 1 mm T1")
 t1_deep_5mm = _grid_map("t1_deep_5mm", f"{T1_DATASET}_5mm", (24, 24, 24), "central 120 mm cube of the 5 mm demo T1")
+brain_volumes = domain("brain_volumes", ["brain_volume", "cortical_gm_volume"],
+                       description="demo tabular domain: total and cortical grey-matter volume (mL)")

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
-from ml4ge.demo import report, truth_stages
+from ml4ge.demo import legibility, report, truth_stages
 from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spaces, model_inputs
 from ml4ge.demo.eta import eta_line
 from ml4ge.demo.meter import ResourceMeter
@@ -48,11 +48,19 @@ STAGES: Registry[Stage] = Registry("demo stage")
 
 
 def ordered_stages(study: str = DEFAULT_STUDY) -> list[tuple[str, Stage]]:
-    """The registered stages of ``study`` (those of no model, and those of its models) in the order they run."""
-    models = STUDIES.get(study).models
+    """The registered stages of ``study`` (those of no model, and those of its models; a stage of one study only in
+    it; a study listing its ``shared_stages`` only those of the others) in the order they run."""
+    plan = STUDIES.get(study)
     stages = ((name, STAGES.get(name)) for name in STAGES.names())
-    return sorted(((name, stage) for name, stage in stages if stage.model is None or stage.model in models),
-                  key=lambda item: item[1].order)
+
+    def runs(name: str, stage: Stage) -> bool:
+        if stage.study is not None:
+            return stage.study == study
+        if stage.model is not None:
+            return stage.model in plan.models
+        return plan.shared_stages is None or name in plan.shared_stages
+
+    return sorted(((name, stage) for name, stage in stages if runs(name, stage)), key=lambda item: item[1].order)
 
 
 # Running recipes in this process -----------------------------------------------------------------------------
@@ -255,6 +263,8 @@ STAGES.register("associate", Stage(40, "associate", truth_stages.associate, trut
 STAGES.register("compare", Stage(50, "compare", compare, report.compare_section))
 STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, report.adjusted_section))
 STAGES.register("interpret", Stage(60, "interpret", truth_stages.interpret, truth_stages.interpret_section))
+STAGES.register("drop_t2", Stage(5, "generate", legibility.drop_t2, study="legibility"))
+STAGES.register("sweep", Stage(45, "train", legibility.sweep, legibility.sweep_section, study="legibility"))
 
 
 def demo_run_from_args(args) -> DemoRun:

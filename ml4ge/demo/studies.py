@@ -98,12 +98,14 @@ class Study:
         pairs: ``--pairs`` of the compare stage: latent spaces (model names, ``<model>_<input>`` for a pair model)
             or :data:`BASELINE_SPACE`.
         side_by_side: ``report.md`` opens with a table of the models side by side (:mod:`ml4ge.demo.study_table`).
+        shared_stages: the stages of every study this one runs (None: all; its own stages run regardless).
     """
 
     models: tuple[str, ...]
     interpret: tuple[str, ...]
     pairs: tuple[tuple[str, str], ...]
     side_by_side: bool = False
+    shared_stages: tuple[str, ...] | None = None
 
     def __post_init__(self):
         unknown = sorted(set(self.models + self.interpret) - set(MODELS))
@@ -119,3 +121,4 @@ STUDIES.register(DEFAULT_STUDY, Study(
 STUDIES.register("vit", Study(
     models=("ae_t1", "vit_t1"), interpret=("ae_t1", "vit_t1"),
     pairs=(("vit_t1", "ae_t1"), ("ae_t1", BASELINE_SPACE), ("vit_t1", BASELINE_SPACE)), side_by_side=True))
+STUDIES.register("legibility", Study(models=(), interpret=(), pairs=(), shared_stages=("generate", "tensorize")))

@@ -15,6 +15,7 @@ def load_builtins() -> None:
     import ml4ge.models.layers  # noqa: F401
     import ml4ge.models.losses  # noqa: F401
     import ml4ge.models.merges  # noqa: F401
+    import ml4ge.models.predictor  # noqa: F401
     import ml4ge.models.vae  # noqa: F401
     import ml4ge.models.vit  # noqa: F401
     import ml4ge.models.vit_loss  # noqa: F401

@@ -143,3 +143,14 @@ def check_common(settings) -> None:
             raise FileNotFoundError(f"--{name} {value!r} does not exist.")
     if "model_file" in names and settings.model_file:
         check_model_format(settings.model_file)
+
+
+@flag_settings
+class PredictorSettings(Settings):
+    """The ``predictor`` family's flags (:class:`ml4ge.models.predictor_config.PredictorConfig`)."""
+
+    predictor_stages: tuple[int, ...]
+    predictor_width: int
+    predictor_l2: float
+    presence_inputs: bool
+    balance: str

@@ -34,14 +34,14 @@ from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.hd5 import hd5_paths
 from ml4ge.lookup import resolve_all, tensormap_names
 from ml4ge.recipes.ml4h_compat import check_ml4h_flags, inspect_training_model, unused_conv_width
-from ml4ge.recipes.settings import FitSettings, ModelSettings, RunSettings, SplitSettings
+from ml4ge.recipes.settings import FitSettings, ModelSettings, PredictorSettings, RunSettings, SplitSettings
 
 log = logging.getLogger(__name__)
 RECONSTRUCTED_SAMPLES = 3
 
 
 @flag_settings
-class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings):
+class TrainSettings(RunSettings, SplitSettings, ModelSettings, FitSettings, PredictorSettings):
     """The flags of ``--mode train``: the data and its split, the architecture, and how it is fitted."""
 
     mode = "train"
@@ -267,10 +267,11 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
 
     def data(split: str, shuffle: bool, seed: int):
         def read(split_paths, batch_size):
+            sampler = epoch_sampler(model, split_paths, output_tmaps, shuffle, seed)
             return TensorDataset(split_paths, input_tmaps, output_tmaps, batch_size, shuffle=shuffle,
                                  augment=shuffle, num_workers=args.num_workers, cache=args.cache and not shuffle,
                                  seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync,
-                                 optional=model.optional)
+                                 optional=model.optional, sampler=sampler)
 
         if groups is None:
             return read(paths[split], args.batch_size)
@@ -303,6 +304,9 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
                 metrics = training.evaluate(model, test_ds, args.test_steps)
         training.write_metrics(metrics, folder / "test_metrics.tsv")
         log.info("test metrics: %s", metrics)
+        if chief and hasattr(model, "test_report"):  # a predictor: its metrics on the test split's predictions
+            with data("test", False, args.random_seed) as test, pipeline_errors():
+                model.test_report(test, folder)
         if chief:
             plot_reconstructions(model, input_tmaps, output_tmaps, paths["test"], folder, args)
     else:
@@ -311,6 +315,12 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     if not args.keep_checkpoints:
         training.remove_checkpoints(folder)
     return 0
+
+
+def epoch_sampler(model, split_paths, output_tmaps, shuffle: bool, seed: int):
+    """The family's order of a training pass (a predictor's balanced epochs), or None (a permutation)."""
+    sampler = getattr(model, "train_sampler", None)
+    return sampler(split_paths, output_tmaps, seed) if shuffle and sampler is not None else None
 
 
 def group_paths(args, paths) -> dict[str, dict[str, list]]:
@@ -353,9 +363,13 @@ def prepared_architecture(architecture, train_paths, input_tmaps, output_tmaps):
     from dataclasses import replace
 
     from ml4ge.models.builtins import load_builtins
+    from ml4ge.models.factory import family_class
     from ml4ge.models.registries import DECODERS, ENCODERS
 
     load_builtins()
+    prepare_family = getattr(family_class(architecture.family), "prepare", None)
+    if prepare_family is not None:  # a predictor: target scales, class weights, inputs nobody has
+        architecture = prepare_family(architecture, list(train_paths), list(input_tmaps), list(output_tmaps))
     config = architecture.config
     for registry, names, tmaps in ((ENCODERS, architecture.encoder_blocks, input_tmaps),
                                    (DECODERS, architecture.decoder_blocks, output_tmaps)):

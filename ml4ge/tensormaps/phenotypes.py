@@ -3,7 +3,7 @@
 For phenotypes kept in a table instead, build maps with :func:`from_table`.
 """
 
-from ml4ge.readers import CsvColumn
+from ml4ge.readers import CsvColumn, PhenotypeColumns
 from ml4ge.tensormap import Interpretation, TensorMap
 
 GROUP = "phenotypes"
@@ -25,3 +25,12 @@ sex = TensorMap(
 def from_table(name: str, path: str, column: str | None = None, **fields) -> TensorMap:
     """A scalar TensorMap read from column ``column`` (default ``name``) of a CSV/TSV keyed by sample id."""
     return TensorMap(name, (1,), reader=CsvColumn(str(path), column or name), **fields)
+
+
+def domain(name: str, columns, **fields) -> TensorMap:
+    """A tabular domain: the phenotype ``columns`` tensorize stored (``phenotypes/<column>``) as one vector, its
+    ``channel_map`` naming them (a predictor's tabular branch; its leak guard reads the names). A sample lacking
+    any column lacks the domain."""
+    columns = tuple(columns)
+    return TensorMap(name, (len(columns),), group=GROUP, reader=PhenotypeColumns(columns),
+                     channel_map={column: index for index, column in enumerate(columns)}, **fields)
