@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from ml4ge.defaults import DEFAULT_SEED
 from ml4ge.models.config import ConvConfig, DenseConfig, PairConfig
+from ml4ge.models.sfcn_config import SFCNConfig, SoftLabelConfig
 from ml4ge.models.vae_config import VAEConfig
 from ml4ge.models.vit_config import ViTConfig
 from ml4ge.modes import RECIPES
@@ -25,6 +26,7 @@ from ml4ge.registry import UnknownNameError, closest_matches
 from ml4ge.training_settings import FLAG_DEFAULTS as TRAINING_DEFAULTS
 
 CONV, DENSE, PAIR, VIT, VAE = ConvConfig(), DenseConfig(), PairConfig(), ViTConfig(), VAEConfig()
+SFCN, SOFT = SFCNConfig(), SoftLabelConfig()
 RUN, DATA, MODEL, TRAINING = "run", "data", "model", "training"
 INFERENCE, ASSOCIATION = "inference and comparison", "genetic association (associate)"
 INTERPRETATION, DEMO = "interpretation of latent dimensions (interpret)", "demo cohort and end-to-end demo (demo)"
@@ -198,6 +200,15 @@ FLAGS: dict[str, Flag] = {
     "vit_decoder_depth": Flag(MODEL, VIT.decoder_depth, "vit_decode: transformer blocks.", bounds=AT_LEAST_1),
     "vit_decoder_heads": Flag(MODEL, VIT.decoder_heads, "vit_decode: attention heads (must divide "
                                                         "--vit_decoder_width).", bounds=AT_LEAST_1),
+    "sfcn_channels": Flag(MODEL, SFCN.channels, "sfcn_encode: widths of the conv 3 -> BN -> max-pool -> ReLU "
+                                                "stages (SFCN's five).", type=int, bounds=AT_LEAST_1),
+    "sfcn_dropout": Flag(MODEL, SFCN.dropout, "sfcn_encode: dropout after global average pooling.", bounds=RATE),
+    "soft_label_range": Flag(MODEL, (SOFT.start, SOFT.stop), "soft_label head: ages [START, STOP) cut into bins "
+                                                             "(SFCN's 42 82; cover the cohort's ages).", type=float,
+                             nargs=2, metavar=("START", "STOP")),
+    "soft_label_width": Flag(MODEL, SOFT.width, "soft_label head: bin width in years.", bounds=POSITIVE),
+    "soft_label_sigma": Flag(MODEL, SOFT.sigma, "soft_label head: SD in years of the Gaussian soft labels.",
+                             bounds=POSITIVE),
     "pairs": Flag(MODEL, (), "train: input TensorMaps tied by the pair merge; compare: latent tables whose "
                              "fold-by-fold difference A - B is reported. Repeat for several pairs.",
                   nargs=2, metavar=("A", "B"), repeat=True),
