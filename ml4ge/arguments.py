@@ -282,6 +282,11 @@ FLAGS: dict[str, Flag] = {
     "shard": Flag(INFERENCE, None, "i/n (0-based): infer_encoders writes the i-th of n disjoint shards of samples."),
     "inference_format": Flag(INFERENCE, "nifti", "infer: file format of predicted volumes and images.",
                              choices=("nifti", "hd5")),
+    "bias_correction_csv": Flag(INFERENCE, None, "brain_age: samples the linear bias correction is fitted on "
+                                                 "(healthy controls, none of them evaluated; default: the model's "
+                                                 "training split, less the non-controls of --controls_csv)."),
+    "controls_csv": Flag(INFERENCE, None, "brain_age: the healthy controls; the default bias-correction set is the "
+                                          "training split's controls."),
     "latent_tables": Flag(INFERENCE, (), "compare, evaluate_groups: name=path latent TSVs."),
     "phenotypes": Flag(INFERENCE, None, "compare: CSV/TSV of phenotypes keyed by sample id; evaluate_groups: "
                                         "the group labels (--group_column)."),

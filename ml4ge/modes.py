@@ -52,3 +52,5 @@ RECIPES.register("interpret", Mode("ml4ge.recipes.interpret", "PerDI maps: the b
                                                               "dimension changes"))
 RECIPES.register("demo", Mode("ml4ge.recipes.demo", "the whole method on a generated cohort, with a report"))
 RECIPES.register("associate", Mode("ml4ge.recipes.associate", "a GWAS of every latent dimension"))
+RECIPES.register("brain_age", Mode("ml4ge.recipes.brain_age", "brain age of a trained model, bias-corrected on "
+                                                              "controls; brain-age gap tables"))
