@@ -350,7 +350,9 @@ FLAGS: dict[str, Flag] = {
     # the names of ml4ge.demo.studies.STUDIES (a test checks that they match)
     "study": Flag(DEMO, "default", "demo: which models to train and compare: default (T1, T2, DropFuse and "
                                    "deep-brain autoencoders) or vit (the CNN and the UDIP-ViT autoencoder of T1, "
-                                   "each given the same CPU time).", choices=("default", "vit")),
+                                   "each given the same CPU time) or brain_age (SFCN brain age on a cohort with an "
+                                   "ageing SNP, ridge baselines, GWAS of the brain-age gap).",
+                  choices=("brain_age", "default", "vit")),
 }
 
 

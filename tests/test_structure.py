@@ -49,7 +49,8 @@ PACKAGE = "ml4ge"
 # Top to bottom. A pattern names a module and everything below it; the longest matching pattern places a module.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("ml4ge.cli",)),
-    ("recipes", ("ml4ge.recipes", "ml4ge.demo.pipeline", "ml4ge.demo.truth_stages", "ml4ge.demo.recipe_runner")),
+    ("recipes", ("ml4ge.recipes", "ml4ge.demo.pipeline", "ml4ge.demo.truth_stages", "ml4ge.demo.recipe_runner",
+                 "ml4ge.demo.brain_age_study")),
     ("arguments", ("ml4ge.arguments", "ml4ge.runs")),
     ("analyses", ("ml4ge.compare", "ml4ge.plots_compare", "ml4ge.group_metrics", "ml4ge.explore", "ml4ge.interpret",
                   "ml4ge.genetics", "ml4ge.demo", "ml4ge.brain_age")),

@@ -75,6 +75,7 @@ class Stage:
         run: does the work; raises on failure.
         report: returns the stage's markdown section for ``report.md`` (or None).
         model: the model (of :data:`MODELS`) this stage trains or infers: it runs only in a study naming it.
+        study: the study this stage belongs to: it runs only in that study (None: in every study).
     """
 
     order: int
@@ -82,6 +83,7 @@ class Stage:
     run: Callable[[DemoRun], None]
     report: Callable[[DemoRun], str] | None = None
     model: str | None = None
+    study: str | None = None
 
 
 def tensormap_name(given: str) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
-from ml4ge.demo import report, truth_stages
+from ml4ge.demo import brain_age_study, report, truth_stages
 from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spaces, model_inputs
 from ml4ge.demo.meter import ResourceMeter
 from ml4ge.demo.presets import PRESETS
@@ -48,10 +48,10 @@ STAGES: Registry[Stage] = Registry("demo stage")
 
 def ordered_stages(study: str = DEFAULT_STUDY) -> list[tuple[str, Stage]]:
     """The registered stages of ``study`` (those of no model, and those of its models) in the order they run."""
-    models = STUDIES.get(study).models
-    stages = ((name, STAGES.get(name)) for name in STAGES.names())
-    return sorted(((name, stage) for name, stage in stages if stage.model is None or stage.model in models),
-                  key=lambda item: item[1].order)
+    plan = STUDIES.get(study)
+    stages = ((name, STAGES.get(name)) for name in STAGES.names() if name not in plan.skip_stages)
+    return sorted(((name, stage) for name, stage in stages if (stage.model is None or stage.model in plan.models)
+                   and stage.study in (None, study)), key=lambda item: item[1].order)
 
 
 # Running recipes in this process -----------------------------------------------------------------------------
@@ -114,7 +114,8 @@ def generate(run: DemoRun) -> None:
 
     settings = run.settings
     write_demo_cohort(run.cohort, subjects=settings.subjects, voxel_mm=settings.voxel_mm, snps=settings.snps,
-                      seed=run.seed, tensors=(settings.t1, settings.t2), workers=max(1, run.num_workers))
+                      seed=run.seed, tensors=(settings.t1, settings.t2), workers=max(1, run.num_workers),
+                      **dict(run.plan.cohort_options))
 
 
 def demo_manifest(run: DemoRun) -> pd.DataFrame:
@@ -251,6 +252,8 @@ STAGES.register("associate", Stage(40, "associate", truth_stages.associate, trut
 STAGES.register("compare", Stage(50, "compare", compare, report.compare_section))
 STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, report.adjusted_section))
 STAGES.register("interpret", Stage(60, "interpret", truth_stages.interpret, truth_stages.interpret_section))
+for _name, _stage in brain_age_study.stages().items():
+    STAGES.register(_name, _stage)
 
 
 def demo_run_from_args(args) -> DemoRun:
