@@ -174,3 +174,13 @@ def test_evaluating_a_correction_sample_is_refused_before_any_work(trained, caps
                    str(root / "evaluate.csv"), run_id="leak")
     assert exit_info.value.code == 2 and "bias-correction set" in capsys.readouterr().err
     assert not (root / "runs" / "leak").exists()
+
+
+@pytest.mark.slow
+def test_infer_refuses_a_soft_label_model_and_points_to_brain_age(trained, capsys):
+    root, tensors, model = trained
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--mode", "infer", "--tensors", str(tensors), "--tensormap_prefix", "ba_maps", "--input_tensors",
+              "brain.vol", "--output_tensors", "brain.age", "--model_file", str(model), "--output_folder",
+              str(root / "runs"), "--id", "infer"])
+    assert exit_info.value.code == 2 and "--mode brain_age" in capsys.readouterr().err
