@@ -28,6 +28,10 @@ class LeakError(ValueError):
     """The correction set shares samples with the samples it is evaluated on."""
 
 
+class NotLearntError(ValueError):
+    """The model's predictions do not follow age on the correction set: there is no brain age to correct."""
+
+
 @dataclass(frozen=True)
 class BiasCorrection:
     """``predicted = intercept + slope * age`` fitted on ``n`` correction samples."""
@@ -69,7 +73,7 @@ def fit_bias_correction(predicted: pd.Series, age: pd.Series, evaluated=()) -> B
         raise ValueError("the bias-correction samples all have the same age; a slope cannot be fitted.")
     slope, intercept = np.polyfit(x, y, 1)
     if slope < MIN_SLOPE:
-        raise ValueError(f"the predictions of the bias-correction samples do not follow age (slope {slope:.3g} < "
+        raise NotLearntError(f"the predictions of the bias-correction samples do not follow age (slope {slope:.3g} < "
                          f"{MIN_SLOPE}); the model has not learnt age, and correcting would divide by ~0.")
     return BiasCorrection(float(intercept), float(slope), len(y))
 

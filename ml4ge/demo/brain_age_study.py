@@ -16,16 +16,18 @@ The cohort carries an ageing SNP (:mod:`ml4ge.demo.ageing`, 3 years per allele).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
-from ml4ge.atomic import write_table
+from ml4ge.atomic import write_table, write_text
 from ml4ge.demo import truth as truth_checks
 from ml4ge.demo.context import DemoRun, Stage, latent_table
 from ml4ge.demo.recipe_runner import run_recipe
 
+log = logging.getLogger(__name__)
 STUDY = "brain_age"
-AGEING_YEARS = 3.0
 SFCN_INPUTS = {"default": "ml4ge.demo.maps.t1_sfcn_3mm", "quick": "ml4ge.demo.maps.t1_sfcn_5mm",
                "full_resolution": "t1_sfcn"}
 SFCN_PRESETS = {"default": "sfcn_small", "quick": "sfcn_small", "full_resolution": "sfcn"}
@@ -36,6 +38,7 @@ SFCN_MIN_EPOCHS = 6  # the preset's epochs, at least 6 (the quick preset's 3 are
 SFCN_LEARNING_RATE, SFCN_BATCH_SIZE = 2e-3, 4
 NON_REGIONAL = ("sample_id", "age", "sex")
 MAE_COLUMNS = ["method", "features", "n_train", "n_test", "test_mae"]
+NOT_LEARNT = "not_learnt.txt"
 
 
 def _folder(run: DemoRun):
@@ -63,13 +66,21 @@ def train_sfcn(run: DemoRun) -> None:
 
 
 def brain_age(run: DemoRun) -> None:
+    """``--mode brain_age`` on SFCN; a model that has not learnt age (no slope to correct by) is recorded in
+    ``brain_age/not_learnt.txt`` and reported, and the baselines still run (there is then no BAG to associate)."""
+    from ml4ge.brain_age import NotLearntError
     from ml4ge.recipes.brain_age import BrainAgeSettings
 
     sfcn = run.folder / "sfcn"
-    run_recipe(BrainAgeSettings(
+    settings = BrainAgeSettings(
         tensors=str(run.tensors), input_tensors=(sfcn_input(run),), output_tensors=("age",),
         model_file=str(sfcn / "sfcn.keras"), bias_correction_csv=str(sfcn / "valid.csv"),
-        batch_size=max(run.settings.batch_size, 4), id=STUDY, **run.common_settings()))
+        batch_size=max(run.settings.batch_size, 4), id=STUDY, **run.common_settings())
+    try:
+        run_recipe(settings)
+    except NotLearntError as error:
+        log.warning("SFCN has not learnt age, so there is no brain-age gap to associate: %s", error)
+        write_text(_folder(run) / NOT_LEARNT, f"{error}\n")
 
 
 def _ids(path) -> list[str]:
@@ -94,17 +105,12 @@ def baselines(run: DemoRun) -> None:
     from ml4ge.compare import load_latents
 
     phenotypes = pd.read_csv(run.cohort / "phenotypes.csv", dtype={"sample_id": str}).set_index("sample_id")
-    table = pd.read_csv(run.folder / STUDY / f"brain_age_{STUDY}.tsv", sep="\t", dtype={"sample_id": str})
-    test_rows = table[table.split == "test"]
     train = [i for i in _ids(run.folder / "sfcn" / "train.csv") if i in phenotypes.index]
     test = [i for i in _ids(run.folder / "sfcn" / "test.csv") if i in phenotypes.index]
     latents = load_latents(latent_table(run, "ae_t1", run.settings.t1))
     regional = phenotypes.drop(columns=[c for c in NON_REGIONAL if c in phenotypes.columns])
     in_latents = [i for i in test if i in latents.index]
-    rows = [("sfcn", "T1 volume (raw prediction)", len(train), len(test_rows),
-             float(np.mean(np.abs(test_rows.brain_age_raw - test_rows.age)))),
-            ("sfcn_corrected", "T1 volume (bias-corrected)", len(train), len(test_rows),
-             float(np.mean(np.abs(test_rows.bag)))),
+    rows = [*sfcn_rows(run, len(train), len(test)),
             ("ridge_ae_t1", f"ae_t1 latents ({latents.shape[1]})", len(train), len(in_latents),
              ridge_mae(latents, phenotypes.age, [i for i in train if i in latents.index], in_latents)),
             ("ridge_regional", f"regional volumes ({', '.join(regional.columns)})", len(train), len(test),
@@ -112,11 +118,26 @@ def baselines(run: DemoRun) -> None:
     write_table(pd.DataFrame(rows, columns=MAE_COLUMNS).round(3), _folder(run) / "brain_age_mae.tsv")
 
 
+def sfcn_rows(run: DemoRun, n_train: int, n_test: int) -> list[tuple]:
+    """SFCN's test MAE raw (its training run's test metric) and bias-corrected (NaN when it has not learnt age)."""
+    metrics = pd.read_csv(run.folder / "sfcn" / "test_metrics.tsv", sep="\t").set_index("metric")["value"]
+    table_path = _folder(run) / f"brain_age_{STUDY}.tsv"
+    corrected = np.nan
+    if table_path.is_file():
+        table = pd.read_csv(table_path, sep="\t", dtype={"sample_id": str})
+        corrected = float(np.mean(np.abs(table[table.split == "test"].bag)))
+    return [("sfcn", "T1 volume (raw prediction)", n_train, n_test, float(metrics["age_mae"])),
+            ("sfcn_corrected", "T1 volume (bias-corrected)", n_train, n_test, corrected)]
+
+
 def associate_bag(run: DemoRun) -> None:
     """GWAS of BAG (age and sex as covariates) and ``brain_age/ageing_truth.tsv``."""
     from ml4ge.recipes.associate import AssociateSettings
 
     folder = _folder(run)
+    if (folder / NOT_LEARNT).is_file():
+        write_table(ageing_truth(run, None), folder / "ageing_truth.tsv")
+        return
     associated = run_recipe(AssociateSettings(
         genotypes=str(run.cohort / "genotypes"), covariates_file=str(folder / f"bag_covariates_{STUDY}.tsv"),
         clump_kb=truth_checks.WINDOW_KB, latent_tables=(f"bag={folder / f'bag_{STUDY}.tsv'}",), id="associate_bag",
@@ -127,15 +148,17 @@ def associate_bag(run: DemoRun) -> None:
 def ageing_truth(run: DemoRun, associated) -> pd.DataFrame:
     """One row: the ageing SNP's planted years, its measured t in the data, its BAG association and hit status."""
     snp = truth_checks.load_truth(run.cohort)["ageing_snp"]
-    stats = truth_checks.planted_sumstats(associated / "sumstats", [snp["id"]])
-    hits = pd.read_csv(associated / "associate_hits.tsv", sep="\t", dtype={"ID": str, "CHROM": str})
-    near = hits[(hits.CHROM.astype(str) == str(snp["chrom"])) & ((hits.POS - snp["pos"]).abs()
-                                                                 <= truth_checks.WINDOW_KB * 1e3)]
     measured = {f"t_{trait}": values["measured_t"] for trait, values in snp["measured"].items()}
     row = {"id": snp["id"], "years_per_allele": snp["years_per_allele"], "maf": snp["maf"], **measured,
-           "bag_beta_per_allele": round(float(stats.BETA.iloc[0]), 3) if len(stats) else np.nan,
-           "bag_log10p": round(float(stats.LOG10P.iloc[0]), 2) if len(stats) else np.nan,
-           "genome_wide_hit": not near.empty}
+           "bag_beta_per_allele": np.nan, "bag_log10p": np.nan, "genome_wide_hit": "not tested (no BAG)"}
+    if associated is not None:
+        stats = truth_checks.planted_sumstats(associated / "sumstats", [snp["id"]])
+        hits = pd.read_csv(associated / "associate_hits.tsv", sep="\t", dtype={"ID": str, "CHROM": str})
+        near = hits[(hits.CHROM.astype(str) == str(snp["chrom"])) & ((hits.POS - snp["pos"]).abs()
+                                                                     <= truth_checks.WINDOW_KB * 1e3)]
+        row |= {"bag_beta_per_allele": round(float(stats.BETA.iloc[0]), 3) if len(stats) else np.nan,
+                "bag_log10p": round(float(stats.LOG10P.iloc[0]), 2) if len(stats) else np.nan,
+                "genome_wide_hit": bool(not near.empty)}
     return pd.DataFrame([row])
 
 
@@ -144,6 +167,8 @@ def report_section(run: DemoRun) -> str:
 
     folder = _folder(run)
     lines = ["## Brain age (SFCN)", ""]
+    if (folder / NOT_LEARNT).is_file():
+        lines += [f"**SFCN did not learn age**, so there is no brain-age gap: {(folder / NOT_LEARNT).read_text()}", ""]
     if (folder / "brain_age_mae.tsv").is_file():
         lines += ["Test MAE in years, same test split:", "",
                   markdown_table(pd.read_csv(folder / "brain_age_mae.tsv", sep="\t"), 2), ""]
