@@ -47,7 +47,8 @@ STAGES: Registry[Stage] = Registry("demo stage")
 
 
 def ordered_stages(study: str = DEFAULT_STUDY) -> list[tuple[str, Stage]]:
-    """The registered stages of ``study`` (those of no model, and those of its models) in the order they run."""
+    """The registered stages of ``study`` in the order they run: those of no model and of its models, those of no
+    study and its own (``Stage.study``), less the ones it skips (``Study.skip_stages``)."""
     plan = STUDIES.get(study)
     stages = ((name, STAGES.get(name)) for name in STAGES.names() if name not in plan.skip_stages)
     return sorted(((name, stage) for name, stage in stages if (stage.model is None or stage.model in plan.models)
