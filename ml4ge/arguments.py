@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from ml4ge.defaults import DEFAULT_SEED
 from ml4ge.models.config import CONV_STYLES, ConvConfig, DenseConfig, PairConfig
 from ml4ge.models.predictor_config import PredictorConfig
+from ml4ge.models.sfcn_config import SFCNConfig, SoftLabelConfig
 from ml4ge.models.vae_config import VAEConfig
 from ml4ge.models.vit_config import ViTConfig
 from ml4ge.modes import RECIPES
@@ -27,6 +28,7 @@ from ml4ge.training_settings import FLAG_DEFAULTS as TRAINING_DEFAULTS
 
 CONV, DENSE, PAIR, VIT, VAE = ConvConfig(), DenseConfig(), PairConfig(), ViTConfig(), VAEConfig()
 PREDICTOR = PredictorConfig()
+SFCN, SOFT = SFCNConfig(), SoftLabelConfig()
 RUN, DATA, MODEL, TRAINING = "run", "data", "model", "training"
 INFERENCE, ASSOCIATION = "inference and comparison", "genetic association (associate)"
 INTERPRETATION, DEMO = "interpretation of latent dimensions (interpret)", "demo cohort and end-to-end demo (demo)"
@@ -204,6 +206,15 @@ FLAGS: dict[str, Flag] = {
     "vit_decoder_depth": Flag(MODEL, VIT.decoder_depth, "vit_decode: transformer blocks.", bounds=AT_LEAST_1),
     "vit_decoder_heads": Flag(MODEL, VIT.decoder_heads, "vit_decode: attention heads (must divide "
                                                         "--vit_decoder_width).", bounds=AT_LEAST_1),
+    "sfcn_channels": Flag(MODEL, SFCN.channels, "sfcn_encode: widths of the conv 3 -> BN -> max-pool -> ReLU "
+                                                "stages (SFCN's five).", type=int, bounds=AT_LEAST_1),
+    "sfcn_dropout": Flag(MODEL, SFCN.dropout, "sfcn_encode: dropout after global average pooling.", bounds=RATE),
+    "soft_label_range": Flag(MODEL, (SOFT.start, SOFT.stop), "soft_label head: ages [START, STOP) cut into bins "
+                                                             "(SFCN's 42 82; cover the cohort's ages).", type=float,
+                             nargs=2, metavar=("START", "STOP")),
+    "soft_label_width": Flag(MODEL, SOFT.width, "soft_label head: bin width in years.", bounds=POSITIVE),
+    "soft_label_sigma": Flag(MODEL, SOFT.sigma, "soft_label head: SD in years of the Gaussian soft labels.",
+                             bounds=POSITIVE),
     "pairs": Flag(MODEL, (), "train: input TensorMaps tied by the pair merge; compare: latent tables whose "
                              "fold-by-fold difference A - B is reported. Repeat for several pairs.",
                   nargs=2, metavar=("A", "B"), repeat=True),
@@ -313,6 +324,11 @@ FLAGS: dict[str, Flag] = {
     "shard": Flag(INFERENCE, None, "i/n (0-based): infer_encoders writes the i-th of n disjoint shards of samples."),
     "inference_format": Flag(INFERENCE, "nifti", "infer: file format of predicted volumes and images.",
                              choices=("nifti", "hd5")),
+    "bias_correction_csv": Flag(INFERENCE, None, "brain_age: samples the linear bias correction is fitted on "
+                                                 "(healthy controls, none of them evaluated; default: the model's "
+                                                 "training split, less the non-controls of --controls_csv)."),
+    "controls_csv": Flag(INFERENCE, None, "brain_age: the healthy controls; the default bias-correction set is the "
+                                          "training split's controls."),
     "latent_tables": Flag(INFERENCE, (), "compare, evaluate_groups: name=path latent TSVs."),
     "phenotypes": Flag(INFERENCE, None, "compare: CSV/TSV of phenotypes keyed by sample id; evaluate_groups: "
                                         "the group labels (--group_column); associate: the --direction_traits."),
@@ -397,9 +413,10 @@ FLAGS: dict[str, Flag] = {
     # the names of ml4ge.demo.studies.STUDIES (a test checks that they match)
     "study": Flag(DEMO, "default", "demo: which models to train and compare: default (T1, T2, DropFuse and "
                                    "deep-brain autoencoders), vit (the CNN and the UDIP-ViT autoencoder of T1, "
-                                   "each given the same CPU time) or legibility (predictors of sex and age from "
-                                   "every input combination, T2 missing for 30 %).",
-                  choices=("default", "legibility", "vit")),
+                                   "each given the same CPU time), legibility (predictors of sex and age from "
+                                   "every input combination, T2 missing for 30 %) or brain_age (SFCN brain age on "
+                                   "a cohort with an ageing SNP, ridge baselines, GWAS of the brain-age gap).",
+                  choices=("brain_age", "default", "legibility", "vit")),
 }
 
 

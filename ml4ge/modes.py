@@ -58,3 +58,5 @@ RECIPES.register("build_template", Mode("ml4ge.recipes.build_template", "a rigid
                                                                         "contrast from a cohort's volumes"))
 RECIPES.register("sweep", Mode("ml4ge.recipes.sweep", "one predictor per input combination per target; the "
                                                       "performance grid (TSV and heatmap)"))
+RECIPES.register("brain_age", Mode("ml4ge.recipes.brain_age", "brain age of a trained model, bias-corrected on "
+                                                              "controls; brain-age gap tables"))

@@ -27,6 +27,30 @@ class NonzeroOf:
         return (self.source.read_raw(hd5, sample_id) != 0).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class MeanScaled:
+    """Another TensorMap's raw array divided by its own mean over the whole stored volume (SFCN's input scaling).
+
+    The mean is taken before the map's centre crop, as the seed divides the 182x218x182 image and then crops it.
+
+    Raises:
+        DegenerateSampleError (a ValueError: the sample is skipped with this reason): for a mean that is not a
+            finite positive number (an empty or negative image).
+    """
+
+    source: object  # a TensorMap
+
+    def __call__(self, tm, hd5, sample_id: str = "") -> np.ndarray:
+        from ml4ge.normalizers import DegenerateSampleError
+
+        raw = np.asarray(self.source.read_raw(hd5, sample_id), dtype=np.float64)
+        mean = float(raw.mean()) if raw.size else float("nan")
+        if not (np.isfinite(mean) and mean > 0):
+            raise DegenerateSampleError(f"{tm.name}: cannot divide by the image mean ({mean}); SFCN's scaling needs "
+                                        "an image of non-negative intensities that is not all zero")
+        return (raw / mean).astype(np.float32)
+
+
 def sample_id_column(frame: pd.DataFrame, path: str = "") -> str:
     """The column of ``frame`` holding sample ids: the first of the usual names present, else the first column."""
     lowered = {str(c).lower(): c for c in frame.columns}

@@ -50,10 +50,10 @@ PACKAGE = "ml4ge"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("ml4ge.cli",)),
     ("recipes", ("ml4ge.recipes", "ml4ge.demo.pipeline", "ml4ge.demo.truth_stages", "ml4ge.demo.recipe_runner",
-                 "ml4ge.demo.legibility")),
+                 "ml4ge.demo.legibility", "ml4ge.demo.brain_age_study")),
     ("arguments", ("ml4ge.arguments", "ml4ge.runs")),
     ("analyses", ("ml4ge.compare", "ml4ge.plots_compare", "ml4ge.group_metrics", "ml4ge.explore", "ml4ge.interpret",
-                  "ml4ge.genetics", "ml4ge.demo")),
+                  "ml4ge.genetics", "ml4ge.demo", "ml4ge.brain_age")),
     ("engine", ("ml4ge.models", "ml4ge.pipeline", "ml4ge.workers", "ml4ge.training", "ml4ge.checkpoints",
                 "ml4ge.strategy",
                 "ml4ge.tensormaps", "ml4ge.lookup", "ml4ge.tensorize", "ml4ge.registration", "ml4ge.templates",

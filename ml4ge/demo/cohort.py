@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ml4ge.atomic import atomic_path, write_table, write_text
+from ml4ge.demo.ageing import AGEING_TRAITS, apparent_age_shift, check_ageing, choose_ageing_snp
 from ml4ge.demo.anatomy import MAX_VOXEL_MM, MIN_VOXEL_MM, load_template
 from ml4ge.demo.atlas import load_atlas
 from ml4ge.demo.effects import AGE_RANGE, PLANTED_EFFECTS, REGION_AMOUNTS, truth_record
@@ -66,15 +67,19 @@ def write_nifti(path, volume: np.ndarray, affine: np.ndarray) -> Path:
     return Path(path)
 
 
-def plan_subjects(subjects: int, genotypes, causal_rows: Sequence[int], rng: np.random.Generator):
+def plan_subjects(subjects: int, genotypes, causal_rows: Sequence[int], rng: np.random.Generator,
+                  age_shift=None):
     """Age, sex and the boundary growth (mm) of every planted region for each subject.
+
+    ``age_shift``: years each subject's anatomy looks older (the ageing SNP); None: none, and no draw changes.
 
     Returns:
         ``(specs, factors)``: list of :class:`SubjectSpec`, and the structure factor per trait (for checks).
     """
     ages = rng.uniform(*AGE_RANGE, subjects)
     sexes = rng.integers(0, 2, subjects)
-    age_z = (ages - np.mean(AGE_RANGE)) / ((AGE_RANGE[1] - AGE_RANGE[0]) / np.sqrt(12.0))
+    anatomical = ages if age_shift is None else ages + np.asarray(age_shift, dtype=np.float64)
+    age_z = (anatomical - np.mean(AGE_RANGE)) / ((AGE_RANGE[1] - AGE_RANGE[0]) / np.sqrt(12.0))
     amounts: list[dict[str, float]] = [{} for _ in range(subjects)]
     factors = {}
     for effect, row in zip(PLANTED_EFFECTS, causal_rows, strict=True):
@@ -84,8 +89,9 @@ def plan_subjects(subjects: int, genotypes, causal_rows: Sequence[int], rng: np.
         factors[effect.trait] = factor
         for i, value in enumerate(effect.base_growth_mm + effect.growth_mm_per_sd * factor):
             amounts[i].update(REGION_AMOUNTS[effect.kind](effect, float(value)))
+    apparent = [None] * subjects if age_shift is None else [round(float(a), 2) for a in anatomical]
     specs = [SubjectSpec(index=i, sample_id=sample_id(i), age=round(float(ages[i]), 2), sex=int(sexes[i]),
-                         region_amounts=amounts[i]) for i in range(subjects)]
+                         region_amounts=amounts[i], apparent_age=apparent[i]) for i in range(subjects)]
     return specs, factors
 
 
@@ -165,6 +171,17 @@ def build_truth(genotypes, causal_rows, phenotypes: pd.DataFrame, seed: int, vox
             "seed": seed, "subjects": len(phenotypes), "voxel_mm": voxel_mm}
 
 
+def ageing_record(genotypes, row: int, years: float, phenotypes: pd.DataFrame) -> dict:
+    """The ageing SNP's ``truth.json`` record: where it is, its planted years per allele, and its measured effect
+    (t adjusted for age and sex) on each phenotype that carries anatomical age: whether the data hold it."""
+    snp, dose = genotypes.snps.iloc[row], genotypes.complete[:, row].astype(np.float64)
+    covariates = phenotypes[["age", "sex"]].to_numpy(dtype=np.float64)
+    measured = {trait: measured_effect(phenotypes[trait].to_numpy(dtype=np.float64), dose, covariates)
+                for trait in AGEING_TRAITS if trait in phenotypes.columns}
+    return {"id": snp["id"], "chrom": int(snp["chrom"]), "pos": int(snp["pos"]), "years_per_allele": float(years),
+            "effect_allele": snp["allele_1"], "maf": float(snp["maf"]), "measured": measured}
+
+
 def write_groups(folder: Path, groups: pd.DataFrame) -> dict[str, Path]:
     """``groups.csv`` and the sample lists of patients and controls (one ``sample_id`` column each)."""
     patients = groups[groups.group == "patient"][["sample_id"]]
@@ -196,7 +213,7 @@ def check_arguments(subjects: int, voxel_mm: float, snps: int, tensors: Sequence
 
 def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: int = 2000, seed: int = 0,
                       tensors: Sequence[str] = DEFAULT_TENSORS, workers: int = 1,
-                      patients: float = 0.0) -> dict[str, Path]:
+                      patients: float = 0.0, ageing_years: float = 0.0) -> dict[str, Path]:
     """Generate the demo cohort into ``folder`` (see the module docstring and README for the files).
 
     Args:
@@ -210,6 +227,8 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
         workers: processes rendering subjects (the output does not depend on it).
         patients: fraction of subjects carrying one of two planted disease subtypes (0: none, the default: the
             cohort is then exactly the one without this option; see :mod:`ml4ge.demo.patients`).
+        ageing_years: years each allele of an "ageing" SNP adds to the age the anatomy shows (0: no such SNP, the
+            default: the cohort is exactly the one without this option; see :mod:`ml4ge.demo.ageing`).
 
     Returns:
         ``{name: path}`` for t1, t2 (folders), manifest, phenotypes, covariates, bed, bim, fam, atlas,
@@ -224,7 +243,10 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     genotypes, causal_rows = simulate_genotypes(subjects, snps, rng, causal=len(PLANTED_EFFECTS))
-    specs, _ = plan_subjects(subjects, genotypes, causal_rows, rng)
+    check_ageing(ageing_years)
+    ageing_row = choose_ageing_snp(genotypes.snps, causal_rows, seed) if ageing_years else None
+    shift = apparent_age_shift(genotypes.complete, ageing_row, ageing_years) if ageing_years else None
+    specs, _ = plan_subjects(subjects, genotypes, causal_rows, rng, age_shift=shift)
     specs, groups = add_patients(specs, patients, seed)  # unchanged without patients
     template, atlas = load_template(float(voxel_mm)), load_atlas(float(voxel_mm))
     scene = build_scene(template, atlas, tuple(disease_regions()) if patients else ())
@@ -245,6 +267,8 @@ def write_demo_cohort(folder, subjects: int = 300, voxel_mm: float = 3.0, snps: 
                                        template.affine)
     paths["brain_mask"] = write_nifti(folder / "brain_mask.nii.gz", template.mask.astype(np.float32), template.affine)
     truth = build_truth(genotypes, causal_rows, phenotypes, seed, float(voxel_mm))
+    if ageing_years:
+        truth["ageing_snp"] = ageing_record(genotypes, ageing_row, ageing_years, phenotypes)
     if patients:
         truth["patients"] = patients_record(groups, phenotypes["age"], phenotypes["sex"], patients)
         paths |= write_groups(folder, groups)

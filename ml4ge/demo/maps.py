@@ -10,10 +10,13 @@ resolves them as ``ml4ge.demo.maps.t1_3mm`` (dotted names need no ``--tensormap_
 - ``t1_deep_3mm``/``t1_deep_5mm``/``t1_deep_1mm``: the central 96 mm (120 mm, 96 mm) cube of the same T1
   volumes: ventricles, thalamus, basal ganglia and hippocampi with little cortex, for the demo's deep-brain
   autoencoder.
+- ``t1_sfcn_3mm``/``t1_sfcn_5mm``: the 3 mm (5 mm) T1 divided by its mean, cropped/padded to 64x80x64
+  (40x48x40): SFCN's input scaling, as the catalogue's ``t1_sfcn`` at 1 mm, for the brain-age study.
 Full resolution (1 mm) uses the catalogue's ``t1``/``t2`` (182x218x182) instead.
 """
 
 from ml4ge.normalizers import brain_zscore
+from ml4ge.readers import MeanScaled
 from ml4ge.tensormap import NONZERO, TensorMap
 from ml4ge.tensormaps.brain_mri import GROUP, T1_DATASET, T2_DATASET
 from ml4ge.tensormaps.phenotypes import domain
@@ -34,3 +37,7 @@ t1_deep_1mm = _grid_map("t1_deep_1mm", T1_DATASET, (96, 96, 96), "central 96 mm 
 t1_deep_5mm = _grid_map("t1_deep_5mm", f"{T1_DATASET}_5mm", (24, 24, 24), "central 120 mm cube of the 5 mm demo T1")
 brain_volumes = domain("brain_volumes", ["brain_volume", "cortical_gm_volume"],
                        description="demo tabular domain: total and cortical grey-matter volume (mL)")
+t1_sfcn_3mm = TensorMap("t1_sfcn_3mm", (64, 80, 64, 1), group=GROUP, reader=MeanScaled(t1_3mm),
+                        description="demo T1 on the 3 mm grid / its mean, cropped/padded (SFCN's input)")
+t1_sfcn_5mm = TensorMap("t1_sfcn_5mm", (40, 48, 40, 1), group=GROUP, reader=MeanScaled(t1_5mm),
+                        description="demo T1 on the 5 mm grid / its mean, cropped/padded (SFCN's input)")

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
-from ml4ge.demo import legibility, report, truth_stages
+from ml4ge.demo import brain_age_study, legibility, report, truth_stages
 from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spaces, model_inputs
 from ml4ge.demo.eta import eta_line
 from ml4ge.demo.meter import ResourceMeter
@@ -126,7 +126,8 @@ def generate(run: DemoRun) -> None:
 
     settings = run.settings
     write_demo_cohort(run.cohort, subjects=settings.subjects, voxel_mm=settings.voxel_mm, snps=settings.snps,
-                      seed=run.seed, tensors=(settings.t1, settings.t2), workers=max(1, run.num_workers))
+                      seed=run.seed, tensors=(settings.t1, settings.t2), workers=max(1, run.num_workers),
+                      **dict(run.plan.cohort_options))
 
 
 def demo_manifest(run: DemoRun) -> pd.DataFrame:
@@ -265,6 +266,8 @@ STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, repor
 STAGES.register("interpret", Stage(60, "interpret", truth_stages.interpret, truth_stages.interpret_section))
 STAGES.register("drop_t2", Stage(5, "generate", legibility.drop_t2, study="legibility"))
 STAGES.register("sweep", Stage(45, "train", legibility.sweep, legibility.sweep_section, study="legibility"))
+for _name, _stage in brain_age_study.stages().items():
+    STAGES.register(_name, _stage)
 
 
 def demo_run_from_args(args) -> DemoRun:

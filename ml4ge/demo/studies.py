@@ -9,6 +9,8 @@ study is one registration here, not a new pipeline:
 - ``vit``: the CNN autoencoder of T1 (the default's ``ae_t1``) beside the UDIP-ViT autoencoder of the same T1
   volumes (``vit_t1``), each given the same CPU time for training (:data:`VIT_EPOCH_FACTORS`); the second seed
   study's claim that a ViT's latents find loci the CNN's miss (the hippocampal left-right asymmetry) is the test.
+- ``brain_age``: SFCN brain age on a cohort with an ageing SNP, beside ridge baselines on the T1 autoencoder's
+  latents and on the regional volumes, and a GWAS of the brain-age gap (:mod:`ml4ge.demo.brain_age_study`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class Study:
             or :data:`BASELINE_SPACE`.
         side_by_side: ``report.md`` opens with a table of the models side by side (:mod:`ml4ge.demo.study_table`).
         shared_stages: the stages of every study this one runs (None: all; its own stages run regardless).
+        cohort_options: ``(name, value)`` arguments of :func:`ml4ge.demo.cohort.write_demo_cohort` for its cohort.
     """
 
     models: tuple[str, ...]
@@ -106,6 +109,7 @@ class Study:
     pairs: tuple[tuple[str, str], ...]
     side_by_side: bool = False
     shared_stages: tuple[str, ...] | None = None
+    cohort_options: tuple[tuple[str, float], ...] = ()  # extra write_demo_cohort arguments (the ageing SNP)
 
     def __post_init__(self):
         unknown = sorted(set(self.models + self.interpret) - set(MODELS))
@@ -122,3 +126,6 @@ STUDIES.register("vit", Study(
     models=("ae_t1", "vit_t1"), interpret=("ae_t1", "vit_t1"),
     pairs=(("vit_t1", "ae_t1"), ("ae_t1", BASELINE_SPACE), ("vit_t1", BASELINE_SPACE)), side_by_side=True))
 STUDIES.register("legibility", Study(models=(), interpret=(), pairs=(), shared_stages=("generate", "tensorize")))
+STUDIES.register("brain_age", Study(
+    models=("ae_t1",), interpret=(), pairs=(("ae_t1", BASELINE_SPACE),), cohort_options=(("ageing_years", 3.0),),
+    shared_stages=("generate", "tensorize", "associate", "compare")))

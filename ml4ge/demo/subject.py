@@ -66,6 +66,7 @@ class SubjectSpec:
     age: float
     sex: int
     region_amounts: dict[str, float] = field(default_factory=dict)
+    apparent_age: float | None = None  # the age the anatomy shows (the ageing SNP, ml4ge.demo.ageing); None: age
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def render_subject(scene: Scene, spec: SubjectSpec, seed: int) -> Rendered:
     gm, wm, mask = (warp(v, coordinates) for v in (template.gm, template.wm, template.mask))
     csf = np.clip(mask - gm - wm, 0.0, 1.0)  # as in the template: what the mask holds beyond grey and white
     brain = mask > 0.5
-    age_fraction = (spec.age - AGE_RANGE[0]) / (AGE_RANGE[1] - AGE_RANGE[0])
+    anatomical_age = spec.age if spec.apparent_age is None else spec.apparent_age
+    age_fraction = (anatomical_age - AGE_RANGE[0]) / (AGE_RANGE[1] - AGE_RANGE[0])
     gm_loss = np.clip(GM_LOSS_OVER_AGE_RANGE * age_fraction + GM_LOSS_SD * rng.standard_normal(), 0.0, 0.6)
     cortex = warp(scene.cortex, coordinates)
     lost = np.float32(gm_loss) * cortex

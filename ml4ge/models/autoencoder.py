@@ -79,7 +79,7 @@ class AutoencoderModel(FamilyModel):
         outputs = {}
         for tm in output_maps:
             decoder = _part(spec["decoders"][tm.name], "decoder", tm, config, tuple(fused.shape[1:]))
-            _check_decoder(decoder, tm, tuple(fused.shape[1:]))
+            _check_decoder(decoder, tm, tuple(fused.shape[1:]), _output_shape(spec["decoders"][tm.name], tm, config))
             outputs[tm.output_name] = decoder(fused)
         model_inputs = {tm.input_name: inputs[tm.name] for tm in input_maps}
         model_inputs |= {tm.presence_name: presence[tm.name] for tm in input_maps if tm.name in presence}
@@ -160,10 +160,17 @@ def _part(entry: dict, kind: str, tm: TensorMap, config: ModelConfig, input_shap
     return keras.Model(inputs, block(inputs, tm), name=part_name(kind, tm))
 
 
-def _check_decoder(decoder: keras.Model, tm: TensorMap, latent_shape: tuple) -> None:
+def _output_shape(entry: dict, tm: TensorMap, config: ModelConfig) -> tuple:
+    """What the decoder of ``entry`` outputs for ``tm``: ``tm.shape``, or a block's own ``output_shape(tm)`` (the
+    ``soft_label`` head's log-probabilities, one per bin, for a scalar age)."""
+    block = None if entry["block"] == SAVED else DECODERS.get(entry["block"]).from_config(config)
+    return tuple(block.output_shape(tm)) if hasattr(block, "output_shape") else tm.shape
+
+
+def _check_decoder(decoder: keras.Model, tm: TensorMap, latent_shape: tuple, expected: tuple) -> None:
     got_in, got_out = tuple(decoder.input.shape[1:]), tuple(decoder.output.shape[1:])
-    if got_out != tm.shape:
-        raise ValueError(f"Decoder for {tm.name!r} outputs {got_out}, not {tm.shape}.")
+    if got_out != expected:
+        raise ValueError(f"Decoder for {tm.name!r} outputs {got_out}, not {expected}.")
     if got_in != latent_shape:
         raise ValueError(f"Decoder for {tm.name!r} takes latents of shape {got_in}, but the merge gives "
                          f"{latent_shape}; pass a decoder trained with the same latent size.")

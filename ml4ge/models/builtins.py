@@ -16,6 +16,8 @@ def load_builtins() -> None:
     import ml4ge.models.losses  # noqa: F401
     import ml4ge.models.merges  # noqa: F401
     import ml4ge.models.predictor  # noqa: F401
+    import ml4ge.models.sfcn  # noqa: F401
+    import ml4ge.models.soft_label  # noqa: F401
     import ml4ge.models.vae  # noqa: F401
     import ml4ge.models.vit  # noqa: F401
     import ml4ge.models.vit_loss  # noqa: F401

@@ -11,6 +11,7 @@ import argparse
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from ml4ge.models.sfcn_config import SFCNConfig, SoftLabelConfig
 from ml4ge.models.vit_config import ViTConfig
 
 # The structures conv_encode/conv_decode build (--conv_style); ml4h's is the default so that ml4h command lines build
@@ -59,6 +60,23 @@ def vit_from_args(args: argparse.Namespace) -> ViTConfig:
     if "patch" in given:
         given["patch"] = _ints(given["patch"], "--vit_patch")
     return ViTConfig(**given)
+
+
+def sfcn_from_args(args: argparse.Namespace) -> SFCNConfig:
+    """The ``sfcn_encode`` settings of ``--sfcn_channels`` and ``--sfcn_dropout`` (SFCN's where a namespace lacks
+    them)."""
+    default = SFCNConfig()
+    channels = getattr(args, "sfcn_channels", None)
+    return SFCNConfig(channels=_ints(channels, "--sfcn_channels") if channels else default.channels,
+                      dropout=float(getattr(args, "sfcn_dropout", default.dropout)))
+
+
+def soft_label_from_args(args: argparse.Namespace) -> SoftLabelConfig:
+    """The ``soft_label`` head's bins of ``--soft_label_range``, ``--soft_label_width``, ``--soft_label_sigma``."""
+    default = SoftLabelConfig()
+    start, stop = getattr(args, "soft_label_range", None) or (default.start, default.stop)
+    return SoftLabelConfig(float(start), float(stop), float(getattr(args, "soft_label_width", default.width)),
+                           float(getattr(args, "soft_label_sigma", default.sigma)))
 
 
 @dataclass(frozen=True)
@@ -192,6 +210,8 @@ class ModelConfig:
     pair: PairConfig = field(default_factory=PairConfig)
     vit: ViTConfig = field(default_factory=ViTConfig)
     preset: str | None = None
+    sfcn: SFCNConfig = field(default_factory=SFCNConfig)
+    soft_label: SoftLabelConfig = field(default_factory=SoftLabelConfig)
 
     @property
     def latent_size(self) -> int:
@@ -213,6 +233,8 @@ class ModelConfig:
             pair=_typed(PairConfig, data.get("pair", {})),
             vit=_typed(ViTConfig, data.get("vit", {})),
             preset=data.get("preset"),
+            sfcn=_typed(SFCNConfig, data.get("sfcn", {})),
+            soft_label=_typed(SoftLabelConfig, data.get("soft_label", {})),
         )
 
     @classmethod
@@ -247,4 +269,5 @@ class ModelConfig:
             regularize=args.dense_regularize,
             regularize_rate=float(args.dense_regularize_rate),
         )
-        return cls(conv=conv, dense=dense, pair=pair_from_args(args), vit=vit_from_args(args))
+        return cls(conv=conv, dense=dense, pair=pair_from_args(args), vit=vit_from_args(args),
+                   sfcn=sfcn_from_args(args), soft_label=soft_label_from_args(args))

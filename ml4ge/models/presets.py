@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, replace
 
-from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig, pair_from_args
+from ml4ge.models.config import ConvConfig, DenseConfig, ModelConfig, pair_from_args, soft_label_from_args
+from ml4ge.models.sfcn_config import SFCNConfig, SoftLabelConfig
 from ml4ge.models.vit_config import ViTConfig
 from ml4ge.registry import Registry
-from ml4ge.schedules import PlateauSchedule, StepSchedule
+from ml4ge.schedules import ConstantSchedule, PlateauSchedule, StepSchedule
 from ml4ge.training_settings import SCHEDULE_FLAGS, TrainingSettings, explicit_flags, schedule_from_args
 
 # Adam learning rates of the published UDIP runs (learning-rate-finder values).
@@ -121,7 +122,10 @@ def preset_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingSet
         weight_decay=None if "optimizer" in given else preset.training.weight_decay,  # the preset's optimizer's
         **run_settings(args, preset),
     )
-    return preset.model.with_changes(pair=pair_from_args(args)), training
+    model = preset.model.with_changes(pair=pair_from_args(args))
+    if soft_label_from_args(args) != SoftLabelConfig():  # --soft_label_* given: the bins follow the cohort's ages
+        model = model.with_changes(soft_label=soft_label_from_args(args))
+    return model, training
 
 
 RUN_FLAGS = ("patience", "epochs", "batch_size")
@@ -201,3 +205,34 @@ def cpu_brain_preset(modality: str = "t1", latent_size: int = 128) -> Preset:
     training = TrainingSettings(optimizer="adam", learning_rate=CPU_BRAIN_LEARNING_RATE,
                                 schedule=PlateauSchedule(factor=0.5, patience=2), patience=4, epochs=10, batch_size=2)
     return Preset(ModelConfig(conv=conv, dense=dense, preset="cpu_brain"), training, own_run_settings=True)
+# SFCN brain age (REFERENCE_SEEDS.md section C.1): the seed fine-tuned with Adam at 3e-4, batch 20, stopping after
+# 3 epochs without a lower validation loss (about 9 epochs were logged), with no schedule.
+SFCN_LEARNING_RATE = 3e-4
+SFCN_BATCH_SIZE = 20
+SFCN_PATIENCE = 3
+
+
+def _sfcn_training(epochs: int, batch_size: int) -> TrainingSettings:
+    return TrainingSettings(optimizer="adam", learning_rate=SFCN_LEARNING_RATE, schedule=ConstantSchedule(),
+                            patience=SFCN_PATIENCE, epochs=epochs, batch_size=batch_size)
+
+
+@PRESETS.register("sfcn")
+def sfcn_preset(modality: str = "t1") -> Preset:
+    """SFCN (Peng et al.; REFERENCE_SEEDS.md section C.1): ``sfcn_encode`` at 32, 64, 128, 256, 256 channels with a
+    64-wide bottleneck and dropout 0.5, and the ``soft_label`` head on 40 one-year bins over [42, 82) with sigma 1;
+    Adam at 3e-4, batch 20, patience 3. Use it with ``--encoder_blocks sfcn_encode --decoder_blocks soft_label``, the
+    input ``t1_sfcn`` and the output ``age``. ``modality`` is accepted for the preset interface (T1 only).
+    """
+    return Preset(ModelConfig(sfcn=SFCNConfig(), soft_label=SoftLabelConfig(), preset="sfcn"),
+                  _sfcn_training(100, SFCN_BATCH_SIZE))
+
+
+@PRESETS.register("sfcn_small")
+def sfcn_small_preset(modality: str = "t1") -> Preset:
+    """SFCN reduced for the demo's 3 mm volumes (64x80x64) on a CPU: four stages of 16, 32, 64, 64 channels, a
+    32-wide bottleneck, the soft-label head over the demo's ages (40-85 in one-year bins, sigma 1); the seed's
+    optimizer, batch 8."""
+    model = ModelConfig(sfcn=SFCNConfig(channels=(16, 32, 64, 64), bottleneck=32),
+                        soft_label=SoftLabelConfig(40.0, 85.0, 1.0, 1.0), preset="sfcn_small")
+    return Preset(model, _sfcn_training(30, 8))

@@ -64,6 +64,19 @@ def validate(args: InferSettings) -> None:
     cohort_paths(args.tensors, args.sample_csv)
     check_maps(args.model_file, resolve_all(args.input_tensors, args.tensormap_prefix),
                resolve_all(args.output_tensors, args.tensormap_prefix), every_input=True)
+    _refuse_bin_heads(args)
+
+
+def _refuse_bin_heads(args: InferSettings) -> None:
+    """A ``soft_label`` head outputs one log-probability per age bin, not the map's value: its ages come from
+    ``--mode brain_age`` (the expectation over the bins), not from a column per bin here."""
+    from ml4ge.models.artifacts import saved_spec
+
+    decoders = saved_spec(args.model_file).get("decoders", {})
+    binned = [name for name, entry in decoders.items() if entry.get("block") == "soft_label"]
+    if binned:
+        raise ValueError(f"--model_file {args.model_file!r} predicts {', '.join(binned)} as soft-label bins; run "
+                         "--mode brain_age for its ages (the expectation over the bins, with the bias correction).")
 
 
 def columns(tm) -> list[str]:

@@ -79,6 +79,11 @@ class ModelSettings(Settings):
     vit_decoder_width: int
     vit_decoder_depth: int
     vit_decoder_heads: int
+    sfcn_channels: tuple[int, ...]
+    sfcn_dropout: float
+    soft_label_range: tuple[float, ...]
+    soft_label_width: float
+    soft_label_sigma: float
     pairs: tuple[tuple[str, str], ...]
     pair_loss: str
     pair_loss_weight: float

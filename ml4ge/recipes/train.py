@@ -382,7 +382,8 @@ def prepared_architecture(architecture, train_paths, input_tmaps, output_tmaps):
 
 def block_losses(model, output_tmaps) -> list:
     """``output_tmaps`` with the loss each trains with: its decoder block's ``training_loss(tm)`` where the block
-    defines one (the ViT decoder: the patch-masked MSE at its patch size in place of ``masked_mse``), else its own.
+    defines one (the ViT decoder: the patch-masked MSE at its patch size in place of ``masked_mse``), else its own;
+    and the block's ``training_metrics(tm)`` where it defines them (the soft_label head's MAE in years).
 
     Read from the model's spec, so a model loaded to fine-tune gets the loss of the blocks it was built from.
     """
@@ -397,7 +398,11 @@ def block_losses(model, output_tmaps) -> list:
     for tm in output_tmaps:
         block = spec.get("decoders", {}).get(tm.name, {}).get("block")
         decoder = DECODERS.get(block).from_config(config) if block in DECODERS else None
-        tmaps.append(replace(tm, loss=decoder.training_loss(tm)) if hasattr(decoder, "training_loss") else tm)
+        if hasattr(decoder, "training_loss"):
+            tm = replace(tm, loss=decoder.training_loss(tm))
+        if hasattr(decoder, "training_metrics"):  # the soft_label head: MAE in years of its expectation
+            tm = replace(tm, metrics=tuple(decoder.training_metrics(tm)))
+        tmaps.append(tm)
     return tmaps
 
 

@@ -7,7 +7,7 @@ voxels (UDIP's normalization), and the brain mask (nonzero raw voxels) travels w
 """
 
 from ml4ge.normalizers import brain_zscore
-from ml4ge.readers import NonzeroOf
+from ml4ge.readers import MeanScaled, NonzeroOf
 from ml4ge.tensormap import NONZERO, TensorMap
 
 GROUP = "ukb_brain_mri"
@@ -55,3 +55,9 @@ t1_axial_slices = TensorMap(
     description="16 axial T1 slices as channels (2.5-D)",
 )
 t2_axial_slices = t1_axial_slices.with_changes(name="t2_axial_slices", dataset=T2_DATASET)
+
+# SFCN's input (Peng et al.; REFERENCE_SEEDS.md section C.1): the T1 divided by its mean, then centre-cropped to
+# 160x192x160 (182-22, 218-26, 182-22); no mask, no further normalization.
+SFCN_SHAPE = (160, 192, 160)
+t1_sfcn = TensorMap("t1_sfcn", (*SFCN_SHAPE, 1), group=GROUP, reader=MeanScaled(t1),
+                    description="T1 / its mean, centre-cropped to 160x192x160 (SFCN's input)")
