@@ -334,7 +334,9 @@ FLAGS: dict[str, Flag] = {
     # the names of ml4ge.demo.studies.STUDIES (a test checks that they match)
     "study": Flag(DEMO, "default", "demo: which models to train and compare: default (T1, T2, DropFuse and "
                                    "deep-brain autoencoders) or vit (the CNN and the UDIP-ViT autoencoder of T1, "
-                                   "each given the same CPU time).", choices=("default", "vit")),
+                                   "each given the same CPU time) or cvae (a contrastive VAE of patients against "
+                                   "controls beside a plain VAE: do their spaces separate two planted disease "
+                                   "subtypes?).", choices=("cvae", "default", "vit")),
 }
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
-from ml4ge.demo import report, truth_stages
+from ml4ge.demo import group_stages, report, truth_stages
 from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spaces, model_inputs
 from ml4ge.demo.meter import ResourceMeter
 from ml4ge.demo.presets import PRESETS
@@ -41,17 +41,23 @@ from ml4ge.registry import Registry
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "demo.json"
+GROUP_FILES = ("groups.csv", "patients.csv", "controls.csv")  # a cohort with patients (ml4ge.demo.patients)
 
 
 STAGES: Registry[Stage] = Registry("demo stage")
 
 
 def ordered_stages(study: str = DEFAULT_STUDY) -> list[tuple[str, Stage]]:
-    """The registered stages of ``study`` (those of no model, and those of its models) in the order they run."""
-    models = STUDIES.get(study).models
-    stages = ((name, STAGES.get(name)) for name in STAGES.names())
-    return sorted(((name, stage) for name, stage in stages if stage.model is None or stage.model in models),
-                  key=lambda item: item[1].order)
+    """The registered stages of ``study`` (the stages of no model it names, and those of its models) in the order
+    they run.
+
+    Raises:
+        KeyError: for a study naming a stage that is not registered.
+    """
+    plan = STUDIES.get(study)
+    named = {name: STAGES.get(name) for name in plan.stages}
+    own = {name: stage for name in STAGES.names() for stage in [STAGES.get(name)] if stage.model in plan.models}
+    return sorted({**named, **own}.items(), key=lambda item: item[1].order)
 
 
 # Running recipes in this process -----------------------------------------------------------------------------
@@ -108,13 +114,27 @@ def run_demo(run: DemoRun) -> Path:
 def generate(run: DemoRun) -> None:
     """Write the demo cohort, or check the one given with ``--demo_data``."""
     if run.data is not None:
+        check_patient_cohort(run)
         log.info("using the demo cohort in %s", run.data)
         return
     from ml4ge.demo.cohort import write_demo_cohort
 
     settings = run.settings
     write_demo_cohort(run.cohort, subjects=settings.subjects, voxel_mm=settings.voxel_mm, snps=settings.snps,
-                      seed=run.seed, tensors=(settings.t1, settings.t2), workers=max(1, run.num_workers))
+                      seed=run.seed, tensors=(settings.t1, settings.t2), workers=max(1, run.num_workers),
+                      patients=run.plan.patients)
+
+
+def check_patient_cohort(run: DemoRun) -> None:
+    """A study of patients needs a cohort that holds them (``groups.csv``, ``patients.csv``, ``controls.csv``).
+
+    Raises:
+        FileNotFoundError: naming the missing file and what to do.
+    """
+    missing = [name for name in GROUP_FILES if not (run.cohort / name).is_file()]
+    if run.plan.patients and missing:
+        raise FileNotFoundError(f"--study {run.study} needs a cohort with patients, but {run.cohort} has no "
+                                f"{', '.join(missing)}; drop --demo_data to let the demo generate one.")
 
 
 def demo_manifest(run: DemoRun) -> pd.DataFrame:
@@ -162,9 +182,10 @@ def train_settings(run: DemoRun, model: str):
     inputs, spec, settings = model_inputs(run, model), MODELS[model], run.settings
     merge = {"merge_blocks": ("pair",), "pairs": (tuple(inputs),), **settings.pair_flags} if spec.paired else {
         "merge_blocks": ()}
-    return TrainSettings(tensors=str(run.tensors), input_tensors=inputs, output_tensors=inputs, **merge,
-                         **spec.train_flags(settings), epochs=spec.epochs(settings), batch_size=settings.batch_size,
-                         id=model, **run.common_settings())
+    flags = {"batch_size": settings.batch_size, **spec.train_flags(settings),
+             **{flag: str(run.cohort / name) for flag, name in spec.cohort_flags}}
+    return TrainSettings(tensors=str(run.tensors), input_tensors=inputs, output_tensors=inputs, **merge, **flags,
+                         epochs=spec.epochs(settings), id=model, **run.common_settings())
 
 
 def train(run: DemoRun, model: str) -> None:
@@ -251,6 +272,7 @@ STAGES.register("associate", Stage(40, "associate", truth_stages.associate, trut
 STAGES.register("compare", Stage(50, "compare", compare, report.compare_section))
 STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, report.adjusted_section))
 STAGES.register("interpret", Stage(60, "interpret", truth_stages.interpret, truth_stages.interpret_section))
+STAGES.register("evaluate_groups", Stage(55, "evaluate", group_stages.evaluate_groups, group_stages.groups_section))
 
 
 def demo_run_from_args(args) -> DemoRun:
