@@ -2,7 +2,9 @@
 
 generate (the MNI152 demo cohort) -> tensorize -> train the study's models (:mod:`ml4ge.demo.studies`; by default a
 T1 and a T2 autoencoder, a T1/T2 DropFuse pair model and a deep-brain T1 autoencoder (a central crop); ``--study
-vit``: the CNN and the ViT autoencoder of T1) -> infer_encoders for each -> associate (GWAS of every latent space)
+vit``: the CNN and the ViT autoencoder of T1; ``--study cvae``: a contrastive VAE of patients against controls and a
+plain VAE, then ``evaluate_groups`` (:mod:`ml4ge.demo.group_stages`) in place of the genetics stages) ->
+infer_encoders for each -> associate (GWAS of every latent space)
 -> compare the latent spaces (age, sex, planted-region traits, GWAS counts; a phenotype-only and a covariates-only
 baseline) -> interpret (PerDI of the dimensions the planted traits and SNPs select;
 :mod:`ml4ge.demo.truth_stages`) -> ``report.md`` (:mod:`ml4ge.demo.report`).
