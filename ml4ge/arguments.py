@@ -413,10 +413,12 @@ FLAGS: dict[str, Flag] = {
     # the names of ml4ge.demo.studies.STUDIES (a test checks that they match)
     "study": Flag(DEMO, "default", "demo: which models to train and compare: default (T1, T2, DropFuse and "
                                    "deep-brain autoencoders), vit (the CNN and the UDIP-ViT autoencoder of T1, "
-                                   "each given the same CPU time), legibility (predictors of sex and age from "
-                                   "every input combination, T2 missing for 30 %) or brain_age (SFCN brain age on "
-                                   "a cohort with an ageing SNP, ridge baselines, GWAS of the brain-age gap).",
-                  choices=("brain_age", "default", "legibility", "vit")),
+                                   "each given the same CPU time), cvae (a contrastive VAE of patients against "
+                                   "controls beside a plain VAE: do their spaces separate two planted disease "
+                                   "subtypes?), legibility (predictors of sex and age from every input "
+                                   "combination, T2 missing for 30 %) or brain_age (SFCN brain age on a cohort with "
+                                   "an ageing SNP, ridge baselines, GWAS of the brain-age gap).",
+                  choices=("brain_age", "cvae", "default", "legibility", "vit")),
 }
 
 

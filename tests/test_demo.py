@@ -103,6 +103,9 @@ def test_every_preset_trains_models_with_valid_flags(preset, tmp_path):
     run = DemoRun(tmp_path, PRESETS.get(preset), seed=1, num_workers=0)
     run.tensors.mkdir()
     (run.tensors / "sub0001.hd5").write_bytes(b"")  # validation only checks that the folder holds .hd5 files
+    run.cohort.mkdir()
+    for name in ("patients.csv", "controls.csv"):  # the cvae study's sample lists (validation checks they exist)
+        (run.cohort / name).write_text("sample_id\n")
     for model in MODELS:
         settings = train_settings(run, model)
         recipes.validate(settings)

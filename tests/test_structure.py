@@ -16,8 +16,8 @@ Layers, top to bottom (a module may import its own layer and the layers below; c
 =========  ==============================================================================================
 entry      ``cli``: parses ``--mode`` and runs the recipe.
 recipes    ``recipes`` (the registry of modes) and every ``recipes.*`` module; and the demo's stage modules
-           ``demo.pipeline``, ``demo.truth_stages``, ``demo.recipe_runner``, because the demo's stages *run*
-           recipes: they are recipe clients, like ``recipes.demo`` which runs them.
+           ``demo.pipeline``, ``demo.truth_stages``, ``demo.group_stages``, ``demo.recipe_runner``, because the
+           demo's stages *run* recipes: they are recipe clients, like ``recipes.demo`` which runs them.
 arguments  ``arguments``: the flag definitions the recipes read. It names no recipe.
 analyses   what recipes are made of beyond the model: ``compare``, ``explore``, ``interpret.*``, ``genetics.*``
            and the demo's library (cohort generator, run context ``demo.context``, report, truth checks).
@@ -50,7 +50,7 @@ PACKAGE = "ml4ge"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("ml4ge.cli",)),
     ("recipes", ("ml4ge.recipes", "ml4ge.demo.pipeline", "ml4ge.demo.truth_stages", "ml4ge.demo.recipe_runner",
-                 "ml4ge.demo.legibility", "ml4ge.demo.brain_age_study")),
+                 "ml4ge.demo.legibility", "ml4ge.demo.brain_age_study", "ml4ge.demo.group_stages")),
     ("arguments", ("ml4ge.arguments", "ml4ge.runs")),
     ("analyses", ("ml4ge.compare", "ml4ge.plots_compare", "ml4ge.group_metrics", "ml4ge.explore", "ml4ge.interpret",
                   "ml4ge.genetics", "ml4ge.demo", "ml4ge.brain_age")),

@@ -2,7 +2,9 @@
 
 generate (the MNI152 demo cohort) -> tensorize -> train the study's models (:mod:`ml4ge.demo.studies`; by default a
 T1 and a T2 autoencoder, a T1/T2 DropFuse pair model and a deep-brain T1 autoencoder (a central crop); ``--study
-vit``: the CNN and the ViT autoencoder of T1) -> infer_encoders for each -> associate (GWAS of every latent space)
+vit``: the CNN and the ViT autoencoder of T1; ``--study cvae``: a contrastive VAE of patients against controls and a
+plain VAE, then ``evaluate_groups`` (:mod:`ml4ge.demo.group_stages`) in place of the genetics stages) ->
+infer_encoders for each -> associate (GWAS of every latent space)
 -> compare the latent spaces (age, sex, planted-region traits, GWAS counts; a phenotype-only and a covariates-only
 baseline) -> interpret (PerDI of the dimensions the planted traits and SNPs select;
 :mod:`ml4ge.demo.truth_stages`) -> ``report.md`` (:mod:`ml4ge.demo.report`).
@@ -30,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
-from ml4ge.demo import brain_age_study, legibility, report, truth_stages
+from ml4ge.demo import brain_age_study, group_stages, legibility, report, truth_stages
 from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spaces, model_inputs
 from ml4ge.demo.eta import eta_line
 from ml4ge.demo.meter import ResourceMeter
@@ -42,6 +44,7 @@ from ml4ge.registry import Registry
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "demo.json"
+GROUP_FILES = ("groups.csv", "patients.csv", "controls.csv")  # a cohort with patients (ml4ge.demo.patients)
 
 
 STAGES: Registry[Stage] = Registry("demo stage")
@@ -120,6 +123,7 @@ def run_demo(run: DemoRun) -> Path:
 def generate(run: DemoRun) -> None:
     """Write the demo cohort, or check the one given with ``--demo_data``."""
     if run.data is not None:
+        check_patient_cohort(run)
         log.info("using the demo cohort in %s", run.data)
         return
     from ml4ge.demo.cohort import write_demo_cohort
@@ -128,6 +132,18 @@ def generate(run: DemoRun) -> None:
     write_demo_cohort(run.cohort, subjects=settings.subjects, voxel_mm=settings.voxel_mm, snps=settings.snps,
                       seed=run.seed, tensors=(settings.t1, settings.t2), workers=max(1, run.num_workers),
                       **dict(run.plan.cohort_options))
+
+
+def check_patient_cohort(run: DemoRun) -> None:
+    """A study of patients needs a cohort that holds them (``groups.csv``, ``patients.csv``, ``controls.csv``).
+
+    Raises:
+        FileNotFoundError: naming the missing file and what to do.
+    """
+    missing = [name for name in GROUP_FILES if not (run.cohort / name).is_file()]
+    if run.plan.patients and missing:
+        raise FileNotFoundError(f"--study {run.study} needs a cohort with patients, but {run.cohort} has no "
+                                f"{', '.join(missing)}; drop --demo_data to let the demo generate one.")
 
 
 def demo_manifest(run: DemoRun) -> pd.DataFrame:
@@ -175,9 +191,10 @@ def train_settings(run: DemoRun, model: str):
     inputs, spec, settings = model_inputs(run, model), MODELS[model], run.settings
     merge = {"merge_blocks": ("pair",), "pairs": (tuple(inputs),), **settings.pair_flags} if spec.paired else {
         "merge_blocks": ()}
-    return TrainSettings(tensors=str(run.tensors), input_tensors=inputs, output_tensors=inputs, **merge,
-                         **spec.train_flags(settings), epochs=spec.epochs(settings), batch_size=settings.batch_size,
-                         id=model, **run.common_settings())
+    flags = {"batch_size": settings.batch_size, **spec.train_flags(settings),
+             **{flag: str(run.cohort / name) for flag, name in spec.cohort_flags}}
+    return TrainSettings(tensors=str(run.tensors), input_tensors=inputs, output_tensors=inputs, **merge, **flags,
+                         epochs=spec.epochs(settings), id=model, **run.common_settings())
 
 
 def train(run: DemoRun, model: str) -> None:
@@ -268,6 +285,8 @@ STAGES.register("drop_t2", Stage(5, "generate", legibility.drop_t2, study="legib
 STAGES.register("sweep", Stage(45, "train", legibility.sweep, legibility.sweep_section, study="legibility"))
 for _name, _stage in brain_age_study.stages().items():
     STAGES.register(_name, _stage)
+STAGES.register("evaluate_groups", Stage(55, "evaluate", group_stages.evaluate_groups, group_stages.groups_section,
+                                        study="cvae"))
 
 
 def demo_run_from_args(args) -> DemoRun:

@@ -183,6 +183,8 @@ OUTPUT_KINDS: tuple[tuple[Callable[[Path], bool], str], ...] = (
     (_prefixed("compare"), "scores per fold, summaries, paired differences, bar charts"),
     (_prefixed("interpret"), "PerDI maps of the dimensions chosen by trait and by SNP, and the ranks of the "
                              "planted regions"),
+    (_named("evaluate_groups"), "how well each latent space separates the planted disease subtypes (silhouette, "
+                                "GMM NMI, PCA plots)"),
     (_named("stages", "demo_timings.tsv"), "wall time and peak memory per stage; a rerun skips finished stages"),
     (_named("demo.json"), "the demo's settings (a rerun in this folder must match them)"),
     (_named("study_table.tsv"), "the study's models side by side"),
@@ -271,10 +273,12 @@ def preset_line(run: DemoRun) -> str:
     settings = run.settings
     others = ", ".join(f"{MODELS[m].epochs(settings)} for `{m}`" for m in run.plan.models
                        if MODELS[m].epochs(settings) != settings.epochs)
+    batches = {m: MODELS[m].train_flags(settings).get("batch_size", settings.batch_size) for m in run.plan.models}
+    own_batch = ", ".join(f"{batch} for `{m}`" for m, batch in batches.items() if batch != settings.batch_size)
     study = "" if run.study == DEFAULT_STUDY else f", study `{run.study}` ({', '.join(run.plan.models)})"
     return (f"Preset `{settings.preset}`{study}: {settings.subjects} subjects at {settings.voxel_mm} mm, "
-            f"{settings.epochs} epochs per model{f' ({others})' if others else ''}, batch {settings.batch_size}, "
-            f"seed {run.seed}.")
+            f"{settings.epochs} epochs per model{f' ({others})' if others else ''}, batch {settings.batch_size}"
+            f"{f' ({own_batch})' if own_batch else ''}, seed {run.seed}.")
 
 
 def write_report(run: DemoRun, stages: list[tuple[str, Stage]]) -> Path:

@@ -6,6 +6,9 @@ study (:mod:`ml4ge.demo.pipeline` runs a model's train and infer stages only whe
 study is one registration here, not a new pipeline:
 
 - ``default``: the T1 and T2 autoencoders, the T1/T2 DropFuse pair model and the deep-brain T1 autoencoder.
+- ``cvae``: a contrastive VAE of T1 with the patients of a cohort with planted disease subtypes as target and the
+  controls as background (``cvae_t1``), beside a plain VAE of everyone (``vae_t1``) for the same epochs; the
+  ``evaluate_groups`` stage asks which space separates the subtypes (issue #16 item 4, :mod:`ml4ge.demo.group_stages`).
 - ``vit``: the CNN autoencoder of T1 (the default's ``ae_t1``) beside the UDIP-ViT autoencoder of the same T1
   volumes (``vit_t1``), each given the same CPU time for training (:data:`VIT_EPOCH_FACTORS`); the second seed
   study's claim that a ViT's latents find loci the CNN's miss (the hippocampal left-right asymmetry) is the test.
@@ -36,13 +39,17 @@ class DemoModel:
         inputs: the settings attributes naming its input TensorMaps.
         paired: a pair (DropFuse) model of two inputs.
         epoch_factor: its epochs as a multiple of the preset's (rounded, at least 1); None: the preset's.
-        flags: its own train flags (model and optimizer) instead of the preset's ``model_flags``; None: the preset's.
+        flags: its own train flags (model and optimizer, and ``batch_size`` if not the preset's) instead of the
+            preset's ``model_flags``; None: the preset's.
+        cohort_flags: train flags that name a file of the demo cohort, as ``(flag, file name)`` pairs (the cvae's
+            ``--target_csv patients.csv``).
     """
 
     inputs: tuple[str, ...]
     paired: bool = False
     epoch_factor: Callable[[DemoSettings], float] | None = None
     flags: Callable[[DemoSettings], dict[str, Any]] | None = None
+    cohort_flags: tuple[tuple[str, str], ...] = ()
 
     def epochs(self, settings: DemoSettings) -> int:
         factor = self.epoch_factor(settings) if self.epoch_factor else 1
@@ -78,6 +85,26 @@ def vit_epochs(settings: DemoSettings) -> float:
     return VIT_EPOCH_FACTORS[settings.preset]
 
 
+# The cvae study's models: the preset's conv encoder and decoder, a dense layer of 128 and Gaussian heads of 32
+# (the seed's s = z = 32 after Dense 128, REFERENCE_SEEDS.md C.3); the plain VAE's code is 32 wide too, so all three
+# scored spaces have 32 dimensions. Batches of 4 (2 patients + 2 controls for the cvae: with one of each the
+# discriminator's half swap would change nothing), the same for the VAE. Same epochs for both: a cvae epoch runs
+# two encoders over the training patients and as many controls (about 2/3 of the training split), a VAE epoch one
+# encoder over the whole split, so they cost about the same (measured: README, "--study cvae").
+GROUP_BATCH = 4
+
+
+def cvae_flags(settings: DemoSettings) -> dict[str, Any]:
+    """Train flags of the demo's contrastive VAE (patients as target, controls as background)."""
+    return {**settings.model_flags, "family": "cvae", "dense_layers": (128,), "salient_size": 32,
+            "background_size": 32, "batch_size": GROUP_BATCH}
+
+
+def vae_flags(settings: DemoSettings) -> dict[str, Any]:
+    """Train flags of the plain VAE of every subject beside it."""
+    return {**settings.model_flags, "family": "vae", "dense_layers": (128, 32), "batch_size": GROUP_BATCH}
+
+
 # The whole-brain autoencoders mirror the ml4h registration study; their latents are dominated by the cortex's
 # variance (atrophy, head size). ae_deep sees only the central 96 mm cube, at a fraction of the cost per epoch, so
 # that a latent space carries the deep grey structures where the demo plants effects (docs/experiments.md).
@@ -87,9 +114,10 @@ MODELS = {
     "dropfuse": DemoModel(("t1", "t2"), paired=True),
     "ae_deep": DemoModel(("t1_deep",), epoch_factor=deep_epochs),
     "vit_t1": DemoModel(("t1",), epoch_factor=vit_epochs, flags=vit_flags),
+    "cvae_t1": DemoModel(("t1",), flags=cvae_flags,
+                         cohort_flags=(("target_csv", "patients.csv"), ("background_csv", "controls.csv"))),
+    "vae_t1": DemoModel(("t1",), flags=vae_flags),
 }
-
-
 @dataclass(frozen=True)
 class Study:
     """The models of one demo.
@@ -109,7 +137,12 @@ class Study:
     pairs: tuple[tuple[str, str], ...]
     side_by_side: bool = False
     shared_stages: tuple[str, ...] | None = None
-    cohort_options: tuple[tuple[str, float], ...] = ()  # extra write_demo_cohort arguments (the ageing SNP)
+    cohort_options: tuple[tuple[str, float], ...] = ()  # write_demo_cohort arguments
+
+    @property
+    def patients(self) -> float:
+        """The fraction of patients (two planted disease subtypes) its cohort holds (0: none)."""
+        return dict(self.cohort_options).get("patients", 0.0)
 
     def __post_init__(self):
         unknown = sorted(set(self.models + self.interpret) - set(MODELS))
@@ -129,3 +162,6 @@ STUDIES.register("legibility", Study(models=(), interpret=(), pairs=(), shared_s
 STUDIES.register("brain_age", Study(
     models=("ae_t1",), interpret=(), pairs=(("ae_t1", BASELINE_SPACE),), cohort_options=(("ageing_years", 3.0),),
     shared_stages=("generate", "tensorize", "associate", "compare")))
+STUDIES.register("cvae", Study(
+    models=("cvae_t1", "vae_t1"), interpret=(), pairs=(), shared_stages=("generate", "tensorize"),
+    cohort_options=(("patients", 1 / 3),)))
