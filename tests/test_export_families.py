@@ -94,3 +94,26 @@ def test_exported_variational_encoders_are_keras_files_of_stock_layers(runs, run
         assert not answer["ml4ge"] and answer["classes"] == ["keras"]
         expected = table(out / f"{run_id}_lat" / f"{stem}_{run_id}_lat.tsv", ids)
         np.testing.assert_allclose(np.array(answer["out"]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_vit_encoder_that_pads_and_keeps_some_tokens_exports(tmp_path):
+    """The ViT's own layers trace into a SavedModel: a shape the patch does not divide (central pad) and a kept-token
+    subset (as the brain tokens make it); the export gives the Keras encoder's latents without ml4ge."""
+    from ml4ge.models.config import ModelConfig
+    from ml4ge.models.factory import build_model
+    from ml4ge.models.vit_config import ViTConfig
+    from ml4ge.recipes.export import export_encoder
+    from ml4ge.tensormap import TensorMap
+
+    tm = TensorMap("odd", (7, 9, 5, 1), group="mri")
+    vit = ViTConfig(patch=(2, 2, 2), width=8, depth=1, heads=2, mlp_ratio=2, decoder_width=8, decoder_depth=1,
+                    decoder_heads=2)
+    model = build_model([tm], [tm], ["vit_encode"], ["concat"], ["vit_decode"],
+                        ModelConfig(vit=vit.with_kept(tm.name, [0, 3, 5, 17, 30])))
+    encoder = model.encoders[tm.name]
+    assert {"CentralCropPad", "KeepTokens"} <= {type(layer).__name__ for layer in encoder.layers}
+    x = np.random.default_rng(0).normal(size=(3, *tm.shape)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    answer = plain_python(PLAIN_TF, export_encoder(encoder, tmp_path / "encoder_odd"), tmp_path / "x.npy")
+    assert not answer["ml4ge"]
+    np.testing.assert_allclose(np.array(answer["out"]), encoder.predict_on_batch(x), rtol=1e-5, atol=1e-6)
