@@ -13,7 +13,8 @@ The encoders are the ones infer_encoders runs (``encoder_<tm>.keras`` beside ``-
 own encoder: a VAE's mean). Each folder is written under a temporary name and renamed when whole; a rerun replaces
 it. The ``.keras`` encoder files of a CNN model already load in plain Keras (stock layers only); those of a ViT hold
 ml4ge's layers (token selection, position codes, transformer blocks) and need ml4ge; the VAE families write no
-encoder files. A SavedModel serves every one of them and needs neither ml4ge nor Keras.
+encoder files, so export writes ``<id>/encoder_<tm>[_<name>].keras`` beside each of their SavedModels (stock Keras
+layers with CNN blocks). A SavedModel serves every one of them and needs neither ml4ge nor Keras.
 
 Example:
     ml4ge --mode export --model_file runs/ae/ae.keras --input_tensors brain_mri.t1 --output_folder runs --id served
