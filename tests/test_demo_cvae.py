@@ -18,7 +18,7 @@ from ml4ge.cli import main, parse_settings
 from ml4ge.demo.group_stages import SPACES, SUBTYPES
 from ml4ge.demo.pipeline import DemoRun, demo_run_from_args, generate, ordered_stages, train_settings
 from ml4ge.demo.presets import PRESETS
-from ml4ge.demo.studies import GROUP_BATCH, STUDIES
+from ml4ge.demo.studies import GROUP_BATCH, GROUP_EPOCH_FACTORS, STUDIES
 
 CVAE_STAGES = ["generate", "tensorize", "train_cvae_t1", "train_vae_t1", "infer_cvae_t1", "infer_vae_t1",
                "evaluate_groups"]
@@ -51,7 +51,11 @@ def test_the_cvae_trains_on_patients_against_controls_and_the_vae_on_everyone(tm
     assert cvae.target_csv == str(run.cohort / "patients.csv") and cvae.background_csv == str(
         run.cohort / "controls.csv")
     assert vae.target_csv is None and vae.background_csv is None
-    assert cvae.epochs == vae.epochs == 4 and cvae.batch_size == vae.batch_size == GROUP_BATCH
+    epochs = round(4 * GROUP_EPOCH_FACTORS["default"])  # one budget for both, a multiple of the preset's epochs
+    assert epochs > 4 and cvae.epochs == vae.epochs == epochs and cvae.batch_size == vae.batch_size == GROUP_BATCH
+    quick = DemoRun(tmp_path / "quick", PRESETS.get("quick"), seed=1, num_workers=0, study="cvae")
+    assert train_settings(quick, "cvae_t1").epochs == train_settings(quick, "vae_t1").epochs == PRESETS.get(
+        "quick").epochs  # the smoke test keeps the preset's
     assert (cvae.salient_size, cvae.background_size, vae.dense_layers[-1]) == (32, 32, 32)
     assert tuple(cvae.input_tensors) == tuple(vae.input_tensors) == ("ml4ge.demo.maps.t1_3mm",)
 

@@ -104,12 +104,16 @@ def test_controls_are_untouched_and_the_atrophy_is_where_it_was_planted(cohorts)
     for name, subtype in by_name.items():
         sample = groups.index[groups.subtype == name][0]
         region = np.isin(atlas, [labels[r] for r in subtype.regions])
+        others = np.isin(atlas, [labels[r] for other in DISEASE_SUBTYPES if other is not subtype
+                                 for r in other.regions])
         near = ndimage.distance_transform_edt(~region) * VOXEL_MM <= 18.0  # the regions pushed their surroundings
         image = nib.load(plain["t1"] / f"{sample}.nii.gz").get_fdata()
         difference = np.abs(nib.load(paths["t1"] / f"{sample}.nii.gz").get_fdata() - image)
         assert difference.sum() > 0, name
         assert difference[near].sum() / difference.sum() > 0.9, name  # the change lies around the subtype's regions
-        assert near.sum() < 0.15 * (image > 0).sum(), name  # ... a small part of the brain
+        # ... and not in the other subtype's regions (over a tenth of the brain: white matter of other lobes)
+        assert others.sum() > 0.1 * (image > 0).sum(), name
+        assert difference[others].sum() < 0.05 * difference.sum(), name
 
 
 def test_bad_fractions_are_refused(tmp_path):

@@ -44,11 +44,18 @@ class DiseaseSubtype:
     atrophy_sd_mm: float
 
 
-# Two deep grey structures no planted genetic trait uses, each with its own effect size. Atrophy of 2-3 mm shows on
-# the demo's 3 mm grid (smaller growth barely does, docs/experiments.md).
+# Two disease patterns, each a deep grey structure and the white matter of its lobes (regions no planted genetic
+# trait uses), with its own effect size: a frontal-subcortical one (caudate and frontal white matter) and a
+# temporo-parietal one (amygdala, temporal and parietal white matter). Shrinking a lobe's white matter moves grey
+# matter into it over thousands of voxels, so the pattern is large against the images' variation; atrophy of a deep
+# structure alone (2-3 mm, the first version) was too small at 3 mm to be found even by its regions' mean intensities
+# (README, "--study cvae"). The boundary moves less than ``atrophy_mm`` in small structures (the growth field is
+# smoothed over 5 mm).
 DISEASE_SUBTYPES = (
-    DiseaseSubtype("subtype_a", ("caudate_left", "caudate_right"), atrophy_mm=-3.0, atrophy_sd_mm=0.5),
-    DiseaseSubtype("subtype_b", ("amygdala_left", "amygdala_right"), atrophy_mm=-2.5, atrophy_sd_mm=0.5),
+    DiseaseSubtype("subtype_a", ("caudate_left", "caudate_right", "frontal_wm_left", "frontal_wm_right"),
+                   atrophy_mm=-4.5, atrophy_sd_mm=0.5),
+    DiseaseSubtype("subtype_b", ("amygdala_left", "amygdala_right", "temporal_wm_left", "temporal_wm_right",
+                                 "parietal_wm_left", "parietal_wm_right"), atrophy_mm=-5.0, atrophy_sd_mm=0.5),
 )
 
 
