@@ -24,7 +24,7 @@ from ml4ge.demo.pipeline import (
     run_stage,
 )
 from ml4ge.demo.presets import PRESETS
-from ml4ge.demo.studies import VIT_EPOCH_FACTORS
+from ml4ge.demo.studies import GROUP_EPOCH_FACTORS, VIT_EPOCH_FACTORS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "latent_space_comparison.ipynb"
@@ -109,7 +109,8 @@ def test_every_preset_trains_models_with_valid_flags(preset, tmp_path):
     for model in MODELS:
         settings = train_settings(run, model)
         recipes.validate(settings)
-        factor = {"ae_deep": run.settings.deep_epoch_factor, "vit_t1": VIT_EPOCH_FACTORS[preset]}.get(model, 1)
+        factor = {"ae_deep": run.settings.deep_epoch_factor, "vit_t1": VIT_EPOCH_FACTORS[preset],
+                  "cvae_t1": GROUP_EPOCH_FACTORS[preset], "vae_t1": GROUP_EPOCH_FACTORS[preset]}.get(model, 1)
         assert settings.epochs == max(1, round(run.settings.epochs * factor))
         assert (settings.pairs != ()) == (model == "dropfuse")
 
