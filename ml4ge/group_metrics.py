@@ -198,7 +198,7 @@ def groups_figure(name: str, values: np.ndarray, labels: np.ndarray, scores: Gro
         axis.set_ylabel(f"{method.upper()} 2")
         axis.set_title(method.upper(), fontsize="medium")
     handles, names = axes[0].get_legend_handles_labels()
-    figure.legend(handles, names, title="group", fontsize="small", loc="outside right upper")
+    figure.legend(handles, names, title="group", fontsize="small", loc="outside right center")  # off the title
     figure.suptitle(f"{name}: silhouette {scores.silhouette:.3f}\nGMM NMI {scores.nmi_mean:.3f} ± {scores.nmi_sd:.3f}"
                     f" (chance {scores.nmi_chance:.3f})", fontsize="medium")  # two lines: one panel is narrow
     return figure
