@@ -162,6 +162,30 @@ def test_preset_flags_move_the_bins_and_the_registry_names_both_presets():
     assert unchanged.soft_label == SEED_BINS
 
 
+
+def test_a_given_range_keeps_the_presets_own_width_and_sigma_and_a_given_sigma_wins():
+    from ml4ge.arguments import build_parser
+    from ml4ge.models.presets import preset_from_args
+
+    def bins(*flags):
+        args = build_parser().parse_args(["--mode", "train", "--model_preset", "sfcn_small", *flags])
+        return preset_from_args(args)[0].soft_label
+
+    assert bins() == SoftLabelConfig(40.0, 85.0, 3.0, 3.0)
+    assert bins("--soft_label_range", "30", "90") == SoftLabelConfig(30.0, 90.0, 3.0, 3.0)
+    assert bins("--soft_label_sigma", "2") == SoftLabelConfig(40.0, 85.0, 3.0, 2.0)
+
+
+def test_the_demo_sfcn_has_sfcns_five_stages_down_to_a_2x2x2_map():
+    config = PRESETS.get("sfcn_small")().model
+    volume = TensorMap("t1_demo", (64, 80, 64, 1))
+    model = build_family(Architecture("autoencoder", ("sfcn_encode",), ("concat",), ("soft_label",), config),
+                         [volume], [AGE])
+    encoder = model.encoders["t1_demo"]
+    assert len(config.sfcn.channels) == 5
+    assert encoder.get_layer("encode_t1_demo_conv_5").input.shape == (None, 2, 2, 2, 64)  # the bottleneck's input
+    assert model.outputs[0].shape[-1] == 15  # three-year bins over 40-85
+
 # --------------------------------------------------------------------------------------------- the input map
 def test_sfcn_input_divides_by_the_whole_volume_mean_then_crops_centrally(tmp_path):
     from ml4ge.tensormaps.brain_mri import t1, t1_sfcn

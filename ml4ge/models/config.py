@@ -71,12 +71,18 @@ def sfcn_from_args(args: argparse.Namespace) -> SFCNConfig:
                       dropout=float(getattr(args, "sfcn_dropout", default.dropout)))
 
 
-def soft_label_from_args(args: argparse.Namespace) -> SoftLabelConfig:
-    """The ``soft_label`` head's bins of ``--soft_label_range``, ``--soft_label_width``, ``--soft_label_sigma``."""
-    default = SoftLabelConfig()
+def soft_label_from_args(args: argparse.Namespace, base: SoftLabelConfig | None = None) -> SoftLabelConfig:
+    """The ``soft_label`` head's bins: ``base`` (a preset's; by default the seed's) with each of
+    ``--soft_label_range``, ``--soft_label_width`` and ``--soft_label_sigma`` that differs from its default applied,
+    so that giving the range alone keeps a preset's width and sigma."""
+    default, base = SoftLabelConfig(), base or SoftLabelConfig()
     start, stop = getattr(args, "soft_label_range", None) or (default.start, default.stop)
-    return SoftLabelConfig(float(start), float(stop), float(getattr(args, "soft_label_width", default.width)),
-                           float(getattr(args, "soft_label_sigma", default.sigma)))
+    width = float(getattr(args, "soft_label_width", default.width))
+    sigma = float(getattr(args, "soft_label_sigma", default.sigma))
+    given = (float(start), float(stop)) != (default.start, default.stop)
+    return SoftLabelConfig(float(start) if given else base.start, float(stop) if given else base.stop,
+                           width if width != default.width else base.width,
+                           sigma if sigma != default.sigma else base.sigma)
 
 
 @dataclass(frozen=True)

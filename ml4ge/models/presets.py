@@ -123,8 +123,9 @@ def preset_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingSet
         **run_settings(args, preset),
     )
     model = preset.model.with_changes(pair=pair_from_args(args))
-    if soft_label_from_args(args) != SoftLabelConfig():  # --soft_label_* given: the bins follow the cohort's ages
-        model = model.with_changes(soft_label=soft_label_from_args(args))
+    bins = soft_label_from_args(args, model.soft_label)  # --soft_label_* given: the bins follow the cohort's ages
+    if bins != model.soft_label:
+        model = model.with_changes(soft_label=bins)
     return model, training
 
 
@@ -230,9 +231,16 @@ def sfcn_preset(modality: str = "t1") -> Preset:
 
 @PRESETS.register("sfcn_small")
 def sfcn_small_preset(modality: str = "t1") -> Preset:
-    """SFCN reduced for the demo's 3 mm volumes (64x80x64) on a CPU: four stages of 16, 32, 64, 64 channels, a
-    32-wide bottleneck, the soft-label head over the demo's ages (40-85 in one-year bins, sigma 1); the seed's
-    optimizer, batch 8."""
-    model = ModelConfig(sfcn=SFCNConfig(channels=(16, 32, 64, 64), bottleneck=32),
-                        soft_label=SoftLabelConfig(40.0, 85.0, 1.0, 1.0), preset="sfcn_small")
+    """SFCN reduced for the demo's 3 mm volumes (64x80x64) and a few hundred subjects on a CPU: SFCN's five stages
+    at 16, 32, 64, 64, 64 channels, a 32-wide bottleneck, the soft-label head over the demo's ages (40-85) in
+    three-year bins with sigma 3; the seed's optimizer, batch 8.
+
+    Why not fewer stages or the seed's bins: with four stages the global average pools a 4x5x4 map, and on the
+    demo's 240 training subjects the model learnt no age in 12 epochs (training MAE the spread of age), while
+    five (a 2x2x2 map, as SFCN's five reach 5x6x5 at 1 mm) learnt it. One-year bins with sigma 1 hold about six
+    training subjects each; the head then learns the age distribution first and the image only slowly
+    (validation r 0.1-0.8 after 8 epochs, by seed), against r 0.91 after 2 epochs with three-year bins.
+    """
+    model = ModelConfig(sfcn=SFCNConfig(channels=(16, 32, 64, 64, 64), bottleneck=32),
+                        soft_label=SoftLabelConfig(40.0, 85.0, 3.0, 3.0), preset="sfcn_small")
     return Preset(model, _sfcn_training(30, 8))
