@@ -2,6 +2,9 @@
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,7 @@ from ml4ge.cli import main
 from ml4ge.genetics.simulate import write_simulated_cohort
 from ml4ge.genetics.sumstats import read_sumstats
 
+ROOT = Path(__file__).resolve().parents[1]
 PLANTED = ((10, 0, 0.9), (700, 2, 0.9), (701, 2, 0.9))  # rs701 and rs702 lie 1 kb apart: one locus
 
 
@@ -176,3 +180,14 @@ def test_table_names_that_are_not_file_names_are_refused_before_work(cohort, tmp
     assert stop.value.code == 2
     assert f"--latent_tables name {name!r} cannot name files" in capsys.readouterr().err
     assert not (tmp_path / "gwas").exists() and not (tmp_path.parent / "outside.pheno.tsv").exists()
+
+
+def test_the_associate_recipe_imports_no_modelling_or_plotting_library():
+    """A scan's start-up is part of its wall time (plink2 starts in milliseconds): the entry point and the recipe
+    load neither Keras/TensorFlow nor matplotlib, scikit-learn or scipy.stats (imported where a plot,
+    --direction_traits, --multivariate or --rint needs them), nor the image machinery (scipy.ndimage)."""
+    heavy = ("keras", "tensorflow", "matplotlib", "sklearn", "scipy.stats", "scipy.ndimage")
+    code = ("import sys, ml4ge.cli, ml4ge.recipes.associate; "
+            f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

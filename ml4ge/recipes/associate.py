@@ -45,8 +45,6 @@ from threadpoolctl import threadpool_limits
 
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_table, write_text
-from ml4ge.compare import load_latents
-from ml4ge.genetics.directions import direction_spaces
 from ml4ge.genetics.exports import write_exports
 from ml4ge.genetics.genotypes import GenotypeFile, check_genotype_files
 from ml4ge.genetics.inputs import assemble_spaces, check_space_name, covariate_frame
@@ -55,8 +53,8 @@ from ml4ge.genetics.multivariate import HIT_COLUMNS as OMNIBUS_HIT_COLUMNS
 from ml4ge.genetics.multivariate import omnibus_file_name
 from ml4ge.genetics.plots import manhattan, miami
 from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan, sumstats_path
+from ml4ge.latents import latent_tables, load_latents
 from ml4ge.readers import read_table
-from ml4ge.recipes.compare import latent_tables
 from ml4ge.recipes.settings import RunSettings
 from ml4ge.splits import read_ids
 
@@ -187,6 +185,8 @@ def discovery_and_replication_ids(args, genotype_ids, keep):
 
 def _directions(folder: Path, args: AssociateSettings, spaces) -> dict:
     """The direction spaces of every latent space and trait; their summary and directions are written."""
+    from ml4ge.genetics.directions import direction_spaces  # scikit-learn: imported only when directions are asked
+
     made, summary, tables = direction_spaces(spaces, trait_frame(args), args.direction_traits, args.random_seed)
     write_table(summary, folder / "associate_directions.tsv")
     (folder / "directions").mkdir(exist_ok=True)
