@@ -217,7 +217,7 @@ def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate, spread) -> Chu
         rss = np.maximum(rr - beta * gr, 0.0)
         se = np.sqrt(rss / df / gg)
         t_stat = beta / se
-    log10_p = neg_log10_p(t_stat, np.broadcast_to(df, t_stat.shape))
+    log10_p = neg_log10_p(t_stat, df)  # df (m, 1) broadcasts over the phenotypes
     return ChunkStatistics(beta, se, t_stat, log10_p, n.astype(np.int64), a1_freq, missing_rate, errcode)
 
 
@@ -232,17 +232,19 @@ def neg_log10_p(t_stat: np.ndarray, df: np.ndarray) -> np.ndarray:
         >>> float(np.round(neg_log10_p(np.array([1.959964]), np.array([1e9]))[0], 4))  # P = 0.05
         1.301
     """
-    t_stat, df = np.broadcast_arrays(np.asarray(t_stat, dtype=np.float64), np.asarray(df, dtype=np.float64))
-    out = np.full(t_stat.shape, np.nan)
+    t_stat, df = np.asarray(t_stat, dtype=np.float64), np.asarray(df, dtype=np.float64)
     valid = np.isfinite(t_stat) & (df > 0)
-    t2, d = t_stat[valid] ** 2, df[valid]
-    p = special.betainc(d / 2, 0.5, d / (d + t2))
-    result = -np.log10(np.where(p > 0, p, 1.0))
-    tiny = p < SMALLEST_DIRECT_P
+    # Every entry at once, NaN where invalid: selecting the valid ones first costs more than the NaNs.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t2 = t_stat ** 2
+        p = special.betainc(df / 2, 0.5, df / (df + t2))
+        result = np.asarray(-np.log10(np.where(p > 0, p, 1.0)))
+    tiny = valid & (p < SMALLEST_DIRECT_P)
     if tiny.any():
-        result[tiny] = -_log_betainc_small_x(d[tiny] / 2, 0.5, t2[tiny], d[tiny]) / LOG10
-    out[valid] = result
-    return out
+        d = np.broadcast_to(df, tiny.shape)[tiny]
+        result[tiny] = -_log_betainc_small_x(d / 2, 0.5, np.broadcast_to(t2, tiny.shape)[tiny], d) / LOG10
+    result[~valid] = np.nan
+    return result
 
 
 def _log_betainc_small_x(a: np.ndarray, b: float, t2: np.ndarray, df: np.ndarray) -> np.ndarray:
