@@ -170,6 +170,18 @@ def test_a_rerun_with_fewer_dimensions_leaves_no_output_of_the_old_run(cohort, t
     assert (run / "manhattan_t1.png").is_file()
 
 
+@pytest.mark.slow
+def test_no_plots_draws_none_removes_an_earlier_runs_and_writes_the_same_tables(cohort, tmp_path):
+    assert main(_args(cohort, tmp_path)) == 0
+    run = tmp_path / "gwas"
+    hits, sumstats = (run / "associate_hits.tsv").read_text(), read_sumstats(run / "sumstats/t1.latent_0.glm.linear.gz")
+    assert (run / "manhattan_t1.png").is_file()
+    assert main(_args(cohort, tmp_path, "--no_plots", "--overwrite")) == 0
+    assert not list(run.glob("*.png"))
+    assert (run / "associate_hits.tsv").read_text() == hits
+    pd.testing.assert_frame_equal(read_sumstats(run / "sumstats/t1.latent_0.glm.linear.gz"), sumstats)
+
+
 @pytest.mark.parametrize("name", ["../outside", "a/b", "..", ".hidden", "t1;touch x", "$(id)", "", "t 1"])
 def test_table_names_that_are_not_file_names_are_refused_before_work(cohort, tmp_path, capsys, name):
     simulated, _ = cohort

@@ -9,6 +9,7 @@ Inputs:
     --replication_samples ids.csv    samples held out of discovery for replication.
     --maf 0.01 --geno 0.1            SNP filters; --impute mean-imputes missing calls; --rint transforms latents.
     --log10_p                        LOG10_P instead of P in the summary statistics (plink2 --glm log10).
+    --no_plots                       no Manhattan or Miami plot (each costs a small scan noticeable time).
     --significance P                 hit threshold (default 5e-8 / total latent dimensions over all tables).
     --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader and BLAS threads).
     --multivariate --permuted_snps 20000   the omnibus (MOSTest) and min-P tests per SNP over each latent space,
@@ -81,6 +82,7 @@ class AssociateSettings(RunSettings):
     rint: bool
     impute: bool
     log10_p: bool
+    no_plots: bool
     snp_chunk: int
     clump_kb: float
     significance: float | None
@@ -238,7 +240,8 @@ def run(args: AssociateSettings) -> int:
     counts = headline_counts(facts, hits, loci, None if replication is None else replication["table"])
     write_table(untestable_table(spaces), folder / "associate_untestable.tsv")
     _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
-    remove_stale_outputs(folder, spaces, replication is not None, args.multivariate, bool(args.direction_traits))
+    remove_stale_outputs(folder, spaces, replication is not None, args.multivariate, bool(args.direction_traits),
+                         plots=not args.no_plots)
     print(counts.to_string(index=False))
     return 0
 
@@ -251,9 +254,10 @@ STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear.tsv.gz", "m
 
 
 def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: bool = False,
-                         directions: bool = False) -> None:
+                         directions: bool = False, plots: bool = True) -> None:
     """Delete the outputs of an earlier run in ``folder`` that this one did not write (a rerun with fewer
-    dimensions, other tables, no covariates or no replication), so no table beside the new ones is out of date."""
+    dimensions, other tables, no covariates, no replication or no plots), so no file beside the new ones is out of
+    date."""
     current = set()
     if any(space.covariates.shape[1] for space in spaces.values()):
         current.add(folder / "exports/covariates.tsv")
@@ -270,6 +274,8 @@ def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: b
     for name, space in spaces.items():
         current |= {folder / f"manhattan_{name}.png", folder / "exports" / f"{name}.pheno.tsv",
                     *(sumstats_path(folder / "sumstats", name, dimension) for dimension in space.dimensions)}
+    if not plots:
+        current = {path for path in current if path.suffix != ".png"}
     stale = sorted({path for pattern in STALE_PATTERNS for path in folder.glob(pattern)} - current)
     for path in stale:
         path.unlink()
@@ -305,6 +311,16 @@ def _write_outputs(folder: Path, args, results, hits, loci, replication, counts,
     write_table(loci, folder / "associate_loci.tsv")
     write_table(counts, folder / "associate_counts.tsv")
     write_text(folder / "associate_counts.json", json.dumps(counts.to_dict(orient="records"), indent=2, default=int))
+    if not args.no_plots:
+        _plots(folder, args, results, loci, replication, threshold)
+    if replication is not None:
+        write_table(replication["table"], folder / "associate_replication.tsv")
+    log.info("associate: %s", "; ".join(f"{r.space}: {r.significant_pairs} pairs, {r.loci} loci"
+                                        for r in counts.itertuples()))
+
+
+def _plots(folder: Path, args, results, loci, replication, threshold) -> None:
+    """Each space's Manhattan plot, and its Miami plot with a replication."""
     for name, result in results.items():
         best = result.table("best", ["CHROM", "POS", "ID", "LOG10P"])
         own_loci = loci[loci.space == name]
@@ -313,10 +329,6 @@ def _write_outputs(folder: Path, args, results, hits, loci, replication, counts,
             other = replication["results"][name].table("best", ["CHROM", "POS", "ID", "LOG10P"])
             miami(best, other, threshold, -np.log10(replication["threshold_p"]), folder / f"miami_{name}.png",
                   own_loci, f"{args.id}: {name}, discovery (up) and replication (down)")
-    if replication is not None:
-        write_table(replication["table"], folder / "associate_replication.tsv")
-    log.info("associate: %s", "; ".join(f"{r.space}: {r.significant_pairs} pairs, {r.loci} loci"
-                                        for r in counts.itertuples()))
 
 
 def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> None:
@@ -335,6 +347,8 @@ def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> No
         null = result.null
         facts[name].update(null.facts(), omnibus_threshold_p=threshold_p,
                            minp_threshold_per_dimension_p=threshold_p / null.effective_dimensions)
+        if args.no_plots:
+            continue
         best = result.table("omnibus_best", ["CHROM", "POS", "ID", "LOG10P"])
         own_loci = loci[(loci.space == name) & (loci.dimension == "omnibus")]
         manhattan(best, -np.log10(threshold_p), folder / f"manhattan_{name}_omnibus.png", own_loci,
