@@ -1,5 +1,6 @@
 """--mode associate end to end on a simulated cohort with planted effects, its refusals, and compare quoting it."""
 
+import gzip
 import json
 import re
 import subprocess
@@ -193,6 +194,15 @@ def test_table_names_that_are_not_file_names_are_refused_before_work(cohort, tmp
     assert f"--latent_tables name {name!r} cannot name files" in capsys.readouterr().err
     assert not (tmp_path / "gwas").exists() and not (tmp_path.parent / "outside.pheno.tsv").exists()
 
+
+@pytest.mark.slow
+def test_uncompressed_sumstats_hold_the_same_bytes_under_plink2s_name_and_replace_the_gzipped_ones(cohort, tmp_path):
+    assert main(_args(cohort, tmp_path)) == 0
+    sumstats = tmp_path / "gwas" / "sumstats"
+    gzipped = {path.name.removesuffix(".gz"): gzip.decompress(path.read_bytes()) for path in sumstats.iterdir()}
+    assert main(_args(cohort, tmp_path, "--uncompressed_sumstats", "--overwrite")) == 0
+    assert {path.name: path.read_bytes() for path in sumstats.iterdir()} == gzipped
+    assert sorted(gzipped) == [f"t1.latent_{d}.glm.linear" for d in range(4)]
 
 def test_the_associate_recipe_imports_no_modelling_or_plotting_library():
     """A scan's start-up is part of its wall time (plink2 starts in milliseconds): the entry point and the recipe

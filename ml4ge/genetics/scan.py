@@ -53,6 +53,7 @@ class ScanSettings:
         chunk: SNPs per chunk.
         threads: bed-reader decoding threads.
         log10: write ``LOG10_P`` instead of ``P`` in the summary statistics [--glm log10].
+        compress: gzip the summary statistics (level 1) [--glm zs compresses with zstd; plink2's default is none].
         multivariate: also the omnibus and min-P tests per space of two or more dimensions
             (:mod:`ml4ge.genetics.multivariate`).
         permuted_snps: SNPs of the permuted-genotype null those tests are calibrated on.
@@ -66,6 +67,7 @@ class ScanSettings:
     chunk: int = 10_000
     threads: int | None = None
     log10: bool = False
+    compress: bool = True
     multivariate: bool = False
     permuted_snps: int = 20_000
     omnibus_log10: float = -np.log10(5e-8)
@@ -90,8 +92,8 @@ class SpaceResult:
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
-def sumstats_path(folder: Path, space: str, dimension: str) -> Path:
-    return Path(folder) / file_name(space, dimension)
+def sumstats_path(folder: Path, space: str, dimension: str, compressed: bool = True) -> Path:
+    return Path(folder) / file_name(space, dimension, compressed)
 
 
 def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSettings, threshold_log10: float,
@@ -127,7 +129,7 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
                      len(spaces[name].dimensions))
     lookup = set(lookup)
     with ExitStack() as stack:
-        writers = _open_writers(stack, spaces, sumstats_folder, settings.log10)
+        writers = _open_writers(stack, spaces, sumstats_folder, settings)
         omnibus_writers = _open_omnibus_writers(stack, spaces, sumstats_folder, settings)
         bar = stack.enter_context(progress(total=genotypes.snp_count, description="associate", unit="SNP"))
         writer = _BackgroundWriter(stack.enter_context(ThreadPoolExecutor(1)))
@@ -169,35 +171,41 @@ class _BackgroundWriter:
             self.pending = None
 
 
-def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None, log10: bool) -> dict[str, list]:
-    """One gzip (binary) handle per space and dimension, each under a temporary name renamed when the scan
-    succeeds."""
+def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None,
+                  settings: ScanSettings) -> dict[str, list]:
+    """One binary handle (gzip unless not ``settings.compress``) per space and dimension, each under a temporary
+    name renamed when the scan succeeds."""
     if folder is None:
         return {}
     Path(folder).mkdir(parents=True, exist_ok=True)
     writers = {}
-    header = ("\t".join(columns(log10)) + "\n").encode()
+    header = ("\t".join(columns(settings.log10)) + "\n").encode()
     for name, space in spaces.items():
         handles = []
         for dimension in space.dimensions:
-            temporary = stack.enter_context(atomic_path(sumstats_path(folder, name, dimension)))
-            handle = stack.enter_context(gzip.open(temporary, "wb", compresslevel=GZIP_LEVEL))
+            temporary = stack.enter_context(atomic_path(sumstats_path(folder, name, dimension, settings.compress)))
+            handle = stack.enter_context(_open(temporary, "wb", settings.compress))
             handle.write(header)
             handles.append(handle)
         writers[name] = handles
     return writers
 
 
+def _open(path: Path, mode: str, compress: bool):
+    """``path`` opened for writing, through gzip at :data:`GZIP_LEVEL` when ``compress``."""
+    return gzip.open(path, mode, compresslevel=GZIP_LEVEL) if compress else open(path, mode)
+
+
 def _open_omnibus_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None,
                           settings: ScanSettings) -> dict:
-    """One gzip text handle per space for the omnibus table (``settings.multivariate`` only)."""
+    """One text handle per space for the omnibus table (``settings.multivariate`` only)."""
     if folder is None or not settings.multivariate:
         return {}
     Path(folder).mkdir(parents=True, exist_ok=True)
     handles = {}
     for name in spaces:
-        temporary = stack.enter_context(atomic_path(Path(folder) / omnibus_file_name(name)))
-        handles[name] = stack.enter_context(gzip.open(temporary, "wt", compresslevel=GZIP_LEVEL))
+        temporary = stack.enter_context(atomic_path(Path(folder) / omnibus_file_name(name, settings.compress)))
+        handles[name] = stack.enter_context(_open(temporary, "wt", settings.compress))
         handles[name].write("\t".join(omnibus_columns(settings.log10)) + "\n")
     return handles
 

@@ -9,6 +9,7 @@ Inputs:
     --replication_samples ids.csv    samples held out of discovery for replication.
     --maf 0.01 --geno 0.1            SNP filters; --impute mean-imputes missing calls; --rint transforms latents.
     --log10_p                        LOG10_P instead of P in the summary statistics (plink2 --glm log10).
+    --uncompressed_sumstats          ``<space>.<dimension>.glm.linear`` (no gzip), as plink2 writes them.
     --no_plots                       no Manhattan or Miami plot (each costs a small scan noticeable time).
     --significance P                 hit threshold (default 5e-8 / total latent dimensions over all tables).
     --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader and BLAS threads).
@@ -82,6 +83,7 @@ class AssociateSettings(RunSettings):
     rint: bool
     impute: bool
     log10_p: bool
+    uncompressed_sumstats: bool
     no_plots: bool
     snp_chunk: int
     clump_kb: float
@@ -201,7 +203,8 @@ def _directions(folder: Path, args: AssociateSettings, spaces) -> dict:
 
 def settings_of(args: AssociateSettings, spaces: int = 1, multivariate: bool = False) -> ScanSettings:
     return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
-                        threads=max(1, args.num_workers), log10=args.log10_p, multivariate=multivariate,
+                        threads=max(1, args.num_workers), log10=args.log10_p, compress=not args.uncompressed_sumstats,
+                        multivariate=multivariate,
                         permuted_snps=args.permuted_snps, omnibus_log10=-np.log10(GENOME_WIDE / max(spaces, 1)),
                         eigen_floor=args.eigen_floor)
 
@@ -241,23 +244,24 @@ def run(args: AssociateSettings) -> int:
     write_table(untestable_table(spaces), folder / "associate_untestable.tsv")
     _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
     remove_stale_outputs(folder, spaces, replication is not None, args.multivariate, bool(args.direction_traits),
-                         plots=not args.no_plots)
+                         plots=not args.no_plots, compressed=not args.uncompressed_sumstats)
     print(counts.to_string(index=False))
     return 0
 
 
 # The per-space and optional outputs (and the summary statistics under their name before PLINK2's format).
-STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png",
+STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear", "sumstats/*.glm.omnibus",
+                  "sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png",
                   "exports/*.pheno.tsv", "exports/covariates.tsv", "associate_replication.tsv",
                   "sumstats/*.glm.omnibus.gz", "associate_omnibus_hits.tsv", "associate_omnibus_loci.tsv",
                   "associate_directions.tsv", "directions/*.tsv")
 
 
 def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: bool = False,
-                         directions: bool = False, plots: bool = True) -> None:
+                         directions: bool = False, plots: bool = True, compressed: bool = True) -> None:
     """Delete the outputs of an earlier run in ``folder`` that this one did not write (a rerun with fewer
-    dimensions, other tables, no covariates, no replication or no plots), so no file beside the new ones is out of
-    date."""
+    dimensions, other tables, no covariates, no replication, no plots or other compression), so no file beside the
+    new ones is out of date."""
     current = set()
     if any(space.covariates.shape[1] for space in spaces.values()):
         current.add(folder / "exports/covariates.tsv")
@@ -269,11 +273,12 @@ def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: b
                         "direction"])}
     if multivariate:
         current |= {folder / "associate_omnibus_hits.tsv", folder / "associate_omnibus_loci.tsv",
-                    *(folder / "sumstats" / omnibus_file_name(name) for name in spaces),
+                    *(folder / "sumstats" / omnibus_file_name(name, compressed) for name in spaces),
                     *(folder / f"manhattan_{name}_omnibus.png" for name in spaces)}
     for name, space in spaces.items():
         current |= {folder / f"manhattan_{name}.png", folder / "exports" / f"{name}.pheno.tsv",
-                    *(sumstats_path(folder / "sumstats", name, dimension) for dimension in space.dimensions)}
+                    *(sumstats_path(folder / "sumstats", name, dimension, compressed)
+                      for dimension in space.dimensions)}
     if not plots:
         current = {path for path in current if path.suffix != ".png"}
     stale = sorted({path for pattern in STALE_PATTERNS for path in folder.glob(pattern)} - current)
