@@ -46,7 +46,8 @@ def g_fields(values: np.ndarray) -> np.ndarray:
     characters = _characters(values, digits, exponent)
     kept = DIGITS - np.argmax(characters[:, DIGITS - 1::-1] != ord("0"), axis=1)  # trailing zeros dropped
     code = _pattern_code(values, exponent, np.where(digits == 0, 1, kept))
-    fields = np.take_along_axis(characters, _patterns()[code], axis=1)
+    offsets = np.arange(0, characters.size, characters.shape[1])[:, None]  # each value's row of the table
+    fields = np.take(characters.ravel(), _patterns()[code] + offsets)
     for i in np.flatnonzero(python):
         put_text(fields, i, f"{values[i]:.6g}")
     return fields
@@ -111,9 +112,10 @@ def _characters(values: np.ndarray, digits: np.ndarray, exponent: np.ndarray) ->
     """``(n, NUL + 1)`` characters each value's text is drawn from (see the column names above)."""
     table = np.empty((len(values), NUL + 1), dtype=np.uint8)
     table[:] = _constant_row()
-    leading = np.floor(digits[:, None] / DIVISORS)  # exact: integers divided by exact powers of ten
-    table[:, 0] = leading[:, 0] + ord("0")
-    table[:, 1:DIGITS] = leading[:, 1:] - 10 * leading[:, :-1] + ord("0")
+    leading = np.floor(digits / DIVISORS[:, None])  # (6, n): exact, integers divided by exact powers of ten
+    digit = np.empty(leading.shape, dtype=np.uint8)
+    digit[0], digit[1:] = leading[0], leading[1:] - 10 * leading[:-1]
+    table[:, :DIGITS] = digit.T + ord("0")
     table[:, EXPONENT_SIGN:UNITS + 1] = _exponent_texts()[exponent + POWER_OFFSET]
     table[:, SIGN] = np.signbit(values) * ord("-")
     return table
