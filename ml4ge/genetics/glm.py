@@ -69,6 +69,22 @@ class ChunkStatistics:
     errcode: np.ndarray  # (m,) PLINK2's ERRCODE: "." when tested, else why not (too few samples, constant, collinear)
 
 
+class Workspace:
+    """Arrays that one chunk's OLS lends the next (for one sample set): a fresh (samples x SNPs) float64 array per
+    chunk costs several times its copy in page faults, as the allocator hands such large blocks back to the system
+    when they are freed. Not for use by two threads at once."""
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised column-major array, the one of the previous call when its shape and type match."""
+        array = self._arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype=dtype, order="F")
+        return array
+
+
 def prepare_phenotypes(phenotypes: np.ndarray, covariates: np.ndarray | None = None,
                        covariate_names: tuple[str, ...] = ()) -> PreparedPhenotypes:
     """Residualise ``phenotypes`` (n, P) on an intercept and ``covariates`` (n, c).
@@ -144,21 +160,25 @@ def _phenotypes_and_basis(phenotypes, covariates, covariate_names) -> tuple[np.n
     return y, q
 
 
-def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: bool = False) -> ChunkStatistics:
+def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: bool = False,
+                    workspace: Workspace | None = None) -> ChunkStatistics:
     """OLS statistics of every phenotype on every SNP of ``dosages`` (n samples, m SNPs; NaN = missing).
 
     Args:
         prepared: from :func:`prepare_phenotypes` on the same samples in the same order.
         dosages: counted-allele dosages 0..2 with NaN for missing calls.
         impute: replace missing dosages by the SNP's mean instead of dropping the samples.
+        workspace: where the chunk's working copies live (reused by the next call given it); None: fresh arrays.
 
     Returns:
         :class:`ChunkStatistics`; SNPs that are constant or missing everywhere get NaN statistics.
     """
-    g = np.array(dosages, dtype=np.float64)  # one copy, filled in place below
-    if g.shape[0] != prepared.samples:
-        raise ValueError(f"dosages have {g.shape[0]} samples, the phenotypes {prepared.samples}.")
-    missing = np.isnan(g)
+    if np.shape(dosages)[0] != prepared.samples:
+        raise ValueError(f"dosages have {np.shape(dosages)[0]} samples, the phenotypes {prepared.samples}.")
+    workspace = workspace or Workspace()
+    g = workspace.array("dosages", np.shape(dosages), np.float64)  # one copy, filled in place below
+    np.copyto(g, dosages)
+    missing = np.isnan(g, out=workspace.array("missing", g.shape, np.bool_))
     observed = prepared.samples - missing.sum(axis=0)
     g[missing] = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):

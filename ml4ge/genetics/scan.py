@@ -25,7 +25,7 @@ import pandas as pd
 
 from ml4ge.atomic import atomic_path
 from ml4ge.genetics.genotypes import VARIANT_COLUMNS, GenotypeFile
-from ml4ge.genetics.glm import ChunkStatistics, PreparedPhenotypes, associate_chunk, prepare_phenotypes
+from ml4ge.genetics.glm import ChunkStatistics, Workspace, associate_chunk, prepare_phenotypes
 from ml4ge.genetics.inputs import Space
 from ml4ge.genetics.multivariate import chunk_results, omnibus_columns, omnibus_file_name, permuted_nulls, table_text
 from ml4ge.genetics.omnibus import EIGEN_FLOOR, OmnibusNull
@@ -118,6 +118,7 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
     prepared = {name: prepare_phenotypes(space.phenotypes.to_numpy(), space.covariates.to_numpy(),
                                          tuple(space.covariates.columns)) for name, space in spaces.items()}
     results = {name: SpaceResult() for name in spaces}
+    workspaces = {name: Workspace() for name in spaces}
     if settings.multivariate:
         several = {name: rows[name] for name, space in spaces.items() if len(space.dimensions) > 1}  # not directions
         nulls = permuted_nulls(genotypes, several, np.asarray(needed), prepared, settings, settings.permuted_snps)
@@ -137,9 +138,10 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
             variants = genotypes.variants(start, stop)
             wanted = variants.ID.isin(lookup).to_numpy() if lookup else None
             for name, space in spaces.items():
-                _scan_chunk(space, prepared[name], _samples_of(dosages, rows[name]), variants, settings,
-                            threshold_log10, (writers.get(name), omnibus_writers.get(name)), wanted, results[name],
-                            writer)
+                statistics = associate_chunk(prepared[name], _samples_of(dosages, rows[name]), settings.impute,
+                                             workspaces[name])
+                _scan_chunk(space, statistics, variants, settings, threshold_log10,
+                            (writers.get(name), omnibus_writers.get(name)), wanted, results[name], writer)
             bar.update(stop - start)
         writer.wait()
     return results
@@ -210,11 +212,10 @@ def _open_omnibus_writers(stack: ExitStack, spaces: Mapping[str, Space], folder:
     return handles
 
 
-def _scan_chunk(space: Space, prepared: PreparedPhenotypes, dosages: np.ndarray, variants: pd.DataFrame,
-                settings: ScanSettings, threshold_log10: float, handles, wanted, result: SpaceResult,
-                writer: _BackgroundWriter) -> None:
+def _scan_chunk(space: Space, statistics: ChunkStatistics, variants: pd.DataFrame, settings: ScanSettings,
+                threshold_log10: float, handles, wanted, result: SpaceResult, writer: _BackgroundWriter) -> None:
+    """Queue one space's rows of a chunk for writing and keep its hits, best P and look-ups."""
     writers, omnibus_writer = handles
-    statistics = associate_chunk(prepared, dosages, impute=settings.impute)
     tested, written = _filter(statistics, settings, result.counts)
     if writers is not None and written.any():
         rows, row_values = _rows(variants, statistics, written)
