@@ -20,7 +20,8 @@ Inputs:
                                      direction (:mod:`ml4ge.genetics.directions`), scanned as a one-dimension space
                                      ``<space>-<trait>`` beside the others.
 
-Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.gz``, PLINK2 ``--glm``'s table
+Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.gz`` (``.glm.linear``, not
+gzipped, with --uncompressed_sumstats), PLINK2 ``--glm``'s table
 (``#CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P ERRCODE``, :mod:`ml4ge.genetics.sumstats`),
 ``associate_hits.tsv`` (``space dimension CHROM POS ID A1 A2 A1_FREQ N BETA SE T_STAT LOG10P``: A1 counted, A2
 the other allele), ``associate_loci.tsv``, ``associate_replication.tsv`` (with a replication cohort),
