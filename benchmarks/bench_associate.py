@@ -1,11 +1,12 @@
 """Benchmark: ``--mode associate`` against PLINK2 ``--glm`` on the same files, side by side in one run.
 
 1. The regime table (default): genotypes without missing calls (imputed hard calls) at 400 and 2,000 samples, and
-   with 2 % missing calls, x M SNPs (default 50,000), for 1, 3 and 128 phenotypes; each cell times our recipe
-   (gzip summary tables, hits, loci, plots, exports; a fresh process, imports included) and one PLINK2 call with
-   the same phenotypes and thread count (uncompressed tables), prints the ratio (>1: ml4ge faster), and checks that
-   both wrote the same rows (PLINK2 writes NA rows for untestable SNPs; so must we). For 128 phenotypes it also
-   times ``--multivariate`` (the omnibus and min-P tests on top of the scan): their extra cost beside the scan.
+   with 2 % missing calls, x M SNPs (default 50,000), for 1, 3 and 128 phenotypes; each cell times our recipe as
+   run by default (gzip summary tables, hits, loci, plots, exports; a fresh process, imports included), the same
+   with ``--uncompressed_sumstats --no_plots`` (PLINK2's files: uncompressed tables, no plot), and one PLINK2 call
+   with the same phenotypes and thread count, prints both ratios (>1: ml4ge faster), and checks that both tools
+   wrote the same rows (PLINK2 writes NA rows for untestable SNPs; so must we). For 128 phenotypes it also times
+   ``--multivariate`` (the omnibus and min-P tests on top of the scan): their extra cost beside the scan.
 2. ``--throughput``: one cell with the largest differences of BETA, SE and LOG10P over all tables.
 3. ``--memory``: peak RSS of the recipe for M and 10 M SNPs at the same D: memory follows the chunk, not M.
 
@@ -142,14 +143,18 @@ def regime(args, folder: Path, samples: int, missing: float) -> list[str]:
         argv = associate_argv(cohort, folder, f"p{count}", args.threads)
         argv[argv.index(f"t1={cohort.latents}")] = f"t1={table}"
         ours = timed(argv)
+        plain = timed([*argv[:-4], "--id", f"u{count}", "--num_workers", str(args.threads), "--uncompressed_sumstats",
+                       "--no_plots"])
         theirs = timed(plink_argv(args.plink, cohort, folder / f"p{count}" / "exports", folder / "plink", args.threads))
         same = same_rows(folder / f"p{count}", folder / "plink", count)
         extra = ""
         if count == max(args.phenotypes):
             omnibus = timed([*argv[:-4], "--id", f"m{count}", "--num_workers", str(args.threads), "--multivariate"])
             extra = f"  --multivariate {omnibus['wall']:6.1f} s (+{omnibus['wall'] - ours['wall']:.1f} s)"
-        rows.append(f"{samples:>7,} {missing:>7.0%} {count:>5} {ours['wall']:8.1f} {theirs['wall']:8.1f} "
-                    f"{theirs['wall'] / ours['wall']:7.2f}x {'yes' if same else 'NO':>9}{extra}  ({load()})")
+        rows.append(f"{samples:>7,} {missing:>7.0%} {count:>5} {ours['wall']:8.1f} {plain['wall']:8.1f} "
+                    f"{theirs['wall']:8.1f} {theirs['wall'] / ours['wall']:7.2f}x "
+                    f"{theirs['wall'] / plain['wall']:7.2f}x "
+                    f"{'yes' if same else 'NO':>9}{extra}  ({load()})")
         for path in folder.glob("plink*"):
             path.unlink()
     shutil.rmtree(folder / "cohort")
@@ -158,7 +163,9 @@ def regime(args, folder: Path, samples: int, missing: float) -> list[str]:
 
 def regime_table(args, folder: Path) -> None:
     print(f"{args.snps:,} SNPs, {args.threads} threads each; wall seconds of a fresh process (imports included)")
-    print(f"{'samples':>7} {'missing':>7} {'pheno':>5} {'ml4ge':>8} {'plink2':>8} {'ratio':>8} {'same rows':>9}")
+    print("ml4ge: the default run (gzip, plots); plain: --uncompressed_sumstats --no_plots (plink2's files)")
+    print(f"{'samples':>7} {'missing':>7} {'pheno':>5} {'ml4ge':>8} {'plain':>8} {'plink2':>8} {'ratio':>8} "
+          f"{'plain':>8} {'same rows':>9}")
     for samples in args.regime_samples:
         for missing in (0.0, 0.02):
             for row in regime(args, folder / f"r{samples}_{missing}", samples, missing):

@@ -48,6 +48,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ml4ge.defaults import DEFAULT_SEED
+from ml4ge.latents import as_numeric, load_latents  # noqa: F401 (load_latents: ml4ge.compare's API)
 from ml4ge.progress import progress as progress_bar
 
 COVARIATES_SPACE = "covariates"
@@ -56,7 +57,6 @@ LOGISTIC_CS = np.logspace(-3, 1, 5)
 INNER_FOLDS = 3
 BLAS_THREADS = 1
 CONFIDENCE = 0.95
-ID_COLUMNS = ("sample_id", "FID", "IID")
 SCORE_COLUMNS = ["space", "phenotype", "kind", "metric", "fold", "score", "penalty", "n_train", "n_test"]
 SUMMARY_COLUMNS = ["space", "phenotype", "kind", "metric", "n_samples", "folds", "mean", "sd"]
 PAIR_COLUMNS = ["a", "b", "phenotype", "metric", "folds", "mean_a", "mean_b", "difference", "sd",
@@ -80,51 +80,6 @@ class _Task:
     phenotypes: tuple[str, ...]
     rows: np.ndarray  # boolean mask over the common samples
     y: np.ndarray  # (n_rows, n_targets) for continuous, (n_rows,) of 0/1 for binary
-
-
-def load_latents(path) -> pd.DataFrame:
-    """A latent table written by infer_encoders, indexed by sample id (a string), one float column per dimension.
-
-    Accepts ``sample_id, latent_0 ...`` and the genetics style ``FID IID latent_0 ...`` (IID is the sample id).
-
-    Raises:
-        ValueError: without an id column, with repeated ids, non-numeric or missing latent values.
-    """
-    frame = pd.read_csv(path, sep="\t", dtype={name: str for name in ID_COLUMNS})
-    id_column = "sample_id" if "sample_id" in frame.columns else "IID" if "IID" in frame.columns else None
-    if id_column is None:
-        raise ValueError(f"{path}: no sample_id or IID column; found {', '.join(map(str, frame.columns[:5]))} ...")
-    frame = frame.set_index(id_column).drop(columns=[c for c in ID_COLUMNS if c in frame.columns and c != id_column])
-    frame.index = frame.index.astype(str).rename("sample_id")
-    if frame.index.duplicated().any():
-        raise ValueError(f"{path}: sample id {frame.index[frame.index.duplicated()][0]!r} appears more than once.")
-    try:
-        frame = frame.apply(pd.to_numeric)
-    except ValueError as error:
-        raise ValueError(f"{path}: latent columns must be numbers ({error}).") from error
-    if frame.shape[1] == 0:
-        raise ValueError(f"{path}: needs at least one latent column after the id column(s).")
-    if frame.isna().any().any():
-        rows = frame.index[frame.isna().any(axis=1)]
-        raise ValueError(f"{path}: {len(rows)} samples have missing latent values (e.g. {list(rows[:3])}); "
-                         "rerun infer_encoders for them or drop their rows.")
-    return frame
-
-
-def as_numeric(series: pd.Series, what: str) -> pd.Series:
-    """``series`` as floats; a non-numeric column with two distinct values is coded 0/1 (sorted).
-
-    Raises:
-        ValueError: for non-numeric columns with more than two distinct values.
-    """
-    numeric = pd.to_numeric(series, errors="coerce")
-    if numeric.notna().sum() == series.notna().sum():
-        return numeric.astype(float)
-    levels = sorted(series.dropna().astype(str).unique())
-    if len(levels) != 2:
-        raise ValueError(f"{what} {series.name!r} is not numeric and has {len(levels)} levels ({levels[:5]}); "
-                         "code it as numbers or as a two-level (binary) column.")
-    return series.map(lambda value: np.nan if pd.isna(value) else float(levels.index(str(value))))
 
 
 def _by_string_id(frame: pd.DataFrame, what: str) -> pd.DataFrame:

@@ -3,7 +3,9 @@
 A table has the id column(s) then ``latent_0 .. latent_{D-1}``. The id columns are ``sample_id``, or ``FID IID``
 (both the sample id) with ``--tsv_style genetics`` so PLINK and REGENIE read the table as a phenotype file.
 Shard ``i`` of ``n`` (0-based, ``0 <= i < n``) holds every n-th sample in sample-id order starting at ``i``, so
-the shards of one cohort are disjoint and together cover it.
+the shards of one cohort are disjoint and together cover it. :func:`load_latents` reads a table back (either id
+style) and :func:`latent_tables` parses ``--latent_tables name=path``; both without compare's modelling libraries,
+so a recipe that only reads latents (associate) starts quickly.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ID_COLUMNS = {"standard": ("sample_id",), "genetics": ("FID", "IID")}
 FLOAT_FORMAT = "%.7g"  # float32 precision
+ANY_ID_COLUMNS = ("sample_id", "FID", "IID")  # what a table read by load_latents may start with
 
 
 def id_columns(tsv_style: str) -> tuple[str, ...]:
@@ -200,3 +204,66 @@ def cohort_paths(tensors, sample_csv=None, shard: tuple[int, int] | None = None)
         raise ValueError(f"no .hd5 file of --tensors {str(tensors)!r} is left to infer (after --sample_csv "
                          f"{sample_csv} and --shard {shard}); check those flags.")
     return paths
+
+
+def latent_tables(specs: list[str]) -> dict[str, Path]:
+    """``name=path`` (or a bare path, named by its stem) -> ``{name: path}``.
+
+    Raises:
+        ValueError: for repeated names; FileNotFoundError: for missing files.
+    """
+    tables: dict[str, Path] = {}
+    for spec in specs:
+        name, _, path = spec.partition("=") if "=" in spec else (Path(spec).stem, "", spec)
+        if name in tables:
+            raise ValueError(f"--latent_tables names {name!r} twice; give each table its own name=path.")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--latent_tables {spec!r}: {path!r} does not exist.")
+        tables[name] = Path(path)
+    return tables
+
+
+def load_latents(path) -> pd.DataFrame:
+    """A latent table written by infer_encoders, indexed by sample id (a string), one float column per dimension.
+
+    Accepts ``sample_id, latent_0 ...`` and the genetics style ``FID IID latent_0 ...`` (IID is the sample id).
+
+    Raises:
+        ValueError: without an id column, with repeated ids, non-numeric or missing latent values.
+    """
+    frame = pd.read_csv(path, sep="\t", dtype={name: str for name in ANY_ID_COLUMNS})
+    id_column = "sample_id" if "sample_id" in frame.columns else "IID" if "IID" in frame.columns else None
+    if id_column is None:
+        raise ValueError(f"{path}: no sample_id or IID column; found {', '.join(map(str, frame.columns[:5]))} ...")
+    other_ids = [c for c in ANY_ID_COLUMNS if c in frame.columns and c != id_column]
+    frame = frame.set_index(id_column).drop(columns=other_ids)
+    frame.index = frame.index.astype(str).rename("sample_id")
+    if frame.index.duplicated().any():
+        raise ValueError(f"{path}: sample id {frame.index[frame.index.duplicated()][0]!r} appears more than once.")
+    try:
+        frame = frame.apply(pd.to_numeric)
+    except ValueError as error:
+        raise ValueError(f"{path}: latent columns must be numbers ({error}).") from error
+    if frame.shape[1] == 0:
+        raise ValueError(f"{path}: needs at least one latent column after the id column(s).")
+    if frame.isna().any().any():
+        rows = frame.index[frame.isna().any(axis=1)]
+        raise ValueError(f"{path}: {len(rows)} samples have missing latent values (e.g. {list(rows[:3])}); "
+                         "rerun infer_encoders for them or drop their rows.")
+    return frame
+
+
+def as_numeric(series: pd.Series, what: str) -> pd.Series:
+    """``series`` as floats; a non-numeric column with two distinct values is coded 0/1 (sorted).
+
+    Raises:
+        ValueError: for non-numeric columns with more than two distinct values.
+    """
+    numeric = pd.to_numeric(series, errors="coerce")
+    if numeric.notna().sum() == series.notna().sum():
+        return numeric.astype(float)
+    levels = sorted(series.dropna().astype(str).unique())
+    if len(levels) != 2:
+        raise ValueError(f"{what} {series.name!r} is not numeric and has {len(levels)} levels ({levels[:5]}); "
+                         "code it as numbers or as a two-level (binary) column.")
+    return series.map(lambda value: np.nan if pd.isna(value) else float(levels.index(str(value))))

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -166,7 +165,9 @@ def reconstruction_figure(original: np.ndarray, reconstructed: np.ndarray, title
                 axis.imshow(np.rot90(values), cmap=grey, vmin=low, vmax=high)
                 axis.axis("off")
                 if affine is not None and plane in PLANE_AXES:
-                    _mark_edges(axis, plane, nib.aff2axcodes(affine))
+                    from nibabel import aff2axcodes  # nibabel only here: plots of tables do not import it
+
+                    _mark_edges(axis, plane, aff2axcodes(affine))
             else:
                 axis.plot(values)
             axis.set_title(f"{row_name}: {plane}", fontsize=9)

@@ -1,7 +1,11 @@
 """--mode associate end to end on a simulated cohort with planted effects, its refusals, and compare quoting it."""
 
+import gzip
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +16,7 @@ from ml4ge.cli import main
 from ml4ge.genetics.simulate import write_simulated_cohort
 from ml4ge.genetics.sumstats import read_sumstats
 
+ROOT = Path(__file__).resolve().parents[1]
 PLANTED = ((10, 0, 0.9), (700, 2, 0.9), (701, 2, 0.9))  # rs701 and rs702 lie 1 kb apart: one locus
 
 
@@ -166,6 +171,18 @@ def test_a_rerun_with_fewer_dimensions_leaves_no_output_of_the_old_run(cohort, t
     assert (run / "manhattan_t1.png").is_file()
 
 
+@pytest.mark.slow
+def test_no_plots_draws_none_removes_an_earlier_runs_and_writes_the_same_tables(cohort, tmp_path):
+    assert main(_args(cohort, tmp_path)) == 0
+    run = tmp_path / "gwas"
+    hits, sumstats = (run / "associate_hits.tsv").read_text(), read_sumstats(run / "sumstats/t1.latent_0.glm.linear.gz")
+    assert (run / "manhattan_t1.png").is_file()
+    assert main(_args(cohort, tmp_path, "--no_plots", "--overwrite")) == 0
+    assert not list(run.glob("*.png"))
+    assert (run / "associate_hits.tsv").read_text() == hits
+    pd.testing.assert_frame_equal(read_sumstats(run / "sumstats/t1.latent_0.glm.linear.gz"), sumstats)
+
+
 @pytest.mark.parametrize("name", ["../outside", "a/b", "..", ".hidden", "t1;touch x", "$(id)", "", "t 1"])
 def test_table_names_that_are_not_file_names_are_refused_before_work(cohort, tmp_path, capsys, name):
     simulated, _ = cohort
@@ -176,3 +193,23 @@ def test_table_names_that_are_not_file_names_are_refused_before_work(cohort, tmp
     assert stop.value.code == 2
     assert f"--latent_tables name {name!r} cannot name files" in capsys.readouterr().err
     assert not (tmp_path / "gwas").exists() and not (tmp_path.parent / "outside.pheno.tsv").exists()
+
+
+@pytest.mark.slow
+def test_uncompressed_sumstats_hold_the_same_bytes_under_plink2s_name_and_replace_the_gzipped_ones(cohort, tmp_path):
+    assert main(_args(cohort, tmp_path)) == 0
+    sumstats = tmp_path / "gwas" / "sumstats"
+    gzipped = {path.name.removesuffix(".gz"): gzip.decompress(path.read_bytes()) for path in sumstats.iterdir()}
+    assert main(_args(cohort, tmp_path, "--uncompressed_sumstats", "--overwrite")) == 0
+    assert {path.name: path.read_bytes() for path in sumstats.iterdir()} == gzipped
+    assert sorted(gzipped) == [f"t1.latent_{d}.glm.linear" for d in range(4)]
+
+def test_the_associate_recipe_imports_no_modelling_or_plotting_library():
+    """A scan's start-up is part of its wall time (plink2 starts in milliseconds): the entry point and the recipe
+    load neither Keras/TensorFlow nor matplotlib, scikit-learn or scipy.stats (imported where a plot,
+    --direction_traits, --multivariate or --rint needs them), nor the image machinery (scipy.ndimage)."""
+    heavy = ("keras", "tensorflow", "matplotlib", "sklearn", "scipy.stats", "scipy.ndimage")
+    code = ("import sys, ml4ge.cli, ml4ge.recipes.associate; "
+            f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -162,3 +162,19 @@ def test_interpret_chooses_dimensions_and_directions_by_trait_and_by_snp(tmp_pat
         "mean_reconstruction.nii.gz"]
     assert pd.read_csv(maps / "direction_trait_volume_regions.tsv", sep="\t").region[0] == "front left"
     assert nib.load(str(maps / "direction_trait_volume.nii.gz")).get_fdata().max() > 0
+
+
+@pytest.mark.parametrize("suffix", [".glm.linear.gz", ".glm.linear"])
+def test_interpret_reads_the_best_dimension_from_gzipped_or_uncompressed_sumstats(tmp_path, suffix):
+    """associate --uncompressed_sumstats writes plink2's plain .glm.linear; --interpret_sumstats reads either."""
+    import gzip
+
+    from ml4ge.interpret.choose import best_dimensions
+
+    header = "#CHROM\tPOS\tID\tREF\tALT\tA1\tA1_FREQ\tTEST\tOBS_CT\tBETA\tSE\tT_STAT\tP\tERRCODE\n"
+    for dimension, p in ((0, "0.01"), (3, "2.5e-412")):
+        text = header + f"1\t100\trs1\tG\tA\tA\t0.3\tADD\t500\t0.1\t0.02\t5\t{p}\t.\n"
+        path = tmp_path / f"t1.latent_{dimension}{suffix}"
+        path.write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
+    best = best_dimensions(tmp_path / "t1", ["rs1"])
+    assert best.to_dict("records") == [{"snp": "rs1", "dimension": 3, "log10p": 411.6}]

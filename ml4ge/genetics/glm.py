@@ -69,6 +69,22 @@ class ChunkStatistics:
     errcode: np.ndarray  # (m,) PLINK2's ERRCODE: "." when tested, else why not (too few samples, constant, collinear)
 
 
+class Workspace:
+    """Arrays that one chunk's OLS lends the next (for one sample set): a fresh (samples x SNPs) float64 array per
+    chunk costs several times its copy in page faults, as the allocator hands such large blocks back to the system
+    when they are freed. Not for use by two threads at once."""
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised column-major array, the one of the previous call when its shape and type match."""
+        array = self._arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype=dtype, order="F")
+        return array
+
+
 def prepare_phenotypes(phenotypes: np.ndarray, covariates: np.ndarray | None = None,
                        covariate_names: tuple[str, ...] = ()) -> PreparedPhenotypes:
     """Residualise ``phenotypes`` (n, P) on an intercept and ``covariates`` (n, c).
@@ -144,21 +160,25 @@ def _phenotypes_and_basis(phenotypes, covariates, covariate_names) -> tuple[np.n
     return y, q
 
 
-def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: bool = False) -> ChunkStatistics:
+def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: bool = False,
+                    workspace: Workspace | None = None) -> ChunkStatistics:
     """OLS statistics of every phenotype on every SNP of ``dosages`` (n samples, m SNPs; NaN = missing).
 
     Args:
         prepared: from :func:`prepare_phenotypes` on the same samples in the same order.
         dosages: counted-allele dosages 0..2 with NaN for missing calls.
         impute: replace missing dosages by the SNP's mean instead of dropping the samples.
+        workspace: where the chunk's working copies live (reused by the next call given it); None: fresh arrays.
 
     Returns:
         :class:`ChunkStatistics`; SNPs that are constant or missing everywhere get NaN statistics.
     """
-    g = np.array(dosages, dtype=np.float64)  # one copy, filled in place below
-    if g.shape[0] != prepared.samples:
-        raise ValueError(f"dosages have {g.shape[0]} samples, the phenotypes {prepared.samples}.")
-    missing = np.isnan(g)
+    if np.shape(dosages)[0] != prepared.samples:
+        raise ValueError(f"dosages have {np.shape(dosages)[0]} samples, the phenotypes {prepared.samples}.")
+    workspace = workspace or Workspace()
+    g = workspace.array("dosages", np.shape(dosages), np.float64)  # one copy, filled in place below
+    np.copyto(g, dosages)
+    missing = np.isnan(g, out=workspace.array("missing", g.shape, np.bool_))
     observed = prepared.samples - missing.sum(axis=0)
     g[missing] = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -192,7 +212,12 @@ def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np
     """
     q, r = prepared.q, prepared.residuals
     k = q.shape[1]
-    indicator = sparse.csr_matrix(missing.T, dtype=np.float64)  # (m', n), built from the sparse positions
+    # (m', n) indicator of the missing calls, built from their flat positions in SNP order: the same matrix as
+    # scipy builds from the dense mask, which takes several times longer
+    by_snp = np.ascontiguousarray(missing.T)
+    positions = np.flatnonzero(by_snp)
+    indptr = np.concatenate([[0], np.cumsum(by_snp.sum(axis=1))])
+    indicator = sparse.csr_matrix((np.ones(len(positions)), positions % by_snp.shape[1], indptr), shape=by_snp.shape)
     outer = np.einsum("nk,nl->nkl", q, q).reshape(len(q), k * k)
     gram = np.eye(k) - np.asarray(indicator @ outer).reshape(-1, k, k)  # Q_O'Q_O
     cross = -np.stack([np.asarray(indicator @ (q[:, [c]] * r)) for c in range(k)], axis=1)  # Q_O'R_O (m', k, P)
@@ -217,7 +242,7 @@ def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate, spread) -> Chu
         rss = np.maximum(rr - beta * gr, 0.0)
         se = np.sqrt(rss / df / gg)
         t_stat = beta / se
-    log10_p = neg_log10_p(t_stat, np.broadcast_to(df, t_stat.shape))
+    log10_p = neg_log10_p(t_stat, df)  # df (m, 1) broadcasts over the phenotypes
     return ChunkStatistics(beta, se, t_stat, log10_p, n.astype(np.int64), a1_freq, missing_rate, errcode)
 
 
@@ -232,17 +257,19 @@ def neg_log10_p(t_stat: np.ndarray, df: np.ndarray) -> np.ndarray:
         >>> float(np.round(neg_log10_p(np.array([1.959964]), np.array([1e9]))[0], 4))  # P = 0.05
         1.301
     """
-    t_stat, df = np.broadcast_arrays(np.asarray(t_stat, dtype=np.float64), np.asarray(df, dtype=np.float64))
-    out = np.full(t_stat.shape, np.nan)
+    t_stat, df = np.asarray(t_stat, dtype=np.float64), np.asarray(df, dtype=np.float64)
     valid = np.isfinite(t_stat) & (df > 0)
-    t2, d = t_stat[valid] ** 2, df[valid]
-    p = special.betainc(d / 2, 0.5, d / (d + t2))
-    result = -np.log10(np.where(p > 0, p, 1.0))
-    tiny = p < SMALLEST_DIRECT_P
+    # Every entry at once, NaN where invalid: selecting the valid ones first costs more than the NaNs.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t2 = t_stat ** 2
+        p = special.betainc(df / 2, 0.5, df / (df + t2))
+        result = np.asarray(-np.log10(np.where(p > 0, p, 1.0)))
+    tiny = valid & (p < SMALLEST_DIRECT_P)
     if tiny.any():
-        result[tiny] = -_log_betainc_small_x(d[tiny] / 2, 0.5, t2[tiny], d[tiny]) / LOG10
-    out[valid] = result
-    return out
+        d = np.broadcast_to(df, tiny.shape)[tiny]
+        result[tiny] = -_log_betainc_small_x(d / 2, 0.5, np.broadcast_to(t2, tiny.shape)[tiny], d) / LOG10
+    result[~valid] = np.nan
+    return result
 
 
 def _log_betainc_small_x(a: np.ndarray, b: float, t2: np.ndarray, df: np.ndarray) -> np.ndarray:

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from ml4ge.compare import as_numeric
 from ml4ge.genetics.genotypes import match_samples
 from ml4ge.genetics.glm import untestable_phenotypes
+from ml4ge.latents import as_numeric
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +64,8 @@ def rank_inverse_normal(values: np.ndarray) -> np.ndarray:
         >>> np.round(rank_inverse_normal(np.array([[3.0], [1.0], [2.0]]))[:, 0], 3)
         array([ 0.869, -0.869,  0.   ])
     """
+    from scipy import stats  # only --rint needs scipy.stats (slow to import)
+
     values = np.asarray(values, dtype=np.float64)
     ranks = stats.rankdata(values, axis=0)
     return stats.norm.ppf((ranks - BLOM_OFFSET) / (len(values) - 2 * BLOM_OFFSET + 1))

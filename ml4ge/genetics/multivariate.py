@@ -30,8 +30,8 @@ HIT_COLUMNS = ["space", "dimension", "CHROM", "POS", "ID", "A1", "A2", "A1_FREQ"
                "MINP_DIM"]  # dimension: "omnibus" or "minp" (the test)
 
 
-def omnibus_file_name(space: str) -> str:
-    return f"{space}.glm.omnibus.gz"
+def omnibus_file_name(space: str, compressed: bool = True) -> str:
+    return f"{space}.glm.omnibus" + (".gz" if compressed else "")
 
 
 def omnibus_columns(log10: bool = False) -> list[str]:

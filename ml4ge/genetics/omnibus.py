@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from ml4ge.genetics.glm import LOG10, ChunkStatistics, PreparedPhenotypes
 
@@ -154,6 +154,8 @@ def fit_null(whitening_matrix: np.ndarray, permuted: list[ChunkStatistics]) -> O
     Raises:
         ValueError: with fewer than ``MIN_PERMUTED_SNPS`` permuted SNPs with statistics.
     """
+    from scipy import stats  # only --multivariate needs scipy.stats (slow to import)
+
     unfitted = OmnibusNull(whitening_matrix)
     combined = [combine(part, unfitted) for part in permuted]
     chisq = np.concatenate([c.chisq for c in combined]) if combined else np.empty(0)

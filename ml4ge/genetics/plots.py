@@ -1,17 +1,20 @@
 """Manhattan and Miami plots (PNG) of a scan: the best -log10 P over latent dimensions per SNP.
 
 Drawn on a bare Agg ``Figure`` (no display, no pyplot state) and written atomically through :func:`ml4ge.plots._save`.
+matplotlib is imported when a figure is drawn, not with this module (it costs a scan's start-up a few tenths of a
+second).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from ml4ge.plots import _save
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLOURS = ("#1f4e79", "#6fa8dc")
 MAX_LABELS = 15
@@ -67,12 +70,16 @@ def _threshold(axis, log10_p: float, sign: float, what: str) -> None:
 def manhattan(best: pd.DataFrame, threshold_log10: float, path: Path, loci: pd.DataFrame | None = None,
               title: str = "") -> Path:
     """Manhattan plot of ``best`` (CHROM POS ID LOG10P per SNP) with the threshold line and labelled lead SNPs."""
+    from ml4ge.plots import _save
+
     return _save(manhattan_figure(best, threshold_log10, loci, title), Path(path))
 
 
 def manhattan_figure(best: pd.DataFrame, threshold_log10: float, loci: pd.DataFrame | None = None,
                      title: str = "") -> Figure:
     """The figure of :func:`manhattan`."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(12, 4.5))
     axis = figure.add_subplot()
     x, ticks, chromosomes = genome_axis(best)
@@ -92,6 +99,8 @@ def miami(discovery: pd.DataFrame, replication: pd.DataFrame, threshold_log10: f
           replication_threshold_log10: float, path: Path, loci: pd.DataFrame | None = None,
           title: str = "") -> Path:
     """Miami plot: discovery above the axis, replication (same SNP positions) below, each with its threshold."""
+    from ml4ge.plots import _save
+
     return _save(miami_figure(discovery, replication, threshold_log10, replication_threshold_log10, loci, title),
                  Path(path))
 
@@ -99,6 +108,8 @@ def miami(discovery: pd.DataFrame, replication: pd.DataFrame, threshold_log10: f
 def miami_figure(discovery: pd.DataFrame, replication: pd.DataFrame, threshold_log10: float,
                  replication_threshold_log10: float, loci: pd.DataFrame | None = None, title: str = "") -> Figure:
     """The figure of :func:`miami`."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(12, 6))
     axis = figure.add_subplot()
     both = pd.concat([discovery[["CHROM", "POS"]], replication[["CHROM", "POS"]]])

@@ -6,8 +6,8 @@ table per latent dimension in PLINK2 ``--glm``'s format (:mod:`ml4ge.genetics.su
 tested are written with NA statistics and an ERRCODE, as PLINK2 does), and only the small things are kept: hits
 above the threshold, the best -log10 P per SNP (for the Manhattan plot) and full rows for SNPs named in ``lookup``
 (for replication). Memory is bounded by the chunk and the hits, not by the number of SNPs (the per-SNP best P is 8
-bytes per SNP). Tables are formatted and compressed in one background thread while the next chunk is computed (zlib
-and BLAS release the GIL); at most one chunk waits to be written.
+bytes per SNP). Tables are formatted and compressed in one background thread while the next chunk is computed
+(numpy formatting, zlib and BLAS release the GIL); at most one chunk waits to be written.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import pandas as pd
 
 from ml4ge.atomic import atomic_path
 from ml4ge.genetics.genotypes import VARIANT_COLUMNS, GenotypeFile
-from ml4ge.genetics.glm import ChunkStatistics, PreparedPhenotypes, associate_chunk, prepare_phenotypes
+from ml4ge.genetics.glm import ChunkStatistics, Workspace, associate_chunk, prepare_phenotypes
 from ml4ge.genetics.inputs import Space
 from ml4ge.genetics.multivariate import chunk_results, omnibus_columns, omnibus_file_name, permuted_nulls, table_text
 from ml4ge.genetics.omnibus import EIGEN_FLOOR, OmnibusNull
-from ml4ge.genetics.sumstats import SMALLEST_FLOAT_P, TEST, columns, file_name, format_log10_p, format_p
+from ml4ge.genetics.sumstats import SMALLEST_FLOAT_P, TEST, columns, file_name, format_p
+from ml4ge.genetics.text import WIDTH, g_fields, join_rows, put_text, string_fields
 from ml4ge.progress import progress
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class ScanSettings:
         chunk: SNPs per chunk.
         threads: bed-reader decoding threads.
         log10: write ``LOG10_P`` instead of ``P`` in the summary statistics [--glm log10].
+        compress: gzip the summary statistics (level 1) [--glm zs compresses with zstd; plink2's default is none].
         multivariate: also the omnibus and min-P tests per space of two or more dimensions
             (:mod:`ml4ge.genetics.multivariate`).
         permuted_snps: SNPs of the permuted-genotype null those tests are calibrated on.
@@ -65,6 +67,7 @@ class ScanSettings:
     chunk: int = 10_000
     threads: int | None = None
     log10: bool = False
+    compress: bool = True
     multivariate: bool = False
     permuted_snps: int = 20_000
     omnibus_log10: float = -np.log10(5e-8)
@@ -89,8 +92,8 @@ class SpaceResult:
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
-def sumstats_path(folder: Path, space: str, dimension: str) -> Path:
-    return Path(folder) / file_name(space, dimension)
+def sumstats_path(folder: Path, space: str, dimension: str, compressed: bool = True) -> Path:
+    return Path(folder) / file_name(space, dimension, compressed)
 
 
 def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSettings, threshold_log10: float,
@@ -115,6 +118,7 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
     prepared = {name: prepare_phenotypes(space.phenotypes.to_numpy(), space.covariates.to_numpy(),
                                          tuple(space.covariates.columns)) for name, space in spaces.items()}
     results = {name: SpaceResult() for name in spaces}
+    workspaces = {name: Workspace() for name in spaces}
     if settings.multivariate:
         several = {name: rows[name] for name, space in spaces.items() if len(space.dimensions) > 1}  # not directions
         nulls = permuted_nulls(genotypes, several, np.asarray(needed), prepared, settings, settings.permuted_snps)
@@ -126,7 +130,7 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
                      len(spaces[name].dimensions))
     lookup = set(lookup)
     with ExitStack() as stack:
-        writers = _open_writers(stack, spaces, sumstats_folder, settings.log10)
+        writers = _open_writers(stack, spaces, sumstats_folder, settings)
         omnibus_writers = _open_omnibus_writers(stack, spaces, sumstats_folder, settings)
         bar = stack.enter_context(progress(total=genotypes.snp_count, description="associate", unit="SNP"))
         writer = _BackgroundWriter(stack.enter_context(ThreadPoolExecutor(1)))
@@ -134,11 +138,21 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
             variants = genotypes.variants(start, stop)
             wanted = variants.ID.isin(lookup).to_numpy() if lookup else None
             for name, space in spaces.items():
-                _scan_chunk(space, prepared[name], dosages[rows[name]], variants, settings, threshold_log10,
+                statistics = associate_chunk(prepared[name], _samples_of(dosages, rows[name]), settings.impute,
+                                             workspaces[name])
+                _scan_chunk(space, statistics, variants, settings, threshold_log10,
                             (writers.get(name), omnibus_writers.get(name)), wanted, results[name], writer)
             bar.update(stop - start)
         writer.wait()
     return results
+
+
+def _samples_of(dosages: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """One space's rows of a chunk: the chunk itself when they are all its rows in order (no copy), else a copy
+    that keeps bed-reader's column-major layout (a row gather in that layout is several times slower)."""
+    if len(rows) == len(dosages) and (rows == np.arange(len(rows))).all():
+        return dosages
+    return dosages.T[:, rows].T
 
 
 class _BackgroundWriter:
@@ -159,43 +173,49 @@ class _BackgroundWriter:
             self.pending = None
 
 
-def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None, log10: bool) -> dict[str, list]:
-    """One gzip text handle per space and dimension, each under a temporary name renamed when the scan succeeds."""
+def _open_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None,
+                  settings: ScanSettings) -> dict[str, list]:
+    """One binary handle (gzip unless not ``settings.compress``) per space and dimension, each under a temporary
+    name renamed when the scan succeeds."""
     if folder is None:
         return {}
     Path(folder).mkdir(parents=True, exist_ok=True)
     writers = {}
-    header = "\t".join(columns(log10)) + "\n"
+    header = ("\t".join(columns(settings.log10)) + "\n").encode()
     for name, space in spaces.items():
         handles = []
         for dimension in space.dimensions:
-            temporary = stack.enter_context(atomic_path(sumstats_path(folder, name, dimension)))
-            handle = stack.enter_context(gzip.open(temporary, "wt", compresslevel=GZIP_LEVEL))
+            temporary = stack.enter_context(atomic_path(sumstats_path(folder, name, dimension, settings.compress)))
+            handle = stack.enter_context(_open(temporary, "wb", settings.compress))
             handle.write(header)
             handles.append(handle)
         writers[name] = handles
     return writers
 
 
+def _open(path: Path, mode: str, compress: bool):
+    """``path`` opened for writing, through gzip at :data:`GZIP_LEVEL` when ``compress``."""
+    return gzip.open(path, mode, compresslevel=GZIP_LEVEL) if compress else open(path, mode)
+
+
 def _open_omnibus_writers(stack: ExitStack, spaces: Mapping[str, Space], folder: Path | None,
                           settings: ScanSettings) -> dict:
-    """One gzip text handle per space for the omnibus table (``settings.multivariate`` only)."""
+    """One text handle per space for the omnibus table (``settings.multivariate`` only)."""
     if folder is None or not settings.multivariate:
         return {}
     Path(folder).mkdir(parents=True, exist_ok=True)
     handles = {}
     for name in spaces:
-        temporary = stack.enter_context(atomic_path(Path(folder) / omnibus_file_name(name)))
-        handles[name] = stack.enter_context(gzip.open(temporary, "wt", compresslevel=GZIP_LEVEL))
+        temporary = stack.enter_context(atomic_path(Path(folder) / omnibus_file_name(name, settings.compress)))
+        handles[name] = stack.enter_context(_open(temporary, "wt", settings.compress))
         handles[name].write("\t".join(omnibus_columns(settings.log10)) + "\n")
     return handles
 
 
-def _scan_chunk(space: Space, prepared: PreparedPhenotypes, dosages: np.ndarray, variants: pd.DataFrame,
-                settings: ScanSettings, threshold_log10: float, handles, wanted, result: SpaceResult,
-                writer: _BackgroundWriter) -> None:
+def _scan_chunk(space: Space, statistics: ChunkStatistics, variants: pd.DataFrame, settings: ScanSettings,
+                threshold_log10: float, handles, wanted, result: SpaceResult, writer: _BackgroundWriter) -> None:
+    """Queue one space's rows of a chunk for writing and keep its hits, best P and look-ups."""
     writers, omnibus_writer = handles
-    statistics = associate_chunk(prepared, dosages, impute=settings.impute)
     tested, written = _filter(statistics, settings, result.counts)
     if writers is not None and written.any():
         rows, row_values = _rows(variants, statistics, written)
@@ -277,29 +297,17 @@ def _long_rows(space: Space, kept: pd.DataFrame, values: dict[str, np.ndarray], 
 def _write_rows(writers: list, kept: pd.DataFrame, values: dict[str, np.ndarray], errcode: np.ndarray,
                 log10: bool) -> None:
     """Append the chunk's rows to every dimension's table in PLINK2's columns (the variant columns are formatted
-    once): REF is A2, ALT and A1 the counted allele; P from the exact -log10 P; NA statistics with their ERRCODE."""
-    prefix = _prefix(kept, TEST)
-    p_text = format_log10_p if log10 else format_p
+    once): REF is A2, ALT and A1 the counted allele; P from the exact -log10 P; NA statistics with their ERRCODE.
+    The numbers are formatted as ``%.6g`` by :mod:`ml4ge.genetics.text` (numpy, so mostly outside the GIL)."""
+    prefix, errors = string_fields(_prefix(kept, TEST)), string_fields(errcode)
     for d, handle in enumerate(writers):
-        text = _fast_text(prefix, [values[name][:, d] for name in ("BETA", "SE", "T_STAT")], values["LOG10P"][:, d],
-                          errcode, log10)
-        if text is None:  # NA statistics or a P beyond double precision: value by value
-            stats = [["NA" if not np.isfinite(v) else f"{v:.6g}" for v in values[name][:, d].tolist()]
-                     for name in ("BETA", "SE", "T_STAT")]
-            text = "".join([f"{p}\t{b}\t{s}\t{t}\t{q}\t{e}\n" for p, b, s, t, q, e in
-                            zip(prefix, *stats, p_text(values["LOG10P"][:, d]), errcode)])
-        handle.write(text)
-
-
-def _fast_text(prefix: list[str], stats: list[np.ndarray], log10_p: np.ndarray, errcode: np.ndarray,
-               log10: bool) -> str | None:
-    """The rows as one ``%``-format over a flat tuple (C formatting, about 3x faster than a format per value), or
-    None when a value needs more than ``%.6g`` (NaN, or P below double precision's range)."""
-    if not (all(np.isfinite(v).all() for v in stats) and np.isfinite(log10_p).all()
-            and (log10 or log10_p.max(initial=0.0) <= -np.log10(SMALLEST_FLOAT_P))):
-        return None
-    table = np.empty((len(prefix), 6), dtype=object)
-    table[:, 0], table[:, 5] = prefix, errcode
-    for column, v in enumerate([*stats, log10_p if log10 else 10.0 ** -log10_p], start=1):
-        table[:, column] = v.tolist()
-    return ("%s\t%.6g\t%.6g\t%.6g\t%.6g\t%s\n" * len(prefix)) % tuple(table.ravel().tolist())
+        log10_p = values["LOG10P"][:, d]
+        with np.errstate(over="ignore"):
+            p = log10_p if log10 else 10.0 ** -log10_p
+        numbers = np.stack([values["BETA"][:, d], values["SE"][:, d], values["T_STAT"][:, d], p], axis=1)
+        fields = g_fields(numbers.ravel()).reshape(len(numbers), len(numbers.T), WIDTH).transpose(1, 0, 2)
+        if not log10:  # P below double precision's range: written from its -log10 (a few rows at most)
+            tiny = np.flatnonzero(log10_p > -np.log10(SMALLEST_FLOAT_P))
+            for row, text in zip(tiny, format_p(log10_p[tiny])):
+                put_text(fields[3], row, text)
+        handle.write(join_rows([prefix, *fields, errors]))

@@ -1,11 +1,11 @@
 """Summary statistics in PLINK2 ``--glm``'s format for a quantitative trait, written and read.
 
 A table is what ``plink2 --glm omit-ref hide-covar cols=+a1freq`` writes: ``<prefix>.<phenotype>.glm.linear``
-(gzipped here) with the columns ``#CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P ERRCODE``; with
-``log10`` (PLINK2's modifier of that name) ``LOG10_P`` takes ``P``'s place. A1 is the counted allele, the .bim's
-fifth column (ALT; REF is the sixth). A SNP that passes the filters but cannot be tested is written, as PLINK2
-does, with ``NA`` statistics and an ERRCODE saying why. Tools that read PLINK2 output (LDSC's munge_sumstats,
-FUMA, LocusZoom) take the tables as they are.
+(gzipped here unless asked otherwise) with the columns ``#CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA SE
+T_STAT P ERRCODE``; with ``log10`` (PLINK2's modifier of that name) ``LOG10_P`` takes ``P``'s place. A1 is the
+counted allele, the .bim's fifth column (ALT; REF is the sixth). A SNP that passes the filters but cannot be
+tested is written, as PLINK2 does, with ``NA`` statistics and an ERRCODE saying why. Tools that read PLINK2 output
+(LDSC's munge_sumstats, FUMA, LocusZoom) take the tables as they are.
 
 P is written from the exact -log10 P, so it keeps its digits below double precision's range (``1.2e-400``);
 :func:`read_sumstats` reads it back the same way (as ``LOG10P``), from either tool's table.
@@ -32,9 +32,10 @@ def columns(log10: bool = False) -> list[str]:
     return [*VARIANT_COLUMNS, *STATISTIC_COLUMNS, LOG10_P_COLUMN if log10 else P_COLUMN, "ERRCODE"]
 
 
-def file_name(prefix: str, phenotype: str) -> str:
-    """``<prefix>.<phenotype>.glm.linear.gz``: PLINK2's name (gzipped, as ``--glm`` with ``zs`` compresses)."""
-    return f"{prefix}.{phenotype}.glm.linear.gz"
+def file_name(prefix: str, phenotype: str, compressed: bool = True) -> str:
+    """``<prefix>.<phenotype>.glm.linear.gz``: PLINK2's name, gzipped; ``<prefix>.<phenotype>.glm.linear``
+    (PLINK2's default, uncompressed) when not ``compressed``."""
+    return f"{prefix}.{phenotype}.glm.linear" + (".gz" if compressed else "")
 
 
 def format_p(log10_p: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ def trait_directions(latents: pd.DataFrame, phenotypes: pd.DataFrame, traits, ad
 
 def best_dimensions(prefix, snps) -> pd.DataFrame:
     """``snp, dimension, log10p``: the dimension with the smallest P of each SNP among the summary statistics
-    ``<prefix>.latent_<d>.glm.linear.gz`` (one ``associate`` space).
+    ``<prefix>.latent_<d>.glm.linear.gz`` (one ``associate`` space; or ``.glm.linear``, uncompressed).
 
     Raises:
         FileNotFoundError: when no table matches ``prefix``.
@@ -78,14 +78,15 @@ def best_dimensions(prefix, snps) -> pd.DataFrame:
     from ml4ge.genetics.sumstats import read_sumstats
 
     prefix = Path(prefix)
-    paths = sorted(prefix.parent.glob(f"{prefix.name}.latent_*.glm.linear.gz"))
+    paths = sorted(path for suffix in (".glm.linear.gz", ".glm.linear")
+                   for path in prefix.parent.glob(f"{prefix.name}.latent_*{suffix}"))
     if not paths:
         raise FileNotFoundError(f"no {prefix}.latent_<d>.glm.linear.gz: give --interpret_sumstats as "
                                 "<associate run>/sumstats/<space> of this latent space.")
     wanted, frames = set(snps), []
     for path in paths:
         table = read_sumstats(path, usecols=["ID", "LOG10P"])
-        dimension = dimension_index(path.name.removesuffix(".glm.linear.gz").rsplit(".", 1)[1])
+        dimension = dimension_index(path.name.removesuffix(".gz").removesuffix(".glm.linear").rsplit(".", 1)[1])
         frames.append(table[table.ID.astype(str).isin(wanted)].assign(dimension=dimension))
     stats = pd.concat(frames, ignore_index=True).dropna(subset=["LOG10P"])
     absent = sorted(wanted - set(stats.ID.astype(str)))

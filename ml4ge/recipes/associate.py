@@ -9,6 +9,8 @@ Inputs:
     --replication_samples ids.csv    samples held out of discovery for replication.
     --maf 0.01 --geno 0.1            SNP filters; --impute mean-imputes missing calls; --rint transforms latents.
     --log10_p                        LOG10_P instead of P in the summary statistics (plink2 --glm log10).
+    --uncompressed_sumstats          ``<space>.<dimension>.glm.linear`` (no gzip), as plink2 writes them.
+    --no_plots                       no Manhattan or Miami plot (each costs a small scan noticeable time).
     --significance P                 hit threshold (default 5e-8 / total latent dimensions over all tables).
     --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader and BLAS threads).
     --multivariate --permuted_snps 20000   the omnibus (MOSTest) and min-P tests per SNP over each latent space,
@@ -18,7 +20,8 @@ Inputs:
                                      direction (:mod:`ml4ge.genetics.directions`), scanned as a one-dimension space
                                      ``<space>-<trait>`` beside the others.
 
-Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.gz``, PLINK2 ``--glm``'s table
+Outputs in ``<output_folder>/<id>/``: ``sumstats/<space>.<dimension>.glm.linear.gz`` (``.glm.linear``, not
+gzipped, with --uncompressed_sumstats), PLINK2 ``--glm``'s table
 (``#CHROM POS ID REF ALT A1 A1_FREQ TEST OBS_CT BETA SE T_STAT P ERRCODE``, :mod:`ml4ge.genetics.sumstats`),
 ``associate_hits.tsv`` (``space dimension CHROM POS ID A1 A2 A1_FREQ N BETA SE T_STAT LOG10P``: A1 counted, A2
 the other allele), ``associate_loci.tsv``, ``associate_replication.tsv`` (with a replication cohort),
@@ -45,8 +48,6 @@ from threadpoolctl import threadpool_limits
 
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import write_table, write_text
-from ml4ge.compare import load_latents
-from ml4ge.genetics.directions import direction_spaces
 from ml4ge.genetics.exports import write_exports
 from ml4ge.genetics.genotypes import GenotypeFile, check_genotype_files
 from ml4ge.genetics.inputs import assemble_spaces, check_space_name, covariate_frame
@@ -55,8 +56,8 @@ from ml4ge.genetics.multivariate import HIT_COLUMNS as OMNIBUS_HIT_COLUMNS
 from ml4ge.genetics.multivariate import omnibus_file_name
 from ml4ge.genetics.plots import manhattan, miami
 from ml4ge.genetics.scan import HIT_COLUMNS, ScanSettings, scan, sumstats_path
+from ml4ge.latents import latent_tables, load_latents
 from ml4ge.readers import read_table
-from ml4ge.recipes.compare import latent_tables
 from ml4ge.recipes.settings import RunSettings
 from ml4ge.splits import read_ids
 
@@ -83,6 +84,8 @@ class AssociateSettings(RunSettings):
     rint: bool
     impute: bool
     log10_p: bool
+    uncompressed_sumstats: bool
+    no_plots: bool
     snp_chunk: int
     clump_kb: float
     significance: float | None
@@ -187,6 +190,8 @@ def discovery_and_replication_ids(args, genotype_ids, keep):
 
 def _directions(folder: Path, args: AssociateSettings, spaces) -> dict:
     """The direction spaces of every latent space and trait; their summary and directions are written."""
+    from ml4ge.genetics.directions import direction_spaces  # scikit-learn: imported only when directions are asked
+
     made, summary, tables = direction_spaces(spaces, trait_frame(args), args.direction_traits, args.random_seed)
     write_table(summary, folder / "associate_directions.tsv")
     (folder / "directions").mkdir(exist_ok=True)
@@ -199,7 +204,8 @@ def _directions(folder: Path, args: AssociateSettings, spaces) -> dict:
 
 def settings_of(args: AssociateSettings, spaces: int = 1, multivariate: bool = False) -> ScanSettings:
     return ScanSettings(maf=args.maf, geno=args.geno, impute=args.impute, chunk=args.snp_chunk,
-                        threads=max(1, args.num_workers), log10=args.log10_p, multivariate=multivariate,
+                        threads=max(1, args.num_workers), log10=args.log10_p, compress=not args.uncompressed_sumstats,
+                        multivariate=multivariate,
                         permuted_snps=args.permuted_snps, omnibus_log10=-np.log10(GENOME_WIDE / max(spaces, 1)),
                         eigen_floor=args.eigen_floor)
 
@@ -238,22 +244,25 @@ def run(args: AssociateSettings) -> int:
     counts = headline_counts(facts, hits, loci, None if replication is None else replication["table"])
     write_table(untestable_table(spaces), folder / "associate_untestable.tsv")
     _write_outputs(folder, args, results, hits, loci, replication, counts, threshold)
-    remove_stale_outputs(folder, spaces, replication is not None, args.multivariate, bool(args.direction_traits))
+    remove_stale_outputs(folder, spaces, replication is not None, args.multivariate, bool(args.direction_traits),
+                         plots=not args.no_plots, compressed=not args.uncompressed_sumstats)
     print(counts.to_string(index=False))
     return 0
 
 
 # The per-space and optional outputs (and the summary statistics under their name before PLINK2's format).
-STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png",
+STALE_PATTERNS = ("sumstats/*.glm.linear.gz", "sumstats/*.glm.linear", "sumstats/*.glm.omnibus",
+                  "sumstats/*.glm.linear.tsv.gz", "manhattan_*.png", "miami_*.png",
                   "exports/*.pheno.tsv", "exports/covariates.tsv", "associate_replication.tsv",
                   "sumstats/*.glm.omnibus.gz", "associate_omnibus_hits.tsv", "associate_omnibus_loci.tsv",
                   "associate_directions.tsv", "directions/*.tsv")
 
 
 def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: bool = False,
-                         directions: bool = False) -> None:
+                         directions: bool = False, plots: bool = True, compressed: bool = True) -> None:
     """Delete the outputs of an earlier run in ``folder`` that this one did not write (a rerun with fewer
-    dimensions, other tables, no covariates or no replication), so no table beside the new ones is out of date."""
+    dimensions, other tables, no covariates, no replication, no plots or other compression), so no file beside the
+    new ones is out of date."""
     current = set()
     if any(space.covariates.shape[1] for space in spaces.values()):
         current.add(folder / "exports/covariates.tsv")
@@ -265,11 +274,14 @@ def remove_stale_outputs(folder: Path, spaces, replicated: bool, multivariate: b
                         "direction"])}
     if multivariate:
         current |= {folder / "associate_omnibus_hits.tsv", folder / "associate_omnibus_loci.tsv",
-                    *(folder / "sumstats" / omnibus_file_name(name) for name in spaces),
+                    *(folder / "sumstats" / omnibus_file_name(name, compressed) for name in spaces),
                     *(folder / f"manhattan_{name}_omnibus.png" for name in spaces)}
     for name, space in spaces.items():
         current |= {folder / f"manhattan_{name}.png", folder / "exports" / f"{name}.pheno.tsv",
-                    *(sumstats_path(folder / "sumstats", name, dimension) for dimension in space.dimensions)}
+                    *(sumstats_path(folder / "sumstats", name, dimension, compressed)
+                      for dimension in space.dimensions)}
+    if not plots:
+        current = {path for path in current if path.suffix != ".png"}
     stale = sorted({path for pattern in STALE_PATTERNS for path in folder.glob(pattern)} - current)
     for path in stale:
         path.unlink()
@@ -305,6 +317,16 @@ def _write_outputs(folder: Path, args, results, hits, loci, replication, counts,
     write_table(loci, folder / "associate_loci.tsv")
     write_table(counts, folder / "associate_counts.tsv")
     write_text(folder / "associate_counts.json", json.dumps(counts.to_dict(orient="records"), indent=2, default=int))
+    if not args.no_plots:
+        _plots(folder, args, results, loci, replication, threshold)
+    if replication is not None:
+        write_table(replication["table"], folder / "associate_replication.tsv")
+    log.info("associate: %s", "; ".join(f"{r.space}: {r.significant_pairs} pairs, {r.loci} loci"
+                                        for r in counts.itertuples()))
+
+
+def _plots(folder: Path, args, results, loci, replication, threshold) -> None:
+    """Each space's Manhattan plot, and its Miami plot with a replication."""
     for name, result in results.items():
         best = result.table("best", ["CHROM", "POS", "ID", "LOG10P"])
         own_loci = loci[loci.space == name]
@@ -313,10 +335,6 @@ def _write_outputs(folder: Path, args, results, hits, loci, replication, counts,
             other = replication["results"][name].table("best", ["CHROM", "POS", "ID", "LOG10P"])
             miami(best, other, threshold, -np.log10(replication["threshold_p"]), folder / f"miami_{name}.png",
                   own_loci, f"{args.id}: {name}, discovery (up) and replication (down)")
-    if replication is not None:
-        write_table(replication["table"], folder / "associate_replication.tsv")
-    log.info("associate: %s", "; ".join(f"{r.space}: {r.significant_pairs} pairs, {r.loci} loci"
-                                        for r in counts.itertuples()))
 
 
 def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> None:
@@ -335,6 +353,8 @@ def omnibus_outputs(folder: Path, args, results, facts: dict, spaces: int) -> No
         null = result.null
         facts[name].update(null.facts(), omnibus_threshold_p=threshold_p,
                            minp_threshold_per_dimension_p=threshold_p / null.effective_dimensions)
+        if args.no_plots:
+            continue
         best = result.table("omnibus_best", ["CHROM", "POS", "ID", "LOG10P"])
         own_loci = loci[(loci.space == name) & (loci.dimension == "omnibus")]
         manhattan(best, -np.log10(threshold_p), folder / f"manhattan_{name}_omnibus.png", own_loci,

@@ -39,6 +39,7 @@ from ml4ge.compare import (
 )
 from ml4ge.explore import SAMPLE_ERRORS, map_files, write_tsv
 from ml4ge.hd5 import hd5_paths, open_sample, sample_id_from_path
+from ml4ge.latents import latent_tables
 from ml4ge.lookup import resolve_all
 from ml4ge.readers import read_table
 from ml4ge.recipes.settings import RunSettings
@@ -63,23 +64,6 @@ class CompareSettings(RunSettings):
 
 
 Settings = CompareSettings
-
-
-def latent_tables(specs: list[str]) -> dict[str, Path]:
-    """``name=path`` (or a bare path, named by its stem) -> ``{name: path}``.
-
-    Raises:
-        ValueError: for repeated names; FileNotFoundError: for missing files.
-    """
-    tables: dict[str, Path] = {}
-    for spec in specs:
-        name, _, path = spec.partition("=") if "=" in spec else (Path(spec).stem, "", spec)
-        if name in tables:
-            raise ValueError(f"--latent_tables names {name!r} twice; give each table its own name=path.")
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--latent_tables {spec!r}: {path!r} does not exist.")
-        tables[name] = Path(path)
-    return tables
 
 
 def validate(args: CompareSettings) -> None:

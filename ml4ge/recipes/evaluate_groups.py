@@ -24,7 +24,6 @@ import re
 import pandas as pd
 
 from ml4ge.arguments import flag_settings, run_folder
-from ml4ge.compare import load_latents
 from ml4ge.explore import write_tsv
 from ml4ge.group_metrics import (
     METRIC_COLUMNS,
@@ -35,8 +34,8 @@ from ml4ge.group_metrics import (
     plot_groups,
     score_tables,
 )
+from ml4ge.latents import latent_tables, load_latents
 from ml4ge.readers import read_table
-from ml4ge.recipes.compare import latent_tables
 from ml4ge.recipes.settings import RunSettings
 
 log = logging.getLogger(__name__)

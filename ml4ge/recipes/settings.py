@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ml4ge.arguments import Settings, flag_names, flag_settings, out_of_bounds
-from ml4ge.models.layout import check_model_format
 
 EXISTING_FILES = ("model_file", "sample_csv", "train_csv", "valid_csv", "test_csv", "manifest", "phenotype_csv",
                   "phenotypes", "target_csv", "background_csv")
@@ -147,6 +146,8 @@ def check_common(settings) -> None:
         if value and not Path(value).is_file():
             raise FileNotFoundError(f"--{name} {value!r} does not exist.")
     if "model_file" in names and settings.model_file:
+        from ml4ge.models.layout import check_model_format  # h5py, scipy.ndimage: only modes that load a model
+
         check_model_format(settings.model_file)
 
 
