@@ -68,3 +68,28 @@ def test_quick_study_reports_mae_beside_the_baselines_and_the_ageing_snp(brain_a
     assert ageing.bag_log10p >= 0
     bag = pd.read_csv(brain_age_demo / "associate_bag" / "associate_counts.tsv", sep="\t")
     assert list(bag.space) == ["bag"] and int(bag.dimensions.iloc[0]) == 1
+
+
+def _write_glm(path: Path, rows: list[tuple[str, float, float]]) -> None:
+    import gzip
+
+    header = "#CHROM\tPOS\tID\tREF\tALT\tA1\tA1_FREQ\tTEST\tOBS_CT\tBETA\tSE\tT_STAT\tP\tERRCODE\n"
+    lines = [f"1\t{1000 + i}\t{snp}\tC\tA\tA\t0.3\tADD\t270\t{beta}\t0.5\t{beta / 0.5}\t{p}\t.\n"
+             for i, (snp, beta, p) in enumerate(rows)]
+    with gzip.open(path, "wt") as handle:
+        handle.write(header + "".join(lines))
+
+
+def test_the_ageing_snps_row_is_read_from_the_bag_tables_summary_statistics(tmp_path):
+    from ml4ge.demo.brain_age_study import bag_sumstats
+    from ml4ge.demo.truth import planted_sumstats
+
+    _write_glm(tmp_path / "bag.bag.glm.linear.gz", [("rs1", 0.2, 0.5), ("rs2", 1.5, 1e-9)])
+    row = bag_sumstats(tmp_path, "rs2")
+    assert row.ID.tolist() == ["rs2"] and row.BETA.iloc[0] == 1.5 and abs(row.LOG10P.iloc[0] - 9.0) < 1e-9
+    assert bag_sumstats(tmp_path, "rs3").empty
+    # the BAG table is not a latent space: the latent truth check finds no table of dimensions in it, and says so
+    # with an empty frame rather than failing on an empty concatenation
+    assert planted_sumstats(tmp_path, ["rs2"]).empty
+    with pytest.raises(FileNotFoundError, match="bag.bag"):
+        bag_sumstats(tmp_path / "nowhere", "rs2")

@@ -39,9 +39,11 @@ SFCN_EPOCH_FACTOR = 2
 # and the rate halves after 2 epochs without a lower validation loss: at a constant rate the BatchNorm moving
 # statistics trail the weights and the inference-mode MAE jumped between epochs (the best epoch is kept).
 SFCN_LEARNING_RATE, SFCN_BATCH_SIZE, SFCN_LR_PATIENCE = 2e-3, 8, 2
+SFCN_PATIENCE = 8  # early stopping: long enough for the rate to halve a few times after the best epoch
 NON_REGIONAL = ("sample_id", "age", "sex")
 MAE_COLUMNS = ["method", "features", "n_train", "n_test", "test_mae"]
 NOT_LEARNT = "not_learnt.txt"
+BAG_TABLE = "bag.bag"  # associate names a table <space>.<column>: the space bag, its one column bag
 
 
 def _folder(run: DemoRun):
@@ -62,7 +64,7 @@ def train_sfcn(run: DemoRun) -> None:
         model_preset=SFCN_PRESETS.get(settings.preset, "sfcn_small"), soft_label_range=SOFT_LABEL_RANGE,
         learning_rate=SFCN_LEARNING_RATE, lr_schedule="plateau", lr_patience=SFCN_LR_PATIENCE,
         epochs=max(SFCN_EPOCH_FACTOR * settings.epochs, SFCN_MIN_EPOCHS), batch_size=SFCN_BATCH_SIZE,
-        patience=5, patience_style="ml4ge", id="sfcn",
+        patience=SFCN_PATIENCE, patience_style="ml4ge", id="sfcn",
         **run.common_settings()))
     import keras
 
@@ -149,6 +151,23 @@ def associate_bag(run: DemoRun) -> None:
     write_table(ageing_truth(run, associated), folder / "ageing_truth.tsv")
 
 
+def bag_sumstats(sumstats, snp_id: str) -> pd.DataFrame:
+    """The ``ID, LOG10P, BETA`` row of ``snp_id`` in the BAG table's summary statistics (``bag.bag.glm.linear.gz``,
+    or the uncompressed name), empty when the SNP was not tested.
+
+    Raises:
+        FileNotFoundError: naming the folder, when it holds no BAG summary statistics.
+    """
+    from ml4ge.genetics.sumstats import read_sumstats
+
+    paths = [sumstats / f"{BAG_TABLE}{suffix}" for suffix in (".glm.linear.gz", ".glm.linear")]
+    path = next((p for p in paths if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"{sumstats} holds no {BAG_TABLE}.glm.linear[.gz]; run associate on the BAG table.")
+    table = read_sumstats(path, usecols=["ID", "LOG10P", "BETA"])
+    return table[table.ID.astype(str) == str(snp_id)]
+
+
 def ageing_truth(run: DemoRun, associated) -> pd.DataFrame:
     """One row: the ageing SNP's planted years, its measured t in the data, its BAG association and hit status."""
     snp = truth_checks.load_truth(run.cohort)["ageing_snp"]
@@ -156,7 +175,7 @@ def ageing_truth(run: DemoRun, associated) -> pd.DataFrame:
     row = {"id": snp["id"], "years_per_allele": snp["years_per_allele"], "maf": snp["maf"], **measured,
            "bag_beta_per_allele": np.nan, "bag_log10p": np.nan, "genome_wide_hit": "not tested (no BAG)"}
     if associated is not None:
-        stats = truth_checks.planted_sumstats(associated / "sumstats", [snp["id"]])
+        stats = bag_sumstats(associated / "sumstats", snp["id"])
         hits = pd.read_csv(associated / "associate_hits.tsv", sep="\t", dtype={"ID": str, "CHROM": str})
         near = hits[(hits.CHROM.astype(str) == str(snp["chrom"])) & ((hits.POS - snp["pos"]).abs()
                                                                      <= truth_checks.WINDOW_KB * 1e3)]

@@ -47,7 +47,8 @@ def planted_sumstats(sumstats: Path, snp_ids) -> pd.DataFrame:
             continue
         table = read_sumstats(path, usecols=["ID", "LOG10P", "BETA"])
         frames.append(table[table.ID.isin(wanted)].assign(space=space, dimension=dimension_index(dimension)))
-    return pd.concat(frames, ignore_index=True)[["space", "dimension", "ID", "LOG10P", "BETA"]]
+    columns = ["space", "dimension", "ID", "LOG10P", "BETA"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def snp_truth(truth: dict, stats: pd.DataFrame, hits: pd.DataFrame, window_kb: float) -> pd.DataFrame:
