@@ -12,8 +12,6 @@ import os
 import pickle
 import re
 import shutil
-import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,11 +21,11 @@ from dataclasses import dataclass, replace
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
-import psutil
 
 from ml4ge.hd5 import open_sample, sample_id_from_path
 from ml4ge.skipped import FILE_TENSOR, SampleError, shorten
 from ml4ge.tensormap import TensorMap
+from ml4ge.watchdog import watch_run
 
 # Any Exception raised while reading one sample is that sample's error: h5py alone raises KeyError, ValueError,
 # OSError, RuntimeError, IndexError and TypeError (compound dtypes, a group where a dataset should be) for bad
@@ -40,10 +38,6 @@ SHM_FOLDER = "/dev/shm"
 # Imported once by the fork server, so each worker forked from it starts with numpy, h5py and the TensorMap
 # code loaded: a pool then starts several times faster, which small cohorts notice (docs/experiments.md).
 FORKSERVER_PRELOAD = ["ml4ge.workers"]
-# Seconds between a worker's checks that its run is alive. A SIGKILLed run (OOM killer) closes no pipe its workers
-# would notice: they, the fork server and the resource tracker all hold each other's pipes open, so each worker
-# watches the run's process itself and exits when it is gone (see _watch_run).
-WATCH_INTERVAL = 0.5
 
 
 def target_shape(tm: TensorMap) -> tuple[int, ...]:
@@ -275,38 +269,9 @@ _WORKER: dict[str, object] = {}
 
 
 def _init_worker(input_tmaps, output_tmaps, optional, shapes, slots_name, run_pid: int) -> None:
-    _watch_run(run_pid)
+    watch_run(run_pid)  # the worker exits when the run is gone, even SIGKILLed
     _WORKER["maps"] = (input_tmaps, output_tmaps, optional)
     _WORKER["slots"] = Slots(shapes, 0, slots_name) if slots_name else None
-
-
-def _watch_run(pid: int) -> None:
-    """Exit this worker as soon as the run's process ``pid`` is gone, whoever the worker's parent is.
-
-    A parent-death signal (``PR_SET_PDEATHSIG``) does not do: a fork server's worker is the server's child, and the
-    signal follows the *thread* that started a process (the pipeline starts workers from tf.data's threads, which
-    end). Once the workers are gone the fork server and the resource tracker see their pipes close and exit, and
-    the tracker unlinks the run's shared memory.
-    """
-    try:
-        run = psutil.Process(pid)  # remembers the start time, so a reused pid is not mistaken for the run
-    except psutil.NoSuchProcess:
-        os._exit(1)
-
-    def watch() -> None:
-        while _running(run):
-            time.sleep(WATCH_INTERVAL)
-        os._exit(1)  # nothing to clean up here: the run's results went with it
-
-    threading.Thread(target=watch, name="ml4ge-run-watchdog", daemon=True).start()
-
-
-def _running(process: psutil.Process) -> bool:
-    """Whether ``process`` still runs (a killed process its parent has not reaped yet is a zombie: gone)."""
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _read_batch_in_worker(tasks, augment: bool, seed, slot: int | None) -> BatchResult:

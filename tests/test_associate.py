@@ -78,7 +78,7 @@ def test_refusals_before_work(cohort, tmp_path, capsys):
     simulated, folder = cohort
     cases = [
         (["--genotypes", str(folder / "nothing")], "missing .*nothing.bed"),
-        (["--maf", "0.7"], r"--maf .*0\.5.*0\.7"),  # the flag's bounds (arguments.py) refuse it
+        (["--maf", "0.7"], r"--maf .*0\.5.*0\.7"),  # the flag's bounds (ml4ge.arguments) refuse it
         (["--replication_samples", str(folder / "replication.csv"), "--replication_genotypes",
           str(simulated.genotypes)], "not both"),
         (["--covariates", "height"], r"--covariates \['height'\] are not columns"),

@@ -115,7 +115,7 @@ def validate(args: AssociateSettings) -> None:
         check_genotype_files(args.replication_genotypes)
     if args.replication_samples and not Path(args.replication_samples).is_file():
         raise FileNotFoundError(f"--replication_samples {args.replication_samples!r} does not exist.")
-    _validate_covariates(args)  # --maf, --geno, --snp_chunk, ...: the flags' bounds (arguments.py)
+    _validate_covariates(args)  # --maf, --geno, --snp_chunk, ...: the flags' bounds (ml4ge.arguments)
     _validate_directions(args, names)
 
 

@@ -2,8 +2,9 @@
 
 A recipe's settings class is a frozen dataclass whose field names are the flags it uses (see
 :func:`ml4ge.arguments.flag_settings`); code written against the old argument namespace (``args.batch_size``)
-reads a settings object the same way. Adding a flag: define it once in :data:`ml4ge.arguments.FLAGS`, then name it
-as a field of the settings class (or group) of each recipe that uses it.
+reads a settings object the same way. Adding a flag: define it once in :data:`ml4ge.arguments.FLAGS` (in the
+table of its area, an ``ml4ge/arguments/*_flags.py`` module), then name it as a field of the settings class (or
+group) of each recipe that uses it.
 """
 
 from __future__ import annotations

@@ -31,10 +31,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from ml4ge.arguments import flag_settings, run_folder
-from ml4ge.hd5 import hd5_paths
 from ml4ge.lookup import resolve_all, tensormap_names
 from ml4ge.recipes.ml4h_compat import check_ml4h_flags, inspect_training_model, unused_conv_width
 from ml4ge.recipes.settings import FitSettings, ModelSettings, PredictorSettings, RunSettings, SplitSettings
+from ml4ge.recipes.train_checks import (
+    check_blocks,
+    check_groups,
+    check_model_file,
+    check_pairs,
+    check_tensors_folder,
+    optional_names,
+)
 
 log = logging.getLogger(__name__)
 RECONSTRUCTED_SAMPLES = 3
@@ -72,59 +79,6 @@ def tensormaps(args: argparse.Namespace):
                                                                                args.tensormap_prefix)
 
 
-def check_tensors_folder(args: argparse.Namespace) -> None:
-    """Raises FileNotFoundError/ValueError when ``--tensors`` is unset, missing or holds no ``.hd5`` file."""
-    if not args.tensors:
-        raise ValueError(f"--mode {args.mode} needs --tensors, the folder of <sample_id>.hd5 files.")
-    if not hd5_paths(args.tensors):
-        raise ValueError(f"--tensors {args.tensors!r} holds no .hd5 files; run --mode tensorize first.")
-
-
-def check_blocks(args: argparse.Namespace) -> None:
-    """Unknown family or block names fail here, with the closest registered names (UnknownNameError, a KeyError)."""
-    from ml4ge.models.factory import family_class
-    from ml4ge.models.registries import DECODERS, ENCODERS, MERGES
-
-    family_class(args.family)
-    for registry, names in ((ENCODERS, args.encoder_blocks), (MERGES, args.merge_blocks),
-                            (DECODERS, args.decoder_blocks)):
-        for name in names:
-            if not str(name).endswith(".keras"):
-                registry.get(name)
-
-
-def optional_names(args: argparse.Namespace, input_tmaps, output_tmaps) -> tuple[str, ...]:
-    """TensorMap names of ``--optional_tensors``.
-
-    Raises:
-        ValueError: for a name that is not among the input or output TensorMaps, or every input optional.
-    """
-    given = list(args.optional_tensors)
-    by_name = tensormap_names(given, [*args.input_tensors, *args.output_tensors], [*input_tmaps, *output_tmaps])
-    unknown = [name for name in given if name not in by_name]
-    if unknown:
-        raise ValueError(f"--optional_tensors {' '.join(unknown)}: not among --input_tensors or --output_tensors; "
-                         "name maps the model takes or gives.")
-    names = tuple(dict.fromkeys(by_name.values()))
-    if input_tmaps and all(tm.name in names for tm in input_tmaps):
-        raise ValueError("--optional_tensors names every input; keep at least one input required.")
-    return names
-
-
-def check_pairs(args: argparse.Namespace, input_tmaps) -> None:
-    """Every ``--pairs`` member must be one of the inputs; ``--merge_blocks pair`` over other than two inputs
-    needs ``--pairs``."""
-    known = set(args.input_tensors) | {tm.name for tm in input_tmaps}
-    for pair in args.pairs:
-        missing = [member for member in pair if member not in known]
-        if missing:
-            raise ValueError(f"--pairs {' '.join(pair)}: {', '.join(missing)} not among --input_tensors "
-                             f"{' '.join(args.input_tensors)}; add it there or fix the pair.")
-    if "pair" in args.merge_blocks and not args.pairs and len(input_tmaps) != 2:
-        raise ValueError(f"--merge_blocks pair with {len(input_tmaps)} inputs needs --pairs A B (only two inputs "
-                         "pair up by themselves).")
-
-
 def model_settings(args: argparse.Namespace, input_tmaps, output_tmaps):
     """``(Architecture, TrainingSettings)`` of the flags (through ``--model_preset`` when given), with ``--pairs``
     given as command-line names turned into TensorMap names and the family's own options read from the flags."""
@@ -145,41 +99,8 @@ def model_settings(args: argparse.Namespace, input_tmaps, output_tmaps):
     return architecture, training
 
 
-def saved_model_io(model_file) -> tuple[dict[str, tuple], list[str]]:
-    """``({input name: shape}, [output names])`` of a model saved by ``--mode train``, read from its spec (no
-    weights loaded).
-
-    Raises:
-        ValueError: if the file is not a model saved by ``--mode train``.
-    """
-    from ml4ge.models.artifacts import saved_spec
-    from ml4ge.models.family import map_from_spec
-
-    spec = saved_spec(model_file)
-    inputs = {tm.input_name: tm.shape for tm in map(map_from_spec, spec["inputs"])}
-    return inputs, sorted(tm.output_name for tm in map(map_from_spec, spec["outputs"]))
-
-
-def check_model_file(args: argparse.Namespace, input_tmaps, output_tmaps) -> None:
-    """A model to fine-tune must take the inputs and give the outputs that the TensorMaps describe.
-
-    Raises:
-        ValueError: naming what the model takes and gives and what the flags ask for.
-    """
-    inputs, outputs = saved_model_io(args.model_file)
-    wanted_inputs = {tm.input_name: tuple(tm.shape) for tm in input_tmaps}
-    wanted_outputs = sorted(tm.output_name for tm in output_tmaps)
-    if inputs != wanted_inputs or outputs != wanted_outputs:
-        raise ValueError(
-            f"--model_file {args.model_file!r} takes inputs {inputs} and gives outputs {outputs}, but "
-            f"--input_tensors {' '.join(args.input_tensors)} need {wanted_inputs} and --output_tensors "
-            f"{' '.join(args.output_tensors)} need {wanted_outputs}; pass the TensorMaps the model was trained "
-            "with, or leave out --model_file to train a new model."
-        )
-
-
 def validate(args: TrainSettings) -> None:
-    """Checks before any work.
+    """Checks before any work (those of the data, blocks and groups: :mod:`ml4ge.recipes.train_checks`).
 
     Raises:
         ValueError, FileNotFoundError, KeyError: with what to change.
@@ -331,25 +252,6 @@ def group_paths(args, paths) -> dict[str, dict[str, list]]:
 
     target, background = read_ids(args.target_csv), read_ids(args.background_csv)
     return {split: split_groups(members, target, background, split) for split, members in paths.items()}
-
-
-def check_groups(args: TrainSettings) -> None:
-    """A family trained on two groups needs both lists and two rows per batch; other families take neither list."""
-    from ml4ge.models.factory import family_class
-
-    grouped = getattr(family_class(args.family), "groups", False)
-    if grouped and not (args.target_csv and args.background_csv):
-        raise ValueError(f"--family {args.family} trains on target and background samples: give --target_csv and "
-                         "--background_csv.")
-    if grouped and args.batch_size < 2:
-        raise ValueError(f"--family {args.family} puts half of every batch in each group: --batch_size must be at "
-                         f"least 2, got {args.batch_size}.")
-    if grouped and args.strategy in ("mirrored", "multi_worker", "tpu"):
-        raise ValueError(f"--family {args.family} over several replicas would give one replica only target rows and "
-                         "another only background rows; use --strategy default (one device).")
-    if not grouped and (args.target_csv or args.background_csv):
-        raise ValueError("--target_csv and --background_csv are for --family cvae; leave them out for "
-                         f"--family {args.family}.")
 
 
 def prepared_architecture(architecture, train_paths, input_tmaps, output_tmaps):
