@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ml4ge.cli import main, parse, parse_settings
+from ml4ge.modes import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,17 @@ def test_mode_help_shows_only_the_flags_of_that_mode(capsys):
     assert "--shard" in encoders and "--model_file" in encoders
     assert "--epochs" not in encoders and "--output_tensors" not in encoders
 
+
+
+@pytest.mark.parametrize("mode", sorted(RECIPES.names()))
+def test_every_modes_help_prints(capsys, mode):
+    """argparse %-formats help texts: a bare "30 %" in one (the demo's --study) crashed --help."""
+    text = helped(capsys, ["--mode", mode, "--help"])
+    assert text.startswith(f"usage: ml4ge --mode {mode} [flags]") and f"{mode}: " in text
+
+
+def test_a_percent_sign_in_a_help_text_prints_as_written(capsys):
+    assert "T2 missing for 30 %)" in " ".join(helped(capsys, ["--mode", "demo", "--help"]).split())
 
 def test_recipes_py_runs_from_a_checkout():
     result = subprocess.run([sys.executable, "recipes.py", "--mode", "train", "--help"], cwd=ROOT,

@@ -70,11 +70,13 @@ class Flag:
     bounds: Bounds | None = None
 
     def argparse_options(self) -> dict[str, Any]:
-        """Keywords of ``add_argument``: a False default makes a switch, a tuple default a list."""
+        """Keywords of ``add_argument``: a False default makes a switch, a tuple default a list. The help is plain
+        text: argparse formats it with ``%``, so a ``%`` in it is escaped ("30 %" would crash ``--help``)."""
+        text = self.help.replace("%", "%%")
         if self.default is False:
-            return {"action": "store_true", "help": self.help}
+            return {"action": "store_true", "help": text}
         listed = isinstance(self.default, tuple)
-        options = {"default": list(self.default) if listed else self.default, "help": self.help,
+        options = {"default": list(self.default) if listed else self.default, "help": text,
                    "type": self.type or (type(self.default) if self.default is not None and not listed else None),
                    "nargs": self.nargs or ("*" if listed and not self.repeat else None),
                    "choices": self.choices, "metavar": self.metavar, "action": "append" if self.repeat else None}
