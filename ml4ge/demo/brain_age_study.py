@@ -43,7 +43,7 @@ SFCN_PATIENCE = 8  # early stopping: long enough for the rate to halve a few tim
 NON_REGIONAL = ("sample_id", "age", "sex")
 MAE_COLUMNS = ["method", "features", "n_train", "n_test", "test_mae"]
 NOT_LEARNT = "not_learnt.txt"
-BAG_TABLE = "bag.bag"  # associate names a table <space>.<column>: the space bag, its one column bag
+BAG_SPACE = "bag"  # associate's tables are <space>.<column>: the space bag, its one column bag
 
 
 def _folder(run: DemoRun):
@@ -158,12 +158,13 @@ def bag_sumstats(sumstats, snp_id: str) -> pd.DataFrame:
     Raises:
         FileNotFoundError: naming the folder, when it holds no BAG summary statistics.
     """
-    from ml4ge.genetics.sumstats import read_sumstats
+    from ml4ge.genetics.sumstats import file_name, read_sumstats
 
-    paths = [sumstats / f"{BAG_TABLE}{suffix}" for suffix in (".glm.linear.gz", ".glm.linear")]
+    paths = [sumstats / file_name(BAG_SPACE, BAG_SPACE, compressed) for compressed in (True, False)]
     path = next((p for p in paths if p.is_file()), None)
     if path is None:
-        raise FileNotFoundError(f"{sumstats} holds no {BAG_TABLE}.glm.linear[.gz]; run associate on the BAG table.")
+        raise FileNotFoundError(f"{sumstats} holds no {paths[0].name} (or {paths[1].name}); run associate on the "
+                                "BAG table.")
     table = read_sumstats(path, usecols=["ID", "LOG10P", "BETA"])
     return table[table.ID.astype(str) == str(snp_id)]
 
