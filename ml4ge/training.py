@@ -198,7 +198,7 @@ class EpochRate(keras.callbacks.Callback):
 
 
 def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=(),
-                   resume: dict | None = None) -> list[keras.callbacks.Callback]:
+                   resume: dict | None = None, validator=None) -> list[keras.callbacks.Callback]:
     """The NaN-loss guard, early stopping, the learning-rate schedule, best-weights checkpoint, CSV log, TensorBoard
     and the backup.
 
@@ -208,9 +208,11 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=(),
         write_outputs: False leaves out TensorBoard (non-chief workers in multi-worker training).
         extra: the family's own callbacks (a KL-weight schedule); they run before the logs are written.
         resume: the backup record to restore (:func:`~ml4ge.checkpoints.resume_record`), None for a fresh run.
+        validator: a callback that writes the ``val_*`` logs itself (:class:`~ml4ge.precise_bn.PreciseBatchNorm`);
+            it comes first, so that every other callback sees them.
 
     Returns:
-        The callbacks, :class:`StopOnNonFiniteLoss` first and :class:`RunBackup` last.
+        The callbacks, the validator and :class:`StopOnNonFiniteLoss` first and :class:`RunBackup` last.
     """
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     # verbose=0: Keras would print "Epoch N: early stopping" to stdout, outside log.txt; EpochLog logs the stop
@@ -219,7 +221,8 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=(),
     best = BestCheckpoint(folder / BEST_WEIGHTS, monitor=MONITOR)
     csv_path = folder / TRAINING_LOG
     logger = keras.callbacks.CSVLogger(str(csv_path), append=True)
-    callbacks = [StopOnNonFiniteLoss(), *extra, stopping, plateau, best, EpochLog(settings.epochs), logger]
+    first = [validator] if validator else []
+    callbacks = [*first, StopOnNonFiniteLoss(), *extra, stopping, plateau, best, EpochLog(settings.epochs), logger]
     if write_outputs:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False))
     callbacks.append(RunBackup(folder / BACKUP_FOLDER, stateful=[stopping, plateau, best], resume=resume))
@@ -227,7 +230,8 @@ def make_callbacks(folder: Path, settings, write_outputs: bool = True, extra=(),
 
 
 def fit(model, train, valid, folder: Path, settings, training_steps: int | None = None,
-        validation_steps: int | None = None, write_outputs: bool = True, callbacks=()) -> keras.callbacks.History:
+        validation_steps: int | None = None, write_outputs: bool = True, callbacks=(),
+        calibration=None) -> keras.callbacks.History:
     """Fit ``model`` on ``train``, validating on ``valid``; resumes from the run folder's backup if there is one.
 
     Args:
@@ -240,6 +244,8 @@ def fit(model, train, valid, folder: Path, settings, training_steps: int | None 
             datasets are repeated so an epoch can be longer than one pass.
         write_outputs: False for non-chief workers.
         callbacks: the family's own callbacks.
+        calibration: a dataset of training batches that recompute the BatchNorm statistics before each validation
+            (:class:`~ml4ge.precise_bn.PreciseBatchNorm`, which then validates); None: Keras' moving averages.
 
     Returns:
         The Keras History of this process's epochs (the CSV log has all of them across resumes).
@@ -254,10 +260,16 @@ def fit(model, train, valid, folder: Path, settings, training_steps: int | None 
     discard_unreadable(folder / BEST_WEIGHTS)
     # Before CSVLogger opens the log: rows of epochs after the restored one are dropped, as they are redone.
     trim_csv_log(folder / TRAINING_LOG, initial_epoch)
-    callbacks = make_callbacks(folder, settings, write_outputs, callbacks, resume)
+    validator = None
+    if calibration is not None:  # it validates after recalibrating: Keras' own validation would come first
+        from ml4ge.precise_bn import PreciseBatchNorm
+
+        validator = PreciseBatchNorm(calibration, valid, validation_steps)
+    callbacks = make_callbacks(folder, settings, write_outputs, callbacks, resume, validator)
     # EpochLog writes the epoch lines; the datasets shuffle themselves (Keras would warn that its shuffle is ignored)
     with one_pass_datasets():
-        return model.fit(train, validation_data=valid, epochs=settings.epochs, steps_per_epoch=training_steps,
+        return model.fit(train, validation_data=None if validator else valid, epochs=settings.epochs,
+                         steps_per_epoch=training_steps,
                          validation_steps=validation_steps, callbacks=callbacks, verbose=0, shuffle=False,
                          initial_epoch=initial_epoch)
 

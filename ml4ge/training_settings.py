@@ -26,6 +26,8 @@ class TrainingSettings:
         epochs: the maximum number of epochs.
         batch_size: the global batch size.
         weight_decay: the optimizer's weight decay (a preset's; None: the Keras optimizer's own default).
+        precise_bn: training batches that recompute the BatchNorm statistics before each validation
+            (:mod:`ml4ge.precise_bn`); 0 off, None the model family's choice.
 
     Example:
         >>> TrainingSettings(learning_rate=1e-3).make_optimizer().learning_rate
@@ -38,6 +40,7 @@ class TrainingSettings:
     epochs: int = 10
     batch_size: int = 8
     weight_decay: float | None = None
+    precise_bn: int | None = None
 
     def __post_init__(self):
         if self.learning_rate <= 0:

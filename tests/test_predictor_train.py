@@ -27,6 +27,7 @@ def test_a_predictor_trains_with_an_optional_t2_and_keeps_every_subject(cohort, 
                      "maps.constitutional", "--output_tensors", "maps.age", "--optional_tensors", "maps.t2")) == 0
     assert not (run / "skipped_samples.tsv").exists() or "s00" not in (run / "skipped_samples.tsv").read_text()
     assert "leak guard" in caplog.text  # the constitutional domain holds age
+    assert "BatchNorm: the moving statistics are recomputed from" in caplog.text  # the family's precise BN
     model = load_model(run / "legible.keras", compile=False)
     assert model.spec["zeroed"] == ["constitutional_p"] and model.optional == ("t2_p",)
     performance = pd.read_csv(run / "test_performance.tsv", sep="\t")

@@ -33,6 +33,10 @@ TRAINING_FLAGS: dict[str, Flag] = {
                            bounds=AT_LEAST_1),
     "lr_warmup_epochs": Flag(TRAINING, TRAINING_DEFAULTS["lr_warmup_epochs"], "cosine: epochs of linear warm-up.",
                              bounds=AT_LEAST_0),
+    "precise_bn": Flag(TRAINING, None, "Recompute the BatchNorm moving statistics at the end of every epoch, "
+                                       "before validation, from this many training batches (a seeded subset, "
+                                       "dropout off); 0 = Keras' moving averages only. Default: the family's "
+                                       "(predictor 16, others 0).", type=int, bounds=AT_LEAST_0),
     "strategy": Flag(TRAINING, "auto", "Distribution strategy.",
                      choices=("auto", "default", "mirrored", "multi_worker", "tpu")),
     "mixed_precision": Flag(TRAINING, False, "bfloat16 on CPU/TPU, float16 on GPU."),

@@ -42,6 +42,9 @@ class FamilyModel(keras.Model):
     """
 
     family = ""
+    # Training batches that recompute the BatchNorm statistics before each validation (ml4ge.precise_bn) when
+    # --precise_bn is not given; a family whose normalisation lags its weights sets it.
+    precise_bn_batches = 0
 
     def set_spec(self, spec: dict) -> None:
         """Keep ``spec`` as plain JSON data, and the maps it describes. They are set past Keras' attribute tracking,

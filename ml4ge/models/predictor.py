@@ -77,6 +77,9 @@ class PredictorModel(FamilyModel):
     """Imaging CNN + dense branches -> head, built from a spec (see :func:`predictor_spec`)."""
 
     family = "predictor"
+    # The residual CNN normalises after each stage with few steps per epoch: Keras' moving averages lag the weights
+    # so far that inference predicted a near-constant age on the demo (ml4ge.precise_bn).
+    precise_bn_batches = 16
 
     @classmethod
     def options_from_args(cls, args) -> PredictorConfig:

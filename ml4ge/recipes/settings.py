@@ -120,6 +120,7 @@ class FitSettings(Settings):
     lr_min: float
     lr_step_epochs: int
     lr_warmup_epochs: int
+    precise_bn: int | None
     strategy: str
     mixed_precision: bool
     inspect_model: bool

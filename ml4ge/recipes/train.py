@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -151,6 +152,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
     from ml4ge.models.factory import build_family
     from ml4ge.models.layout import model_path
     from ml4ge.pipeline import SkippedSamples, TensorDataset, pipeline_errors
+    from ml4ge.precise_bn import calibration_subset
     from ml4ge.splits import split_for_run
     from ml4ge.strategy import is_multi_worker, keras_distribution_fixes
     from ml4ge.templates import initialize_templates
@@ -186,7 +188,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         raise ValueError(f"--family {args.family} needs one replica (its batches are split into target and background "
                          f"halves), found {distribution.num_replicas_in_sync}; use --strategy default.")
 
-    def data(split: str, shuffle: bool, seed: int):
+    def data(split: str, shuffle: bool, seed: int, subset=None):
         def read(split_paths, batch_size):
             sampler = epoch_sampler(model, split_paths, output_tmaps, shuffle, seed)
             return TensorDataset(split_paths, input_tmaps, output_tmaps, batch_size, shuffle=shuffle,
@@ -194,8 +196,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
                                  seed=seed, skipped=skipped, min_rows=distribution.num_replicas_in_sync,
                                  optional=model.optional, sampler=sampler)
 
-        if groups is None:
-            return read(paths[split], args.batch_size)
+        if groups is None or subset is not None:
+            return read(paths[split] if subset is None else subset, args.batch_size)
         from ml4ge.models.cvae_data import HalfAndHalf
 
         return HalfAndHalf(*(read(groups[split][name], args.batch_size // 2) for name in ("target", "background")))
@@ -204,13 +206,18 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
         initialize_templates(model, paths["train"], [*input_tmaps, *output_tmaps])
     if args.inspect_model and chief:
         inspect_training_model(model, folder, args, paths["train"], (input_tmaps, output_tmaps), multi_worker)
-    with data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid:
+    calibration = calibration_subset(model, settings, paths["train"], args.batch_size, args.random_seed,
+                                     distribution.num_replicas_in_sync)
+    calibrating = data("train", False, args.random_seed, calibration) if calibration else nullcontext()
+    with (data("train", True, args.random_seed) as train, data("valid", False, args.random_seed) as valid,
+          calibrating as calibrate):
         train_ds, valid_ds = _distributable(train.dataset(), multi_worker), _distributable(valid.dataset(),
                                                                                           multi_worker)
         keras_fixes = keras_distribution_fixes(model, train_ds.element_spec, distribution)
         with pipeline_errors(), keras_fixes:
             training.fit(model, train_ds, valid_ds, folder, settings, args.training_steps, args.validation_steps,
-                         write_outputs=chief, callbacks=model.training_callbacks(settings))
+                         write_outputs=chief, callbacks=model.training_callbacks(settings),
+                         calibration=calibrate.dataset() if calibration else None)
     if not args.save_last_model:  # ml4h's --save_last_model keeps the last epoch's weights
         training.load_best_weights(model, folder)
     save_model(model, folder, args.id)
