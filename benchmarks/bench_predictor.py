@@ -14,7 +14,11 @@ max-pool 2 -> dropout 0.1), flatten, Dense 128 -> BatchNorm -> GELU, the head 25
   flags 0), alternating; medians and their ratio (goal: <= 1.0 within noise: the missing rows are masked, the
   batch's shape and work are the same).
 
-Run: ``python benchmarks/bench_predictor.py [--size 64] [--batch 4] [--steps 5] [--parts throughput missing]``.
+* ``precise_bn``: a precise-BatchNorm recalibration batch (``ml4ge.precise_bn``: the forward pass in training mode,
+  dropout off) against a training step, alternating; and the share 16 such batches add to an epoch.
+
+Run: ``python benchmarks/bench_predictor.py [--size 64] [--batch 4] [--steps 5] [--parts throughput missing
+precise_bn]``.
 Figures are measured under whatever contention there was; read the ratios.
 """
 
@@ -140,7 +144,34 @@ def missing(args) -> None:
            "goal <= 1.0 within noise")
 
 
-PARTS = {"throughput": throughput, "missing": missing}
+def precise_bn(args) -> None:
+    """A recalibration batch (forward in training mode, dropout off) against a training step, alternating; and
+    what 16 recalibration batches add to an epoch of ``--epoch_steps`` steps (the demo's: 240 subjects, batch 8)."""
+    from ml4ge.precise_bn import recalibrate_batchnorm
+
+    size, rng = args.size, np.random.default_rng(2)
+    model = factory_predictor(size)
+    x = {"input_t1": rng.normal(size=(args.batch, size, size, size, 1)).astype("float32"),
+         "input_t2": rng.normal(size=(args.batch, size, size, size, 1)).astype("float32"),
+         "present_t2": np.ones((args.batch, 1), "float32")}
+    age = {"output_age": rng.uniform(45, 80, (args.batch, 1)).astype("float32")}
+    model.train_on_batch(x, age)
+    recalibrate_batchnorm(model, [(x,)])
+    times = {"train_step": [], "recalibration_batch": []}
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, age)
+        times["train_step"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        recalibrate_batchnorm(model, [(x,)])
+        times["recalibration_batch"].append(time.perf_counter() - start)
+    report(f"precise_bn {size}^3 batch {args.batch}, {args.steps} steps each", times, "forward only: about 1/3")
+    ratio = np.median(times["recalibration_batch"]) / np.median(times["train_step"])
+    print(f"precise_bn: 16 recalibration batches add {16 * ratio / args.epoch_steps:.1%} to an epoch of "
+          f"{args.epoch_steps} training steps (reading the samples not counted)", flush=True)
+
+
+PARTS = {"throughput": throughput, "missing": missing, "precise_bn": precise_bn}
 
 
 def main() -> None:
@@ -148,6 +179,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="edge of the cubic volumes (the seed's 64)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--epoch_steps", type=int, default=30, help="precise_bn: training steps per epoch")
     parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     args = parser.parse_args()
     for part in args.parts:
