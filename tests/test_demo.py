@@ -107,12 +107,16 @@ def test_every_preset_trains_models_with_valid_flags(preset, tmp_path):
     for name in ("patients.csv", "controls.csv"):  # the cvae study's sample lists (validation checks they exist)
         (run.cohort / name).write_text("sample_id\n")
     for model in MODELS:
+        if model.startswith("ml4h_") and "model_preset" in run.settings.model_flags:  # its preset's own structure
+            with pytest.raises(ValueError, match="--study ml4h builds ml4h's blocks"):
+                train_settings(run, model)
+            continue
         settings = train_settings(run, model)
         recipes.validate(settings)
         factor = {"ae_deep": run.settings.deep_epoch_factor, "vit_t1": VIT_EPOCH_FACTORS[preset],
                   "cvae_t1": GROUP_EPOCH_FACTORS[preset], "vae_t1": GROUP_EPOCH_FACTORS[preset]}.get(model, 1)
         assert settings.epochs == max(1, round(run.settings.epochs * factor))
-        assert (settings.pairs != ()) == (model == "dropfuse")
+        assert (settings.pairs != ()) == MODELS[model].paired
 
 
 def test_stages_run_in_order_and_names_are_unique():

@@ -18,7 +18,10 @@ DEMO_FLAGS: dict[str, Flag] = {
                                    "each given the same CPU time), cvae (a contrastive VAE of patients against "
                                    "controls beside a plain VAE: do their spaces separate two planted disease "
                                    "subtypes?), legibility (predictors of sex and age from every input "
-                                   "combination, T2 missing for 30 %) or brain_age (SFCN brain age on a cohort with "
-                                   "an ageing SNP, ridge baselines, GWAS of the brain-age gap).",
-                  choices=("brain_age", "cvae", "default", "legibility", "vit")),
+                                   "combination, T2 missing for 30 %), brain_age (SFCN brain age on a cohort with "
+                                   "an ageing SNP, ridge baselines, GWAS of the brain-age gap) or ml4h (T1 and "
+                                   "T2 autoencoders and T1/T2 DropFuse with ml4h's blocks, DropFuse once with "
+                                   "ml4ge's corrected pair loss and fusion and once with ml4h's exact ones, side "
+                                   "by side).",
+                  choices=("brain_age", "cvae", "default", "legibility", "ml4h", "vit")),
 }

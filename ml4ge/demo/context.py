@@ -8,7 +8,7 @@ import another to learn what a run is.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +70,7 @@ class Stage:
     """One step of the demo.
 
     Args:
-        order: stages run by increasing order.
+        order: stages run by increasing order (a model's train and infer stages have fractional ones).
         kind: what the stage is, for the timing table (generate, tensorize, train, infer, compare, ...).
         run: does the work; raises on failure.
         report: returns the stage's markdown section for ``report.md`` (or None).
@@ -78,7 +78,7 @@ class Stage:
         study: the one study this stage belongs to (it runs in no other); None: a stage of every study.
     """
 
-    order: int
+    order: float
     kind: str
     run: Callable[[DemoRun], None]
     report: Callable[[DemoRun], str] | None = None
@@ -106,13 +106,21 @@ def latent_table(run: DemoRun, model: str, given: str) -> Path:
     return latent_folder(run) / model / f"hidden_{tensormap_name(given)}_{model}.tsv"
 
 
-def latent_spaces(run: DemoRun) -> dict[str, Path]:
-    """``{space name: latent table}`` of the study's models: the model's name, ``<model>_<input>`` for a pair model
-    (the default study: ``ae_t1``, ``ae_t2``, ``dropfuse_t1``, ``dropfuse_t2``, ``ae_deep``)."""
-    spaces = {}
+def _spaces(run: DemoRun) -> Iterator[tuple[str, str, str]]:
+    """``(space, model, input attribute)`` of each latent space of the study's models, in the study's order."""
     for model in run.plan.models:
         spec = MODELS[model]
         for attribute in spec.inputs:
-            name = f"{model}_{attribute}" if spec.paired else model
-            spaces[name] = latent_table(run, model, getattr(run.settings, attribute))
-    return spaces
+            yield (f"{model}_{attribute}" if spec.paired else model), model, attribute
+
+
+def latent_spaces(run: DemoRun) -> dict[str, Path]:
+    """``{space name: latent table}`` of the study's models: the model's name, ``<model>_<input>`` for a pair model
+    (the default study: ``ae_t1``, ``ae_t2``, ``dropfuse_t1``, ``dropfuse_t2``, ``ae_deep``)."""
+    return {space: latent_table(run, model, getattr(run.settings, attribute))
+            for space, model, attribute in _spaces(run)}
+
+
+def space_models(run: DemoRun) -> dict[str, str]:
+    """``{space name: model}``: which model wrote each latent space (a pair model writes two)."""
+    return {space: model for space, model, _ in _spaces(run)}

@@ -3,7 +3,9 @@
 generate (the MNI152 demo cohort) -> tensorize -> train the study's models (:mod:`ml4ge.demo.studies`; by default a
 T1 and a T2 autoencoder, a T1/T2 DropFuse pair model and a deep-brain T1 autoencoder (a central crop); ``--study
 vit``: the CNN and the ViT autoencoder of T1; ``--study cvae``: a contrastive VAE of patients against controls and a
-plain VAE, then ``evaluate_groups`` (:mod:`ml4ge.demo.group_stages`) in place of the genetics stages) ->
+plain VAE, then ``evaluate_groups`` (:mod:`ml4ge.demo.group_stages`) in place of the genetics stages; ``--study
+ml4h``: T1 and T2 autoencoders and two DropFuse pair models, all with ml4h's blocks, one with ml4ge's corrected pair
+loss and fusion and one with ml4h's exact ones) ->
 infer_encoders for each -> associate (GWAS of every latent space)
 -> compare the latent spaces (age, sex, planted-region traits, GWAS counts; a phenotype-only and a covariates-only
 baseline) -> interpret (PerDI of the dimensions the planted traits and SNPs select;
@@ -191,9 +193,10 @@ def train_settings(run: DemoRun, model: str):
     inputs, spec, settings = model_inputs(run, model), MODELS[model], run.settings
     merge = {"merge_blocks": ("pair",), "pairs": (tuple(inputs),), **settings.pair_flags} if spec.paired else {
         "merge_blocks": ()}
-    flags = {"batch_size": settings.batch_size, **spec.train_flags(settings),
+    # the model's own flags come last: they may replace the preset's pair loss and fusion (the ml4h study's)
+    flags = {"batch_size": settings.batch_size, **merge, **spec.train_flags(settings),
              **{flag: str(run.cohort / name) for flag, name in spec.cohort_flags}}
-    return TrainSettings(tensors=str(run.tensors), input_tensors=inputs, output_tensors=inputs, **merge, **flags,
+    return TrainSettings(tensors=str(run.tensors), input_tensors=inputs, output_tensors=inputs, **flags,
                          epochs=spec.epochs(settings), id=model, **run.common_settings())
 
 
@@ -273,10 +276,13 @@ def _model_stage(function, model: str):
 
 STAGES.register("generate", Stage(0, "generate", generate, report.cohort_section))
 STAGES.register("tensorize", Stage(10, "tensorize", tensorize))
+# Every model's train stage lies in [20, 21) and its infer stage in [30, 31), in the order of MODELS, however many
+# models there are: the bands stay clear of the stages between them (the brain-age study's 25 and 36, associate).
 for _offset, _model in enumerate(MODELS):
-    STAGES.register(f"train_{_model}", Stage(20 + _offset, "train", _model_stage(train, _model),
+    _place = _offset / len(MODELS)
+    STAGES.register(f"train_{_model}", Stage(20 + _place, "train", _model_stage(train, _model),
                                              report.model_section(_model), model=_model))
-    STAGES.register(f"infer_{_model}", Stage(30 + _offset, "infer", _model_stage(infer, _model), model=_model))
+    STAGES.register(f"infer_{_model}", Stage(30 + _place, "infer", _model_stage(infer, _model), model=_model))
 STAGES.register("associate", Stage(40, "associate", truth_stages.associate, truth_stages.associate_section))
 STAGES.register("compare", Stage(50, "compare", compare, report.compare_section))
 STAGES.register("compare_adjusted", Stage(51, "compare", compare_adjusted, report.adjusted_section))

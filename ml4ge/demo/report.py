@@ -251,19 +251,22 @@ def side_by_side_section(run: DemoRun) -> str:
     """The study's models side by side (:func:`ml4ge.demo.study_table.study_table`); also written to
     ``<demo>/study_table.tsv``."""
     from ml4ge.atomic import write_table
+    from ml4ge.demo.pair_agreement import batch_note
     from ml4ge.demo.study_table import TABLE_NAME, WINDOW_KB, study_table
 
     table = study_table(run)
     write_table(table, run.folder / TABLE_NAME)
-    return "\n".join([
-        f"## The models side by side (study `{run.study}`)", "",
-        "Training: epochs run, wall and CPU time of the train stage (the ViT's epochs give it about the CNN's "
-        "training time). GWAS hits: latent dimensions of the space with a hit (P below 5e-8 over the number of "
-        f"latent dimensions of all spaces) within {WINDOW_KB:g} kb of the planted SNP, and the SNP's best "
-        "-log10 P. R^2 with age + sex: cross-validated ridge R^2 of the latents plus age and sex (`covariates`: "
-        "age and sex alone). PerDI rank: the planted region's rank (left and right merged) among the atlas regions "
-        "for the dimension most correlated with the trait and the one most associated with the SNP.", "",
-        markdown_table(table)])
+    legend = ("Training: epochs run, wall and CPU time of the train stage. GWAS hits: latent dimensions of the "
+              "space with a hit (P below 5e-8 over the number of latent dimensions of all spaces) within "
+              f"{WINDOW_KB:g} kb of the planted SNP, and the SNP's best -log10 P. R^2 with age + sex: "
+              "cross-validated ridge R^2 of the latents plus age and sex (`covariates`: age and sex alone). "
+              "Cross-modal rows (pair models): on the test split, for how many subjects the nearest latent of the "
+              "other modality is their own, and the mean cosine of a subject's two latents against that of two "
+              "different subjects. PerDI rank: the planted region's rank (left and right merged) among the atlas "
+              "regions for the dimension most correlated with the trait and the one most associated with the SNP.")
+    notes = [note for note in (run.plan.table_note, batch_note(run)) if note]
+    return "\n".join([f"## The models side by side (study `{run.study}`)", "", " ".join([legend, *notes]), "",
+                      markdown_table(table)])
 
 
 def preset_line(run: DemoRun) -> str:

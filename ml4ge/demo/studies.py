@@ -14,6 +14,11 @@ study is one registration here, not a new pipeline:
   study's claim that a ViT's latents find loci the CNN's miss (the hippocampal left-right asymmetry) is the test.
 - ``brain_age``: SFCN brain age on a cohort with an ageing SNP, beside ridge baselines on the T1 autoencoder's
   latents and on the regional volumes, and a GWAS of the brain-age gap (:mod:`ml4ge.demo.brain_age_study`).
+- ``ml4h``: the ml4h registration study's experiment with ml4h's blocks (``--conv_style ml4h`` at the preset's
+  widths): a T1 and a T2 autoencoder (``ml4h_ae_t1``, ``ml4h_ae_t2``) and the T1/T2 DropFuse pair model twice, with
+  ml4ge's corrected loss and fusion (``ml4h_dropfuse``: InfoNCE, DropFuse averaged at inference) and with ml4h's
+  exact ones (``ml4h_dropfuse_exact``: ``--pair_loss contrastive_ml4h --pair_merge dropout_ml4h``), side by side:
+  what the corrections change (docs/ml4h_differences.md).
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ class DemoModel:
         inputs: the settings attributes naming its input TensorMaps.
         paired: a pair (DropFuse) model of two inputs.
         epoch_factor: its epochs as a multiple of the preset's (rounded, at least 1); None: the preset's.
-        flags: its own train flags (model and optimizer, and ``batch_size`` if not the preset's) instead of the
-            preset's ``model_flags``; None: the preset's.
+        flags: its own train flags (model and optimizer, ``batch_size`` if not the preset's, and for a pair model
+            its pair loss and fusion if not the preset's ``pair_flags``) instead of the preset's ``model_flags``;
+            None: the preset's.
         cohort_flags: train flags that name a file of the demo cohort, as ``(flag, file name)`` pairs (the cvae's
             ``--target_csv patients.csv``).
     """
@@ -113,6 +119,31 @@ def vae_flags(settings: DemoSettings) -> dict[str, Any]:
     return {**settings.model_flags, "family": "vae", "dense_layers": (128, 32), "batch_size": GROUP_BATCH}
 
 
+# The ml4h study's models: ml4h's encoder and decoder structure (activated embedding, ml4h's decoder; docs/
+# ml4h_differences.md) at the preset's widths and kernels, every other flag the preset's. The exact DropFuse model
+# also takes ml4h's pair loss and fusion; the corrected one keeps the preset's pair_flags (InfoNCE, DropFuse).
+ML4H_EXACT_PAIR = {"pair_loss": "contrastive_ml4h", "pair_merge": "dropout_ml4h"}
+
+
+def ml4h_blocks(settings: DemoSettings) -> dict[str, Any]:
+    """The preset's train flags with ml4h's conv structure.
+
+    Raises:
+        ValueError: for a preset whose model is a ``--model_preset`` (full_resolution's ``udip``): the preset's
+            architecture wins over ``--conv_style``, so the models would be plain ones.
+    """
+    if "model_preset" in settings.model_flags:
+        raise ValueError(f"--study ml4h builds ml4h's blocks from the preset's conv flags, but the "
+                         f"{settings.preset} preset's models are --model_preset {settings.model_flags['model_preset']} "
+                         "(its own, plain structure); run the study at the default preset or with --quick.")
+    return {**settings.model_flags, "conv_style": "ml4h"}
+
+
+def ml4h_exact(settings: DemoSettings) -> dict[str, Any]:
+    """ml4h's blocks, pair loss and fusion (the registration study's DropFuse as ml4h trained it)."""
+    return {**ml4h_blocks(settings), **ML4H_EXACT_PAIR}
+
+
 # The whole-brain autoencoders mirror the ml4h registration study; their latents are dominated by the cortex's
 # variance (atrophy, head size). ae_deep sees only the central 96 mm cube, at a fraction of the cost per epoch, so
 # that a latent space carries the deep grey structures where the demo plants effects (docs/experiments.md).
@@ -125,6 +156,10 @@ MODELS = {
     "cvae_t1": DemoModel(("t1",), flags=cvae_flags, epoch_factor=group_epochs,
                          cohort_flags=(("target_csv", "patients.csv"), ("background_csv", "controls.csv"))),
     "vae_t1": DemoModel(("t1",), flags=vae_flags, epoch_factor=group_epochs),
+    "ml4h_ae_t1": DemoModel(("t1",), flags=ml4h_blocks),
+    "ml4h_ae_t2": DemoModel(("t2",), flags=ml4h_blocks),
+    "ml4h_dropfuse": DemoModel(("t1", "t2"), paired=True, flags=ml4h_blocks),
+    "ml4h_dropfuse_exact": DemoModel(("t1", "t2"), paired=True, flags=ml4h_exact),
 }
 @dataclass(frozen=True)
 class Study:
@@ -136,6 +171,7 @@ class Study:
         pairs: ``--pairs`` of the compare stage: latent spaces (model names, ``<model>_<input>`` for a pair model)
             or :data:`BASELINE_SPACE`.
         side_by_side: ``report.md`` opens with a table of the models side by side (:mod:`ml4ge.demo.study_table`).
+        table_note: what the side-by-side table's reader should know of this study (after the table's legend).
         shared_stages: the stages of every study this one runs (None: all; its own stages run regardless).
         cohort_options: ``(name, value)`` arguments of :func:`ml4ge.demo.cohort.write_demo_cohort` for its cohort.
     """
@@ -144,6 +180,7 @@ class Study:
     interpret: tuple[str, ...]
     pairs: tuple[tuple[str, str], ...]
     side_by_side: bool = False
+    table_note: str = ""
     shared_stages: tuple[str, ...] | None = None
     cohort_options: tuple[tuple[str, float], ...] = ()  # write_demo_cohort arguments
 
@@ -165,7 +202,8 @@ STUDIES.register(DEFAULT_STUDY, Study(
     pairs=(("ae_t1", "ae_t2"), ("dropfuse_t1", "ae_t1"), ("dropfuse_t2", "ae_t2"), ("ae_t1", BASELINE_SPACE))))
 STUDIES.register("vit", Study(
     models=("ae_t1", "vit_t1"), interpret=("ae_t1", "vit_t1"),
-    pairs=(("vit_t1", "ae_t1"), ("ae_t1", BASELINE_SPACE), ("vit_t1", BASELINE_SPACE)), side_by_side=True))
+    pairs=(("vit_t1", "ae_t1"), ("ae_t1", BASELINE_SPACE), ("vit_t1", BASELINE_SPACE)), side_by_side=True,
+    table_note="The ViT's epochs give it about the CNN's training time."))
 STUDIES.register("legibility", Study(models=(), interpret=(), pairs=(), shared_stages=("generate", "tensorize")))
 STUDIES.register("brain_age", Study(
     models=("ae_t1",), interpret=(), pairs=(("ae_t1", BASELINE_SPACE),), cohort_options=(("ageing_years", 3.0),),
@@ -173,3 +211,21 @@ STUDIES.register("brain_age", Study(
 STUDIES.register("cvae", Study(
     models=("cvae_t1", "vae_t1"), interpret=(), pairs=(), shared_stages=("generate", "tensorize"),
     cohort_options=(("patients", 1 / 3),)))
+# Each DropFuse space beside the autoencoder of its modality, and the exact space beside the corrected one.
+STUDIES.register("ml4h", Study(
+    models=("ml4h_ae_t1", "ml4h_ae_t2", "ml4h_dropfuse", "ml4h_dropfuse_exact"), interpret=("ml4h_ae_t1",),
+    pairs=(("ml4h_dropfuse_t1", "ml4h_ae_t1"), ("ml4h_dropfuse_t2", "ml4h_ae_t2"),
+           ("ml4h_dropfuse_exact_t1", "ml4h_ae_t1"), ("ml4h_dropfuse_exact_t2", "ml4h_ae_t2"),
+           ("ml4h_dropfuse_exact_t1", "ml4h_dropfuse_t1"), ("ml4h_dropfuse_exact_t2", "ml4h_dropfuse_t2"),
+           ("ml4h_ae_t1", BASELINE_SPACE)),
+    side_by_side=True, table_note=(
+        "All four models have ml4h's blocks (`--conv_style ml4h`) at the preset's widths. `ml4h_dropfuse` trains "
+        "with ml4ge's corrected pair loss and fusion (symmetric InfoNCE with a clamped learned temperature; "
+        "DropFuse drawn per sample and coordinate, the mean at inference), `ml4h_dropfuse_exact` with ml4h's "
+        "(`--pair_loss contrastive_ml4h`: the swapped cross-entropy, a bounded linear penalty on the diagonal "
+        "softmax mass; `--pair_merge dropout_ml4h`: one modality per coordinate for the whole batch, random at "
+        "inference too). Inference: the spaces here are the encoders' outputs (`infer_encoders` runs "
+        "`encoder_<tmap>.keras` alone, before the fusion), so they are deterministic for both models. What passes "
+        "through the exact model's fusion is random: its test metrics and reconstructions (one draw) and its fused "
+        "table `latents/ml4h_dropfuse_exact/hidden_fused_ml4h_dropfuse_exact.tsv` (a new draw per batch), which no "
+        "stage here uses.")))

@@ -1,10 +1,13 @@
-"""One table that sets a study's models side by side (``--study vit``: the CNN and the ViT autoencoder of T1).
+"""One table that sets a study's models side by side (``--study vit``: the CNN and the ViT autoencoder of T1;
+``--study ml4h``: autoencoders and DropFuse models with ml4h's blocks, the corrected and the exact pair loss).
 
 Rows: training (epochs run, wall and CPU time of the train stage); per planted SNP, the latent dimensions of each
 space with a GWAS hit within the locus window and the SNP's best -log10 P; per planted trait, R^2 beyond age and
-sex (compare_adjusted, the age + sex baseline beside it); per planted trait, the PerDI rank of its region (left
-and right merged) for the dimension chosen by trait and the one chosen by the SNP. Columns: the study's models.
-It reads the stages' outputs only; the report writes it to ``<demo>/study_table.tsv``.
+sex (compare_adjusted, the age + sex baseline beside it); for each pair model, cross-modal retrieval and cosines
+on the test split (:mod:`ml4ge.demo.pair_agreement`); per planted trait, the PerDI rank of its region (left and
+right merged) for the dimension chosen by trait and the one chosen by the SNP. Columns: the study's latent spaces
+(a model's name; ``<model>_<input>`` for each of a pair model's two). It reads the stages' outputs only; the report
+writes it to ``<demo>/study_table.tsv``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ml4ge.demo.context import space_models
+from ml4ge.demo.pair_agreement import agreement_rows
 from ml4ge.demo.truth import WINDOW_KB, load_truth
 
 if TYPE_CHECKING:
@@ -89,9 +94,18 @@ def perdi_rows(run: DemoRun, models: tuple[str, ...]) -> list[dict]:
     return rows
 
 
+def training_cells(run: DemoRun, spaces: dict[str, str]) -> dict[str, str]:
+    """:func:`training_row` under each model's first space; its other space (a pair model's) says it is the same."""
+    cells, seen = {}, set()
+    for space, model in spaces.items():
+        cells[space] = "same model" if model in seen else training_row(run, model)
+        seen.add(model)
+    return cells
+
+
 def study_table(run: DemoRun) -> pd.DataFrame:
-    """The study's models side by side (see the module docstring); ``measure`` plus one column per model."""
-    models = run.plan.models
-    rows = [{"measure": "training", **{model: training_row(run, model) for model in models}},
-            *gwas_rows(run, list(models)), *r2_rows(run, list(models)), *perdi_rows(run, run.plan.interpret)]
-    return pd.DataFrame(rows).reindex(columns=["measure", *models, COVARIATES]).dropna(axis=1, how="all").fillna("")
+    """The study's latent spaces side by side (see the module docstring); ``measure`` plus one column per space."""
+    spaces = space_models(run)
+    rows = [{"measure": "training", **training_cells(run, spaces)}, *gwas_rows(run, list(spaces)),
+            *r2_rows(run, list(spaces)), *agreement_rows(run), *perdi_rows(run, run.plan.interpret)]
+    return pd.DataFrame(rows).reindex(columns=["measure", *spaces, COVARIATES]).dropna(axis=1, how="all").fillna("")

@@ -3,7 +3,9 @@
 generate -> tensorize -> train (T1 AE, T2 AE, T1/T2 DropFuse pair model, deep-brain T1 AE) -> infer_encoders ->
 associate -> compare -> interpret -> ``<output_folder>/<id>/report.md`` (stages: :mod:`ml4ge.demo.pipeline`,
 report: :mod:`ml4ge.demo.report`). ``--study vit`` trains the CNN and the UDIP-ViT autoencoder of T1 instead, each
-for about the same CPU time, and the report sets them side by side (:mod:`ml4ge.demo.studies`).
+for about the same CPU time, and the report sets them side by side (:mod:`ml4ge.demo.studies`); ``--study ml4h``
+trains the default's T1, T2 and DropFuse models with ml4h's blocks, DropFuse with ml4ge's corrected and with ml4h's
+exact pair loss and fusion, side by side.
 
 Flags: ``--quick`` (80 subjects at 5 mm, 3 epochs: a few minutes on a laptop CPU), ``--full_resolution``
 (1 mm, UDIP-sized models: for a GPU), the default (300 subjects at 3 mm), ``--demo_subjects N`` and
@@ -45,11 +47,12 @@ def validate(args: DemoRecipeSettings) -> None:
     """Refuse impossible demo flags before any work.
 
     Raises:
-        ValueError: for --quick with --full_resolution, too few subjects, a cohort on another grid (the
-            flags' bounds refuse --demo_epochs 0 before this).
+        ValueError: for --quick with --full_resolution, too few subjects, a cohort on another grid, a study whose
+            models cannot train at the preset (the flags' bounds refuse --demo_epochs 0 before this).
         FileNotFoundError: for a --demo_data folder without the cohort files.
     """
     from ml4ge.demo.pipeline import check_settings, demo_run_from_args
+    from ml4ge.demo.studies import MODELS
 
     if args.quick and args.full_resolution:
         raise ValueError("--quick and --full_resolution contradict each other; give one of them.")
@@ -59,6 +62,8 @@ def validate(args: DemoRecipeSettings) -> None:
     if run.data is not None:
         check_cohort(run.data, run.settings.voxel_mm)
     check_settings(run)
+    for model in run.plan.models:  # a study's model may refuse the preset (the ml4h study at full resolution)
+        MODELS[model].train_flags(run.settings)
 
 
 def check_cohort(folder: Path, voxel_mm: float) -> None:
