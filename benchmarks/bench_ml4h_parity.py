@@ -13,9 +13,11 @@ model with ml4ge's factory and reads with ml4ge's loader (``--num_workers`` read
 
 Each child trains ``--warmup`` untimed steps (graph tracing), then ``--steps`` timed ones, and reports the median
 step, samples/s, forward GFLOP per sample (convolutions and dense layers, counted from the built layers by the same
-function for both), forward GFLOP/s (forward GFLOP x samples/s; training does about 3 times that), parameters and
+function for both), forward GFLOP/s (forward GFLOP x samples/s; training does about 3 times that), the training
+process's median CPU seconds per step (all its threads: what load on a shared machine changes least), parameters and
 the training process's peak RSS (``ru_maxrss``). The parent samples the child's process tree every 0.5 s for the
-largest worker's peak RSS and the tree's peak total RSS and PSS (process_tree.py). Then the ratios ml4ge/ml4h.
+largest worker's peak RSS and the tree's peak total RSS and PSS (process_tree.py). Then the ratios ml4ge/ml4h; the
+memory goal is judged on the tree's PSS, the memory the whole run holds (the training process alone with 0 workers).
 
 Run: ``python benchmarks/bench_ml4h_parity.py --ml4h_python /path/to/ml4h/venv/bin/python [--steps 5]
 [--repeats 2]``. Without ``--ml4h_python`` only ml4ge is measured. On a shared machine read the figures as
@@ -75,9 +77,11 @@ def ml4ge_child(cohort: Path, workers: int, warmup: int, steps: int) -> dict:
     model = build_model([tm], [tm], ["conv_encode"], [], ["conv_decode"], ModelConfig.from_args(args))
     compile_model(model, [tm], 1e-4)
     times: list[float] = []
+    cpu: list[float] = []
+    clock = step_clock(times, cpu)
     with TensorDataset(hd5_paths(cohort), [tm], [tm], BATCH, shuffle=True, num_workers=workers, seed=1) as data:
-        model.fit(data.dataset(), steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[step_clock(times)])
-    return result_row("ml4ge", workers, model, times, warmup)
+        model.fit(data.dataset(), steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[clock])
+    return result_row("ml4ge", workers, model, times, cpu, warmup)
 
 
 def child_command(engine: str, options, cohort: Path, workers: int) -> tuple[list[str], dict]:
@@ -134,12 +138,13 @@ def report_ratios(rows: list[dict], workers_list: list[int]) -> None:
         if not (ml4h and ml4ge):
             continue
         speed = ml4ge["samples_per_s"] / ml4h["samples_per_s"]
+        cpu = ml4ge["cpu_s_per_step"] / ml4h["cpu_s_per_step"]
         process = ml4ge["peak_rss_gb"] / ml4h["peak_rss_gb"]
         tree = ml4ge["peak_tree_pss_gb"] / ml4h["peak_tree_pss_gb"]
         print(f"workers {workers}: ml4ge/ml4h samples/s {speed:.3f} (goal >= {GOAL_SPEED}: "
-              f"{'met' if speed >= GOAL_SPEED else 'not met'}); peak RSS of the training process {process:.3f}, "
+              f"{'met' if speed >= GOAL_SPEED else 'not met'}; CPU s per step of the training process {cpu:.3f}); "
               f"peak PSS of the process tree {tree:.3f} (goal <= {GOAL_MEMORY}: "
-              f"{'met' if max(process, tree) <= GOAL_MEMORY else 'not met'})")
+              f"{'met' if tree <= GOAL_MEMORY else 'not met'}; peak RSS of the training process {process:.3f})")
         if ml4h["parameters"] != ml4ge["parameters"]:
             print(f"  parameters differ: ml4h {ml4h['parameters']:,}, ml4ge {ml4ge['parameters']:,}")
 

@@ -61,8 +61,9 @@ def run(cohort: Path, workers: int, warmup: int, steps: int, scratch: Path) -> d
     train, _valid, _test = test_train_valid_tensor_generators(**args.__dict__)
     model, *_ = make_multimodal_multitask_model(**args.__dict__)
     times: list[float] = []
-    model.fit(train, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[step_clock(times)])
-    return result_row("ml4h", workers, model, times, warmup)
+    cpu: list[float] = []
+    model.fit(train, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[step_clock(times, cpu)])
+    return result_row("ml4h", workers, model, times, cpu, warmup)
 
 
 def main() -> None:

@@ -39,27 +39,35 @@ def forward_gflops(model) -> float:
     return total / 1e9
 
 
-def step_clock(times: list):
-    """A Keras callback appending each training batch's wall time (data fetch included) to ``times``."""
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process so far, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def step_clock(times: list, cpu: list):
+    """A Keras callback appending each training batch's wall time (data fetch included) to ``times`` and the
+    process's CPU seconds in it to ``cpu`` (less sensitive than wall time to other processes on a shared machine)."""
     import keras
 
     class StepClock(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
+            self.start, self.cpu = time.perf_counter(), cpu_seconds()
 
         def on_train_batch_end(self, batch, logs=None):
             times.append(time.perf_counter() - self.start)
+            cpu.append(cpu_seconds() - self.cpu)
 
     return StepClock()
 
 
-def result_row(engine: str, workers: int, model, times: list, warmup: int) -> dict:
+def result_row(engine: str, workers: int, model, times: list, cpu: list, warmup: int) -> dict:
     """The measured row of one child; peak RSS of this process from the kernel (exact, not sampled)."""
     step = statistics.median(times[warmup:])
     gflop = forward_gflops(model)
     return {"engine": engine, "workers": workers, "parameters": model.count_params(),
             "forward_gflop_per_sample": gflop, "step_s": step, "samples_per_s": BATCH / step,
-            "forward_gflop_per_s": gflop * BATCH / step,
+            "forward_gflop_per_s": gflop * BATCH / step, "cpu_s_per_step": statistics.median(cpu[warmup:]),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
