@@ -151,14 +151,14 @@ def report_ratios(rows: list[dict], workers_list: list[int]) -> None:
 
 def run_all(options) -> list[dict]:
     """Every configuration, alternating the engines within each worker count, ``--repeats`` times."""
-    rows = []
+    rows, names = [], engines(options)
     with tempfile.TemporaryDirectory() as folder:
         cohort = Path(folder) / "tensors"
         cohort.mkdir()
         write_cohort(cohort, options.samples)
         for _ in range(options.repeats):
             for workers in options.workers:
-                for engine in engines(options):
+                for engine in names:
                     row = run_child(*child_command(engine, options, cohort, workers))
                     if row:
                         print(show(row), flush=True)
