@@ -1,18 +1,27 @@
-"""ml4ge training with ml4h's architecture (issue #22): step time and peak memory at 64^3, batch 4, with 0 and 2
-loader workers, the configurations measured one after the other in one run (each in its own process, so that each
-peak is its own).
+"""ml4ge and ml4h side by side with ml4h's architecture (issue #22): step time and peak memory at 64^3, batch 4,
+with 0 and 2 loader workers. One run alternates the engines (ml4h, ml4ge, ml4h, ml4ge, ...), each configuration
+in its own child process, so that each peak is its own and both see the same machine load.
 
-The model is what the registration study's flags build in ml4ge (``--conv_style ml4h``, the default): swish,
-``--conv_layers 32 --dense_blocks 32 32 32 --block_size 3 --dense_layers 256``, ml4h's default kernels 3x3x2 and
-pooling 2x2x1, on a synthetic cohort of 64^3 volumes read from HD5 by ml4ge's loader. Each child builds the model,
-trains ``--warmup`` untimed steps (graph tracing), then ``--steps`` timed ones, and reports the median step,
-samples/s, forward GFLOP per sample (convolutions and dense layers, counted from the built layers) and peak
-resident memory of the process and of its largest worker.
+The model is what the registration study's seed-style flags build (ml4ge's ``--conv_style ml4h``, the default):
+swish, ``--conv_layers 32 --dense_blocks 32 32 32 --block_size 3 --dense_layers 256``, ml4h's default kernels 3x3x2
+and pooling 2x2x1, an autoencoder of a 64^3x1 volume, trained on one synthetic HD5 cohort that both engines read
+(``/bench/t1_64/instance_0``, a (64, 64, 64, 1) array: ml4h's default reader takes the first dataset under
+``/<path_prefix>/<name>/``, ml4ge's the ``instance_<k>`` datasets under ``/<group>/<name>``). ml4ge's child builds the
+model with ml4ge's factory and reads with ml4ge's loader (``--num_workers`` reading processes); ml4h's child
+(``ml4h_parity_child.py``, run by ``--ml4h_python``) with ml4h's parse_args, model factory and tensor generators
+(ml4h's ``--num_workers``: 2 gives its training loader 1 worker, and validation and test loaders 1 each).
 
-ml4h itself is not run here: see docs/ml4h_differences.md ("Performance") for whether it could be installed.
+Each child trains ``--warmup`` untimed steps (graph tracing), then ``--steps`` timed ones, and reports the median
+step, samples/s, forward GFLOP per sample (convolutions and dense layers, counted from the built layers by the same
+function for both), forward GFLOP/s (forward GFLOP x samples/s; training does about 3 times that), the training
+process's median CPU seconds per step (all its threads: what load on a shared machine changes least), parameters and
+the training process's peak RSS (``ru_maxrss``). The parent samples the child's process tree every 0.5 s for the
+largest worker's peak RSS and the tree's peak total RSS and PSS (process_tree.py). Then the ratios ml4ge/ml4h; the
+memory goal is judged on the tree's PSS, the memory the whole run holds (the training process alone with 0 workers).
 
-Run: ``python benchmarks/bench_ml4h_parity.py [--steps 5] [--samples 24]``. On a shared machine read the figures
-as measured under its load at the time.
+Run: ``python benchmarks/bench_ml4h_parity.py --ml4h_python /path/to/ml4h/venv/bin/python [--steps 5]
+[--repeats 2]``. Without ``--ml4h_python`` only ml4ge is measured. On a shared machine read the figures as
+measured under its load at the time (printed before and after).
 """
 
 from __future__ import annotations
@@ -20,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,39 +36,36 @@ import tempfile
 import time
 from pathlib import Path
 
-SEED_FLAGS = ["--activation", "swish", "--conv_layers", "32", "--dense_blocks", "32", "32", "32", "--block_size", "3",
-              "--dense_layers", "256"]
-SIZE, BATCH = 64, 4
+from parity_common import BATCH, GROUP, NAME, RESULT_PREFIX, SEED_FLAGS, SIZE, print_result, result_row, step_clock
+from process_tree import TreeSampler
+
+HERE = Path(__file__).resolve().parent
+ML4H_CHILD = HERE / "ml4h_parity_child.py"
+GOAL_SPEED, GOAL_MEMORY = 1.5, 0.5  # issue #22: ml4ge at least 1.5x ml4h's samples/s, at most half its memory
 
 
 def volume_map():
     from ml4ge.normalizers import PerSampleZScore
     from ml4ge.tensormap import TensorMap
 
-    return TensorMap("t1_64", (SIZE, SIZE, SIZE, 1), group="bench", normalization=PerSampleZScore())
+    return TensorMap(NAME, (SIZE, SIZE, SIZE, 1), group=GROUP, normalization=PerSampleZScore())
 
 
-def forward_gflops(model) -> float:
-    import math
+def write_cohort(folder: Path, samples: int, seed: int = 0) -> None:
+    """``samples`` files ``<i>.hd5``, each a noisy ellipsoid stored as a (64, 64, 64, 1) float32 array."""
+    import h5py
+    import numpy as np
 
-    import keras
+    from ml4ge.hd5 import HD5_SUFFIX, write_tensor
+    from ml4ge.synthetic import ellipsoid_volume
 
-    def layers(m):
-        for layer in m.layers:
-            yield from layers(layer) if isinstance(layer, keras.Model) else [layer]
-
-    total = 0
-    for layer in layers(model):
-        kernel = getattr(layer, "kernel", None)
-        if kernel is not None:
-            spatial = 1 if isinstance(layer, keras.layers.Dense) else math.prod(layer.output.shape[1:-1])
-            total += 2 * math.prod(kernel.shape) * spatial
-    return total / 1e9
+    rng = np.random.default_rng(seed)
+    for i in range(samples):
+        with h5py.File(folder / f"{i}{HD5_SUFFIX}", "w") as hd5:
+            write_tensor(hd5, f"{GROUP}/{NAME}", ellipsoid_volume((SIZE,) * 3, rng)[..., None], instance=0)
 
 
-def child(cohort: Path, workers: int, warmup: int, steps: int) -> dict:
-    import keras
-
+def ml4ge_child(cohort: Path, workers: int, warmup: int, steps: int) -> dict:
     from ml4ge.arguments import build_parser
     from ml4ge.hd5 import hd5_paths
     from ml4ge.models.config import ModelConfig
@@ -71,22 +76,94 @@ def child(cohort: Path, workers: int, warmup: int, steps: int) -> dict:
     args = build_parser().parse_args(["--mode", "train", *SEED_FLAGS])
     model = build_model([tm], [tm], ["conv_encode"], [], ["conv_decode"], ModelConfig.from_args(args))
     compile_model(model, [tm], 1e-4)
-    times = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
+    times: list[float] = []
+    cpu: list[float] = []
+    clock = step_clock(times, cpu)
     with TensorDataset(hd5_paths(cohort), [tm], [tm], BATCH, shuffle=True, num_workers=workers, seed=1) as data:
-        model.fit(data.dataset(), steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[Clock()])
-    step = statistics.median(times[warmup:])
-    return {"workers": workers, "parameters": model.count_params(), "forward_gflop_per_sample": forward_gflops(model),
-            "step_s": step, "samples_per_s": BATCH / step,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "peak_worker_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20}
+        model.fit(data.dataset(), steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[clock])
+    return result_row("ml4ge", workers, model, times, cpu, warmup)
+
+
+def child_command(engine: str, options, cohort: Path, workers: int) -> tuple[list[str], dict]:
+    """The command line and environment of one configuration's child."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    timing = [str(options.warmup), str(options.steps)]
+    if engine == "ml4h":
+        env.pop("PYTHONPATH", None)  # ml4h's interpreter sees only its own packages (and this folder, the script's)
+        scratch = cohort.parent / f"ml4h_scratch_{workers}"
+        return [options.ml4h_python, str(ML4H_CHILD), str(cohort), str(workers), *timing, str(scratch)], env
+    return [sys.executable, __file__, "--child", f"{cohort}:{workers}", "--warmup", timing[0],
+            "--steps", timing[1]], env
+
+
+def run_child(command: list[str], env: dict) -> dict | None:
+    """Run one child while sampling its process tree; its result row with the sampled peaks, None if it failed."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = TreeSampler(child.pid)
+    out, err = child.communicate()
+    peaks = sampler.stop()
+    rows = [line[len(RESULT_PREFIX):] for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
+    if child.returncode or not rows:
+        print(f"FAILED (exit {child.returncode}): {' '.join(command[:2])} ...\n" + "\n".join(err.splitlines()[-15:]))
+        return None
+    return {**json.loads(rows[-1]), **peaks, "child_wall_s": time.perf_counter() - started}
+
+
+def engines(options) -> list[str]:
+    if options.ml4h_python:
+        return ["ml4h", "ml4ge"]
+    print("ml4h rows skipped: no --ml4h_python given (the interpreter of a venv where ml4h imports).")
+    return ["ml4ge"]
+
+
+def show(row: dict) -> str:
+    return " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                    for key, value in row.items())
+
+
+def medians(rows: list[dict], engine: str, workers: int) -> dict | None:
+    """The median of each measured figure over the repeats of one configuration."""
+    mine = [row for row in rows if row["engine"] == engine and row["workers"] == workers]
+    if not mine:
+        return None
+    return {key: statistics.median(row[key] for row in mine) if isinstance(value, float) else value
+            for key, value in mine[0].items()}
+
+
+def report_ratios(rows: list[dict], workers_list: list[int]) -> None:
+    """ml4ge/ml4h per worker count: samples/s (goal >= 1.5) and peak memory (goal <= 0.5)."""
+    for workers in workers_list:
+        ml4h, ml4ge = medians(rows, "ml4h", workers), medians(rows, "ml4ge", workers)
+        if not (ml4h and ml4ge):
+            continue
+        speed = ml4ge["samples_per_s"] / ml4h["samples_per_s"]
+        cpu = ml4ge["cpu_s_per_step"] / ml4h["cpu_s_per_step"]
+        process = ml4ge["peak_rss_gb"] / ml4h["peak_rss_gb"]
+        tree = ml4ge["peak_tree_pss_gb"] / ml4h["peak_tree_pss_gb"]
+        print(f"workers {workers}: ml4ge/ml4h samples/s {speed:.3f} (goal >= {GOAL_SPEED}: "
+              f"{'met' if speed >= GOAL_SPEED else 'not met'}; CPU s per step of the training process {cpu:.3f}); "
+              f"peak PSS of the process tree {tree:.3f} (goal <= {GOAL_MEMORY}: "
+              f"{'met' if tree <= GOAL_MEMORY else 'not met'}; peak RSS of the training process {process:.3f})")
+        if ml4h["parameters"] != ml4ge["parameters"]:
+            print(f"  parameters differ: ml4h {ml4h['parameters']:,}, ml4ge {ml4ge['parameters']:,}")
+
+
+def run_all(options) -> list[dict]:
+    """Every configuration, alternating the engines within each worker count, ``--repeats`` times."""
+    rows, names = [], engines(options)
+    with tempfile.TemporaryDirectory() as folder:
+        cohort = Path(folder) / "tensors"
+        cohort.mkdir()
+        write_cohort(cohort, options.samples)
+        for _ in range(options.repeats):
+            for workers in options.workers:
+                for engine in names:
+                    row = run_child(*child_command(engine, options, cohort, workers))
+                    if row:
+                        print(show(row), flush=True)
+                        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -95,29 +172,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of all configurations (medians reported)")
+    parser.add_argument("--ml4h_python", help="interpreter of a venv where ml4h imports; without it no ml4h rows")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        cohort, workers = args.child.split(":")
-        print(json.dumps(child(Path(cohort), int(workers), args.warmup, args.steps)))
+    options = parser.parse_args()
+    if options.child:
+        cohort, workers = options.child.split(":")
+        print_result(ml4ge_child(Path(cohort), int(workers), options.warmup, options.steps))
         return
-    from ml4ge.synthetic import write_cohort
-
-    with tempfile.TemporaryDirectory() as folder:
-        write_cohort(Path(folder), [volume_map()], args.samples, seed=0)
-        results = []
-        for workers in args.workers:
-            command = [sys.executable, __file__, "--child", f"{folder}:{workers}", "--steps", str(args.steps),
-                       "--warmup", str(args.warmup)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True,
-                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    for row in results:
-        print(" ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                       for key, value in row.items()))
-    if len(results) == 2:
-        print(f"ratio step time workers {results[1]['workers']}/{results[0]['workers']}: "
-              f"{results[1]['step_s'] / results[0]['step_s']:.3f}")
+    print(f"load average at start: {os.getloadavg()}")
+    rows = run_all(options)
+    print(f"load average at end: {os.getloadavg()}")
+    report_ratios(rows, options.workers)
 
 
 if __name__ == "__main__":

@@ -46,15 +46,39 @@ def layer_types(model):
 
 
 def test_ml4h_encoder_structure():
-    """DenseNet concatenations, no linear embedding: the encoder's output is the activation after ``embed_``."""
+    """DenseNet connections, no linear embedding: the encoder's output is the activation after ``embed_``."""
     parts = seed_model()
     encoder = parts.encoders["dxa_2"]
-    assert layer_types(parts).count("Concatenate") == 5 * 2
+    # each stage's 2nd and 3rd convolutions also read the earlier outputs (1 + 2 kernel parts, summed)
+    assert layer_types(parts).count("Add") == 5 * 2
+    assert sum(layer.name.startswith("encode_dxa_2_conv_part") for layer in encoder.layers) == 5 * 3
     assert encoder.get_layer("embed_dxa_2") is not None
     assert type(encoder.layers[-1]).__name__ == "Activation"
     x = np.random.default_rng(0).normal(size=(2, 64, 64, 1)).astype("float32")
     latent = keras.ops.convert_to_numpy(encoder(x))
     assert latent.shape == (2, 256) and latent.min() >= -0.2785  # swish's minimum: the embedding is activated
+
+
+def test_conv_of_concatenation_is_one_convolution_of_the_concatenated_pieces():
+    """The sum of per-piece convolutions equals ml4h's convolution of the concatenation with the parts' kernels
+    stacked, and every part draws from Glorot-uniform's bound of that whole kernel."""
+    from ml4ge.models.blocks import Namer
+    from ml4ge.models.conv_ml4h import conv_of_concatenation, glorot_limit
+
+    pieces = [keras.Input((6, 5, 3)), keras.Input((6, 5, 2))]
+    model = keras.Model(pieces, conv_of_concatenation(pieces, 4, (3, 2), 2, Namer("t")))
+    parts = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    whole = keras.layers.Conv2D(4, (3, 2), padding="same")
+    whole.build((None, 6, 5, 5))
+    kernels = [keras.ops.convert_to_numpy(part.kernel) for part in parts]
+    whole.set_weights([np.concatenate(kernels, axis=-2), keras.ops.convert_to_numpy(parts[0].bias)])
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 6, 5, 3)).astype("float32"), rng.normal(size=(2, 6, 5, 2)).astype("float32")
+    got = keras.ops.convert_to_numpy(model([a, b]))
+    expected = keras.ops.convert_to_numpy(whole(np.concatenate([a, b], axis=-1)))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert [part.use_bias for part in parts] == [True, False]
+    assert max(np.abs(kernel).max() for kernel in kernels) <= glorot_limit((3, 2), 5, 4)
 
 
 def test_residual_stem_adds_from_second_layer():
