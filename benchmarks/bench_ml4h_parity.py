@@ -42,6 +42,7 @@ from process_tree import TreeSampler
 HERE = Path(__file__).resolve().parent
 ML4H_CHILD = HERE / "ml4h_parity_child.py"
 GOAL_SPEED, GOAL_MEMORY = 1.5, 0.5  # issue #22: ml4ge at least 1.5x ml4h's samples/s, at most half its memory
+BF16 = "ml4ge_bf16"  # ml4ge with --mixed_precision
 
 
 def volume_map():
@@ -65,13 +66,19 @@ def write_cohort(folder: Path, samples: int, seed: int = 0) -> None:
             write_tensor(hd5, f"{GROUP}/{NAME}", ellipsoid_volume((SIZE,) * 3, rng)[..., None], instance=0)
 
 
-def ml4ge_child(cohort: Path, workers: int, warmup: int, steps: int) -> dict:
+def ml4ge_child(cohort: Path, workers: int, warmup: int, steps: int, engine: str = "ml4ge") -> dict:
+    """ml4ge's training of the same model; ``ml4ge_bf16`` with ``--mixed_precision`` (bfloat16 on a CPU, set as the
+    train recipe sets it)."""
+    import tensorflow as tf
+
     from ml4ge.arguments import build_parser
     from ml4ge.hd5 import hd5_paths
     from ml4ge.models.config import ModelConfig
     from ml4ge.models.factory import build_model, compile_model
     from ml4ge.pipeline import TensorDataset
+    from ml4ge.strategy import set_precision
 
+    set_precision(engine == BF16, tf.distribute.get_strategy())
     tm = volume_map()
     args = build_parser().parse_args(["--mode", "train", *SEED_FLAGS])
     model = build_model([tm], [tm], ["conv_encode"], [], ["conv_decode"], ModelConfig.from_args(args))
@@ -81,7 +88,7 @@ def ml4ge_child(cohort: Path, workers: int, warmup: int, steps: int) -> dict:
     clock = step_clock(times, cpu)
     with TensorDataset(hd5_paths(cohort), [tm], [tm], BATCH, shuffle=True, num_workers=workers, seed=1) as data:
         model.fit(data.dataset(), steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[clock])
-    return result_row("ml4ge", workers, model, times, cpu, warmup)
+    return result_row(engine, workers, model, times, cpu, warmup)
 
 
 def child_command(engine: str, options, cohort: Path, workers: int) -> tuple[list[str], dict]:
@@ -92,7 +99,7 @@ def child_command(engine: str, options, cohort: Path, workers: int) -> tuple[lis
         env.pop("PYTHONPATH", None)  # ml4h's interpreter sees only its own packages (and this folder, the script's)
         scratch = cohort.parent / f"ml4h_scratch_{workers}"
         return [options.ml4h_python, str(ML4H_CHILD), str(cohort), str(workers), *timing, str(scratch)], env
-    return [sys.executable, __file__, "--child", f"{cohort}:{workers}", "--warmup", timing[0],
+    return [sys.executable, __file__, "--child", f"{cohort}:{workers}:{engine}", "--warmup", timing[0],
             "--steps", timing[1]], env
 
 
@@ -111,10 +118,11 @@ def run_child(command: list[str], env: dict) -> dict | None:
 
 
 def engines(options) -> list[str]:
+    mine = ["ml4ge", BF16] if options.mixed_precision else ["ml4ge"]
     if options.ml4h_python:
-        return ["ml4h", "ml4ge"]
+        return ["ml4h", *mine]
     print("ml4h rows skipped: no --ml4h_python given (the interpreter of a venv where ml4h imports).")
-    return ["ml4ge"]
+    return mine
 
 
 def show(row: dict) -> str:
@@ -134,19 +142,22 @@ def medians(rows: list[dict], engine: str, workers: int) -> dict | None:
 def report_ratios(rows: list[dict], workers_list: list[int]) -> None:
     """ml4ge/ml4h per worker count: samples/s (goal >= 1.5) and peak memory (goal <= 0.5)."""
     for workers in workers_list:
-        ml4h, ml4ge = medians(rows, "ml4h", workers), medians(rows, "ml4ge", workers)
-        if not (ml4h and ml4ge):
-            continue
-        speed = ml4ge["samples_per_s"] / ml4h["samples_per_s"]
-        cpu = ml4ge["cpu_s_per_step"] / ml4h["cpu_s_per_step"]
-        process = ml4ge["peak_rss_gb"] / ml4h["peak_rss_gb"]
-        tree = ml4ge["peak_tree_pss_gb"] / ml4h["peak_tree_pss_gb"]
-        print(f"workers {workers}: ml4ge/ml4h samples/s {speed:.3f} (goal >= {GOAL_SPEED}: "
-              f"{'met' if speed >= GOAL_SPEED else 'not met'}; CPU s per step of the training process {cpu:.3f}); "
-              f"peak PSS of the process tree {tree:.3f} (goal <= {GOAL_MEMORY}: "
-              f"{'met' if tree <= GOAL_MEMORY else 'not met'}; peak RSS of the training process {process:.3f})")
-        if ml4h["parameters"] != ml4ge["parameters"]:
-            print(f"  parameters differ: ml4h {ml4h['parameters']:,}, ml4ge {ml4ge['parameters']:,}")
+        for engine in ("ml4ge", BF16):
+            report_ratio(medians(rows, "ml4h", workers), medians(rows, engine, workers), workers)
+
+
+def report_ratio(ml4h: dict | None, ml4ge: dict | None, workers: int) -> None:
+    if ml4h and ml4ge:
+            speed = ml4ge["samples_per_s"] / ml4h["samples_per_s"]
+            cpu = ml4ge["cpu_s_per_step"] / ml4h["cpu_s_per_step"]
+            process = ml4ge["peak_rss_gb"] / ml4h["peak_rss_gb"]
+            tree = ml4ge["peak_tree_pss_gb"] / ml4h["peak_tree_pss_gb"]
+            print(f"workers {workers}: {ml4ge['engine']}/ml4h samples/s {speed:.3f} (goal >= {GOAL_SPEED}: "
+                  f"{'met' if speed >= GOAL_SPEED else 'not met'}; CPU s per step of the training process {cpu:.3f}); "
+                  f"peak PSS of the process tree {tree:.3f} (goal <= {GOAL_MEMORY}: "
+                  f"{'met' if tree <= GOAL_MEMORY else 'not met'}; peak RSS of the training process {process:.3f})")
+            if ml4h["parameters"] != ml4ge["parameters"]:
+                print(f"  parameters differ: ml4h {ml4h['parameters']:,}, ml4ge {ml4ge['parameters']:,}")
 
 
 def run_all(options) -> list[dict]:
@@ -174,11 +185,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all configurations (medians reported)")
     parser.add_argument("--ml4h_python", help="interpreter of a venv where ml4h imports; without it no ml4h rows")
+    parser.add_argument("--mixed_precision", action="store_true",
+                        help="also ml4ge with --mixed_precision (bfloat16 on a CPU; ml4h trains in float32)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
-        cohort, workers = options.child.split(":")
-        print_result(ml4ge_child(Path(cohort), int(workers), options.warmup, options.steps))
+        cohort, workers, engine = options.child.split(":")
+        print_result(ml4ge_child(Path(cohort), int(workers), options.warmup, options.steps, engine))
         return
     print(f"load average at start: {os.getloadavg()}")
     rows = run_all(options)
