@@ -21,10 +21,14 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def _layers(model, kind) -> list:
+    """Every layer of ``model`` of class ``kind``, nested models included."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if isinstance(layer, kind)]
+
+
 def batchnorm_layers(model) -> list:
     """Every trainable BatchNormalization layer of ``model``, nested models included."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    return [layer for layer in _layers(model, keras.layers.BatchNormalization) if layer.trainable]
 
 
 def precise_bn_batches(model, settings, replicas: int = 1) -> int:
@@ -63,8 +67,7 @@ def calibration_subset(model, settings, train_paths: list, batch_size: int, seed
 @contextmanager
 def _dropout_off(model):
     """Dropout layers pass their input through (rate 0) inside the block, as at inference."""
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, keras.layers.Dropout)]
+    layers = _layers(model, keras.layers.Dropout)
     rates = [layer.rate for layer in layers]
     for layer in layers:
         layer.rate = 0.0
