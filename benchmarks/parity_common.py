@@ -8,6 +8,7 @@ import json
 import math
 import resource
 import statistics
+import sys
 import time
 
 SIZE, BATCH = 64, 4
@@ -68,7 +69,10 @@ def result_row(engine: str, workers: int, model, times: list, cpu: list, warmup:
     return {"engine": engine, "workers": workers, "parameters": model.count_params(),
             "forward_gflop_per_sample": gflop, "step_s": step, "samples_per_s": BATCH / step,
             "forward_gflop_per_s": gflop * BATCH / step, "cpu_s_per_step": statistics.median(cpu[warmup:]),
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            # TensorFlow imports jax when it is installed (tensorflow.lite): ml4ge's test extra installs it, a user's
+            # install (README command 1) does not; it adds about 0.06 GB to the peak
+            "jax_imported": "jax" in sys.modules}
 
 
 def print_result(row: dict) -> None:

@@ -185,3 +185,27 @@ def test_saved_part_arguments_are_checked(tmp_path):
         build_model([a], [a], [str(tmp_path / "encoder_a.keras")], [], ["dense_decode"])
     with pytest.raises(FileNotFoundError, match="missing"):
         load_model(tmp_path / "nothing.keras")
+
+
+@pytest.mark.parametrize("style", ["plain", "ml4h"])
+def test_mixed_precision_keeps_the_dense_layers_float32(tmp_path, style):
+    """Under mixed precision the convolutions compute in bfloat16 and the dense layers on one vector per sample in
+    float32 (their kernels, not their activations, hold the memory); it trains and loads."""
+    from ml4ge import strategy
+
+    x, y = cohort(tmp_path, [T1])
+    default = strategy.make_strategy("default")
+    strategy.set_precision(True, default)
+    try:
+        parts = build_from_args(flags("--input_tensors", "t1", "--output_tensors", "t1", "--conv_style", style,
+                                      *TINY_FLAGS), [T1], [T1])
+        layers = [layer for model in (parts.encoders["t1"], parts.decoders["t1"]) for layer in model.layers]
+        dense = {layer.name: layer.compute_dtype for layer in layers if isinstance(layer, keras.layers.Dense)}
+        convs = {layer.compute_dtype for layer in layers if isinstance(layer, keras.layers.Conv3D)}
+        assert len(dense) >= 2 and set(dense.values()) == {"float32"}, dense
+        assert convs == {"bfloat16"}
+        assert parts.encoders["t1"].get_layer("embed_t1").output.dtype == "float32"
+        _, loaded = train_save_load_predict(parts, x, y, tmp_path / "saved")
+        assert {layer.compute_dtype for layer in loaded.layers if isinstance(layer, keras.layers.Dense)} <= {"float32"}
+    finally:
+        strategy.set_precision(False, default)

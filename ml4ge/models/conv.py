@@ -26,7 +26,7 @@ import keras
 from keras import ops
 
 from ml4ge.models.blocks import DECODERS, ENCODERS, Namer, after_layer, check_layer_names
-from ml4ge.models.dense import dense_stack
+from ml4ge.models.dense import dense_stack, vector_dense
 from ml4ge.models.layers import Template
 from ml4ge.registry import Registry
 from ml4ge.tensormap import TensorMap, keras_safe
@@ -195,7 +195,7 @@ class ConvEncoder(_ConvBlock):
             x, index = self.convs(x, width, self.conv.block_size, rank, namer, index)
         x = keras.layers.Flatten(name=namer("flatten"))(x)
         x = dense_stack(x, self.dense.hidden, self.dense, namer)
-        return keras.layers.Dense(self.dense.latent_size, name=f"embed_{keras_safe(tm.name)}")(x)
+        return vector_dense(self.dense.latent_size, f"embed_{keras_safe(tm.name)}")(x)
 
 
 @DECODERS.register("conv_decode")
@@ -212,7 +212,7 @@ class ConvDecoder(_ConvBlock):
         widths = self.conv.widths(tm.shape[-1])
         bottleneck = (*(p // f for p, f in zip(padded, factors)), widths[-1])
         x = dense_stack(latent, self.dense.hidden[::-1], self.dense, namer)
-        x = keras.layers.Dense(math.prod(bottleneck), name=namer("dense"))(x)
+        x = vector_dense(math.prod(bottleneck), namer("dense"))(x)
         x = keras.layers.Reshape(bottleneck, name=namer("reshape"))(x)
         index = 0
         for stage in reversed(range(len(self.conv.stages))):

@@ -43,6 +43,7 @@ from ml4ge.models.conv import (
     encoder_input,
     padded_shape,
 )
+from ml4ge.models.dense import vector_dense
 from ml4ge.models.layers import Template
 from ml4ge.tensormap import TensorMap, keras_safe
 
@@ -134,8 +135,8 @@ def encode(block, x, tm: TensorMap):
         x = dense_conv_block(x, conv, width, kernel, rank, namer)
     x = keras.layers.Flatten(name=namer("flatten"))(x)
     for width in dense.hidden:
-        x = post(keras.layers.Dense(width, name=namer("dense"))(x), namer, 0, dense, BLOCK_ORDER)
-    x = keras.layers.Dense(dense.latent_size, name=f"embed_{keras_safe(tm.name)}")(x)
+        x = post(vector_dense(width, namer("dense"))(x), namer, 0, dense, BLOCK_ORDER)
+    x = vector_dense(dense.latent_size, f"embed_{keras_safe(tm.name)}")(x)
     return post(x, namer, 0, dense, BLOCK_ORDER)
 
 
@@ -147,7 +148,7 @@ def decode(block, latent, tm: TensorMap):
     factors = block.factors(rank)
     padded = padded_shape(spatial, factors)
     start = (*(p // f for p, f in zip(padded, factors)), conv.widths(tm.shape[-1])[-1])
-    x = keras.layers.Dense(math.prod(start), name=namer("dense"))(latent)
+    x = vector_dense(math.prod(start), namer("dense"))(latent)
     x = post(x, namer, 0, conv, "an")  # ml4h's FlatToStructure: activation then norm, no regularization
     x = keras.layers.Reshape(start, name=namer("reshape"))(x)
     pool = conv.pool_size(rank)
