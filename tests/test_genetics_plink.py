@@ -1,5 +1,6 @@
 """The scan's numbers against PLINK2 --glm on the same files (skipped only where plink2 is not installed)."""
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -143,3 +144,24 @@ def test_exported_commands_run_from_any_folder(plink_and_ours, tmp_path):
     table = read_sumstats(root / "exports/t1.latent_0.glm.linear")
     assert list(table.columns) == [*columns(), "LOG10P"]
     assert (root / "exports/t1_step1_pred.list").is_file()
+
+
+def test_writer_threads_write_the_same_tables_as_one(tmp_path):
+    """The tables of many dimensions are dealt to writer threads; each table's rows stay in chunk order, so the
+    files are byte for byte those of one thread (omnibus table included)."""
+    cohort = write_simulated_cohort(tmp_path / "cohort", samples=150, snps=250, dimensions=5, missing=0.03,
+                                    planted=((20, 1, 1.0),), seed=7)
+    latents = load_latents(cohort.latents)
+    covariates = covariate_frame(read_table(str(cohort.covariates)), ["age", "sex"])
+    tables = {}
+    with GenotypeFile(cohort.genotypes) as genotypes:
+        spaces = assemble_spaces({"t1": latents}, covariates, genotypes.sample_ids)
+        for threads in (1, 3):
+            folder = tmp_path / f"threads_{threads}"
+            scan(genotypes, spaces, ScanSettings(chunk=17, threads=threads, multivariate=True, permuted_snps=250),
+                 threshold_log10=99.0, sumstats_folder=folder)
+            tables[threads] = {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    assert len(tables[1]) == 6 and tables[1].keys() == tables[3].keys()
+    for name, content in tables[1].items():
+        assert gzip.decompress(content).count(b"\n") == 251, name  # the header and every SNP
+        assert gzip.decompress(tables[3][name]) == gzip.decompress(content), name
