@@ -12,7 +12,7 @@ Inputs:
     --uncompressed_sumstats          ``<space>.<dimension>.glm.linear`` (no gzip), as plink2 writes them.
     --no_plots                       no Manhattan or Miami plot (each costs a small scan noticeable time).
     --significance P                 hit threshold (default 5e-8 / total latent dimensions over all tables).
-    --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader and BLAS threads).
+    --clump_kb 250 --snp_chunk 10000 --num_workers N (bed-reader, BLAS and table-writer threads).
     --multivariate --permuted_snps 20000   the omnibus (MOSTest) and min-P tests per SNP over each latent space,
                                      calibrated on permuted genotypes (:mod:`ml4ge.genetics.omnibus`); their hit
                                      threshold is 5e-8 / number of latent tables.
