@@ -324,6 +324,7 @@ class WorkerPool:
             self._executor = ProcessPoolExecutor(self.num_workers, start_context(self.context), _init_worker,
                                                  (*self.maps, self.optional, self.shapes, name, os.getpid()))
             self._finalizer = weakref.finalize(self, _stop, self._executor, self._slots)
+            _RUNNING.add(self)
         return self._executor
 
     def read(self, batches: Iterable[Sequence[tuple[int, str]]], augment: bool, seed) -> Iterator[BatchResult]:
@@ -365,6 +366,22 @@ class WorkerPool:
             self._finalizer()
             self._executor, self._slots = None, None
             self._free.clear()
+            _RUNNING.discard(self)
+
+
+# The pools whose workers run. A pool left to the garbage collector while tf.data's prefetch thread waits on it can
+# deadlock the collection: TensorFlow's iterator destructor waits for that thread, which waits for the pool's manager
+# thread, which needs the GIL that the collecting thread holds. A harness that ends with datasets still open (the
+# test session) stops them first with stop_pools().
+_RUNNING: weakref.WeakSet = weakref.WeakSet()
+
+
+def stop_pools() -> int:
+    """Stop the workers of every pool still running (they stop at exit anyway); returns how many were."""
+    pools = list(_RUNNING)
+    for pool in pools:
+        pool.close()
+    return len(pools)
 
 
 def start_context(name: str):

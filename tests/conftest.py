@@ -15,6 +15,14 @@ settings.register_profile("explore")
 settings.load_profile("explore" if os.environ.get("ML4GE_EXPLORE") else "fixed")
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the reader workers of datasets a test left open before pytest's final garbage collection, which could
+    otherwise deadlock on a TensorFlow iterator still prefetching from them (ml4ge.workers.stop_pools)."""
+    from ml4ge.workers import stop_pools
+
+    stop_pools()
+
+
 @pytest.fixture
 def volume_map():
     """A small 3-D volume map with a brain mask, like the catalogue's MRI maps but tiny."""

@@ -310,6 +310,24 @@ def test_abandoned_pass_exits_cleanly(cohort, vol):
     assert "read 2" in done.stdout
 
 
+def test_stop_pools_stops_the_workers_of_a_dataset_left_open_mid_pass(cohort, vol):
+    """What the test session does before pytest's last garbage collection: a dataset left open, a tf.data iterator
+    prefetching from it, and stop_pools stops its workers and lets the iterator go."""
+    import psutil
+
+    from ml4ge.workers import stop_pools
+
+    data = TensorDataset(cohort, [vol], [vol], 2, num_workers=2)
+    iterator = iter(data.dataset())
+    next(iterator)
+    workers = [psutil.Process(pid) for pid in data.pool._executor._processes]
+    assert len(workers) == 2
+    assert stop_pools() >= 1 and data.pool._executor is None
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert stop_pools() == 0
+    del iterator  # its pass was cut short: destroying it must not wait on the stopped pool
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_make_dataset_full_batches_with_drop_remainder(cohort, bad_files, vol, workers):
     dataset = make_dataset([*cohort, bad_files["nan"]], [vol], [], 3, drop_remainder=True, num_workers=workers)
