@@ -20,7 +20,8 @@ largest worker's peak RSS and the tree's peak total RSS and PSS (process_tree.py
 memory goal is judged on the tree's PSS, the memory the whole run holds (the training process alone with 0 workers).
 
 Run: ``python benchmarks/bench_ml4h_parity.py --ml4h_python /path/to/ml4h/venv/bin/python [--steps 5]
-[--repeats 2]``. Without ``--ml4h_python`` only ml4ge is measured. On a shared machine read the figures as
+[--repeats 2] [--mixed_precision] [--recompute_encoders]``: the last two add ml4ge's rows with those flags (each
+alone and both together). Without ``--ml4h_python`` only ml4ge is measured. On a shared machine read the figures as
 measured under its load at the time (printed before and after).
 """
 
@@ -43,6 +44,9 @@ HERE = Path(__file__).resolve().parent
 ML4H_CHILD = HERE / "ml4h_parity_child.py"
 GOAL_SPEED, GOAL_MEMORY = 1.5, 0.5  # issue #22: ml4ge at least 1.5x ml4h's samples/s, at most half its memory
 BF16 = "ml4ge_bf16"  # ml4ge with --mixed_precision
+# ml4ge's configurations: (--mixed_precision, --recompute_encoders)
+ML4GE_ENGINES = {"ml4ge": (False, False), BF16: (True, False), "ml4ge_recompute": (False, True),
+                 "ml4ge_bf16_recompute": (True, True)}
 
 
 def volume_map():
@@ -67,8 +71,8 @@ def write_cohort(folder: Path, samples: int, seed: int = 0) -> None:
 
 
 def ml4ge_child(cohort: Path, workers: int, warmup: int, steps: int, engine: str = "ml4ge") -> dict:
-    """ml4ge's training of the same model; ``ml4ge_bf16`` with ``--mixed_precision`` (bfloat16 on a CPU, set as the
-    train recipe sets it)."""
+    """ml4ge's training of the same model in one of :data:`ML4GE_ENGINES`: ``--mixed_precision`` (bfloat16 on a
+    CPU) and ``--recompute_encoders`` set as the train recipe sets them."""
     import tensorflow as tf
 
     from ml4ge.arguments import build_parser
@@ -78,10 +82,13 @@ def ml4ge_child(cohort: Path, workers: int, warmup: int, steps: int, engine: str
     from ml4ge.pipeline import TensorDataset
     from ml4ge.strategy import set_precision
 
-    set_precision(engine == BF16, tf.distribute.get_strategy())
+    mixed, recompute = ML4GE_ENGINES[engine]
+    set_precision(mixed, tf.distribute.get_strategy())
     tm = volume_map()
     args = build_parser().parse_args(["--mode", "train", *SEED_FLAGS])
     model = build_model([tm], [tm], ["conv_encode"], [], ["conv_decode"], ModelConfig.from_args(args))
+    if recompute:
+        model.recompute_encoders()
     compile_model(model, [tm], 1e-4)
     times: list[float] = []
     cpu: list[float] = []
@@ -118,7 +125,8 @@ def run_child(command: list[str], env: dict) -> dict | None:
 
 
 def engines(options) -> list[str]:
-    mine = ["ml4ge", BF16] if options.mixed_precision else ["ml4ge"]
+    mine = [name for name, (mixed, recompute) in ML4GE_ENGINES.items()
+            if (options.mixed_precision or not mixed) and (options.recompute_encoders or not recompute)]
     if options.ml4h_python:
         return ["ml4h", *mine]
     print("ml4h rows skipped: no --ml4h_python given (the interpreter of a venv where ml4h imports).")
@@ -142,7 +150,7 @@ def medians(rows: list[dict], engine: str, workers: int) -> dict | None:
 def report_ratios(rows: list[dict], workers_list: list[int]) -> None:
     """ml4ge/ml4h per worker count: samples/s (goal >= 1.5) and peak memory (goal <= 0.5)."""
     for workers in workers_list:
-        for engine in ("ml4ge", BF16):
+        for engine in ML4GE_ENGINES:
             report_ratio(medians(rows, "ml4h", workers), medians(rows, engine, workers), workers)
 
 
@@ -187,6 +195,8 @@ def main() -> None:
     parser.add_argument("--ml4h_python", help="interpreter of a venv where ml4h imports; without it no ml4h rows")
     parser.add_argument("--mixed_precision", action="store_true",
                         help="also ml4ge with --mixed_precision (bfloat16 on a CPU; ml4h trains in float32)")
+    parser.add_argument("--recompute_encoders", action="store_true",
+                        help="also ml4ge with --recompute_encoders (in each precision measured)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:

@@ -28,6 +28,8 @@ class TrainingSettings:
         weight_decay: the optimizer's weight decay (a preset's; None: the Keras optimizer's own default).
         precise_bn: training batches that recompute the BatchNorm statistics before each validation
             (:mod:`ml4ge.precise_bn`); 0 off, None the model family's choice.
+        recompute_encoders: the encoders recompute their activations in the backward pass instead of keeping them
+            (:mod:`ml4ge.models.recompute`).
 
     Example:
         >>> TrainingSettings(learning_rate=1e-3).make_optimizer().learning_rate
@@ -41,6 +43,7 @@ class TrainingSettings:
     batch_size: int = 8
     weight_decay: float | None = None
     precise_bn: int | None = None
+    recompute_encoders: bool = False
 
     def __post_init__(self):
         if self.learning_rate <= 0:

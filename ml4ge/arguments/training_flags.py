@@ -40,6 +40,10 @@ TRAINING_FLAGS: dict[str, Flag] = {
     "strategy": Flag(TRAINING, "auto", "Distribution strategy.",
                      choices=("auto", "default", "mirrored", "multi_worker", "tpu")),
     "mixed_precision": Flag(TRAINING, False, "bfloat16 on CPU/TPU, float16 on GPU."),
+    "recompute_encoders": Flag(TRAINING, False, "Recompute each encoder's activations in the backward pass instead "
+                                                "of keeping them through the decoder: less training memory for one "
+                                                "more forward pass of the encoders (autoencoder family; encoders "
+                                                "without batch norm or dropout). The model does not change."),
     "inspect_model": Flag(TRAINING, False, "Write an architecture summary and timing."),
     "keep_checkpoints": Flag(TRAINING, False, "train: keep checkpoints/ (the resume backup and the best weights) "
                                               "after the run finishes; without it a finished run deletes them "

@@ -27,6 +27,7 @@ from ml4ge.models.config import ModelConfig
 from ml4ge.models.family import FamilyModel, map_from_spec, map_spec
 from ml4ge.models.layers import ZeroAbsent
 from ml4ge.models.layout import part_file
+from ml4ge.models.recompute import check_recomputable, recompute_in_backward
 from ml4ge.models.registries import DECODERS, ENCODERS, FAMILIES, MERGES
 from ml4ge.tensormap import TensorMap, keras_safe
 
@@ -88,6 +89,18 @@ class AutoencoderModel(FamilyModel):
         # === Config ===
         self.set_spec(spec)
         self._merge = merge
+
+    @classmethod
+    def check_recompute(cls, architecture, input_tmaps) -> None:
+        """Refuse ``--recompute_encoders`` when an encoder of ``architecture`` changes state when called (each is
+        built here, alone, to look)."""
+        for tm in input_tmaps:
+            entry, saved = _entry(tm, architecture.encoder_blocks, "encoder", architecture.config, tm.shape)
+            check_recomputable(saved or _part(entry, "encoder", tm, architecture.config, tm.shape))
+
+    def recompute_encoders(self) -> None:
+        for part in self.encoders.values():
+            recompute_in_backward(part)
 
     # Parts -------------------------------------------------------------------------------------------------
     # Read-only mappings (not dicts) so that Keras' saving does not walk them as containers of the model's layers.

@@ -98,6 +98,22 @@ class FamilyModel(keras.Model):
     def check_architecture(cls, architecture, input_tmaps, output_tmaps) -> None:
         """Refuse, before any work, an architecture this family cannot build (ValueError saying what to change)."""
 
+    @classmethod
+    def check_recompute(cls, architecture, input_tmaps) -> None:
+        """Refuse, before any work, ``--recompute_encoders`` for an architecture whose encoders cannot be recomputed
+        (ValueError saying what to change); see :meth:`recompute_encoders`."""
+        raise ValueError(_no_encoders_to_recompute(cls.family))
+
+    def recompute_encoders(self) -> None:
+        """Make every encoder recompute its activations in the backward pass instead of keeping them
+        (``--recompute_encoders``, :mod:`ml4ge.models.recompute`): less memory, one more forward pass of the
+        encoders. The model's function, weights and saved files do not change.
+
+        Raises:
+            ValueError: the family has no separate encoders, or one of them changes state when called.
+        """
+        raise ValueError(_no_encoders_to_recompute(self.family))
+
     def training_callbacks(self, settings) -> list[keras.callbacks.Callback]:
         """Callbacks this family adds to training (none by default)."""
         return []
@@ -127,6 +143,11 @@ class FamilyModel(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(**config)
+
+
+def _no_encoders_to_recompute(family: str) -> str:
+    return (f"--recompute_encoders recomputes the encoders of the autoencoder family; the {family} family has no "
+            "separate encoders to recompute: train without it.")
 
 
 def family_of(model) -> str:

@@ -148,7 +148,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainingS
         model, training = preset_from_args(args)
     else:
         model, training = ModelConfig.from_args(args), training_settings_from_args(args)
-    return model, training.with_changes(precise_bn=getattr(args, "precise_bn", None))
+    return model, training.with_changes(precise_bn=getattr(args, "precise_bn", None),
+                                        recompute_encoders=bool(getattr(args, "recompute_encoders", False)))
 
 
 # UDIP-ViT (REFERENCE_SEEDS.md section B): AdamW 1e-3 (PyTorch weight decay 0.01), x0.5 every 3 epochs, floor 1e-5.

@@ -123,6 +123,7 @@ class FitSettings(Settings):
     precise_bn: int | None
     strategy: str
     mixed_precision: bool
+    recompute_encoders: bool
     inspect_model: bool
     patience_style: str
 

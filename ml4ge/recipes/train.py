@@ -125,6 +125,8 @@ def validate(args: TrainSettings) -> None:
         from ml4ge.models.factory import family_class
 
         family_class(args.family).check_architecture(architecture, input_tmaps, output_tmaps)
+        if args.recompute_encoders:
+            family_class(args.family).check_recompute(architecture, input_tmaps)
 
 
 def run(args: TrainSettings) -> int:
@@ -179,6 +181,8 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
             model = load_model(args.model_file)
         else:
             model = build_family(architecture, input_tmaps, output_tmaps)
+        if settings.recompute_encoders:
+            model.recompute_encoders()
         model.compile_for_training(block_losses(model, output_tmaps), settings)
     log.info("%s model; %s at learning rate %.3g, batches of %d; schedule %s", model.family, settings.optimizer,
              settings.learning_rate, args.batch_size, settings.schedule)
