@@ -188,6 +188,12 @@ def test_quick_demo_writes_the_report_and_the_latents_carry_signal(quick_demo):
     timings = pd.read_csv(quick_demo / "demo_timings.tsv", sep="\t")
     assert {"generate", "tensorize", "train", "infer", "associate", "compare", "interpret"} <= set(timings.kind)
     assert (timings.peak_rss_mb > 0).all()
+    if (os.cpu_count() or 1) >= 2:  # two models trained at the same time, each in its own process
+        trained = timings[timings.kind == "train"].set_index("stage")
+        finished = pd.to_datetime(trained.finished)
+        started = finished - pd.to_timedelta(trained.wall_s, unit="s")
+        assert started["train_ae_t2"] < finished["train_ae_t1"] - pd.Timedelta(seconds=2)
+        assert "[train_ae_t2]" in log and "2 at a time" in log
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ infer_encoders for each -> associate (GWAS of every latent space)
 baseline) -> interpret (PerDI of the dimensions the planted traits and SNPs select;
 :mod:`ml4ge.demo.truth_stages`) -> ``report.md`` (:mod:`ml4ge.demo.report`).
 
+The models' train stages run two at a time, each in its own process (:mod:`ml4ge.demo.concurrent_stages`).
 Every stage has its own run folder ``<demo folder>/<stage>/`` (arguments_<mode>.json, log.txt, outputs) and, when it
 finishes, a record ``<demo folder>/stages/<stage>.json`` with its wall time and peak memory: a rerun of the demo
 skips recorded stages, and a stage stopped half-way resumes as its recipe does (tensorize skips written subjects,
@@ -35,6 +36,7 @@ import pandas as pd
 
 from ml4ge.atomic import write_table, write_text
 from ml4ge.demo import brain_age_study, group_stages, legibility, report, truth_stages
+from ml4ge.demo.concurrent_stages import concurrency, run_concurrently, training_batch
 from ml4ge.demo.context import MODELS, DemoRun, Stage, latent_folder, latent_spaces, model_inputs
 from ml4ge.demo.eta import eta_line
 from ml4ge.demo.meter import ResourceMeter
@@ -112,11 +114,17 @@ def run_demo(run: DemoRun) -> Path:
     run.folder.mkdir(parents=True, exist_ok=True)
     write_text(run.folder / SETTINGS_FILE, json.dumps({"settings": run.fingerprint()}, indent=2))
     stages = ordered_stages(run.study)
-    for index, (name, stage) in enumerate(stages):
-        if not run.stage_record(name).is_file():  # the estimate of the time left, from the stages done so far
+    index = 0
+    while index < len(stages):
+        batch = training_batch(stages, index) or stages[index:index + 1]
+        pending = [name for name, _ in batch if not run.stage_record(name).is_file()]
+        if pending:  # the estimate of the time left, from the stages done so far
             done = {done_name: (record["kind"], record["wall_s"]) for done_name, record in run.timings.items()}
             log.info("demo %s", eta_line(done, [(todo, later.kind) for todo, later in stages[index:]]))
-        run.timings[name] = run_stage(run, name, stage)
+        concurrent = run_concurrently(run, pending) if concurrency(len(pending)) > 1 else {}
+        for name, stage in batch:
+            run.timings[name] = concurrent.get(name) or run_stage(run, name, stage)
+        index += len(batch)
     write_table(pd.DataFrame(list(run.timings.values())), run.folder / "demo_timings.tsv")
     return report.write_report(run, stages)
 
