@@ -21,8 +21,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ml4ge.batch_reading import Batch, read_sample, target_shape
 from ml4ge.skipped import NoUsableSamplesError, SampleError, SkippedSamples
-from ml4ge.workers import DEFAULT_CONTEXT, Batch, WorkerPool, read_sample, target_shape
+from ml4ge.workers import DEFAULT_CONTEXT, WorkerPool
 
 __all__ = [
     "NoUsableSamplesError", "SampleError", "SkippedSamples", "TensorDataset", "iterate_batches", "make_dataset",
@@ -99,7 +100,7 @@ class TensorDataset:
         return np.random.default_rng(self.seed + epoch).permutation(len(self.paths))
 
     def batches(self, epoch: int | None = None) -> Iterator[Batch]:
-        """One pass over the split as :class:`~ml4ge.workers.Batch` es (sample ids aligned with rows).
+        """One pass over the split as :class:`~ml4ge.batch_reading.Batch` es (sample ids aligned with rows).
 
         Args:
             epoch: which pass (drives the shuffle); by default the next one.

@@ -8,7 +8,7 @@ import pytest
 
 from ml4ge.demo.concurrent_stages import concurrency, run_concurrently, training_batch
 from ml4ge.demo.context import DemoRun
-from ml4ge.demo.pipeline import ordered_stages
+from ml4ge.demo.pipeline import ordered_stages, run_named_stage
 from ml4ge.demo.presets import PRESETS
 
 
@@ -33,6 +33,6 @@ def test_a_failed_training_stops_the_demo_with_its_own_error(tmp_path):
     run = DemoRun(tmp_path / "demo", PRESETS.get("quick"), seed=1, num_workers=0)
     run.folder.mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="tensors"):
-        run_concurrently(run, ["train_ae_t1", "train_ae_t2"])
+        run_concurrently(run, ["train_ae_t1", "train_ae_t2"], run_named_stage)
     assert not (run.folder / "stages").exists()
     assert "[train_ae_t1]" in (run.folder / "log.txt").read_text()

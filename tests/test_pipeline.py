@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from ml4ge.batch_reading import Batch
 from ml4ge.hd5 import write_tensor
 from ml4ge.normalizers import brain_zscore
 from ml4ge.pipeline import (
@@ -24,7 +25,6 @@ from ml4ge.pipeline import (
 )
 from ml4ge.synthetic import write_cohort
 from ml4ge.tensormap import TensorMap
-from ml4ge.workers import Batch
 
 SHAPE = (8, 8, 8, 1)
 

@@ -1,9 +1,9 @@
 """Property tests of the HD5 reader: random corruptions of a valid sample end in a reported skip or the right values.
 
-Each example writes one tiny file and reads it with :func:`ml4ge.workers.read_sample` in this process. "Right values"
-means: what the valid file gives (truncation, bit flips, attributes), or the stored values as float32 (dtype and
-shape changes). Anything else (an uncaught exception, NaN/Inf in a batch) fails the property; pytest-timeout
-catches a hang.
+Each example writes one tiny file and reads it with :func:`ml4ge.batch_reading.read_sample` in this process.
+"Right values" means: what the valid file gives (truncation, bit flips, attributes), or the stored values as
+float32 (dtype and shape changes). Anything else (an uncaught exception, NaN/Inf in a batch) fails the property;
+pytest-timeout catches a hang.
 
 Bit flips are tested on files in HDF5's latest format (``libver="latest"``), whose metadata carry checksums, with
 the Fletcher32 data checksums of :func:`ml4ge.hd5.write_tensor`. In the default (earliest) format about 1 flip in
@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ml4ge.batch_reading import read_sample
 from ml4ge.hd5 import write_tensor
 from ml4ge.recipes.infer import affine_of
 from ml4ge.skipped import SampleError
 from ml4ge.tensormap import TensorMap
-from ml4ge.workers import read_sample
 
 VOL = TensorMap("vol", (4, 4, 4, 1), group="mri")
 AGE = TensorMap("age", (1,), group="phenotypes")

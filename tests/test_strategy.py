@@ -206,8 +206,8 @@ def test_train_recipe_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
 def test_a_last_batch_too_small_for_the_replicas_joins_the_one_before():
     import numpy as np
 
+    from ml4ge.batch_reading import Batch
     from ml4ge.pipeline import join_short_tail
-    from ml4ge.workers import Batch
 
     def batch(rows, start):
         ids = [str(i) for i in range(start, start + rows)]

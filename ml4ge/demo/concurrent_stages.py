@@ -40,9 +40,10 @@ def concurrency(pending: int) -> int:
     return min(CONCURRENT_TRAININGS, pending, os.cpu_count() or 1)
 
 
-def run_concurrently(run, names: list[str]) -> dict[str, dict]:
-    """Run the stages ``names`` of ``run`` (:class:`~ml4ge.demo.context.DemoRun`), :func:`concurrency` at a time;
-    returns their records in the order of ``names``.
+def run_concurrently(run, names: list[str], runner) -> dict[str, dict]:
+    """Run the stages ``names`` of ``run`` (:class:`~ml4ge.demo.context.DemoRun`), :func:`concurrency` at a time,
+    each as ``runner(run, name)`` (a module-level function, so that it pickles by name); returns their records in the
+    order of ``names``.
 
     Raises:
         the first failed stage's exception (the other running stage finishes, the waiting ones are cancelled);
@@ -52,7 +53,7 @@ def run_concurrently(run, names: list[str]) -> dict[str, dict]:
     log.info("demo: training %s, %d at a time, each in its own process", ", ".join(names), workers)
     records = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_stage_in_child, run, name): name for name in names}
+        futures = {pool.submit(run_stage_in_child, runner, run, name): name for name in names}
         try:
             for future in as_completed(futures):
                 records[futures[future]] = future.result()
@@ -66,12 +67,11 @@ def run_concurrently(run, names: list[str]) -> dict[str, dict]:
     return {name: records[name] for name in names}
 
 
-def run_stage_in_child(run, name: str) -> dict:
-    """One stage in a spawned process, logging as the demo's process does (stderr and the demo's ``log.txt``),
-    each line tagged with the stage."""
+def run_stage_in_child(runner, run, name: str) -> dict:
+    """``runner(run, name)`` in a spawned process, logging as the demo's process does (stderr and the demo's
+    ``log.txt``), each line tagged with the stage."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ml4ge import quiet
-    from ml4ge.demo.pipeline import STAGES, run_stage
     from ml4ge.runs import LOG_FORMAT, log_handler
 
     quiet.install()
@@ -81,4 +81,4 @@ def run_stage_in_child(run, name: str) -> dict:
     for handler in (logging.StreamHandler(sys.stderr), log_handler(run.folder)):
         handler.setFormatter(tagged)
         root.addHandler(handler)
-    return run_stage(run, name, STAGES.get(name))
+    return runner(run, name)

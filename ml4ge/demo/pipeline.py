@@ -90,6 +90,12 @@ def run_stage(run: DemoRun, name: str, stage: Stage) -> dict:
     return record
 
 
+def run_named_stage(run: DemoRun, name: str) -> dict:
+    """:func:`run_stage` of the registered stage ``name`` (what a training process of
+    :mod:`ml4ge.demo.concurrent_stages` runs)."""
+    return run_stage(run, name, STAGES.get(name))
+
+
 def check_settings(run: DemoRun) -> None:
     """Refuse to resume a demo folder made with other settings (its finished stages would not match).
 
@@ -121,7 +127,7 @@ def run_demo(run: DemoRun) -> Path:
         if pending:  # the estimate of the time left, from the stages done so far
             done = {done_name: (record["kind"], record["wall_s"]) for done_name, record in run.timings.items()}
             log.info("demo %s", eta_line(done, [(todo, later.kind) for todo, later in stages[index:]]))
-        concurrent = run_concurrently(run, pending) if concurrency(len(pending)) > 1 else {}
+        concurrent = run_concurrently(run, pending, run_named_stage) if concurrency(len(pending)) > 1 else {}
         for name, stage in batch:
             run.timings[name] = concurrent.get(name) or run_stage(run, name, stage)
         index += len(batch)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ml4ge.arguments import flag_settings, run_folder
 from ml4ge.atomic import atomic_path
+from ml4ge.batch_reading import sample_errors
 from ml4ge.grids import map_affine
 from ml4ge.latents import cohort_paths, id_columns
 from ml4ge.lookup import resolve_all
@@ -27,7 +28,6 @@ from ml4ge.progress import progress
 from ml4ge.recipes.infer_encoders import check_maps, check_model_file
 from ml4ge.recipes.settings import RunSettings
 from ml4ge.skipped import FILE_TENSOR, SampleError
-from ml4ge.workers import sample_errors
 
 log = logging.getLogger(__name__)
 FORMATS = ("nifti", "hd5")
