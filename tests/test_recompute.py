@@ -3,6 +3,7 @@ change, and encoders with state (batch norm, dropout) or families without encode
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from recipe_helpers import write_cohort, write_maps_package
@@ -89,3 +90,14 @@ def test_the_flag_is_refused_before_any_work(tmp_path):
     for family in ("vae", "predictor"):
         with pytest.raises(ValueError, match=f"the {family} family has no separate encoders"):
             family_class(family).check_recompute(None, [T1])
+
+
+def test_the_train_recipe_trains_with_recomputed_encoders(tmp_path):
+    from ml4ge.cli import main
+
+    tensors = write_cohort(write_maps_package(tmp_path / "maps", PACKAGE), PACKAGE, 8, seed=3)
+    assert main([*pair_args(tensors, tmp_path), "--recompute_encoders"]) == 0
+    run = tmp_path / "pair"
+    assert "the encoders recompute their activations" in (run / "log.txt").read_text()
+    assert np.isfinite(pd.read_csv(run / "training_log.csv")["val_loss"]).all()
+    assert (run / "encoder_t1_tiny.keras").is_file()

@@ -183,6 +183,7 @@ def _train(args, distribution, folder: Path, chief: bool) -> int:
             model = build_family(architecture, input_tmaps, output_tmaps)
         if settings.recompute_encoders:
             model.recompute_encoders()
+            log.info("the encoders recompute their activations in the backward pass (--recompute_encoders)")
         model.compile_for_training(block_losses(model, output_tmaps), settings)
     log.info("%s model; %s at learning rate %.3g, batches of %d; schedule %s", model.family, settings.optimizer,
              settings.learning_rate, args.batch_size, settings.schedule)
