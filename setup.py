@@ -22,6 +22,7 @@ setup(
         "nilearn>=0.10",
         "bed-reader>=1.0",
         "wrapt>=1.14",
+        "numba>=0.60",  # ml4ge.genetics.text: the summary-statistics tables' text, compiled
     ],
     extras_require={
         "test": [

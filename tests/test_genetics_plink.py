@@ -165,3 +165,27 @@ def test_writer_threads_write_the_same_tables_as_one(tmp_path):
     for name, content in tables[1].items():
         assert gzip.decompress(content).count(b"\n") == 251, name  # the header and every SNP
         assert gzip.decompress(tables[3][name]) == gzip.decompress(content), name
+
+
+def test_the_compiled_table_writer_writes_the_same_tables(tmp_path, monkeypatch):
+    """A run of many numbers writes its tables with ml4ge.genetics.compiled_text: the same bytes as the numpy
+    writer, a P below double precision included."""
+    from ml4ge.genetics import text
+
+    cohort = write_simulated_cohort(tmp_path / "cohort", samples=300, snps=300, dimensions=4, missing=0.05,
+                                    planted=((20, 1, 100.0),), seed=8)
+    latents = load_latents(cohort.latents)
+    covariates = covariate_frame(read_table(str(cohort.covariates)), ["age", "sex"])
+    tables = {}
+    with GenotypeFile(cohort.genotypes) as genotypes:
+        spaces = assemble_spaces({"t1": latents}, covariates, genotypes.sample_ids)
+        for compiled_from in (10**12, 0):
+            monkeypatch.setattr(text, "COMPILED_FROM", compiled_from)
+            folder = tmp_path / f"from_{compiled_from}"
+            scan(genotypes, spaces, ScanSettings(chunk=64, threads=2, compress=False), threshold_log10=99.0,
+                 sumstats_folder=folder)
+            tables[compiled_from] = {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    assert len(tables[0]) == 4 and tables[0] == tables[10**12]
+    planted = tables[0]["t1.latent_1.glm.linear"].decode()
+    p_text = planted.split("\trs21\t")[1].split("\n")[0].split("\t")[-2]
+    assert int(p_text.split("e-")[1]) > 308, p_text  # written from its -log10: not a double

@@ -20,6 +20,7 @@ SUFFIXES = (".bed", ".bim", ".fam")
 VARIANT_COLUMNS = ["CHROM", "POS", "ID", "A1", "A2"]
 BED_HEADER_BYTES = 3  # the magic number 0x6c 0x1b and the SNP-major mode byte
 SAMPLES_PER_BYTE = 4  # two bits per genotype call
+MISSING_CALL = -127  # bed-reader's int8 value of a missing call
 
 
 def genotype_prefix(path) -> Path:
@@ -150,8 +151,9 @@ class GenotypeFile:
         })
 
     def read(self, samples: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Dosages (len(samples), stop - start) as float32, NaN where missing."""
-        return self._bed.read(index=np.s_[samples, start:stop], dtype="float32", order="F",
+        """Counted-allele counts (len(samples), stop - start), column-major int8, :data:`MISSING_CALL` where
+        missing: a quarter of float32's bytes to write and read again (the OLS converts them once)."""
+        return self._bed.read(index=np.s_[samples, start:stop], dtype="int8", order="F",
                               num_threads=self.num_threads)
 
     def chunks(self, samples: np.ndarray, size: int) -> Iterator[tuple[int, int, np.ndarray]]:

@@ -13,10 +13,13 @@ the two-sided t test with ``df`` degrees of freedom and stays finite far below t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse, special
+
+from ml4ge.genetics.genotypes import MISSING_CALL
 
 LOG10 = np.log(10.0)
 SMALLEST_DIRECT_P = 1e-280  # below this -log10 P comes from the series of the incomplete beta function
@@ -161,14 +164,17 @@ def _phenotypes_and_basis(phenotypes, covariates, covariate_names) -> tuple[np.n
 
 
 def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: bool = False,
-                    workspace: Workspace | None = None) -> ChunkStatistics:
+                    workspace: Workspace | None = None, threads: int = 1) -> ChunkStatistics:
     """OLS statistics of every phenotype on every SNP of ``dosages`` (n samples, m SNPs; NaN = missing).
 
     Args:
         prepared: from :func:`prepare_phenotypes` on the same samples in the same order.
-        dosages: counted-allele dosages 0..2 with NaN for missing calls.
+        dosages: counted-allele dosages 0..2 with NaN for missing calls, or counts as int8 with
+            :data:`~ml4ge.genetics.genotypes.MISSING_CALL` for them (:meth:`GenotypeFile.read`).
         impute: replace missing dosages by the SNP's mean instead of dropping the samples.
         workspace: where the chunk's working copies live (reused by the next call given it); None: fresh arrays.
+        threads: threads for the P values (the incomplete beta function costs more than the OLS for many
+            phenotypes).
 
     Returns:
         :class:`ChunkStatistics`; SNPs that are constant or missing everywhere get NaN statistics.
@@ -178,9 +184,14 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
     workspace = workspace or Workspace()
     g = workspace.array("dosages", np.shape(dosages), np.float64)  # one copy, filled in place below
     np.copyto(g, dosages)
-    missing = np.isnan(g, out=workspace.array("missing", g.shape, np.bool_))
+    missing = workspace.array("missing", g.shape, np.bool_)
+    if np.asarray(dosages).dtype == np.int8:
+        np.equal(dosages, MISSING_CALL, out=missing)
+    else:
+        np.isnan(g, out=missing)
     observed = prepared.samples - missing.sum(axis=0)
-    g[missing] = 0.0
+    if (observed < prepared.samples).any():  # imputed hard calls have none: no pass over the mask
+        g[missing] = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         a1_freq = g.sum(axis=0) / (2 * observed)
     n = observed
@@ -189,8 +200,8 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
         n = np.where(observed > 0, prepared.samples, 0)
         missing = np.zeros_like(missing)
     q, r = prepared.q, prepared.residuals
-    gq = g.T @ q  # (m, k)
-    gr = g.T @ r  # (m, P)
+    products = g.T @ np.hstack([q, r])  # one matrix product: a thin one for q alone uses BLAS poorly
+    gq, gr = products[:, :q.shape[1]], products[:, q.shape[1]:]  # (m, k), (m, P)
     sum_squares = np.einsum("nm,nm->m", g, g)
     gg = sum_squares - np.einsum("mk,mk->m", gq, gq)
     rr = np.broadcast_to(prepared.residual_ss, gr.shape).copy()
@@ -200,7 +211,8 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
                                                           gq[dropped], gr[dropped])
     with np.errstate(invalid="ignore", divide="ignore"):
         spread = sum_squares / observed - (2 * a1_freq) ** 2  # the observed dosages' variance
-    return _statistics(gg, gr, rr, n, prepared.predictors, a1_freq, 1 - observed / prepared.samples, spread)
+    return _statistics(gg, gr, rr, n, prepared.predictors, a1_freq, 1 - observed / prepared.samples, spread,
+                       threads)
 
 
 def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np.ndarray, gq: np.ndarray,
@@ -229,7 +241,7 @@ def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np
     return gg, gr, rr
 
 
-def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate, spread) -> ChunkStatistics:
+def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate, spread, threads: int = 1) -> ChunkStatistics:
     """Beta, SE, t and -log10 P from the residual sums; NaN for SNPs without variance after the covariates, with
     PLINK2's ERRCODE saying why (too few samples for the model, a constant dosage, or one the covariates explain)."""
     df = (n - predictors - 1).astype(np.float64)[:, None]
@@ -242,8 +254,20 @@ def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate, spread) -> Chu
         rss = np.maximum(rr - beta * gr, 0.0)
         se = np.sqrt(rss / df / gg)
         t_stat = beta / se
-    log10_p = neg_log10_p(t_stat, df)  # df (m, 1) broadcasts over the phenotypes
+    log10_p = _in_row_blocks(neg_log10_p, t_stat, df, threads)  # df (m, 1) broadcasts over the phenotypes
     return ChunkStatistics(beta, se, t_stat, log10_p, n.astype(np.int64), a1_freq, missing_rate, errcode)
+
+
+def _in_row_blocks(function, t_stat: np.ndarray, df: np.ndarray, threads: int) -> np.ndarray:
+    """``function(t_stat, df)`` on blocks of rows in ``threads`` threads (scipy's special functions release the
+    GIL), concatenated."""
+    if threads <= 1 or len(t_stat) < 2 * threads:
+        return function(t_stat, df)
+    bounds = np.linspace(0, len(t_stat), threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        blocks = pool.map(lambda i: function(t_stat[bounds[i]:bounds[i + 1]], df[bounds[i]:bounds[i + 1]]),
+                          range(threads))
+        return np.concatenate(list(blocks))
 
 
 def neg_log10_p(t_stat: np.ndarray, df: np.ndarray) -> np.ndarray:

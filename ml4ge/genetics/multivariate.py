@@ -92,7 +92,7 @@ def chunk_results(space, statistics, null: OmnibusNull, kept: pd.DataFrame, test
     return combined, best, hits[HIT_COLUMNS]
 
 
-def table_text(prefix: list[str], combined: OmnibusStatistics, written: np.ndarray, rank: int, dimensions,
+def omnibus_text(prefix: list[str], combined: OmnibusStatistics, written: np.ndarray, rank: int, dimensions,
                errcode: np.ndarray, log10: bool) -> str:
     """The omnibus table's rows of the ``written`` SNPs; ``prefix`` holds their formatted variant columns."""
     text = format_log10_p if log10 else format_p

@@ -17,10 +17,11 @@ import gzip
 import logging
 import os
 from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -29,10 +30,10 @@ from ml4ge.atomic import atomic_path
 from ml4ge.genetics.genotypes import VARIANT_COLUMNS, GenotypeFile
 from ml4ge.genetics.glm import ChunkStatistics, Workspace, associate_chunk, prepare_phenotypes
 from ml4ge.genetics.inputs import Space
-from ml4ge.genetics.multivariate import chunk_results, omnibus_columns, omnibus_file_name, permuted_nulls, table_text
+from ml4ge.genetics.multivariate import chunk_results, omnibus_columns, omnibus_file_name, omnibus_text, permuted_nulls
 from ml4ge.genetics.omnibus import EIGEN_FLOOR, OmnibusNull
 from ml4ge.genetics.sumstats import SMALLEST_FLOAT_P, TEST, columns, file_name, format_p
-from ml4ge.genetics.text import WIDTH, g_fields, join_rows, put_text, string_fields
+from ml4ge.genetics.text import formatter
 from ml4ge.progress import progress
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
     Returns:
         name -> :class:`SpaceResult` with ``hits``, ``best`` (CHROM POS ID LOG10P per tested SNP) and ``lookup``.
     """
+    volume = 4 * genotypes.snp_count * sum(len(space.dimensions) for space in spaces.values())
+    starting = ThreadPoolExecutor(1)  # loads the table formatter (numba for a large scan) beside the first chunk
+    text = starting.submit(formatter, volume, True)
+    starting.shutdown(wait=False)
     index = {sample: i for i, sample in enumerate(genotypes.sample_ids)}
     needed = sorted({index[s] for space in spaces.values() for s in space.phenotypes.index})
     position = {row: i for i, row in enumerate(needed)}
@@ -141,13 +146,13 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
         bar = stack.enter_context(progress(total=genotypes.snp_count, description="associate", unit="SNP"))
         lanes = min(MOST_WRITERS, settings.threads or os.cpu_count() or 1,
                     max((len(space.dimensions) for space in spaces.values()), default=1))
-        writer = _BackgroundWriter([stack.enter_context(ThreadPoolExecutor(1)) for _ in range(lanes)])
+        writer = _BackgroundWriter([stack.enter_context(ThreadPoolExecutor(1)) for _ in range(lanes)], text)
         for start, stop, dosages in genotypes.chunks(np.asarray(needed), settings.chunk):
             variants = genotypes.variants(start, stop)
             wanted = variants.ID.isin(lookup).to_numpy() if lookup else None
             for name, space in spaces.items():
                 statistics = associate_chunk(prepared[name], _samples_of(dosages, rows[name]), settings.impute,
-                                             workspaces[name])
+                                             workspaces[name], lanes)
                 _scan_chunk(space, statistics, variants, settings, threshold_log10,
                             (writers.get(name), omnibus_writers.get(name)), wanted, results[name], writer)
             bar.update(stop - start)
@@ -167,8 +172,9 @@ class _BackgroundWriter:
     """Writes chunks' tables in one thread per pool (a lane); submitting a lane's next job waits for its previous
     one (bounded memory) and re-raises its error. A table always goes to the same lane, so its rows stay in order."""
 
-    def __init__(self, pools: list[ThreadPoolExecutor]):
+    def __init__(self, pools: list[ThreadPoolExecutor], text: Future):
         self.pools = pools
+        self.text = text  # the table formatter (ml4ge.genetics.text.formatter), being loaded
         self.pending = [None] * len(pools)
 
     def submit(self, *args, function=None, lane: int = 0) -> None:
@@ -181,7 +187,7 @@ class _BackgroundWriter:
         lanes = len(self.pools)
         for lane in range(min(lanes, len(writers))):
             share = {name: array[:, lane::lanes] for name, array in values.items()}
-            self.submit(writers[lane::lanes], kept, share, errcode, log10, lane=lane)
+            self.submit(writers[lane::lanes], kept, share, errcode, log10, self.text.result(), lane=lane)
 
     def wait(self) -> None:
         for lane in range(len(self.pools)):
@@ -263,7 +269,7 @@ def _omnibus_chunk(space, statistics, variants, tested, written, settings, handl
     result.omnibus_hits.append(hits)
     if handle is not None and written.any():
         rows, _ = _rows(variants, statistics, written)
-        text = table_text(_prefix(rows, "OMNIBUS"), combined, written, result.null.rank, space.dimensions,
+        text = omnibus_text(_prefix(rows, "OMNIBUS"), combined, written, result.null.rank, space.dimensions,
                           statistics.errcode[written], settings.log10)
         writer.submit(handle, text, function=_write_text)
 
@@ -280,11 +286,12 @@ def _prefix(kept: pd.DataFrame, test: str) -> list[str]:
 
 def _rows(variants: pd.DataFrame, statistics: ChunkStatistics, which: np.ndarray) -> tuple[pd.DataFrame, dict]:
     """The variant columns (RESULT_COLUMNS' first ones) and the statistics of the SNPs ``which``."""
-    kept = variants[which].reset_index(drop=True)
+    every = which.all()  # the usual case: no copies
+    kept = (variants if every else variants[which]).reset_index(drop=True)
     kept.insert(5, "A1_FREQ", statistics.a1_freq[which])
     kept.insert(6, "N", statistics.n[which])
-    values = {name: getattr(statistics, attribute)[which] for name, attribute in
-              (("BETA", "beta"), ("SE", "se"), ("T_STAT", "t_stat"), ("LOG10P", "log10_p"))}
+    values = {name: getattr(statistics, attribute) if every else getattr(statistics, attribute)[which]
+              for name, attribute in (("BETA", "beta"), ("SE", "se"), ("T_STAT", "t_stat"), ("LOG10P", "log10_p"))}
     return kept, values
 
 
@@ -315,19 +322,20 @@ def _long_rows(space: Space, kept: pd.DataFrame, values: dict[str, np.ndarray], 
 
 
 def _write_rows(writers: list, kept: pd.DataFrame, values: dict[str, np.ndarray], errcode: np.ndarray,
-                log10: bool) -> None:
-    """Append the chunk's rows to every dimension's table in PLINK2's columns (the variant columns are formatted
+                log10: bool, text: ModuleType) -> None:
+    """Append the chunk's rows to every dimension's table in PLINK2's columns (the variant columns are encoded
     once): REF is A2, ALT and A1 the counted allele; P from the exact -log10 P; NA statistics with their ERRCODE.
-    The numbers are formatted as ``%.6g`` by :mod:`ml4ge.genetics.text` (numpy, so mostly outside the GIL)."""
-    prefix, errors = string_fields(_prefix(kept, TEST)), string_fields(errcode)
+    The numbers are formatted as ``%.6g`` by ``text`` (:func:`ml4ge.genetics.text.formatter`), outside the GIL."""
+    prefix, errors = text.text_column(_prefix(kept, TEST)), text.text_column(errcode)
+    log10_p = values["LOG10P"]
+    numbers = np.empty((len(writers), len(kept), 4))  # each table's numbers together: one transposing copy
+    for column, name in enumerate(("BETA", "SE", "T_STAT")):
+        numbers[:, :, column] = values[name].T
+    with np.errstate(over="ignore"):
+        numbers[:, :, 3] = (log10_p if log10 else 10.0 ** -log10_p).T
+    replace = [{} for _ in writers]
+    if not log10:  # P below double precision's range: written from its -log10 (a few rows at most)
+        for row, d in zip(*np.nonzero(log10_p > -np.log10(SMALLEST_FLOAT_P))):
+            replace[d][int(row), 3] = format_p(log10_p[row, d])[()]
     for d, handle in enumerate(writers):
-        log10_p = values["LOG10P"][:, d]
-        with np.errstate(over="ignore"):
-            p = log10_p if log10 else 10.0 ** -log10_p
-        numbers = np.stack([values["BETA"][:, d], values["SE"][:, d], values["T_STAT"][:, d], p], axis=1)
-        fields = g_fields(numbers.ravel()).reshape(len(numbers), len(numbers.T), WIDTH).transpose(1, 0, 2)
-        if not log10:  # P below double precision's range: written from its -log10 (a few rows at most)
-            tiny = np.flatnonzero(log10_p > -np.log10(SMALLEST_FLOAT_P))
-            for row, text in zip(tiny, format_p(log10_p[tiny])):
-                put_text(fields[3], row, text)
-        handle.write(join_rows([prefix, *fields, errors]))
+        handle.write(text.table_text(numbers[d], prefix, errors, replace[d]))
