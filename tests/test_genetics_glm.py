@@ -5,8 +5,9 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from ml4ge.genetics.glm import associate_chunk, neg_log10_p, prepare_phenotypes, untestable_phenotypes
+from ml4ge.genetics.glm import associate_chunk, prepare_phenotypes, untestable_phenotypes
 from ml4ge.genetics.simulate import simulate_dosages
+from ml4ge.genetics.student_t import neg_log10_p
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,20 @@ phenotypes residualised on them once (``R = Y - Q Q'Y``). For SNP ``g`` observed
 covariate Gram matrix, the phenotype sums of squares and ``Q'R`` are down-dated by the missing samples' terms
 (``I - Q_S'Q_S``, ``R'R - R_S'R_S``, ``-Q_S'R_S``), which is exact and costs only the missing entries (sparse
 products). With ``impute=True`` missing dosages are replaced by the SNP's mean dosage instead. ``-log10 P`` comes from
-the two-sided t test with ``df`` degrees of freedom and stays finite far below the double-precision range.
+the two-sided t test with ``df`` degrees of freedom (:mod:`ml4ge.genetics.student_t`) and stays finite far below the
+double-precision range.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse, special
+from scipy import sparse
 
 from ml4ge.genetics.genotypes import MISSING_CALL
+from ml4ge.genetics.student_t import chunk_neg_log10_p
 
-LOG10 = np.log(10.0)
-SMALLEST_DIRECT_P = 1e-280  # below this -log10 P comes from the series of the incomplete beta function
-SERIES_TERMS = 200
 RANK_TOLERANCE = 1e-10
 CONSTANT_TOLERANCE = 1e-9  # a SNP's dosage sum of squares after the covariates, per sample (dosages are 0..2)
 UNTESTABLE_TOLERANCE = 1e-9  # a phenotype's residual RMS relative to its magnitude max |y|
@@ -254,57 +252,5 @@ def _statistics(gg, gr, rr, n, predictors, a1_freq, missing_rate, spread, thread
         rss = np.maximum(rr - beta * gr, 0.0)
         se = np.sqrt(rss / df / gg)
         t_stat = beta / se
-    log10_p = _in_row_blocks(neg_log10_p, t_stat, df, threads)  # df (m, 1) broadcasts over the phenotypes
+    log10_p = chunk_neg_log10_p(t_stat, df, threads)  # df (m, 1) broadcasts over the phenotypes
     return ChunkStatistics(beta, se, t_stat, log10_p, n.astype(np.int64), a1_freq, missing_rate, errcode)
-
-
-def _in_row_blocks(function, t_stat: np.ndarray, df: np.ndarray, threads: int) -> np.ndarray:
-    """``function(t_stat, df)`` on blocks of rows in ``threads`` threads (scipy's special functions release the
-    GIL), concatenated."""
-    if threads <= 1 or len(t_stat) < 2 * threads:
-        return function(t_stat, df)
-    bounds = np.linspace(0, len(t_stat), threads + 1).astype(int)
-    with ThreadPoolExecutor(threads) as pool:
-        blocks = pool.map(lambda i: function(t_stat[bounds[i]:bounds[i + 1]], df[bounds[i]:bounds[i + 1]]),
-                          range(threads))
-        return np.concatenate(list(blocks))
-
-
-def neg_log10_p(t_stat: np.ndarray, df: np.ndarray) -> np.ndarray:
-    """``-log10`` of the two-sided P of Student's t, finite even where P underflows (P < 1e-308).
-
-    ``P = I_x(df/2, 1/2)`` with ``x = df / (df + t^2)`` (regularised incomplete beta). Where that underflows,
-    ``log I_x(a, b) = a log x + b log(1 - x) - log a - log B(a, b) + log sum_j c_j`` with ``c_0 = 1`` and
-    ``c_{j+1} = c_j x (a + b + j) / (a + 1 + j)`` (the hypergeometric series, fast for the tiny ``x`` involved).
-
-    Example:
-        >>> float(np.round(neg_log10_p(np.array([1.959964]), np.array([1e9]))[0], 4))  # P = 0.05
-        1.301
-    """
-    t_stat, df = np.asarray(t_stat, dtype=np.float64), np.asarray(df, dtype=np.float64)
-    valid = np.isfinite(t_stat) & (df > 0)
-    # Every entry at once, NaN where invalid: selecting the valid ones first costs more than the NaNs.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t2 = t_stat ** 2
-        p = special.betainc(df / 2, 0.5, df / (df + t2))
-        result = np.asarray(-np.log10(np.where(p > 0, p, 1.0)))
-    tiny = valid & (p < SMALLEST_DIRECT_P)
-    if tiny.any():
-        d = np.broadcast_to(df, tiny.shape)[tiny]
-        result[tiny] = -_log_betainc_small_x(d / 2, 0.5, np.broadcast_to(t2, tiny.shape)[tiny], d) / LOG10
-    result[~valid] = np.nan
-    return result
-
-
-def _log_betainc_small_x(a: np.ndarray, b: float, t2: np.ndarray, df: np.ndarray) -> np.ndarray:
-    """``log I_x(a, b)`` for ``x = df / (df + t2)`` small, computed in logs (no underflow)."""
-    log_x = np.log(df) - np.log(t2) - np.log1p(df / t2)
-    log_one_minus_x = -np.log1p(df / t2)
-    x = np.exp(log_x)
-    term, total = np.ones_like(a), np.ones_like(a)
-    for j in range(SERIES_TERMS):
-        term = term * x * (a + b + j) / (a + 1 + j)
-        total = total + term
-        if np.all(term < 1e-17 * total):
-            break
-    return a * log_x + b * log_one_minus_x - np.log(a) - special.betaln(a, b) + np.log(total)

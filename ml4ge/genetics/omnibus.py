@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from ml4ge.genetics.glm import LOG10, ChunkStatistics, PreparedPhenotypes
+from ml4ge.genetics.glm import ChunkStatistics, PreparedPhenotypes
+from ml4ge.genetics.student_t import LOG10
 
 EIGEN_FLOOR = 1e-4  # eigenvalues of R below this fraction of the largest are dropped (regularisation)
 MIN_PERMUTED_SNPS = 200  # fewer permuted statistics cannot fit the null's tail
