@@ -19,7 +19,12 @@ from ml4ge.readers import read_table
 
 
 @pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 is not installed (.ci/run installs it)")
-def test_scan_matches_plink2_glm(tmp_path):
+@pytest.mark.parametrize("p_values", ["exact", "tabulated"])
+def test_scan_matches_plink2_glm(tmp_path, monkeypatch, p_values):
+    """Both ways to the P values (ml4ge.genetics.student_t): the table serves chunks of many values, here forced."""
+    from ml4ge.genetics import student_t
+
+    monkeypatch.setattr(student_t, "TABLE_FROM", 0 if p_values == "tabulated" else 10**12)
     cohort = write_simulated_cohort(tmp_path / "cohort", samples=400, snps=300, dimensions=3, missing=0.04,
                                     planted=((20, 1, 1.0),), seed=3)
     latents = load_latents(cohort.latents)
