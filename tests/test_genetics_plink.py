@@ -151,21 +151,28 @@ def test_exported_commands_run_from_any_folder(plink_and_ours, tmp_path):
     assert (root / "exports/t1_step1_pred.list").is_file()
 
 
-def test_writer_threads_write_the_same_tables_as_one(tmp_path):
-    """The tables of many dimensions are dealt to writer threads; each table's rows stay in chunk order, so the
-    files are byte for byte those of one thread (omnibus table included)."""
-    cohort = write_simulated_cohort(tmp_path / "cohort", samples=150, snps=250, dimensions=5, missing=0.03,
-                                    planted=((20, 1, 1.0),), seed=7)
+def _scanned_tables(cohort, folder, runs: dict, before=lambda run: None) -> dict:
+    """run -> {file name: bytes} of the tables each ``runs[run]`` (ScanSettings) writes for the cohort's space;
+    ``before(run)`` is called before each scan."""
     latents = load_latents(cohort.latents)
     covariates = covariate_frame(read_table(str(cohort.covariates)), ["age", "sex"])
     tables = {}
     with GenotypeFile(cohort.genotypes) as genotypes:
         spaces = assemble_spaces({"t1": latents}, covariates, genotypes.sample_ids)
-        for threads in (1, 3):
-            folder = tmp_path / f"threads_{threads}"
-            scan(genotypes, spaces, ScanSettings(chunk=17, threads=threads, multivariate=True, permuted_snps=250),
-                 threshold_log10=99.0, sumstats_folder=folder)
-            tables[threads] = {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+        for run, settings in runs.items():
+            before(run)
+            scan(genotypes, spaces, settings, threshold_log10=99.0, sumstats_folder=folder / str(run))
+            tables[run] = {path.name: path.read_bytes() for path in sorted((folder / str(run)).iterdir())}
+    return tables
+
+
+def test_writer_threads_write_the_same_tables_as_one(tmp_path):
+    """The tables of many dimensions are dealt to writer threads; each table's rows stay in chunk order, so the
+    files are byte for byte those of one thread (omnibus table included)."""
+    cohort = write_simulated_cohort(tmp_path / "cohort", samples=150, snps=250, dimensions=5, missing=0.03,
+                                    planted=((20, 1, 1.0),), seed=7)
+    tables = _scanned_tables(cohort, tmp_path, {threads: ScanSettings(chunk=17, threads=threads, multivariate=True,
+                                                                      permuted_snps=250) for threads in (1, 3)})
     assert len(tables[1]) == 6 and tables[1].keys() == tables[3].keys()
     for name, content in tables[1].items():
         assert gzip.decompress(content).count(b"\n") == 251, name  # the header and every SNP
@@ -179,17 +186,9 @@ def test_the_compiled_table_writer_writes_the_same_tables(tmp_path, monkeypatch)
 
     cohort = write_simulated_cohort(tmp_path / "cohort", samples=300, snps=300, dimensions=4, missing=0.05,
                                     planted=((20, 1, 100.0),), seed=8)
-    latents = load_latents(cohort.latents)
-    covariates = covariate_frame(read_table(str(cohort.covariates)), ["age", "sex"])
-    tables = {}
-    with GenotypeFile(cohort.genotypes) as genotypes:
-        spaces = assemble_spaces({"t1": latents}, covariates, genotypes.sample_ids)
-        for compiled_from in (10**12, 0):
-            monkeypatch.setattr(text, "COMPILED_FROM", compiled_from)
-            folder = tmp_path / f"from_{compiled_from}"
-            scan(genotypes, spaces, ScanSettings(chunk=64, threads=2, compress=False), threshold_log10=99.0,
-                 sumstats_folder=folder)
-            tables[compiled_from] = {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    settings = ScanSettings(chunk=64, threads=2, compress=False)
+    tables = _scanned_tables(cohort, tmp_path, {10**12: settings, 0: settings},
+                             before=lambda compiled_from: monkeypatch.setattr(text, "COMPILED_FROM", compiled_from))
     assert len(tables[0]) == 4 and tables[0] == tables[10**12]
     planted = tables[0]["t1.latent_1.glm.linear"].decode()
     p_text = planted.split("\trs21\t")[1].split("\n")[0].split("\t")[-2]
