@@ -6,9 +6,9 @@ table per latent dimension in PLINK2 ``--glm``'s format (:mod:`ml4ge.genetics.su
 tested are written with NA statistics and an ERRCODE, as PLINK2 does), and only the small things are kept: hits
 above the threshold, the best -log10 P per SNP (for the Manhattan plot) and full rows for SNPs named in ``lookup``
 (for replication). Memory is bounded by the chunk and the hits, not by the number of SNPs (the per-SNP best P is 8
-bytes per SNP). Tables are formatted and compressed in background threads while the next chunk is computed (numpy
-formatting, zlib and BLAS release the GIL): each thread owns a fixed share of the tables, so each table's rows stay
-in order, and at most one chunk per thread waits to be written.
+bytes per SNP). Tables are formatted and compressed in background threads while the next chunk is computed (the
+formatters of :mod:`ml4ge.genetics.text`, igzip and BLAS release the GIL): each thread owns a fixed share of the
+tables, so each table's rows stay in order, and at most one chunk per thread waits to be written.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def _omnibus_chunk(space, statistics, variants, tested, written, settings, handl
     if handle is not None and written.any():
         rows, _ = _rows(variants, statistics, written)
         text = omnibus_text(_prefix(rows, "OMNIBUS"), combined, written, result.null.rank, space.dimensions,
-                          statistics.errcode[written], settings.log10)
+                            statistics.errcode[written], settings.log10)
         writer.submit(handle, text, function=_write_text)
 
 
