@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ml4ge.genetics.text import DIGITS, LARGEST, POWER_OFFSET, SMALLEST, TIE_MARGIN, WIDTH
+from ml4ge.genetics.text import DIGITS, LARGEST, POWER_OFFSET, SMALLEST, TIE_MARGIN, WIDTH, powers_of_ten, table_numbers
 
-with np.errstate(over="ignore"):  # entries beyond the double range are 0 or inf, never used
-    POWERS = 10.0 ** np.arange(-POWER_OFFSET, POWER_OFFSET + 1, dtype=np.float64)
+POWERS = powers_of_ten()  # a global of the compiled loops: numba freezes it into their code
 LOG10_2 = math.log10(2.0)
 TEN, ZERO = np.uint64(10), np.uint8(ord("0"))
 LEADING_ZEROS = np.frombuffer(b"0.000", dtype=np.uint8)  # the start of a fixed-notation number below 1
@@ -68,12 +67,8 @@ def table_text(numbers: np.ndarray, prefix: TextColumn | None = None, suffix: Te
         >>> table_text(np.array([[0.25], [7e-9]]), suffix=text_column([".", "X"]), replace={(1, 0): "2.5e-412"})
         b'0.25\\t.\\n2.5e-412\\tX\\n'
     """
-    numbers = np.asarray(numbers, dtype=np.float64)
-    numbers = np.ascontiguousarray(numbers[:, None] if numbers.ndim == 1 else numbers)
+    numbers = table_numbers(numbers, prefix, suffix)
     rows = len(numbers)
-    for name, column in (("prefix", prefix), ("suffix", suffix)):
-        if column is not None and len(column) != rows:
-            raise ValueError(f"the {name} column has {len(column)} rows, the numbers {rows}.")
     digits, exponents, status, python = _rounded(numbers)
     texts = dict(replace or {})
     if python:  # near-ties and extreme magnitudes: about 1 in 500,000

@@ -15,6 +15,7 @@ double-precision range.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -49,6 +50,12 @@ class PreparedPhenotypes:
     @property
     def samples(self) -> int:
         return self.residuals.shape[0]
+
+    @cached_property
+    def basis_and_residuals(self) -> np.ndarray:
+        """``[q, residuals]`` (n, k + P): one matrix product with the dosages gives both (a thin one for ``q``
+        alone uses BLAS poorly)."""
+        return np.hstack([self.q, self.residuals])
 
     @property
     def predictors(self) -> int:
@@ -197,9 +204,8 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
         g += missing * np.nan_to_num(2 * a1_freq)
         n = np.where(observed > 0, prepared.samples, 0)
         missing = np.zeros_like(missing)
-    q, r = prepared.q, prepared.residuals
-    products = g.T @ np.hstack([q, r])  # one matrix product: a thin one for q alone uses BLAS poorly
-    gq, gr = products[:, :q.shape[1]], products[:, q.shape[1]:]  # (m, k), (m, P)
+    products = g.T @ prepared.basis_and_residuals
+    gq, gr = products[:, :prepared.predictors], products[:, prepared.predictors:]  # (m, k), (m, P)
     sum_squares = np.einsum("nm,nm->m", g, g)
     gg = sum_squares - np.einsum("mk,mk->m", gq, gq)
     rr = np.broadcast_to(prepared.residual_ss, gr.shape).copy()

@@ -59,14 +59,14 @@ def _tabulated(t_stat: np.ndarray, df: np.ndarray) -> np.ndarray:
     result = np.empty(np.shape(t_stat))
     if not rows.all():
         result[~rows] = neg_log10_p(t_stat[~rows], df[~rows])
-    magnitude = np.abs(t_stat[rows])
+    statistics = t_stat[rows]
+    magnitude = np.abs(statistics)
     outside = ~(magnitude <= table.limit)  # beyond the table, or not finite
     magnitude[outside] = 0.0
-    result[rows] = _interpolate(table, magnitude)
+    values = _interpolate(table, magnitude)
     if outside.any():
-        block = result[rows]
-        block[outside] = neg_log10_p(t_stat[rows][outside], common)
-        result[rows] = block
+        values[outside] = neg_log10_p(statistics[outside], common)
+    result[rows] = values
     return result
 
 

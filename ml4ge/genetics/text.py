@@ -41,7 +41,7 @@ POINT, ZERO, E, EXPONENT_SIGN, HUNDREDS, TENS, UNITS, SIGN, N, A, NUL = range(DI
 CONSTANT_CHARACTERS = {POINT: ".", ZERO: "0", E: "e", N: "N", A: "A"}
 NA_PATTERN, FIXED_START = 0, 1
 SCIENTIFIC_START = FIXED_START + len(FIXED_EXPONENTS) * DIGITS
-POWER_OFFSET = 300  # _powers()[k + POWER_OFFSET] = 10^k
+POWER_OFFSET = 300  # powers_of_ten()[k + POWER_OFFSET] = 10^k
 # From this many numbers in a run, the compiled writer's start-up (numba's import and its cached code, about 0.7 s)
 # costs less than the time it saves (about 0.12 us a number): about 25 phenotypes x 50,000 SNPs.
 COMPILED_FROM = 5_000_000
@@ -72,11 +72,7 @@ def table_text(numbers: np.ndarray, prefix: np.ndarray | None = None, suffix: np
         >>> table_text(np.array([[0.25], [7e-9]]), suffix=text_column([".", "X"]), replace={(1, 0): "2.5e-412"})
         b'0.25\\t.\\n2.5e-412\\tX\\n'
     """
-    numbers = np.asarray(numbers, dtype=np.float64)
-    numbers = numbers[:, None] if numbers.ndim == 1 else numbers
-    for name, column in (("prefix", prefix), ("suffix", suffix)):
-        if column is not None and len(column) != len(numbers):
-            raise ValueError(f"the {name} column has {len(column)} rows, the numbers {len(numbers)}.")
+    numbers = table_numbers(numbers, prefix, suffix)
     if not len(numbers):
         return b""
     fields = g_fields(numbers.ravel()).reshape(*numbers.shape, WIDTH).transpose(1, 0, 2)
@@ -123,6 +119,17 @@ def join_rows(columns: list[np.ndarray]) -> bytes:
     return table[table != 0].tobytes()
 
 
+def table_numbers(numbers: np.ndarray, prefix=None, suffix=None) -> np.ndarray:
+    """``numbers`` as a C-ordered 2-D float64 table (a 1-D array is one column), checked against the rows of the
+    text columns beside it (either writer's)."""
+    numbers = np.asarray(numbers, dtype=np.float64)
+    numbers = np.ascontiguousarray(numbers[:, None] if numbers.ndim == 1 else numbers)
+    for name, column in (("prefix", prefix), ("suffix", suffix)):
+        if column is not None and len(column) != len(numbers):
+            raise ValueError(f"the {name} column has {len(column)} rows, the numbers {len(numbers)}.")
+    return numbers
+
+
 def _round(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(digits, exponent, python)``: each value rounded to six significant digits as a float holding an integer
     in [1e5, 1e6) (0 for zero), its decimal exponent, and where Python must format the value instead (a near-tie,
@@ -133,11 +140,11 @@ def _round(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     magnitude = np.where(ordinary, magnitude, 0.0)
     with np.errstate(divide="ignore"):
         exponent = np.floor(np.log10(magnitude, where=ordinary, out=np.zeros_like(magnitude))).astype(np.int64)
-    scaled = magnitude * _powers()[DIGITS - 1 - exponent + POWER_OFFSET]  # a few ulps off: see TIE_MARGIN
+    scaled = magnitude * powers_of_ten()[DIGITS - 1 - exponent + POWER_OFFSET]  # a few ulps off: see TIE_MARGIN
     off = np.flatnonzero((scaled < 10.0 ** (DIGITS - 1)) & ordinary | (scaled >= 10.0 ** DIGITS))
     if len(off):  # log10 one off near a power of ten
         exponent[off] += np.where(scaled[off] >= 10.0 ** DIGITS, 1, -1)
-        scaled[off] = magnitude[off] * _powers()[DIGITS - 1 - exponent[off] + POWER_OFFSET]
+        scaled[off] = magnitude[off] * powers_of_ten()[DIGITS - 1 - exponent[off] + POWER_OFFSET]
     python = ordinary & (np.abs(scaled - np.floor(scaled) - 0.5) < TIE_MARGIN)
     python |= finite & (values != 0) & ~ordinary
     digits = np.rint(scaled)
@@ -148,7 +155,7 @@ def _round(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @cache
-def _powers() -> np.ndarray:
+def powers_of_ten() -> np.ndarray:
     """10^k for k in [-POWER_OFFSET, POWER_OFFSET] (entries beyond the double range are 0 or inf, never used)."""
     with np.errstate(over="ignore"):
         return 10.0 ** np.arange(-POWER_OFFSET, POWER_OFFSET + 1, dtype=np.float64)
