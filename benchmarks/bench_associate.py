@@ -10,8 +10,9 @@
 2. ``--throughput``: one cell with the largest differences of BETA, SE and LOG10P over all tables.
 3. ``--memory``: peak RSS of the recipe for M and 10 M SNPs at the same D: memory follows the chunk, not M.
 
-Each command runs in its own process that reports its own peak RSS. The load average is printed with each figure,
-because the machine may be shared.
+Each command runs in a process of its own, timed from outside the same way for both tools (interpreter start-up and
+exit included; wall and CPU seconds, peak RSS). The load average is printed with each figure, because the machine
+may be shared.
 
     python benchmarks/bench_associate.py                       # the regime table, 50,000 SNPs
     python benchmarks/bench_associate.py --snps 5000           # a quick look
@@ -34,18 +35,7 @@ import numpy as np
 from ml4ge.genetics.simulate import write_simulated_cohort
 from ml4ge.genetics.sumstats import read_sumstats
 
-CHILD = """
-import resource, subprocess, sys, time
-start = time.perf_counter()
-if sys.argv[1] == "ml4ge":
-    from ml4ge.cli import main
-    status = main(sys.argv[2:])
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-else:
-    status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print("RESULT", status, time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
-"""
+ENTRY = "from ml4ge.cli import console_main; console_main()"  # what the ``ml4ge`` command runs
 
 
 def load() -> str:
@@ -53,13 +43,20 @@ def load() -> str:
 
 
 def timed(argv: list[str]) -> dict:
-    """Run ``argv`` (``["ml4ge", ...flags]`` or a command) in a fresh process: wall s, CPU s, peak RSS MiB."""
-    output = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, check=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    line = [row for row in output.stdout.splitlines() if row.startswith("RESULT")][-1].split()
-    if int(line[1]) != 0:
-        raise RuntimeError(f"{argv[:3]} failed:\n{output.stderr[-3000:]}")
-    return {"wall": float(line[2]), "cpu": float(line[3]), "rss": float(line[4])}
+    """Run ``argv`` (``["ml4ge", ...flags]`` or a command) as a process of its own, timed from outside the same way
+    for both tools (interpreter start-up and exit included): wall s, CPU s, peak RSS MiB."""
+    command = [sys.executable, "-c", ENTRY, *argv[1:]] if argv[0] == "ml4ge" else argv
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors,
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{argv[:3]} failed:\n{errors.read().decode()[-3000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024}
 
 
 def associate_argv(cohort, folder: Path, run_id: str, threads: int) -> list[str]:

@@ -8,6 +8,7 @@ exits with status 2; a recipe that fails exits with status 1 and its traceback i
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -158,4 +159,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    sys.exit(main())
+    """``ml4ge`` and ``recipes.py``: run, then exit without Python's final walk over every object still alive.
+
+    That walk frees nothing the end of the process would not, and after numba (the compiled table writer) or
+    Keras it takes 0.2-0.3 s. Freezing takes those objects out of the collector's reach; by then every file a recipe
+    wrote is closed (context managers) and logging flushes at exit as usual.
+    """
+    status = main()
+    gc.freeze()
+    sys.exit(status)
