@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -225,10 +226,12 @@ def run(args: AssociateSettings) -> int:
         threshold = -np.log10(significance)
         log.info("scanning %d SNPs x %d latent dimensions (%s); hit threshold P < %.3g", genotypes.snp_count,
                  dimensions, ", ".join(f"{n}: {len(s.phenotypes)} samples" for n, s in spaces.items()), significance)
-        results = scan(genotypes, spaces, settings_of(args, len(spaces), args.multivariate), threshold,
-                       folder / "sumstats")
-        write_exports(folder / "exports", spaces, dict(zip(genotypes.sample_ids, genotypes.family_ids)),
-                      Path(args.genotypes))
+        with ThreadPoolExecutor(1) as pool:  # the exports (Python's text formatting) beside the scan
+            exported = pool.submit(write_exports, folder / "exports", spaces,
+                                   dict(zip(genotypes.sample_ids, genotypes.family_ids)), Path(args.genotypes))
+            results = scan(genotypes, spaces, settings_of(args, len(spaces), args.multivariate), threshold,
+                           folder / "sumstats")
+            exported.result()
         hits, loci = clump(pd.concat([r.table("hits", HIT_COLUMNS) for r in results.values()], ignore_index=True),
                            args.clump_kb)
         replication = _replicate(args, genotypes, latents, covariates, replication_ids, hits, threshold)
