@@ -135,7 +135,8 @@ def _space(name: str, frame: pd.DataFrame, available: list[str], complete: pd.In
     if covariates.shape[1]:
         _check_covariates_cover(name, ids, covariates)
         ids = match_samples(ids, complete, f"latent table {name!r}", "the covariates (with complete rows)")
-    ids = [i for i in available if i in set(ids)]
+    wanted = set(ids)
+    ids = [i for i in available if i in wanted]  # the genotype file's order
     if len(ids) < 10:
         raise ValueError(f"latent table {name!r}: only {len(ids)} samples have genotypes and covariates; an "
                          "association scan needs many more.")

@@ -31,8 +31,9 @@ def split_groups(paths, target_ids, background_ids, split: str = "train") -> dic
     if both:
         raise ValueError(f"{len(both)} samples are in both --target_csv and --background_csv (e.g. {both[:3]}); "
                          "a sample is either a target or a background sample.")
-    groups = {"target": [p for p in paths if Path(p).stem in set(target_ids)],
-              "background": [p for p in paths if Path(p).stem in set(background_ids)]}
+    targets, backgrounds = set(target_ids), set(background_ids)
+    groups = {"target": [p for p in paths if Path(p).stem in targets],
+              "background": [p for p in paths if Path(p).stem in backgrounds]}
     for name, members in groups.items():
         if paths and not members:
             raise ValueError(f"the {split} split holds no {name} sample: give more samples or other split ratios "

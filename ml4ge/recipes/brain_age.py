@@ -220,7 +220,8 @@ def write_outputs(args, folder: Path, table: pd.DataFrame, bias, paths: list) ->
     write_text(folder / f"bias_correction_{run_id}.json", json.dumps(record, indent=2) + "\n")
     evaluated = table[~table.correction_set]
     write_table(evaluated[["bag"]].round(6).reset_index(), folder / f"bag_{run_id}.tsv")
-    covariates = evaluated[["age"]].join(sexes([p for p in paths if Path(p).stem in set(evaluated.index)]))
+    kept = set(evaluated.index)
+    covariates = evaluated[["age"]].join(sexes([p for p in paths if Path(p).stem in kept]))
     write_table(covariates.dropna(axis=1, how="all").reset_index(), folder / f"bag_covariates_{run_id}.tsv")
     plot_brain_age(table, folder / f"brain_age_{run_id}.png", f"brain age ({args.id})")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
