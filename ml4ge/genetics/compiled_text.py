@@ -1,6 +1,6 @@
 """Tables of numbers as text, compiled: the same bytes as :mod:`ml4ge.genetics.text` (``%.6g``, byte for byte
-Python's ``'%.6g' % value``, between text columns) about 3x faster, for runs that write millions of numbers (a latent
-space's summary statistics); numba's start-up (its import and loading the cached machine code, about 0.7 s in all)
+Python's ``'%.6g' % value``, between text columns) about 12x faster, for runs that write millions of numbers (a latent
+space's summary statistics); numba's start-up (its import and loading the cached machine code, about 0.6 s in all)
 makes it slower for small ones (:func:`ml4ge.genetics.text.formatter` chooses).
 
 Rounding is :mod:`ml4ge.genetics.text`'s: a value is rounded to six significant digits on its scaled magnitude

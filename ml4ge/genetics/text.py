@@ -1,6 +1,6 @@
 """Tables of numbers as text at numpy speed: ``%.6g`` of whole float arrays, byte for byte what Python's
 ``'%.6g' % value`` writes, and rows joined from fixed-width byte fields. :mod:`ml4ge.genetics.compiled_text` writes
-the same bytes about 3x faster once numba has started (about 0.7 s), so a scan uses it for many tables
+the same bytes about 12x faster once numba has started (about 0.6 s), so a scan uses it for many tables
 (:func:`formatter`).
 
 A value is rounded to six significant digits on its scaled magnitude ``s = |v| 10^(5 - e)`` (``e`` its decimal
@@ -42,9 +42,9 @@ CONSTANT_CHARACTERS = {POINT: ".", ZERO: "0", E: "e", N: "N", A: "A"}
 NA_PATTERN, FIXED_START = 0, 1
 SCIENTIFIC_START = FIXED_START + len(FIXED_EXPONENTS) * DIGITS
 POWER_OFFSET = 300  # powers_of_ten()[k + POWER_OFFSET] = 10^k
-# From this many numbers in a run, the compiled writer's start-up (numba's import and its cached code, about 0.7 s)
-# costs less than the time it saves (about 0.12 us a number): about 25 phenotypes x 50,000 SNPs.
-COMPILED_FROM = 5_000_000
+# From this many numbers in a run, the compiled writer's start-up (numba's import and its cached code, about 0.6 s)
+# costs less than the time it saves (about 0.18 us a number): about 20 phenotypes x 50,000 SNPs.
+COMPILED_FROM = 4_000_000
 
 
 def formatter(numbers: int, ready: bool = False) -> ModuleType:
