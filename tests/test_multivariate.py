@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from ml4ge.genetics.glm import associate_chunk, prepare_phenotypes
-from ml4ge.genetics.omnibus import OmnibusNull, combine, fit_null, null_correlation, whitening, z_scores
+from ml4ge.genetics.omnibus import (OmnibusNull, combine, fit_gamma, fit_null, null_correlation, whitening,
+                                   z_scores)
 from ml4ge.genetics.simulate import simulate_dosages
 
 PERMUTED = 40_000
@@ -22,6 +23,20 @@ def _correlated(rng, samples, dimensions):
     mixing[:, 0] += 1.5  # a shared factor: correlations up to ~0.8
     return rng.standard_normal((samples, dimensions)) @ mixing + covariates @ rng.standard_normal((2, dimensions)), \
         covariates
+
+
+@pytest.mark.parametrize("shape, scale, count", [(0.2, 5.0, 300), (3.0, 2.0, 20_000), (21.0, 2.1, 5_000),
+                                                 (200.0, 1.0, 2_000)])
+def test_the_gamma_null_is_scipys_maximum_likelihood_fit(shape, scale, count):
+    """The null's gamma fit (without importing scipy.stats) is scipy.stats.gamma.fit(floc=0) to round-off."""
+    values = np.random.default_rng(count).gamma(shape, scale, count)
+    expected_shape, _, expected_scale = stats.gamma.fit(values, floc=0)
+    assert fit_gamma(values) == pytest.approx((expected_shape, expected_scale), rel=1e-10)
+
+
+def test_equal_permuted_statistics_fit_no_gamma():
+    with pytest.raises(ValueError, match="all equal"):
+        fit_gamma(np.full(500, 3.0))
 
 
 def test_the_omnibus_statistic_equals_a_direct_numpy_computation():

@@ -155,8 +155,6 @@ def fit_null(whitening_matrix: np.ndarray, permuted: list[ChunkStatistics]) -> O
     Raises:
         ValueError: with fewer than ``MIN_PERMUTED_SNPS`` permuted SNPs with statistics.
     """
-    from scipy import stats  # only --multivariate needs scipy.stats (slow to import)
-
     unfitted = OmnibusNull(whitening_matrix)
     combined = [combine(part, unfitted) for part in permuted]
     chisq = np.concatenate([c.chisq for c in combined]) if combined else np.empty(0)
@@ -166,13 +164,38 @@ def fit_null(whitening_matrix: np.ndarray, permuted: list[ChunkStatistics]) -> O
         raise ValueError(f"only {int(kept.sum())} permuted SNPs have statistics; the omnibus null needs at least "
                          f"{MIN_PERMUTED_SNPS}: raise --permuted_snps or relax --maf/--geno.")
     chisq, min_log10_p = chisq[kept], min_log10_p[kept]
-    shape, _, scale = stats.gamma.fit(np.maximum(chisq, 1e-12), floc=0)
+    shape, scale = fit_gamma(np.maximum(chisq, 1e-12))
     permuted = np.sort(min_log10_p)
     effective = TAIL_SNPS / len(permuted) * 10.0 ** permuted[-TAIL_SNPS]
     effective = float(np.clip(effective, 1.0, dimensions_of(whitening_matrix)))
     rank = whitening_matrix.shape[0]
-    lambda_gc = float(np.median(chisq) / stats.chi2.ppf(0.5, rank))
+    lambda_gc = float(np.median(chisq) / (2 * special.gammaincinv(rank / 2, 0.5)))  # chi2(k)'s median
     return OmnibusNull(whitening_matrix, float(shape), float(scale), effective, int(len(chisq)), lambda_gc, permuted)
+
+
+def fit_gamma(values: np.ndarray, tolerance: float = 1e-12) -> tuple[float, float]:
+    """``(shape, scale)``: the maximum-likelihood gamma distribution of positive ``values`` (location 0), as
+    ``scipy.stats.gamma.fit(values, floc=0)`` gives, without importing scipy.stats (about 0.5 s).
+
+    The shape ``k`` solves ``log k - digamma(k) = log mean - mean log`` (Newton's method from Minka's closed-form
+    start, which is within 1.5 % of it); the scale is ``mean / k``.
+
+    Example:
+        >>> shape, scale = fit_gamma(np.random.default_rng(0).gamma(3.0, 2.0, 200_000))
+        >>> round(shape, 1), round(scale, 1)
+        (3.0, 2.0)
+    """
+    mean = float(np.mean(values))
+    spread = np.log(mean) - float(np.mean(np.log(values)))  # > 0 unless every value is the same
+    if not (np.ptp(values) > 0 and spread > 0):
+        raise ValueError("the permuted omnibus statistics are all equal: no gamma distribution fits them.")
+    shape = (3 - spread + np.sqrt((spread - 3) ** 2 + 24 * spread)) / (12 * spread)
+    for _ in range(50):
+        step = (np.log(shape) - special.digamma(shape) - spread) / (1 / shape - special.polygamma(1, shape))
+        shape = max(shape - step, shape / 10)  # never to zero or below
+        if abs(step) <= tolerance * shape:
+            break
+    return float(shape), mean / float(shape)
 
 
 def dimensions_of(whitening_matrix: np.ndarray) -> int:
