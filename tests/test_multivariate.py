@@ -9,8 +9,7 @@ import pytest
 from scipy import stats
 
 from ml4ge.genetics.glm import associate_chunk, prepare_phenotypes
-from ml4ge.genetics.omnibus import (OmnibusNull, combine, fit_gamma, fit_null, null_correlation, whitening,
-                                   z_scores)
+from ml4ge.genetics.omnibus import OmnibusNull, combine, fit_gamma, fit_null, null_correlation, whitening, z_scores
 from ml4ge.genetics.simulate import simulate_dosages
 
 PERMUTED = 40_000
