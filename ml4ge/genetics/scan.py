@@ -187,9 +187,10 @@ class _BackgroundWriter:
                     log10: bool) -> None:
         """A chunk's rows of every dimension's table, the dimensions dealt to the lanes in turn."""
         lanes = len(self.pools)
+        prefix = _prefix(kept, TEST)  # the variant columns, formatted once for every lane
         for lane in range(min(lanes, len(writers))):
             share = {name: array[:, lane::lanes] for name, array in values.items()}
-            self.submit(writers[lane::lanes], kept, share, errcode, log10, self.text.result(), lane=lane)
+            self.submit(writers[lane::lanes], prefix, share, errcode, log10, self.text.result(), lane=lane)
 
     def wait(self) -> None:
         for lane in range(len(self.pools)):
@@ -282,8 +283,8 @@ def _write_text(handle, text: str) -> None:
 
 def _prefix(kept: pd.DataFrame, test: str) -> list[str]:
     """PLINK2's variant columns of each row, formatted once: REF is A2, ALT and A1 the counted allele."""
-    return [f"{c}\t{p}\t{i}\t{a2}\t{a1}\t{a1}\t{f:.6g}\t{test}\t{n}" for c, p, i, a1, a2, f, n in
-            zip(kept.CHROM, kept.POS.tolist(), kept.ID, kept.A1, kept.A2, kept.A1_FREQ.tolist(), kept.N.tolist())]
+    columns = (kept[name].tolist() for name in ("CHROM", "POS", "ID", "A1", "A2", "A1_FREQ", "N"))  # 2x iterating
+    return [f"{c}\t{p}\t{i}\t{a2}\t{a1}\t{a1}\t{f:.6g}\t{test}\t{n}" for c, p, i, a1, a2, f, n in zip(*columns)]
 
 
 def _rows(variants: pd.DataFrame, statistics: ChunkStatistics, which: np.ndarray) -> tuple[pd.DataFrame, dict]:
@@ -323,14 +324,15 @@ def _long_rows(space: Space, kept: pd.DataFrame, values: dict[str, np.ndarray], 
     return rows[HIT_COLUMNS]
 
 
-def _write_rows(writers: list, kept: pd.DataFrame, values: dict[str, np.ndarray], errcode: np.ndarray,
+def _write_rows(writers: list, variants: list[str], values: dict[str, np.ndarray], errcode: np.ndarray,
                 log10: bool, text: ModuleType) -> None:
-    """Append the chunk's rows to every dimension's table in PLINK2's columns (the variant columns are encoded
-    once): REF is A2, ALT and A1 the counted allele; P from the exact -log10 P; NA statistics with their ERRCODE.
+    """Append the chunk's rows to every dimension's table in PLINK2's columns, after ``variants`` (each row's
+    variant columns, :func:`_prefix`; encoded once for all the tables): P from the exact -log10 P; NA statistics
+    with their ERRCODE.
     The numbers are formatted as ``%.6g`` by ``text`` (:func:`ml4ge.genetics.text.formatter`), outside the GIL."""
-    prefix, errors = text.text_column(_prefix(kept, TEST)), text.text_column(errcode)
+    prefix, errors = text.text_column(variants), text.text_column(errcode)
     log10_p = values["LOG10P"]
-    numbers = np.empty((len(writers), len(kept), 4))  # each table's numbers together: one transposing copy
+    numbers = np.empty((len(writers), len(variants), 4))  # each table's numbers together: one transposing copy
     for column, name in enumerate(("BETA", "SE", "T_STAT")):
         numbers[:, :, column] = values[name].T
     with np.errstate(over="ignore"):
