@@ -4,8 +4,9 @@ for PerDI.
 A trait carried by a latent space but spread over many of its dimensions is found by no single dimension's GWAS.
 Its direction is the ridge regression of the trait on the latents (the probe ``compare`` fits: standardised latents,
 ``RidgeCV`` over ``RIDGE_ALPHAS`` by efficient leave-one-out), both residualised on the covariates first. The
-**projection** of a subject is its latents times the direction fitted on the other folds' subjects only
-(``FOLDS``-fold cross-fitting, folds drawn from the sample ids' order and a seed, never from the trait), so no
+**projection** of a subject is its latents, less their covariate part as fitted on the other folds' subjects, times
+the direction fitted on those subjects only (``FOLDS``-fold cross-fitting, folds drawn from the sample ids' order and
+a seed, never from the trait), so no
 subject's own trait value enters its projection and the GWAS of the projection cannot be driven by the trait's own
 noise. The **direction** written for PerDI is the fit on every subject, in the latents' own units, with the SD of
 the projection it defines (``interpret`` shifts the latents along it by ``--perturb_sd`` of that SD).
@@ -51,6 +52,13 @@ def _residualised(values: np.ndarray, covariates: np.ndarray, rows: np.ndarray) 
 def fit_direction(latents: np.ndarray, trait: np.ndarray, covariates: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(D,) ridge weights in the latents' units, fitted on ``rows`` only (latents and trait residualised on the
     covariates over those rows, latents standardised over them)."""
+    return _fit(latents, trait, covariates, rows)[0]
+
+
+def _fit(latents: np.ndarray, trait: np.ndarray, covariates: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    """``(weights, latent_coefficients)``: :func:`fit_direction`'s weights and the covariate coefficients (intercept
+    first) of the latents' residualisation over ``rows``, which a projection of other subjects must use too."""
     x_coefficients, design = _residualised(latents, covariates, rows)
     y_coefficients, _ = _residualised(trait, covariates, rows)
     x = latents[rows] - design[rows] @ x_coefficients
@@ -58,7 +66,7 @@ def fit_direction(latents: np.ndarray, trait: np.ndarray, covariates: np.ndarray
     scale = x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     ridge = RidgeCV(alphas=RIDGE_ALPHAS, gcv_mode="svd").fit(x / scale, y)
-    return ridge.coef_ / scale
+    return ridge.coef_ / scale, x_coefficients
 
 
 def cross_fitted_projection(latents: np.ndarray, trait: np.ndarray, covariates: np.ndarray,
@@ -70,8 +78,13 @@ def cross_fitted_projection(latents: np.ndarray, trait: np.ndarray, covariates: 
     """
     latents, trait, covariates = _checked(latents, trait, covariates)
     projection = np.empty(len(latents))
+    design = np.column_stack([np.ones(len(latents)), covariates])
     for train, test in KFold(FOLDS, shuffle=True, random_state=seed).split(latents):
-        projection[test] = latents[test] @ fit_direction(latents, trait, covariates, train)
+        weights, x_coefficients = _fit(latents, trait, covariates, train)
+        # the held-out latents residualised as the fold's were: a latent that the covariates mostly explain can get
+        # a large weight on its small residual, and its covariate part, times a weight that differs between folds,
+        # would swamp the projection (the covariates' own adjustment later removes one coefficient for all folds)
+        projection[test] = (latents[test] - design[test] @ x_coefficients) @ weights
     return projection
 
 
