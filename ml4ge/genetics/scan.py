@@ -283,7 +283,8 @@ def _write_text(handle, text: str) -> None:
 
 def _prefix(kept: pd.DataFrame, test: str) -> list[str]:
     """PLINK2's variant columns of each row, formatted once: REF is A2, ALT and A1 the counted allele."""
-    columns = (kept[name].tolist() for name in ("CHROM", "POS", "ID", "A1", "A2", "A1_FREQ", "N"))  # 2x iterating
+    # as lists: iterating pandas' string columns took twice as long
+    columns = (kept[name].tolist() for name in ("CHROM", "POS", "ID", "A1", "A2", "A1_FREQ", "N"))
     return [f"{c}\t{p}\t{i}\t{a2}\t{a1}\t{a1}\t{f:.6g}\t{test}\t{n}" for c, p, i, a1, a2, f, n in zip(*columns)]
 
 
