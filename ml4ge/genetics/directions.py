@@ -6,10 +6,10 @@ Its direction is the ridge regression of the trait on the latents (the probe ``c
 ``RidgeCV`` over ``RIDGE_ALPHAS`` by efficient leave-one-out), both residualised on the covariates first. The
 **projection** of a subject is its latents, less their covariate part as fitted on the other folds' subjects, times
 the direction fitted on those subjects only (``FOLDS``-fold cross-fitting, folds drawn from the sample ids' order and
-a seed, never from the trait), so no
-subject's own trait value enters its projection and the GWAS of the projection cannot be driven by the trait's own
-noise. The **direction** written for PerDI is the fit on every subject, in the latents' own units, with the SD of
-the projection it defines (``interpret`` shifts the latents along it by ``--perturb_sd`` of that SD).
+a seed, never from the trait), so no subject's own trait value enters its projection and the GWAS of the projection
+cannot be driven by the trait's own noise. The **direction** written for PerDI is the fit on every subject, in the
+latents' own units, with the SD of the projection it defines (``interpret`` shifts the latents along it by
+``--perturb_sd`` of that SD).
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ class Direction:
         weights: (D,) in the latents' units: the projection is ``latents @ weights``.
         projection_sd: the SD of that projection over the fitted subjects.
         r2_cross_fitted: R^2 of the cross-fitted projection for the trait (both after the covariates).
+        projection: (n,) the cross-fitted projection (:func:`cross_fitted_projection`) the GWAS scans.
     """
 
     weights: np.ndarray
     projection_sd: float
     r2_cross_fitted: float
+    projection: np.ndarray
 
 
 def _residualised(values: np.ndarray, covariates: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +91,7 @@ def cross_fitted_projection(latents: np.ndarray, trait: np.ndarray, covariates: 
 
 
 def direction(latents: np.ndarray, trait: np.ndarray, covariates: np.ndarray, seed: int = 0) -> Direction:
-    """The trait's :class:`Direction` fitted on every subject, with the cross-fitted R^2."""
+    """The trait's :class:`Direction` fitted on every subject, with the cross-fitted projection and its R^2."""
     latents, trait, covariates = _checked(latents, trait, covariates)
     everyone = np.arange(len(latents))
     weights = fit_direction(latents, trait, covariates, everyone)
@@ -98,7 +100,7 @@ def direction(latents: np.ndarray, trait: np.ndarray, covariates: np.ndarray, se
     p_coefficients, _ = _residualised(projection, covariates, everyone)
     y, p = trait - design @ y_coefficients, projection - design @ p_coefficients
     r2 = float(np.corrcoef(y, p)[0, 1] ** 2) if p.std() > 0 else 0.0
-    return Direction(weights, float((latents @ weights).std()), r2)
+    return Direction(weights, float((latents @ weights).std()), r2, projection)
 
 
 def direction_table(dimensions, found: Direction) -> pd.DataFrame:
@@ -147,9 +149,9 @@ def direction_spaces(spaces, phenotypes: pd.DataFrame, traits, seed: int = 0):
             ids = values.index[values.notna()]
             label = check_space_name(f"{name}-{trait}")
             latents, covariates = space.phenotypes.loc[ids].to_numpy(), space.covariates.loc[ids].to_numpy()
-            projection = cross_fitted_projection(latents, values[ids].to_numpy(), covariates, seed)
             found = direction(latents, values[ids].to_numpy(), covariates, seed)
-            made[label] = Space(label, pd.DataFrame({"direction": projection}, index=ids), space.covariates.loc[ids])
+            made[label] = Space(label, pd.DataFrame({"direction": found.projection}, index=ids),
+                                space.covariates.loc[ids])
             rows.append((name, trait, label, len(ids), found.r2_cross_fitted, found.projection_sd))
             tables[label] = direction_table(space.dimensions, found)
     return made, pd.DataFrame(rows, columns=SUMMARY_COLUMNS), tables
