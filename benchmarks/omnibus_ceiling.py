@@ -10,8 +10,10 @@ whether another choice of directions would find more planted SNPs, on the latent
   truncated ``R``), calibrated on the same SNPs with the samples permuted (a gamma fitted to the permuted values,
   as ``--multivariate`` does), for lambda from 1e-3 to 1 of the largest eigenvalue.
 
-It prints -log10 P of each planted SNP beside the largest value of any other SNP. ``--multivariate``'s threshold in
-the demo is 8.7 (5e-8 over 4 spaces); a test that cannot reach it for any k or lambda cannot find that SNP.
+It prints -log10 P of each planted SNP beside the largest value of any other SNP, and for the leading-k tests the
+cohort size at which each planted SNP's statistic would reach the threshold (:func:`subjects_needed`).
+``--multivariate``'s threshold in the demo is 8.7 (5e-8 over its latent tables); a test that cannot reach it for any
+k or lambda cannot find that SNP.
 
     python benchmarks/omnibus_ceiling.py demo_output/demo
     python benchmarks/omnibus_ceiling.py demo_output/demo --extra pca=/path/to/pca_scores.tsv
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from bed_reader import open_bed
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from ml4ge.genetics.omnibus import fit_gamma
 
@@ -34,6 +36,7 @@ SPACES = {"ae_t1": "ae_t1/hidden_t1_3mm_ae_t1.tsv", "ae_t2": "ae_t2/hidden_t2_3m
           "dropfuse_t1": "dropfuse/hidden_t1_3mm_dropfuse.tsv", "dropfuse_t2": "dropfuse/hidden_t2_3mm_dropfuse.tsv",
           "ae_deep": "ae_deep/hidden_t1_deep_3mm_ae_deep.tsv"}
 LEADING = (3, 5, 10, 20, 40, 80)  # and then every direction
+THRESHOLD_LOG10 = 8.7  # --multivariate's hit threshold in the demo (5e-8 over its latent tables)
 SHRINKAGE = (1e-3, 1e-2, 1e-1, 1.0)
 
 
@@ -55,12 +58,32 @@ def space_inputs(demo: Path, table: Path, genotypes, covariates: pd.DataFrame):
     return y / y.std(axis=0), g / np.linalg.norm(g, axis=0), design.shape[1]
 
 
-def leading_k(y: np.ndarray, g: np.ndarray, covariates: int, k: int) -> np.ndarray:
-    """-log10 P of the exact F test of each SNP on the k leading principal directions of ``y``."""
+def leading_k(y: np.ndarray, g: np.ndarray, covariates: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """-log10 P and F of the exact F test of each SNP on the k leading principal directions of ``y``."""
     directions = np.linalg.svd(y, full_matrices=False)[0][:, :k]  # orthonormal: R^2 is a sum of squares
     r2 = ((directions.T @ g) ** 2).sum(axis=0)
     dfd = len(y) - covariates - k
-    return -stats.f.logsf(r2 / k / ((1 - r2) / dfd), k, dfd) / np.log(10)
+    f = r2 / k / ((1 - r2) / dfd)
+    return -stats.f.logsf(f, k, dfd) / np.log(10), f
+
+
+def subjects_needed(f: float, k: int, samples: int, covariates: int) -> float:
+    """The cohort size at which the median of the leading-k F statistic would reach :data:`THRESHOLD_LOG10`, if the
+    space carried the SNP as it does here: the noncentrality per subject is estimated from the observed F (its
+    excess over k, as ``k F`` is about ``k + noncentrality``). The estimate is noisy (one SNP's statistic) and
+    optimistic where k is the best of several."""
+    per_subject = (k * f - k) / samples
+    if not per_subject > 0:
+        return np.inf
+
+    def margin(n: float) -> float:  # the median F at n subjects over the F that the threshold asks
+        dfd = n - covariates - k
+        return stats.ncf.median(k, dfd, n * per_subject) - stats.f.isf(10.0**-THRESHOLD_LOG10, k, dfd)
+
+    low = high = covariates + k + 2.0
+    while margin(high) < 0:
+        low, high = high, 2 * high
+    return high if low == high else optimize.brentq(margin, low, high)
 
 
 def shrinkage(y: np.ndarray, g: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -77,12 +100,12 @@ def shrinkage(y: np.ndarray, g: np.ndarray, fraction: float, rng: np.random.Gene
 
 
 def tests(y: np.ndarray, g: np.ndarray, covariate_count: int):
-    """(label, -log10 P of every SNP) of each test of one space."""
+    """(label, -log10 P of every SNP, F or None, k or None) of each test of one space."""
     for k in (*LEADING, y.shape[1]):
         if k <= y.shape[1]:
-            yield f"leading {k}", leading_k(y, g, covariate_count, k)
+            yield f"leading {k}", *leading_k(y, g, covariate_count, k), k
     for fraction in SHRINKAGE:
-        yield f"shrinkage {fraction:g}", shrinkage(y, g, fraction, np.random.default_rng(0))
+        yield f"shrinkage {fraction:g}", shrinkage(y, g, fraction, np.random.default_rng(0)), None, None
 
 
 def main() -> None:
@@ -101,9 +124,12 @@ def main() -> None:
     for name, table in tables.items():
         y, g, covariate_count = space_inputs(args.demo, Path(table), genotypes, covariates)
         print(f"{name}: {len(y)} samples, {y.shape[1]} dimensions")
-        for label, log10p in tests(y, g, covariate_count):
+        for label, log10p, f, k in tests(y, g, covariate_count):
             others = np.delete(log10p, planted)
-            print(f"  {label:>15}: " + " ".join(f"{log10p[i]:5.1f}" for i in planted) + f" | {others.max():5.1f}")
+            needed = "" if k is None else " | subjects needed: " + " ".join(
+                f"{subjects_needed(f[i], k, len(y), covariate_count):7,.0f}" for i in planted)
+            print(f"  {label:>15}: " + " ".join(f"{log10p[i]:5.1f}" for i in planted) + f" | {others.max():5.1f}"
+                  + needed)
 
 
 if __name__ == "__main__":
