@@ -42,3 +42,15 @@ def category_map():
         "group_label", (3,), interpretation=Interpretation.CATEGORICAL, group="phenotypes",
         channel_map={"a": 0, "b": 1, "c": 2},
     )
+
+
+@pytest.fixture(scope="module")
+def user_maps(tmp_path_factory):
+    """A user TensorMap catalogue package on sys.path (:func:`tensorize_helpers.write_maps_package`), for the
+    tensorize tests."""
+    from tensorize_helpers import write_maps_package
+
+    root = write_maps_package(tmp_path_factory.mktemp("user_maps"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(root))
+        yield root

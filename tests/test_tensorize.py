@@ -1,97 +1,32 @@
-"""tensorize: real NIfTI files (nibabel) to real HD5 files (h5py), through the core and through the CLI."""
-
-import textwrap
+"""tensorize: real NIfTI files (nibabel) to real HD5 files (h5py), through the core and through the CLI (faults
+and concurrent runs: test_tensorize_faults.py)."""
 
 import h5py
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from tensorize_helpers import (
+    AFFINE,
+    PREFIX,
+    SHAPE,
+    make_inputs,
+    mtimes,
+    read_report,
+    run_cli,
+    write_nifti,
+)
 
 from ml4ge.arrays import fit_to_shape
 from ml4ge.cli import main
 from ml4ge.hd5 import hd5_paths, read_dataset
 from ml4ge.tensorize import (
     FAILED,
-    NOT_WRITTEN,
     REPORT_NAME,
     SKIPPED_EXISTING,
     WRITTEN,
-    Subject,
-    VolumeInput,
     fitted_affine,
-    tensorize_subjects,
 )
 from ml4ge.tensormaps import phenotypes
-
-SHAPE = (12, 14, 10)
-PREFIX = "ml4ge_test_tensorize_maps"
-AFFINE = np.array([[2.0, 0, 0, -10], [0, 2.0, 0, -20], [0, 0, 2.5, 5], [0, 0, 0, 1]])
-
-
-@pytest.fixture(scope="module")
-def user_maps(tmp_path_factory):
-    """A user catalogue package on sys.path: ``brain.vol`` (stored at mri/vol) and ``brain.small`` (6^3)."""
-    root = tmp_path_factory.mktemp("user_maps")
-    package = root / PREFIX
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "brain.py").write_text(textwrap.dedent("""
-        from ml4ge.normalizers import brain_zscore
-        from ml4ge.tensormap import TensorMap
-        vol = TensorMap("user_vol", (12, 14, 10, 1), group="mri", dataset="vol")
-        small = TensorMap("user_small", (6, 6, 6, 1), group="mri", dataset="vol_small")
-        normed = TensorMap("user_normed", (12, 14, 10, 1), group="mri", dataset="normed",
-                           normalization=brain_zscore(), mask="nonzero")
-    """))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(root))
-        yield root
-
-
-def write_nifti(path, volume, affine=AFFINE):
-    nib.save(nib.Nifti1Image(volume, affine), str(path))
-    return path
-
-
-def corrupt_copy(source, path):
-    data = source.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path
-
-
-def make_inputs(folder, n_good=3, corrupt=True):
-    """``n_good`` NIfTI volumes and one truncated .nii.gz, a manifest naming them, and a phenotype CSV."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    volumes, rows = {}, []
-    for i in range(n_good):
-        volumes[f"s{i}"] = rng.normal(100, 20, SHAPE).astype(np.float32)
-        write_nifti(folder / f"s{i}.nii.gz", volumes[f"s{i}"])
-        rows.append((f"s{i}", "brain.vol", f"s{i}.nii.gz"))
-    if corrupt:
-        corrupt_copy(folder / "s0.nii.gz", folder / "bad.nii.gz")
-        rows.append(("bad", "brain.vol", "bad.nii.gz"))
-    manifest = folder / "manifest.csv"
-    pd.DataFrame(rows, columns=["sample_id", "tensor", "path"]).to_csv(manifest, index=False)
-    phenotype_csv = folder / "phenotypes.csv"
-    pd.DataFrame({"eid": [f"s{i}" for i in range(n_good)], "age": [60.5 + i for i in range(n_good)],
-                  "sex": ["female", "male", 1][:n_good], "grip": [30.0, None, 28.0][:n_good]}).to_csv(
-        phenotype_csv, index=False)
-    return volumes, manifest, phenotype_csv
-
-
-def run_cli(tmp_path, *extra):
-    return main(["--mode", "tensorize", "--tensors", str(tmp_path / "tensors"), "--output_folder",
-                 str(tmp_path / "runs"), "--id", "tz", "--tensormap_prefix", PREFIX, "--num_workers", "0", *extra])
-
-
-def read_report(path):
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-
-
-def mtimes(folder):
-    return {p.name: p.stat().st_mtime_ns for p in hd5_paths(folder)}
 
 
 def test_corrupt_input_fails_only_its_subject(tmp_path, user_maps):
@@ -185,31 +120,6 @@ def test_fitted_affine_is_identity_for_equal_shapes():
     np.testing.assert_allclose(fitted_affine(AFFINE, (4, 5, 6), (4, 5, 6)), AFFINE)
 
 
-def test_subject_is_written_whole_or_not_at_all(tmp_path):
-    good = write_nifti(tmp_path / "good.nii", np.ones(SHAPE, np.float32))
-    rows = tensorize_subjects([Subject("x", (
-        VolumeInput("a", str(good), "mri/a", (*SHAPE, 1)),
-        VolumeInput("b", str(tmp_path / "missing.nii.gz"), "mri/b", (*SHAPE, 1)),
-    ))], tmp_path / "tensors")
-    assert [(r.tensor, r.status) for r in rows] == [("a", NOT_WRITTEN), ("b", FAILED)]
-    assert "FileNotFoundError" in rows[1].reason
-    assert not list((tmp_path / "tensors").iterdir())
-
-
-def test_interrupted_write_leaves_no_hd5(tmp_path, monkeypatch):
-    import ml4ge.tensorize as tensorize
-
-    volume = write_nifti(tmp_path / "v.nii", np.ones(SHAPE, np.float32))
-
-    def interrupted(volume_input):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tensorize, "prepare_volume", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        tensorize_subjects([Subject("x", (VolumeInput("a", str(volume), "mri/a", (*SHAPE, 1)),))], tmp_path / "t")
-    assert not list((tmp_path / "t").iterdir())
-
-
 @pytest.mark.parametrize(
     "manifest_text, message",
     [
@@ -241,18 +151,6 @@ def test_tensorize_needs_an_input_and_a_folder(tmp_path, capsys):
     assert "--tensors" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_two_worker_processes_write_the_same_files(tmp_path, user_maps):
-    volumes, manifest, phenotype_csv = make_inputs(tmp_path / "in")
-    status = run_cli(tmp_path, "--manifest", str(manifest), "--phenotype_csv", str(phenotype_csv),
-                     "--num_workers", "2")
-    assert status == 1
-    assert [p.name for p in hd5_paths(tmp_path / "tensors")] == ["s0.hd5", "s1.hd5", "s2.hd5"]
-    for sample_id, volume in volumes.items():
-        with h5py.File(tmp_path / "tensors" / f"{sample_id}.hd5", "r") as hd5:
-            np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volume)
-
-
 def test_a_volume_without_spread_fails_its_subject(tmp_path, user_maps):
     """A binary mask given as T1 (or a constant image) cannot be z-scored: its subject fails with that reason."""
     folder = tmp_path / "in"
@@ -282,87 +180,6 @@ def test_a_sample_id_too_long_for_a_file_name_is_refused_before_any_work(tmp_pat
     assert exit_info.value.code == 2
     assert "too long" in capsys.readouterr().err
     assert not (tmp_path / "tensors").exists()
-
-
-def test_another_runs_temporary_file_is_left_alone(tmp_path):
-    """Two runs on one folder shared the name <id>.hd5.tmp and deleted (or truncated) each other's files."""
-    volume = write_nifti(tmp_path / "v.nii", np.ones(SHAPE, np.float32) + np.arange(SHAPE[2]))
-    folder = tmp_path / "t"
-    folder.mkdir()
-    foreign = [folder / "x.hd5.tmp", folder / "x.hd5.1.tmp"]  # the old shared name; another process's name
-    for path in foreign:
-        path.write_bytes(b"another run is writing this")
-    rows = tensorize_subjects([Subject("x", (VolumeInput("a", str(volume), "mri/a", (*SHAPE, 1)),))], folder)
-    assert [r.status for r in rows] == [WRITTEN]
-    assert [path.read_bytes() for path in foreign] == [b"another run is writing this"] * 2
-    assert sorted(p.name for p in folder.iterdir()) == ["x.hd5", "x.hd5.1.tmp", "x.hd5.tmp"]
-
-
-@pytest.mark.slow
-def test_two_runs_on_one_folder_write_whole_files(tmp_path, user_maps):
-    """Two tensorize processes with --overwrite on one folder: every file they leave is whole, none is left over."""
-    import subprocess
-    import sys
-
-    from recipe_helpers import REPO, subprocess_env
-
-    folder, rng = tmp_path / "in", np.random.default_rng(5)
-    folder.mkdir()
-    volumes = {f"s{i}": rng.normal(100, 20, SHAPE).astype(np.float32) for i in range(12)}
-    for sample_id, volume in volumes.items():
-        write_nifti(folder / f"{sample_id}.nii.gz", volume)
-    manifest = folder / "m.csv"
-    manifest.write_text("sample_id,tensor,path\n" + "".join(f"{i},brain.vol,{i}.nii.gz\n" for i in volumes))
-    command = [sys.executable, str(REPO / "recipes.py"), "--mode", "tensorize", "--tensors", str(tmp_path / "tensors"),
-               "--tensormap_prefix", PREFIX, "--manifest", str(manifest), "--overwrite", "--num_workers", "0"]
-    for trial in range(3):
-        runs = [subprocess.Popen([*command, "--output_folder", str(tmp_path / f"runs{trial}"), "--id", f"r{i}"],
-                                 env=subprocess_env(user_maps), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                for i in range(2)]
-        errors = [run.communicate()[1].decode() for run in runs]
-        assert [run.returncode for run in runs] == [0, 0], errors
-        expected = sorted([*(f"{sample_id}.hd5" for sample_id in volumes), REPORT_NAME])
-        assert sorted(p.name for p in (tmp_path / "tensors").iterdir()) == expected
-        for sample_id, volume in volumes.items():
-            with h5py.File(tmp_path / "tensors" / f"{sample_id}.hd5", "r") as hd5:
-                np.testing.assert_array_equal(read_dataset(hd5, "mri/vol"), volume)
-
-
-FULL_DISK = """
-import resource, signal, sys
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
-from ml4ge.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
-@pytest.mark.slow
-def test_a_full_disk_stops_with_a_clear_error_and_keeps_the_report(tmp_path, user_maps):
-    """A failed write segfaulted tensorize (exit 139) after "No space left on device", with no report."""
-    import subprocess
-    import sys
-
-    from recipe_helpers import subprocess_env
-
-    folder, rng = tmp_path / "in", np.random.default_rng(4)
-    folder.mkdir()
-    for sample_id, shape in (("a", SHAPE), ("b", SHAPE), ("c", (40, 40, 40)), ("d", SHAPE)):
-        write_nifti(folder / f"{sample_id}.nii.gz", rng.normal(100, 20, shape).astype(np.float32))
-    manifest = folder / "m.csv"
-    manifest.write_text("sample_id,tensor,path\n" + "".join(f"{i},brain.vol,{i}.nii.gz\n" for i in "abcd"))
-    tensors = tmp_path / "tensors"
-    done = subprocess.run([sys.executable, "-c", FULL_DISK, "100000", "--mode", "tensorize", "--tensors", str(tensors),
-                           "--output_folder", str(tmp_path / "runs"), "--id", "full", "--tensormap_prefix", PREFIX,
-                           "--manifest", str(manifest), "--num_workers", "0"],
-                          env=subprocess_env(user_maps), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stderr[-2000:]
-    last_line = done.stderr.strip().splitlines()[-1]
-    assert "File too large" in last_line and "disk" in last_line and "c.hd5" in last_line
-    report = read_report(tensors / REPORT_NAME)
-    assert list(zip(report.sample_id, report.status)) == [("a", WRITTEN), ("b", WRITTEN)]
-    assert (tmp_path / "runs" / "full" / REPORT_NAME).exists()
-    assert sorted(p.name for p in tensors.iterdir()) == ["a.hd5", "b.hd5", REPORT_NAME]
 
 
 @pytest.mark.parametrize("tensor, prefix", [("ml4ge_test_evil.t1", None), ("ml4ge_test_evil.t1", PREFIX),
