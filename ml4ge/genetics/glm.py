@@ -14,7 +14,7 @@ double-precision range.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -75,6 +75,7 @@ class ChunkStatistics:
     a1_freq: np.ndarray  # (m,) counted-allele frequency among those samples
     missing_rate: np.ndarray  # (m,) fraction of the samples missing the SNP
     errcode: np.ndarray  # (m,) PLINK2's ERRCODE: "." when tested, else why not (too few samples, constant, collinear)
+    imputed_r: np.ndarray | None = None  # (m, P) with imputed_correlations: see associate_chunk
 
 
 class Workspace:
@@ -169,7 +170,8 @@ def _phenotypes_and_basis(phenotypes, covariates, covariate_names) -> tuple[np.n
 
 
 def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: bool = False,
-                    workspace: Workspace | None = None, threads: int = 1) -> ChunkStatistics:
+                    workspace: Workspace | None = None, threads: int = 1,
+                    imputed_correlations: bool = False) -> ChunkStatistics:
     """OLS statistics of every phenotype on every SNP of ``dosages`` (n samples, m SNPs; NaN = missing).
 
     Args:
@@ -180,6 +182,9 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
         workspace: where the chunk's working copies live (reused by the next call given it); None: fresh arrays.
         threads: threads for the P values (the incomplete beta function costs more than the OLS for many
             phenotypes).
+        imputed_correlations: also the correlation of each SNP, missing calls replaced by its mean, with each
+            phenotype after the covariates (``ChunkStatistics.imputed_r``): every sample in every SNP's model, so
+            that they combine exactly across phenotypes (:mod:`ml4ge.genetics.omnibus`).
 
     Returns:
         :class:`ChunkStatistics`; SNPs that are constant or missing everywhere get NaN statistics.
@@ -208,6 +213,8 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
     gq, gr = products[:, :prepared.predictors], products[:, prepared.predictors:]  # (m, k), (m, P)
     sum_squares = np.einsum("nm,nm->m", g, g)
     gg = sum_squares - np.einsum("mk,mk->m", gq, gq)
+    imputed_r = (_imputed_correlations(prepared, missing, observed, 2 * a1_freq, sum_squares, gq, gr)
+                 if imputed_correlations else None)  # before the down-dates change gr
     rr = np.broadcast_to(prepared.residual_ss, gr.shape).copy()
     dropped = np.flatnonzero(missing.any(axis=0) & (observed > 0))
     if len(dropped):
@@ -215,8 +222,36 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
                                                           gq[dropped], gr[dropped])
     with np.errstate(invalid="ignore", divide="ignore"):
         spread = sum_squares / observed - (2 * a1_freq) ** 2  # the observed dosages' variance
-    return _statistics(gg, gr, rr, n, prepared.predictors, a1_freq, 1 - observed / prepared.samples, spread,
-                       threads)
+    statistics = _statistics(gg, gr, rr, n, prepared.predictors, a1_freq, 1 - observed / prepared.samples, spread,
+                             threads)
+    return statistics if imputed_r is None else replace(statistics, imputed_r=imputed_r)
+
+
+def _imputed_correlations(prepared: PreparedPhenotypes, missing: np.ndarray, observed: np.ndarray,
+                          mean: np.ndarray, sum_squares: np.ndarray, gq: np.ndarray, gr: np.ndarray) -> np.ndarray:
+    """(m, P) ``g*'r / sqrt(g*'g* r'r)`` for each SNP's dosage with missing calls set to its ``mean``, from the
+    products of the dosage with them set to 0 (``sum_squares``, ``gq``, ``gr``) plus the mean times the missing
+    samples' rows of ``[Q, R]``; NaN for SNPs without variance after the covariates."""
+    some = np.flatnonzero(missing.any(axis=0) & (observed > 0))
+    if len(some):
+        filled = np.asarray(_indicator(missing[:, some]) @ prepared.basis_and_residuals) * mean[some, None]
+        gq, gr, sum_squares = gq.copy(), gr.copy(), sum_squares.copy()
+        gq[some] += filled[:, :prepared.predictors]
+        gr[some] += filled[:, prepared.predictors:]
+        sum_squares[some] += (prepared.samples - observed[some]) * mean[some] ** 2
+    gg = sum_squares - np.einsum("mk,mk->m", gq, gq)
+    testable = (gg > CONSTANT_TOLERANCE * prepared.samples) & (observed > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(testable[:, None], gr / np.sqrt(np.outer(gg, prepared.residual_ss)), np.nan)
+
+
+def _indicator(missing: np.ndarray) -> sparse.csr_matrix:
+    """(m, n) sparse indicator of the missing calls of an (n, m) mask, built from their flat positions in SNP
+    order: the same matrix as scipy builds from the dense mask, which takes several times longer."""
+    by_snp = np.ascontiguousarray(missing.T)
+    positions = np.flatnonzero(by_snp)
+    indptr = np.concatenate([[0], np.cumsum(by_snp.sum(axis=1))])
+    return sparse.csr_matrix((np.ones(len(positions)), positions % by_snp.shape[1], indptr), shape=by_snp.shape)
 
 
 def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np.ndarray, gq: np.ndarray,
@@ -228,12 +263,7 @@ def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np
     """
     q, r = prepared.q, prepared.residuals
     k = q.shape[1]
-    # (m', n) indicator of the missing calls, built from their flat positions in SNP order: the same matrix as
-    # scipy builds from the dense mask, which takes several times longer
-    by_snp = np.ascontiguousarray(missing.T)
-    positions = np.flatnonzero(by_snp)
-    indptr = np.concatenate([[0], np.cumsum(by_snp.sum(axis=1))])
-    indicator = sparse.csr_matrix((np.ones(len(positions)), positions % by_snp.shape[1], indptr), shape=by_snp.shape)
+    indicator = _indicator(missing)
     outer = np.einsum("nk,nl->nkl", q, q).reshape(len(q), k * k)
     gram = np.eye(k) - np.asarray(indicator @ outer).reshape(-1, k, k)  # Q_O'Q_O
     cross = -np.stack([np.asarray(indicator @ (q[:, [c]] * r)) for c in range(k)], axis=1)  # Q_O'R_O (m', k, P)

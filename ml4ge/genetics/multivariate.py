@@ -4,10 +4,12 @@ summary table per latent space, hits and the per-SNP best P for the Manhattan pl
 The null is fitted before the scan on ``permuted_snps`` SNPs in blocks spread evenly over the genotype file, each
 block's samples reordered by one fixed permutation (per space, seeded), through the same filters and OLS as the
 scan. The scan then adds, per chunk, the omnibus statistics of the SNPs it tested, from the per-dimension statistics
-it computed anyway (a small matrix product per chunk).
+it computed anyway (the SNPs' correlations with the dimensions, mean-imputed where calls are missing: a sparse
+product over the missing calls, and a small matrix product).
 
 The table ``sumstats/<space>.glm.omnibus.gz`` has PLINK2 ``--glm``'s variant columns (TEST ``OMNIBUS``) and
-``CHISQ`` (``z' R^-1 z``), ``DF`` (the rank of ``R`` kept), ``P_CHISQ`` (the chi-square reference), ``P`` (the
+``CHISQ`` (the omnibus chi-square, ``z' R^-1 z`` computed exactly: :mod:`ml4ge.genetics.omnibus`), ``DF`` (the
+rank of ``R`` kept), ``P_CHISQ`` (the chi-square reference), ``P`` (the
 permutation-calibrated omnibus P), ``MINP_DIM`` (the dimension with the smallest P), ``MINP_P`` (that P
 calibrated for the number of dimensions) and ``ERRCODE``; ``LOG10_`` columns instead of P with ``log10``. Untestable
 SNPs get NA statistics, as in the per-dimension tables.
@@ -21,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ml4ge.genetics.glm import associate_chunk
-from ml4ge.genetics.omnibus import OmnibusNull, OmnibusStatistics, combine, fit_null, null_correlation, whitening
+from ml4ge.genetics.omnibus import OmnibusNull, OmnibusStatistics, combine, fit_null, whitening
 from ml4ge.genetics.sumstats import VARIANT_COLUMNS, format_log10_p, format_p
 
 OMNIBUS_TEST = "OMNIBUS"
@@ -49,14 +51,16 @@ def permuted_nulls(genotypes, rows: Mapping[str, np.ndarray], needed: np.ndarray
     """
     rng = np.random.default_rng(seed)
     order = {name: rows[name][rng.permutation(len(rows[name]))] for name in rows}
+    whitenings = {name: whitening(prepared[name], settings.eigen_floor) for name in rows}  # first: refused early
     collected: dict[str, list] = {name: [] for name in rows}
     for start in _block_starts(genotypes.snp_count, snps):
         dosages = genotypes.read(needed, start, min(start + BLOCK, genotypes.snp_count))
         for name, permuted in order.items():
-            statistics = associate_chunk(prepared[name], dosages[permuted], impute=settings.impute)
+            statistics = associate_chunk(prepared[name], dosages[permuted], impute=settings.impute,
+                                         imputed_correlations=True)
             collected[name].append(_passing(statistics, settings))
-    return {name: fit_null(whitening(null_correlation(prepared[name]), settings.eigen_floor), parts) for name, parts in
-            collected.items()}
+    return {name: fit_null(whitenings[name], prepared[name].samples - prepared[name].predictors, parts)
+            for name, parts in collected.items()}
 
 
 def _block_starts(total: int, snps: int) -> list[int]:
@@ -78,6 +82,7 @@ def chunk_results(space, statistics, null: OmnibusNull, kept: pd.DataFrame, test
     """``(omnibus statistics of every SNP, best rows of the tested SNPs, hit rows)`` of one chunk.
 
     Args:
+        statistics: with ``imputed_r`` (:func:`ml4ge.genetics.glm.associate_chunk`).
         kept: the variant rows (``scan._rows``) of the ``tested`` SNPs.
     """
     combined = combine(statistics, null)

@@ -1,15 +1,19 @@
-"""Multivariate association of one SNP with a whole latent space: the MOSTest omnibus test and the min-P test.
+"""Multivariate association of one SNP with a whole latent space: the MOSTest omnibus test and the min-P test
+(van der Meer et al. 2020).
 
-For SNP ``g`` the per-dimension OLS statistics (:mod:`ml4ge.genetics.glm`, after the covariates) are turned into
-z-scores with the same two-sided P, ``z_d = sign(t_d) Phi^-1(P_d / 2)``, and combined (van der Meer et al. 2020):
-
-- **omnibus** ``X = z' R^-1 z``, with ``R`` the correlation of the z-scores under the null. For a SNP independent
-  of the phenotypes, ``cov(z_d, z_e)`` is the correlation of the phenotypes' residuals after the covariates, so
-  ``R`` is estimated from the data as that correlation (what MOSTest's permuted-genotype z-scores converge to,
-  without their noise). ``R`` is regularised by dropping its eigen-directions with eigenvalue below
-  ``EIGEN_FLOOR`` of the largest (collinear or near-constant combinations of dimensions, where ``R^-1`` would
-  amplify round-off and model error); ``X`` then has ``k`` (the kept rank) degrees of freedom and the chi-square
-  reference ``chi2(k)``.
+- **omnibus**: the joint test of the SNP on every dimension, MOSTest's ``z' R^-1 z`` (``R`` the correlation of the
+  dimensions' z-scores under the null, which is the correlation of the phenotypes' residuals after the covariates).
+  It is computed exactly: with ``r`` the SNP's correlations with the dimensions after the covariates, missing calls
+  replaced by its mean so that every sample enters every dimension's model, ``R^2 = r' R^-1 r`` is the SNP's
+  multivariate R^2 on the space, and the statistic is Bartlett's chi-square for Wilks' lambda,
+  ``X = -(n - p - (k + 2) / 2) log(1 - R^2)`` (``p`` the intercept and covariates, ``k`` the rank of ``R`` kept),
+  which follows ``chi2(k)`` closely even where ``k`` is a sizeable fraction of ``n`` (the exact law is an F of
+  ``R^2``). Multiplying each dimension's z-score (from its t statistic, on the SNP's observed samples) by ``R^-1``
+  instead, as MOSTest does, is the same test for large ``n`` and few missing calls, but ``R^-1`` amplifies their
+  small inconsistencies with ``R`` (the t to z conversion, each SNP's own samples) by one over its eigenvalues: with
+  near-collinear dimensions it gave -log10 P of 100-2,000 where the exact test gave 5-15. ``R`` is regularised by
+  dropping its eigen-directions with eigenvalue below ``EIGEN_FLOOR`` of the largest (keeping at most
+  ``n - p - 2``); each direction kept costs a degree of freedom.
 - **min-P**: the smallest per-dimension P. Its null distribution depends on the dimensions' correlation and on
   the level: ``P(min P < u) = D_eff(u) u`` with ``D_eff`` between 1 and D, growing towards D as ``u`` falls.
 
@@ -43,15 +47,17 @@ class OmnibusNull:
     """The null of one space's omnibus and min-P tests.
 
     Attributes:
-        whitening: (k, D) with ``|whitening z|^2 = z' R_k^+ z`` (``R`` regularised to rank ``k``).
+        whitening: (k, D) with ``|whitening r|^2 = r' R_k^+ r`` (``R`` regularised to rank ``k``).
+        residual_df: ``n - p``, the samples less the intercept and covariates (Bartlett's factor).
         shape, scale: the gamma distribution fitted to the permuted omnibus statistics.
         effective_dimensions: ``D_eff`` at the smallest level the permuted min-P values resolve.
-        permuted_min_log10_p: the permuted min-P values (-log10), ascending.
         permuted_snps: how many permuted SNPs the fits used.
         lambda_gc: the permuted statistics' median over the chi-square reference's median (1 when it holds).
+        permuted_min_log10_p: the permuted min-P values (-log10), ascending.
     """
 
     whitening: np.ndarray
+    residual_df: int
     shape: float = np.nan
     scale: float = np.nan
     effective_dimensions: float = np.nan
@@ -84,24 +90,23 @@ class OmnibusStatistics:
 
 
 def null_correlation(prepared: PreparedPhenotypes) -> np.ndarray:
-    """(D, D) correlation of the residualised phenotypes: the null correlation of the dimensions' z-scores."""
+    """(D, D) correlation of the residualised phenotypes: the null correlation of the dimensions' statistics."""
     scale = np.sqrt(prepared.residual_ss)
     return (prepared.residuals.T @ prepared.residuals) / np.outer(scale, scale)
 
 
-def whitening(correlation: np.ndarray, floor: float = EIGEN_FLOOR) -> np.ndarray:
-    """(k, D) ``W`` with ``W'W = R_k^+``: the eigen-directions of ``R`` with eigenvalue >= ``floor`` x the largest,
-    each scaled by 1/sqrt(eigenvalue)."""
-    values, vectors = np.linalg.eigh(correlation)
-    keep = values >= floor * values.max()
+def whitening(prepared: PreparedPhenotypes, floor: float = EIGEN_FLOOR) -> np.ndarray:
+    """(k, D) ``W`` with ``W'W = R_k^+`` for the phenotypes' null correlation ``R``: its eigen-directions with
+    eigenvalue >= ``floor`` x the largest (at most ``n - p - 2``, so that the test keeps degrees of freedom for the
+    residuals), each scaled by 1/sqrt(eigenvalue)."""
+    values, vectors = np.linalg.eigh(null_correlation(prepared))
+    order = np.argsort(values)[::-1]
+    kept = min(int(np.count_nonzero(values >= floor * values.max())), prepared.samples - prepared.predictors - 2)
+    if kept < 1:
+        raise ValueError(f"{prepared.samples} samples leave no degrees of freedom for an omnibus test after "
+                         f"{prepared.predictors - 1} covariates and the intercept.")
+    keep = order[:kept]
     return (vectors[:, keep] / np.sqrt(values[keep])).T
-
-
-def z_scores(statistics: ChunkStatistics) -> np.ndarray:
-    """(m, D) z-scores with the two-sided P of each t statistic (exact far into the tail: from -log10 P)."""
-    log_half_p = -statistics.log10_p * LOG10 - np.log(2.0)
-    with np.errstate(invalid="ignore"):
-        return -np.sign(statistics.t_stat) * special.ndtri_exp(np.minimum(log_half_p, np.log(0.5)))
 
 
 def log10_gamma_sf(x: np.ndarray, shape: float, scale: float) -> np.ndarray:
@@ -136,11 +141,13 @@ def calibrated_min_p(min_log10_p: np.ndarray, permuted: np.ndarray, effective_di
 
 
 def combine(statistics: ChunkStatistics, null: OmnibusNull) -> OmnibusStatistics:
-    """The omnibus and min-P statistics of every SNP of a chunk."""
-    z = z_scores(statistics)
-    chisq = np.sum((z @ null.whitening.T) ** 2, axis=1)
-    valid = np.isfinite(statistics.log10_p).all(axis=1)
-    chisq = np.where(valid, chisq, np.nan)
+    """The omnibus and min-P statistics of every SNP of a chunk (``statistics`` with ``imputed_r``:
+    :func:`ml4ge.genetics.glm.associate_chunk` with ``imputed_correlations``)."""
+    r2 = np.sum((statistics.imputed_r @ null.whitening.T) ** 2, axis=1)
+    valid = np.isfinite(statistics.log10_p).all(axis=1) & np.isfinite(r2)
+    factor = null.residual_df - (null.rank + 2) / 2  # Bartlett's
+    with np.errstate(invalid="ignore"):
+        chisq = np.where(valid, -factor * np.log1p(-np.minimum(r2, 1 - 1e-16)), np.nan)
     best = np.argmax(np.where(np.isfinite(statistics.log10_p), statistics.log10_p, -np.inf), axis=1)
     min_log10_p = np.where(valid, statistics.log10_p[np.arange(len(best)), best], np.nan)
     calibrated = (np.full(len(chisq), np.nan) if null.permuted_min_log10_p is None else
@@ -149,13 +156,14 @@ def combine(statistics: ChunkStatistics, null: OmnibusNull) -> OmnibusStatistics
                              log10_gamma_sf(chisq, null.shape, null.scale), best, min_log10_p, calibrated)
 
 
-def fit_null(whitening_matrix: np.ndarray, permuted: list[ChunkStatistics]) -> OmnibusNull:
-    """Fit the gamma null of the omnibus statistic and ``D_eff`` of the min-P to permuted-genotype statistics.
+def fit_null(whitening_matrix: np.ndarray, residual_df: int, permuted: list[ChunkStatistics]) -> OmnibusNull:
+    """Fit the gamma null of the omnibus statistic and ``D_eff`` of the min-P to permuted-genotype statistics
+    (with ``imputed_r``).
 
     Raises:
         ValueError: with fewer than ``MIN_PERMUTED_SNPS`` permuted SNPs with statistics.
     """
-    unfitted = OmnibusNull(whitening_matrix)
+    unfitted = OmnibusNull(whitening_matrix, residual_df)
     combined = [combine(part, unfitted) for part in permuted]
     chisq = np.concatenate([c.chisq for c in combined]) if combined else np.empty(0)
     min_log10_p = np.concatenate([c.min_log10_p for c in combined]) if combined else np.empty(0)
@@ -167,10 +175,10 @@ def fit_null(whitening_matrix: np.ndarray, permuted: list[ChunkStatistics]) -> O
     shape, scale = fit_gamma(np.maximum(chisq, 1e-12))
     permuted = np.sort(min_log10_p)
     effective = TAIL_SNPS / len(permuted) * 10.0 ** permuted[-TAIL_SNPS]
-    effective = float(np.clip(effective, 1.0, dimensions_of(whitening_matrix)))
-    rank = whitening_matrix.shape[0]
-    lambda_gc = float(np.median(chisq) / (2 * special.gammaincinv(rank / 2, 0.5)))  # chi2(k)'s median
-    return OmnibusNull(whitening_matrix, float(shape), float(scale), effective, int(len(chisq)), lambda_gc, permuted)
+    effective = float(np.clip(effective, 1.0, whitening_matrix.shape[1]))
+    lambda_gc = float(np.median(chisq) / (2 * special.gammaincinv(unfitted.rank / 2, 0.5)))  # chi2(k)'s median
+    return OmnibusNull(whitening_matrix, residual_df, float(shape), float(scale), effective, int(len(chisq)),
+                       lambda_gc, permuted)
 
 
 def fit_gamma(values: np.ndarray, tolerance: float = 1e-12) -> tuple[float, float]:
@@ -196,8 +204,3 @@ def fit_gamma(values: np.ndarray, tolerance: float = 1e-12) -> tuple[float, floa
         if abs(step) <= tolerance * shape:
             break
     return float(shape), mean / float(shape)
-
-
-def dimensions_of(whitening_matrix: np.ndarray) -> int:
-    """D: the dimensions the whitening matrix combines (the bound of D_eff)."""
-    return whitening_matrix.shape[1]

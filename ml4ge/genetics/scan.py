@@ -153,8 +153,9 @@ def scan(genotypes: GenotypeFile, spaces: Mapping[str, Space], settings: ScanSet
             variants = genotypes.variants(start, stop)
             wanted = variants.ID.isin(lookup).to_numpy() if lookup else None
             for name, space in spaces.items():
+                omnibus = results[name].null is not None
                 statistics = associate_chunk(prepared[name], _samples_of(dosages, rows[name]), settings.impute,
-                                             workspaces[name], lanes)
+                                             workspaces[name], lanes, imputed_correlations=omnibus)
                 _scan_chunk(space, statistics, variants, settings, threshold_log10,
                             (writers.get(name), omnibus_writers.get(name)), wanted, results[name], writer)
             bar.update(stop - start)
