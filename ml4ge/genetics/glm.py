@@ -213,13 +213,14 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
     gq, gr = products[:, :prepared.predictors], products[:, prepared.predictors:]  # (m, k), (m, P)
     sum_squares = np.einsum("nm,nm->m", g, g)
     gg = sum_squares - np.einsum("mk,mk->m", gq, gq)
-    imputed_r = (_imputed_correlations(prepared, missing, observed, 2 * a1_freq, sum_squares, gq, gr)
+    dropped = np.flatnonzero(missing.any(axis=0) & (observed > 0))  # SNPs with missing calls
+    indicator = _indicator(missing[:, dropped]) if len(dropped) else None  # (m', n) sparse: their missing calls
+    imputed_r = (_imputed_correlations(prepared, dropped, indicator, observed, 2 * a1_freq, sum_squares, gq, gr)
                  if imputed_correlations else None)  # before the down-dates change gr
     rr = np.broadcast_to(prepared.residual_ss, gr.shape).copy()
-    dropped = np.flatnonzero(missing.any(axis=0) & (observed > 0))
     if len(dropped):
-        gg[dropped], gr[dropped], rr[dropped] = _downdate(prepared, missing[:, dropped], sum_squares[dropped],
-                                                          gq[dropped], gr[dropped])
+        gg[dropped], gr[dropped], rr[dropped] = _downdate(prepared, indicator, sum_squares[dropped], gq[dropped],
+                                                          gr[dropped])
     with np.errstate(invalid="ignore", divide="ignore"):
         spread = sum_squares / observed - (2 * a1_freq) ** 2  # the observed dosages' variance
     statistics = _statistics(gg, gr, rr, n, prepared.predictors, a1_freq, 1 - observed / prepared.samples, spread,
@@ -227,14 +228,14 @@ def associate_chunk(prepared: PreparedPhenotypes, dosages: np.ndarray, impute: b
     return statistics if imputed_r is None else replace(statistics, imputed_r=imputed_r)
 
 
-def _imputed_correlations(prepared: PreparedPhenotypes, missing: np.ndarray, observed: np.ndarray,
+def _imputed_correlations(prepared: PreparedPhenotypes, some: np.ndarray, indicator, observed: np.ndarray,
                           mean: np.ndarray, sum_squares: np.ndarray, gq: np.ndarray, gr: np.ndarray) -> np.ndarray:
     """(m, P) ``g*'r / sqrt(g*'g* r'r)`` for each SNP's dosage with missing calls set to its ``mean``, from the
     products of the dosage with them set to 0 (``sum_squares``, ``gq``, ``gr``) plus the mean times the missing
-    samples' rows of ``[Q, R]``; NaN for SNPs without variance after the covariates."""
-    some = np.flatnonzero(missing.any(axis=0) & (observed > 0))
+    samples' rows of ``[Q, R]`` (``indicator`` of the SNPs ``some``); NaN for SNPs without variance after the
+    covariates."""
     if len(some):
-        filled = np.asarray(_indicator(missing[:, some]) @ prepared.basis_and_residuals) * mean[some, None]
+        filled = np.asarray(indicator @ prepared.basis_and_residuals) * mean[some, None]
         gq, gr, sum_squares = gq.copy(), gr.copy(), sum_squares.copy()
         gq[some] += filled[:, :prepared.predictors]
         gr[some] += filled[:, prepared.predictors:]
@@ -254,16 +255,16 @@ def _indicator(missing: np.ndarray) -> sparse.csr_matrix:
     return sparse.csr_matrix((np.ones(len(positions)), positions % by_snp.shape[1], indptr), shape=by_snp.shape)
 
 
-def _downdate(prepared: PreparedPhenotypes, missing: np.ndarray, sum_squares: np.ndarray, gq: np.ndarray,
+def _downdate(prepared: PreparedPhenotypes, indicator: sparse.csr_matrix, sum_squares: np.ndarray, gq: np.ndarray,
               gr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(g*'g*, g*'r*, r*'r*)`` on the observed samples of SNPs with missing calls (see the module docstring).
 
     ``sum_squares``, ``gq`` and ``gr`` were computed with missing dosages set to 0, so they hold the observed
-    samples only; the covariate Gram matrix and the phenotype sums are down-dated by the missing samples.
+    samples only; the covariate Gram matrix and the phenotype sums are down-dated by the missing samples
+    (``indicator``: :func:`_indicator` of the SNPs' missing calls).
     """
     q, r = prepared.q, prepared.residuals
     k = q.shape[1]
-    indicator = _indicator(missing)
     outer = np.einsum("nk,nl->nkl", q, q).reshape(len(q), k * k)
     gram = np.eye(k) - np.asarray(indicator @ outer).reshape(-1, k, k)  # Q_O'Q_O
     cross = -np.stack([np.asarray(indicator @ (q[:, [c]] * r)) for c in range(k)], axis=1)  # Q_O'R_O (m', k, P)
