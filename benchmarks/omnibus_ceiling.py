@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from bed_reader import open_bed
-from scipy import optimize, special, stats
+from scipy import optimize, stats
 
-from ml4ge.genetics.omnibus import fit_gamma
+from ml4ge.genetics.glm import prepare_phenotypes
+from ml4ge.genetics.omnibus import fit_gamma, log10_gamma_sf
 
 SPACES = {"ae_t1": "ae_t1/hidden_t1_3mm_ae_t1.tsv", "ae_t2": "ae_t2/hidden_t2_3mm_ae_t2.tsv",
           "dropfuse_t1": "dropfuse/hidden_t1_3mm_dropfuse.tsv", "dropfuse_t2": "dropfuse/hidden_t2_3mm_dropfuse.tsv",
@@ -40,29 +41,25 @@ THRESHOLD_LOG10 = 8.7  # --multivariate's hit threshold in the demo (5e-8 over i
 SHRINKAGE = (1e-3, 1e-2, 1e-1, 1.0)
 
 
-def residuals(values: np.ndarray, design: np.ndarray) -> np.ndarray:
-    basis, _ = np.linalg.qr(design)
-    return values - basis @ (basis.T @ values)
-
-
-def space_inputs(demo: Path, table: Path, genotypes, covariates: pd.DataFrame):
-    """Standardised latent and genotype residuals after the covariates, for the samples both files hold."""
+def space_inputs(table: Path, genotypes, covariates: pd.DataFrame):
+    """``(left singular vectors and singular values of the standardised latent residuals, unit-norm genotype
+    residuals, intercept + covariates)`` after the covariates, for the samples both files hold."""
     latents = pd.read_csv(table, sep="\t").set_index("sample_id")
     ids = latents.index.intersection(covariates.index)
     rows = pd.Index(genotypes.iid).get_indexer(ids)
     dosages = genotypes.read(dtype="float64", index=np.s_[rows, :])
     dosages = np.where(np.isnan(dosages), np.nanmean(dosages, axis=0), dosages)
-    design = np.column_stack([np.ones(len(ids)), covariates.loc[ids].to_numpy(float)])
-    y = residuals(latents.loc[ids].to_numpy(float), design)
-    g = residuals(dosages, design)
-    return y / y.std(axis=0), g / np.linalg.norm(g, axis=0), design.shape[1]
+    prepared = prepare_phenotypes(latents.loc[ids].to_numpy(), covariates.loc[ids].to_numpy(float))
+    y = prepared.residuals / prepared.residuals.std(axis=0)
+    g = dosages - prepared.q @ (prepared.q.T @ dosages)
+    u, s, _ = np.linalg.svd(y, full_matrices=False)  # once: every test below uses the same directions
+    return u, s, g / np.linalg.norm(g, axis=0), prepared.predictors
 
 
-def leading_k(y: np.ndarray, g: np.ndarray, covariates: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """-log10 P and F of the exact F test of each SNP on the k leading principal directions of ``y``."""
-    directions = np.linalg.svd(y, full_matrices=False)[0][:, :k]  # orthonormal: R^2 is a sum of squares
-    r2 = ((directions.T @ g) ** 2).sum(axis=0)
-    dfd = len(y) - covariates - k
+def leading_k(u: np.ndarray, g: np.ndarray, covariates: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """-log10 P and F of the exact F test of each SNP on the k leading principal directions ``u``."""
+    r2 = ((u[:, :k].T @ g) ** 2).sum(axis=0)  # orthonormal directions: R^2 is a sum of squares
+    dfd = len(u) - covariates - k
     f = r2 / k / ((1 - r2) / dfd)
     return -stats.f.logsf(f, k, dfd) / np.log(10), f
 
@@ -86,26 +83,25 @@ def subjects_needed(f: float, k: int, samples: int, covariates: int) -> float:
     return high if low == high else optimize.brentq(margin, low, high)
 
 
-def shrinkage(y: np.ndarray, g: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+def shrinkage(u: np.ndarray, singular: np.ndarray, g: np.ndarray, fraction: float,
+              rng: np.random.Generator) -> np.ndarray:
     """-log10 P of the shrinkage-whitened statistic, calibrated by a gamma fitted to its permuted values."""
     # z = y'g per dimension (y standardised, g of unit norm), so z' (R + lambda I)^-1 z with R = y'y / n is
     # n sum_i e_i / (e_i + lambda) (u_i' g)^2 over the eigenvalues e_i and left singular vectors u_i of y.
-    u, s, _ = np.linalg.svd(y, full_matrices=False)
-    eigen = s**2 / len(y)
-    weights = len(y) * eigen / (eigen + fraction * eigen[0])
+    eigen = singular**2 / len(u)
+    weights = len(u) * eigen / (eigen + fraction * eigen[0])
     observed = (weights * (u.T @ g).T ** 2).sum(axis=1)
     permuted = (weights * (u.T @ g[rng.permutation(len(g))]).T ** 2).sum(axis=1)
-    shape, scale = fit_gamma(permuted)
-    return -np.log10(special.gammaincc(shape, observed / scale))
+    return log10_gamma_sf(observed, *fit_gamma(permuted))
 
 
-def tests(y: np.ndarray, g: np.ndarray, covariate_count: int):
+def tests(u: np.ndarray, singular: np.ndarray, g: np.ndarray, covariate_count: int):
     """(label, -log10 P of every SNP, F or None, k or None) of each test of one space."""
-    for k in (*LEADING, y.shape[1]):
-        if k <= y.shape[1]:
-            yield f"leading {k}", *leading_k(y, g, covariate_count, k), k
+    for k in (*LEADING, u.shape[1]):
+        if k <= u.shape[1]:
+            yield f"leading {k}", *leading_k(u, g, covariate_count, k), k
     for fraction in SHRINKAGE:
-        yield f"shrinkage {fraction:g}", shrinkage(y, g, fraction, np.random.default_rng(0)), None, None
+        yield f"shrinkage {fraction:g}", shrinkage(u, singular, g, fraction, np.random.default_rng(0)), None, None
 
 
 def main() -> None:
@@ -122,12 +118,12 @@ def main() -> None:
     print("-log10 P of the planted SNPs (" + ", ".join(snp["trait"] for snp in truth) + ") | largest other SNP "
           "(their LD neighbours included)")
     for name, table in tables.items():
-        y, g, covariate_count = space_inputs(args.demo, Path(table), genotypes, covariates)
-        print(f"{name}: {len(y)} samples, {y.shape[1]} dimensions")
-        for label, log10p, f, k in tests(y, g, covariate_count):
+        u, singular, g, covariate_count = space_inputs(Path(table), genotypes, covariates)
+        print(f"{name}: {len(u)} samples, {u.shape[1]} dimensions")
+        for label, log10p, f, k in tests(u, singular, g, covariate_count):
             others = np.delete(log10p, planted)
             needed = "" if k is None else " | subjects needed: " + " ".join(
-                f"{subjects_needed(f[i], k, len(y), covariate_count):7,.0f}" for i in planted)
+                f"{subjects_needed(f[i], k, len(u), covariate_count):7,.0f}" for i in planted)
             print(f"  {label:>15}: " + " ".join(f"{log10p[i]:5.1f}" for i in planted) + f" | {others.max():5.1f}"
                   + needed)
 
